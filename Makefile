@@ -1,0 +1,38 @@
+# Two commands a newcomer needs: `make run` and `make test`. Each installs what it needs first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TSTAMP := $(VENV)/.installed-test
+export POCDIR_DATABASE_URL ?= sqlite:///var/pocdir.sqlite3
+
+.PHONY: run test lint install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(TSTAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP) $@
+
+install: $(STAMP)
+
+## run: simulate a year of the directory for all 193 States (once), then verify the record.
+run: $(STAMP)
+	@mkdir -p var
+	$(BIN)/pocdir simulate --states 193 --days 365 --seed 1 --if-empty
+	$(BIN)/pocdir verify
+
+## test: the whole suite, on SQLite and on PostgreSQL, plus lint and type checks.
+test: $(TSTAMP)
+	$(BIN)/ruff check domain projections api infra tests bench
+	$(BIN)/mypy domain projections api infra
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

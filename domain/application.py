@@ -1,0 +1,379 @@
+"""The application service: the one way commands reach the record.
+
+Every command loads the aggregates it needs, checks the rules across them (for example that
+both States of a notification are registered), and saves the new events in one atomic write.
+Time comes from the injected clock and new ids from the injected id factory, so a seeded
+simulation writes the same record every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.utils import Environment
+
+from domain.base import PocdirAggregate
+from domain.clock import Clock, SystemClock
+from domain.consent import SharingConsent
+from domain.errors import (
+    AlreadyExists,
+    ConcurrentChange,
+    InvalidTransition,
+    NotFound,
+    NotPermitted,
+    ValidationError,
+)
+from domain.members import check_member_state
+from domain.notification import Notification, SupportingInformation
+from domain.state_entry import StateEntry, state_entry_id
+from domain.values import Contact, Principal, Role, Text
+
+A = TypeVar("A", bound=PocdirAggregate)
+
+
+class DateAsISO(Transcoding):
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+def _value_transcoding(cls: Any, name: str) -> Transcoding:
+    """Store a frozen value object as its ``to_dict`` form, rebuilt through ``from_dict``."""
+
+    class _ValueAsDict(Transcoding):
+        type = cls
+
+        def encode(self, obj: Any) -> Any:
+            return obj.to_dict()
+
+        def decode(self, data: Any) -> Any:
+            return cls.from_dict(data)
+
+    _ValueAsDict.name = name
+    return _ValueAsDict()
+
+
+class PocDirectory(Application[UUID]):
+    """pocdir's application service over the hash-chained record."""
+
+    name = "pocdir"
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        clock: Clock | None = None,
+        new_id: Callable[[], UUID] = uuid4,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.new_id = new_id
+        super().__init__(env)
+
+    def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:  # type: ignore[override]
+        """Configuration comes only from the composition root, never from ``os.environ``,
+        so settings are read in one place (``infra.settings``)."""
+        return Environment(name, dict(env or {}))
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:  # type: ignore[override]
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+        transcoder.register(_value_transcoding(Text, "text"))
+        transcoder.register(_value_transcoding(Contact, "contact"))
+        transcoder.register(_value_transcoding(SupportingInformation, "supporting_information"))
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def _get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"no such {what}") from None
+        if not isinstance(aggregate, cls):
+            raise NotFound(f"no such {what}")
+        return aggregate
+
+    def get_entry(self, code: str) -> StateEntry:
+        code = check_member_state(code)
+        return self._get(StateEntry, state_entry_id(code), f"entry for {code}")
+
+    def get_active_entry(self, code: str) -> StateEntry:
+        """The entry of a registered State that has not withdrawn."""
+        entry = self.get_entry(code)
+        if entry.withdrawn:
+            raise InvalidTransition(f"{entry.code} has withdrawn from the directory")
+        return entry
+
+    def get_notification(self, notification_id: UUID) -> Notification:
+        return self._get(Notification, notification_id, "notification")
+
+    def get_consent(self, consent_id: UUID) -> SharingConsent:
+        return self._get(SharingConsent, consent_id, "consent")
+
+    def _save(self, *aggregates: PocdirAggregate) -> None:
+        try:
+            self.save(*aggregates)
+        except IntegrityError:
+            raise ConcurrentChange(
+                "someone else changed this first; read it again and retry"
+            ) from None
+
+    @staticmethod
+    def check_version(aggregate: PocdirAggregate, expected_version: int | None) -> None:
+        """Optimistic concurrency for callers that read first (HTTP ``If-Match``)."""
+        if expected_version is not None and aggregate.version != expected_version:
+            raise ConcurrentChange(
+                f"the entry is at version {aggregate.version}, not {expected_version}; "
+                "read it again and retry"
+            )
+
+    # -- StateEntry -------------------------------------------------------------------------
+
+    def register_state(
+        self, by: Principal, code: str, effective_on: date | None = None
+    ) -> StateEntry:
+        code = check_member_state(code)
+        if state_entry_id(code) in self.repository:
+            raise AlreadyExists(f"{code} is already registered")
+        entry = StateEntry.register(code, by, self.clock.now(), effective_on)
+        self._save(entry)
+        return entry
+
+    def _change_entry(
+        self,
+        by: Principal,
+        code: str,
+        change: Callable[[StateEntry], None],
+        expected_version: int | None,
+    ) -> StateEntry:
+        entry = self.get_entry(code)
+        self.check_version(entry, expected_version)
+        change(entry)
+        self._save(entry)
+        return entry
+
+    def add_contact(
+        self,
+        by: Principal,
+        code: str,
+        contact: Contact,
+        effective_on: date | None = None,
+        expected_version: int | None = None,
+    ) -> StateEntry:
+        at = self.clock.now()
+        return self._change_entry(
+            by,
+            code,
+            lambda e: e.add_contact(contact, by, at, effective_on or at.date()),
+            expected_version,
+        )
+
+    def update_contact(
+        self,
+        by: Principal,
+        code: str,
+        contact: Contact,
+        effective_on: date | None = None,
+        expected_version: int | None = None,
+    ) -> StateEntry:
+        at = self.clock.now()
+        return self._change_entry(
+            by,
+            code,
+            lambda e: e.update_contact(contact, by, at, effective_on or at.date()),
+            expected_version,
+        )
+
+    def remove_contact(
+        self,
+        by: Principal,
+        code: str,
+        contact_id: str,
+        effective_on: date | None = None,
+        expected_version: int | None = None,
+    ) -> StateEntry:
+        at = self.clock.now()
+        return self._change_entry(
+            by,
+            code,
+            lambda e: e.remove_contact(contact_id, by, at, effective_on or at.date()),
+            expected_version,
+        )
+
+    def set_coordination_contact(
+        self,
+        by: Principal,
+        code: str,
+        contact_id: str,
+        effective_on: date | None = None,
+        expected_version: int | None = None,
+    ) -> StateEntry:
+        at = self.clock.now()
+        return self._change_entry(
+            by,
+            code,
+            lambda e: e.set_coordination_contact(contact_id, by, at, effective_on or at.date()),
+            expected_version,
+        )
+
+    def set_preferred_channel(
+        self,
+        by: Principal,
+        code: str,
+        contact_id: str,
+        channel_kind: str,
+        effective_on: date | None = None,
+        expected_version: int | None = None,
+    ) -> StateEntry:
+        at = self.clock.now()
+        return self._change_entry(
+            by,
+            code,
+            lambda e: e.set_preferred_channel(
+                contact_id, channel_kind, by, at, effective_on or at.date()
+            ),
+            expected_version,
+        )
+
+    def confirm_entry(
+        self, by: Principal, code: str, expected_version: int | None = None
+    ) -> StateEntry:
+        at = self.clock.now()
+        return self._change_entry(by, code, lambda e: e.confirm(by, at), expected_version)
+
+    def withdraw_entry(
+        self,
+        by: Principal,
+        code: str,
+        effective_on: date | None = None,
+        expected_version: int | None = None,
+    ) -> StateEntry:
+        at = self.clock.now()
+        return self._change_entry(
+            by, code, lambda e: e.withdraw(by, at, effective_on or at.date()), expected_version
+        )
+
+    def rejoin(
+        self,
+        by: Principal,
+        code: str,
+        effective_on: date | None = None,
+        expected_version: int | None = None,
+    ) -> StateEntry:
+        at = self.clock.now()
+        return self._change_entry(
+            by, code, lambda e: e.rejoin(by, at, effective_on or at.date()), expected_version
+        )
+
+    # -- Notification -----------------------------------------------------------------------
+
+    def send_notification(  # noqa: PLR0913
+        self,
+        by: Principal,
+        recipient: str,
+        incident_type: str,
+        description: Text,
+        indicators: Iterable[Mapping[str, Any]] = (),
+        supporting_text: Text | None = None,
+        good_faith_attested: bool = False,
+    ) -> Notification:
+        """R7: both States must be in the directory; the recipient must not have withdrawn."""
+        if by.role is not Role.STATE or by.state is None:
+            raise NotPermitted("only a State sends notifications")
+        self.get_active_entry(by.state)
+        recipient = check_member_state(recipient)
+        try:
+            self.get_active_entry(recipient)
+        except NotFound:
+            raise ValidationError(f"{recipient} is not registered in the directory") from None
+        notification = Notification.send(
+            self.new_id(),
+            by,
+            self.clock.now(),
+            recipient,
+            incident_type,
+            description,
+            SupportingInformation.parse(indicators, supporting_text),
+            good_faith_attested,
+        )
+        self._save(notification)
+        return notification
+
+    def _change_notification(
+        self, notification_id: UUID, change: Callable[[Notification], None]
+    ) -> Notification:
+        notification = self.get_notification(notification_id)
+        change(notification)
+        self._save(notification)
+        return notification
+
+    def acknowledge_notification(self, by: Principal, notification_id: UUID) -> Notification:
+        at = self.clock.now()
+        return self._change_notification(notification_id, lambda n: n.acknowledge(by, at))
+
+    def respond_to_notification(
+        self,
+        by: Principal,
+        notification_id: UUID,
+        response: Text,
+        assistance_requested: bool = False,
+    ) -> Notification:
+        at = self.clock.now()
+        return self._change_notification(
+            notification_id, lambda n: n.respond(by, at, response, assistance_requested)
+        )
+
+    def close_notification(self, by: Principal, notification_id: UUID) -> Notification:
+        at = self.clock.now()
+        return self._change_notification(notification_id, lambda n: n.close(by, at))
+
+    def withdraw_notification(self, by: Principal, notification_id: UUID) -> Notification:
+        at = self.clock.now()
+        return self._change_notification(notification_id, lambda n: n.withdraw(by, at))
+
+    # -- SharingConsent ---------------------------------------------------------------------
+
+    def request_consent(
+        self, by: Principal, notification_id: UUID, third_state: str
+    ) -> SharingConsent:
+        """R11: ask the other party to share this exchange with a registered third State."""
+        notification = self.get_notification(notification_id)
+        third_state = check_member_state(third_state)
+        try:
+            self.get_active_entry(third_state)
+        except NotFound:
+            raise ValidationError(f"{third_state} is not registered in the directory") from None
+        consent = SharingConsent.request(
+            self.new_id(), by, self.clock.now(), notification.id, notification.parties, third_state
+        )
+        self._save(consent)
+        return consent
+
+    def _change_consent(
+        self, consent_id: UUID, change: Callable[[SharingConsent], None]
+    ) -> SharingConsent:
+        consent = self.get_consent(consent_id)
+        change(consent)
+        self._save(consent)
+        return consent
+
+    def grant_consent(self, by: Principal, consent_id: UUID) -> SharingConsent:
+        at = self.clock.now()
+        return self._change_consent(consent_id, lambda c: c.grant(by, at))
+
+    def deny_consent(self, by: Principal, consent_id: UUID) -> SharingConsent:
+        at = self.clock.now()
+        return self._change_consent(consent_id, lambda c: c.deny(by, at))
+
+    def revoke_consent(self, by: Principal, consent_id: UUID) -> SharingConsent:
+        at = self.clock.now()
+        return self._change_consent(consent_id, lambda c: c.revoke(by, at))

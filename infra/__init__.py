@@ -1,0 +1,1 @@
+"""Infrastructure: the hash-chained event store, crypto, settings and wiring."""

@@ -1,0 +1,250 @@
+"""The hash chain over the stored record: canonical encoding, hashes and verification.
+
+Byte-exact definitions are in ``docs/audit-format.md``; this module is their reference
+implementation and ``tests/test_audit_format.py`` recomputes the worked example there.
+
+For every stored event, in position order::
+
+    record   = u64(position) ‖ u32(len(id)) ‖ id ‖ u64(version)
+               ‖ u32(len(topic)) ‖ topic ‖ u32(len(state)) ‖ state
+    leaf     = SHA-256(0x00 ‖ record)                # RFC 9162 §2.1.1 leaf hash
+    link     = SHA-256(0x02 ‖ previous link ‖ leaf)  # GENESIS_LINK before the first event
+
+``state`` is the event's bytes as stored (ciphertext when encryption is on), so verification
+needs no key. The leaf hash is the one the Merkle tree of RFC 9162 uses, so checkpoints reuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from uuid import UUID
+
+#: RFC 9162 §2.1.1: prefix of a leaf hash.
+LEAF_HASH_PREFIX = b"\x00"
+#: RFC 9162 §2.1.1: prefix of an interior node hash (used by the Merkle tree).
+NODE_HASH_PREFIX = b"\x01"
+#: pocdir: prefix of a chain link, distinct from both tree prefixes.
+LINK_HASH_PREFIX = b"\x02"
+#: The link that precedes the first event.
+GENESIS_LINK = bytes(32)
+#: ``prev_position`` of the first event.
+GENESIS_POSITION = 0
+
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+
+
+def canonical_originator_id(originator_id: UUID | str) -> bytes:
+    """A UUID as its 36-character lowercase hyphenated form, in ASCII."""
+    if isinstance(originator_id, UUID):
+        return str(originator_id).encode("ascii")
+    return str(UUID(originator_id)).encode("ascii")
+
+
+def encode_record(
+    position: int, originator_id: UUID | str, version: int, topic: str, state: bytes
+) -> bytes:
+    """The canonical record of one stored event (see module docstring)."""
+    oid = canonical_originator_id(originator_id)
+    topic_bytes = topic.encode("utf-8")
+    return b"".join(
+        (
+            _U64.pack(position),
+            _U32.pack(len(oid)),
+            oid,
+            _U64.pack(version),
+            _U32.pack(len(topic_bytes)),
+            topic_bytes,
+            _U32.pack(len(state)),
+            state,
+        )
+    )
+
+
+def leaf_hash(record: bytes) -> bytes:
+    return hashlib.sha256(LEAF_HASH_PREFIX + record).digest()
+
+
+def chain_link(previous_link: bytes, leaf: bytes) -> bytes:
+    return hashlib.sha256(LINK_HASH_PREFIX + previous_link + leaf).digest()
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    """A row of the chain table: the link of the event at ``position``."""
+
+    position: int
+    prev_position: int
+    leaf_hash: bytes
+    link: bytes
+
+
+def compute_links(
+    head_position: int,
+    head_link: bytes,
+    events: Iterable[tuple[int, UUID | str, int, str, bytes]],
+) -> list[LinkRow]:
+    """Links for new events ``(position, originator_id, version, topic, state)`` that follow
+    the stored head. Precondition: the caller holds the store's write lock, so the head is
+    the last committed event and no other writer can interleave.
+
+    Raises ``ChainBroken`` if a position does not follow the head (the store was tampered
+    with, e.g. rows deleted at the tail so that positions were reused).
+    """
+    rows: list[LinkRow] = []
+    prev_position, prev_link = head_position, head_link
+    for position, originator_id, version, topic, state in events:
+        if position <= prev_position:
+            raise ChainBroken(
+                position,
+                f"new event at position {position} does not follow the head "
+                f"at {prev_position}; the store needs an audit",
+                expected=f"> {prev_position}",
+                computed=str(position),
+            )
+        leaf = leaf_hash(encode_record(position, originator_id, version, topic, state))
+        link = chain_link(prev_link, leaf)
+        rows.append(LinkRow(position, prev_position, leaf, link))
+        prev_position, prev_link = position, link
+    return rows
+
+
+# -- verification -----------------------------------------------------------------------------
+
+
+class VerificationError(Exception):
+    """The stored record is not intact. Carries the first bad position and what is wrong,
+    with the expected and the computed values (hex for hashes)."""
+
+    def __init__(self, position: int, reason: str, *, expected: str, computed: str) -> None:
+        self.position = position
+        self.reason = reason
+        self.expected = expected
+        self.computed = computed
+        super().__init__(
+            f"position {position}: {reason} (expected {expected}, computed {computed})"
+        )
+
+
+class RecordAltered(VerificationError):
+    """The event's stored bytes, topic, originator id, version or position changed."""
+
+
+class LinkMismatch(VerificationError):
+    """The stored link does not follow from the previous link and this record."""
+
+
+class EventMissing(VerificationError):
+    """A link exists for a position whose event row is gone (deleted)."""
+
+
+class UnlinkedEvent(VerificationError):
+    """An event row has no link: it was inserted outside the chained write path."""
+
+
+class ChainBroken(VerificationError):
+    """The link's predecessor is not the previous stored event (rows deleted, inserted or
+    reordered), or a new event does not follow the head."""
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """One position of the record as read for verification: the event columns (None when
+    the event row is missing) and the link columns (None when the link row is missing)."""
+
+    position: int
+    originator_id: UUID | str | None
+    originator_version: int | None
+    topic: str | None
+    state: bytes | None
+    prev_position: int | None
+    leaf_hash: bytes | None
+    link: bytes | None
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    events: int
+    head_position: int
+    head_link: bytes
+
+    @property
+    def head_hash(self) -> str:
+        return self.head_link.hex()
+
+
+class ChainVerifier:
+    """Stateful walk over the record; ``check`` each row in position order."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.head_position = GENESIS_POSITION
+        self.head_link = GENESIS_LINK
+
+    def check(self, row: StoredRow) -> None:
+        position = row.position
+        if row.link is None or row.leaf_hash is None or row.prev_position is None:
+            raise UnlinkedEvent(
+                position,
+                "event has no link: it was inserted outside the chain",
+                expected="a link row",
+                computed="none",
+            )
+        if (
+            row.originator_id is None
+            or row.originator_version is None
+            or row.topic is None
+            or row.state is None
+        ):
+            raise EventMissing(
+                position,
+                "the event this link covers is missing: a stored event was deleted",
+                expected="an event row",
+                computed="none",
+            )
+        if row.prev_position != self.head_position:
+            raise ChainBroken(
+                position,
+                "the link's predecessor is not the previous stored event: "
+                "rows were deleted, inserted or reordered",
+                expected=f"predecessor {self.head_position}",
+                computed=f"predecessor {row.prev_position}",
+            )
+        try:
+            record = encode_record(
+                position, row.originator_id, row.originator_version, row.topic, row.state
+            )
+        except (ValueError, struct.error, UnicodeError) as e:
+            raise RecordAltered(
+                position,
+                f"stored event cannot be encoded ({e})",
+                expected="a well-formed record",
+                computed="malformed",
+            ) from None
+        leaf = leaf_hash(record)
+        if leaf != row.leaf_hash:
+            raise RecordAltered(
+                position,
+                "stored event changed: its bytes, topic, originator, version or position "
+                "no longer match the record that was linked",
+                expected=f"leaf {row.leaf_hash.hex()}",
+                computed=f"leaf {leaf.hex()}",
+            )
+        link = chain_link(self.head_link, leaf)
+        if link != row.link:
+            raise LinkMismatch(
+                position,
+                "stored link does not follow from the previous link and this record",
+                expected=f"link {row.link.hex()}",
+                computed=f"link {link.hex()}",
+            )
+        self.events += 1
+        self.head_position = position
+        self.head_link = link
+
+    @property
+    def result(self) -> VerificationResult:
+        return VerificationResult(self.events, self.head_position, self.head_link)

@@ -1,0 +1,113 @@
+"""Settings, read from ``POCDIR_*`` environment variables in this one place.
+
+=============================  ==============================================================
+``POCDIR_DATABASE_URL``        ``sqlite:///relative/path.sqlite3``, ``sqlite:////abs/path`` or
+                               ``postgresql://user[:password]@host[:port]/db[?schema=name]``.
+                               Default: ``sqlite:///var/pocdir.sqlite3``.
+``POCDIR_CIPHER_KEY``          Optional. Base64 AES key (16, 24 or 32 bytes) to encrypt event
+                               state at rest with AES-GCM (R13). ``pocdir keys cipher`` makes
+                               one. Keep it out of the repository.
+=============================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+DEFAULT_DATABASE_URL = "sqlite:///var/pocdir.sqlite3"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable and what to fix."""
+
+
+@dataclass(frozen=True)
+class PostgresParams:
+    dbname: str
+    host: str
+    port: int
+    user: str
+    password: str
+    schema: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    cipher_key: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        settings = cls(
+            database_url=env.get("POCDIR_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
+            cipher_key=env.get("POCDIR_CIPHER_KEY", "").strip() or None,
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Fail early, naming the variable, rather than on first use."""
+        if self.backend == "sqlite":
+            self.sqlite_path  # noqa: B018 - parses
+        else:
+            self.postgres  # noqa: B018 - parses
+        if self.cipher_key is not None:
+            try:
+                key = base64.b64decode(self.cipher_key, validate=True)
+            except binascii.Error:
+                raise SettingsError("POCDIR_CIPHER_KEY is not valid base64") from None
+            if len(key) not in (16, 24, 32):
+                raise SettingsError("POCDIR_CIPHER_KEY must decode to 16, 24 or 32 bytes")
+
+    @property
+    def backend(self) -> str:
+        scheme = self.database_url.split(":", 1)[0].lower()
+        if scheme == "sqlite":
+            return "sqlite"
+        if scheme in ("postgresql", "postgres"):
+            return "postgresql"
+        raise SettingsError(
+            "POCDIR_DATABASE_URL must start with sqlite:/// or postgresql://, "
+            f"not {scheme[:20]!r}"
+        )
+
+    @property
+    def sqlite_path(self) -> str:
+        prefix = "sqlite:///"
+        if not self.database_url.startswith(prefix) or self.database_url == prefix:
+            raise SettingsError(
+                "POCDIR_DATABASE_URL for SQLite is sqlite:///relative/path or sqlite:////abs/path"
+            )
+        path = self.database_url[len(prefix) :]
+        if path != ":memory:" and not path.startswith("file:"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def postgres(self) -> PostgresParams:
+        parts = urlsplit(self.database_url)
+        dbname = parts.path.lstrip("/")
+        if not parts.hostname or not dbname:
+            raise SettingsError(
+                "POCDIR_DATABASE_URL for PostgreSQL is postgresql://user@host:port/db"
+            )
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            raise SettingsError("POCDIR_DATABASE_URL has an invalid port") from None
+        schema = parse_qs(parts.query).get("schema", ["public"])[0]
+        return PostgresParams(
+            dbname=unquote(dbname),
+            host=parts.hostname,
+            port=port,
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+            schema=schema,
+        )

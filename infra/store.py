@@ -1,0 +1,295 @@
+"""The hash-chained event store on SQLite and PostgreSQL.
+
+Each backend's application recorder is the library's, extended so that every transaction
+that inserts events also inserts their links into the ``event_chain`` table, computed from the
+last stored link. The guarantees:
+
+* Atomic: events and links are written in one database transaction; if computing or writing a
+  link fails, nothing is committed (the library's PostgreSQL recorder would commit in that case,
+  so ``insert_events`` is overridden there).
+* One order: the write lock that serialises inserts (SQLite's database lock, PostgreSQL's
+  ``LOCK TABLE … IN EXCLUSIVE MODE`` from the library's ``_lock_table``) is held while the head
+  is read and the links are written, so concurrent writers leave one linear chain, and commit
+  order equals position order, so no reader sees a link before its predecessor.
+* Gaps: PostgreSQL's sequence skips positions after rollbacks; each link names the previous
+  *stored* position rather than ``position - 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    StoredEvent,
+)
+from eventsourcing.postgres import (
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresFactory,
+)
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteCursor,
+    SQLiteDatastore,
+    SQLiteFactory,
+)
+from eventsourcing.utils import retry
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from infra.chain import GENESIS_LINK, GENESIS_POSITION, LinkRow, StoredRow, compute_links
+
+CHAIN_TABLE = "event_chain"
+READ_BATCH = 5000
+
+
+class ChainedRecorder(Protocol):
+    """What verification, audit export and benchmarks need from either backend."""
+
+    def chain_head(self) -> tuple[int, bytes]: ...
+
+    def select_links(self, after: int, limit: int) -> Sequence[LinkRow]: ...
+
+
+def iter_stored_rows(
+    recorder: ApplicationRecorder, chain: ChainedRecorder, batch: int = READ_BATCH
+) -> Iterator[StoredRow]:
+    """Every position of the record in order, merging the event table with the chain table,
+    so a missing row on either side is reported at its own position."""
+
+    def events() -> Iterator[Any]:
+        after = 0
+        while True:
+            page = recorder.select_notifications(after, batch, inclusive_of_start=False)
+            yield from page
+            if len(page) < batch:
+                return
+            after = page[-1].id
+
+    def links() -> Iterator[LinkRow]:
+        after = 0
+        while True:
+            page = chain.select_links(after, batch)
+            yield from page
+            if len(page) < batch:
+                return
+            after = page[-1].position
+
+    ev_iter, ln_iter = events(), links()
+    ev, ln = next(ev_iter, None), next(ln_iter, None)
+    while ev is not None or ln is not None:
+        if ln is None or (ev is not None and ev.id < ln.position):
+            assert ev is not None  # for type checkers: the branch implies it
+            yield StoredRow(
+                ev.id, ev.originator_id, ev.originator_version, ev.topic, ev.state,
+                None, None, None,
+            )
+            ev = next(ev_iter, None)
+        elif ev is None or ln.position < ev.id:
+            yield StoredRow(
+                ln.position, None, None, None, None, ln.prev_position, ln.leaf_hash, ln.link
+            )
+            ln = next(ln_iter, None)
+        else:
+            yield StoredRow(
+                ev.id, ev.originator_id, ev.originator_version, ev.topic, ev.state,
+                ln.prev_position, ln.leaf_hash, ln.link,
+            )
+            ev, ln = next(ev_iter, None), next(ln_iter, None)
+
+
+# -- SQLite ------------------------------------------------------------------------------------
+
+
+class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    """SQLite recorder that links every event in the transaction that inserts it."""
+
+    def __init__(
+        self,
+        datastore: SQLiteDatastore,
+        events_table_name: str = "stored_events",
+        chain_table_name: str = CHAIN_TABLE,
+    ) -> None:
+        self.chain_table_name = chain_table_name
+        super().__init__(datastore, events_table_name)
+        self.select_head_statement = (
+            f"SELECT position, link FROM {chain_table_name} ORDER BY position DESC LIMIT 1"
+        )
+        self.insert_link_statement = f"INSERT INTO {chain_table_name} VALUES (?,?,?,?)"
+        self.select_links_statement = (
+            f"SELECT position, prev_position, leaf_hash, link FROM {chain_table_name} "
+            "WHERE position > ? ORDER BY position LIMIT ?"
+        )
+
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {self.chain_table_name} ("
+            "position INTEGER PRIMARY KEY, "
+            "prev_position INTEGER NOT NULL, "
+            "leaf_hash BLOB NOT NULL, "
+            "link BLOB NOT NULL)"
+        )
+        return statements
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        # Inserting first takes SQLite's write lock, so the head read next is the last
+        # committed one and no other writer can interleave until this transaction ends.
+        positions = super()._insert_events(c, stored_events, **kwargs)
+        if positions:
+            self._insert_links(c, stored_events, positions)
+        return positions
+
+    def _insert_links(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], positions: Sequence[int]
+    ) -> None:
+        c.execute(self.select_head_statement)
+        head = c.fetchone()
+        rows = compute_links(
+            head[0] if head else GENESIS_POSITION,
+            bytes(head[1]) if head else GENESIS_LINK,
+            (
+                (p, e.originator_id, e.originator_version, e.topic, e.state)
+                for p, e in zip(positions, stored_events, strict=True)
+            ),
+        )
+        c.executemany(
+            self.insert_link_statement,
+            [(r.position, r.prev_position, r.leaf_hash, r.link) for r in rows],
+        )
+
+    def chain_head(self) -> tuple[int, bytes]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.select_head_statement)
+            head = c.fetchone()
+        return (head[0], bytes(head[1])) if head else (GENESIS_POSITION, GENESIS_LINK)
+
+    def select_links(self, after: int, limit: int) -> Sequence[LinkRow]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.select_links_statement, (after, limit))
+            return [LinkRow(r[0], r[1], bytes(r[2]), bytes(r[3])) for r in c.fetchall()]
+
+
+class ChainedSQLiteFactory(SQLiteFactory):
+    application_recorder_class = ChainedSQLiteApplicationRecorder
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
+    """PostgreSQL recorder that links every event in the transaction that inserts it."""
+
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        events_table_name: str = "stored_events",
+        chain_table_name: str = CHAIN_TABLE,
+    ) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.check_identifier_length(chain_table_name)
+        self.chain_table_name = chain_table_name
+        table = Identifier(self.datastore.schema), Identifier(chain_table_name)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.{1} ("
+                "position bigint PRIMARY KEY, "
+                "prev_position bigint NOT NULL, "
+                "leaf_hash bytea NOT NULL, "
+                "link bytea NOT NULL)"
+            ).format(*table)
+        )
+        self.select_head_statement = SQL(
+            "SELECT position, link FROM {0}.{1} ORDER BY position DESC LIMIT 1"
+        ).format(*table)
+        self.insert_link_statement = SQL("INSERT INTO {0}.{1} VALUES (%s, %s, %s, %s)").format(
+            *table
+        )
+        self.select_links_statement = SQL(
+            "SELECT position, prev_position, leaf_hash, link FROM {0}.{1} "
+            "WHERE position > %s ORDER BY position LIMIT %s"
+        ).format(*table)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert events and their links in one transaction.
+
+        Overridden because the library's version catches exceptions inside its pipeline block
+        and re-raises them after the transaction block has exited, which commits the events
+        even when linking them failed. Here any exception propagates through the transaction
+        block, which rolls back. The database-functions insert mode takes no table lock, so
+        it is refused.
+        """
+        if self.datastore.enable_db_functions:
+            raise ProgrammingError(
+                "the database-functions insert mode takes no table lock; the chain needs one"
+            )
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(),
+            conn.cursor() as curs,
+        ):
+            self._insert_events(curs, stored_events, **kwargs)
+            if not stored_events:
+                return []
+            # Takes the EXCLUSIVE table lock (library's _lock_table), notifies, inserts.
+            self._insert_stored_events(curs, stored_events, **kwargs)
+            positions = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+            if positions is None or len(positions) != len(stored_events):
+                raise ProgrammingError("did not get a position for every inserted event")
+            self._insert_links(curs, stored_events, positions)
+        return positions
+
+    def _insert_links(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        positions: Sequence[int],
+    ) -> None:
+        curs.execute(self.select_head_statement, prepare=True)
+        head = curs.fetchone()
+        rows = compute_links(
+            head["position"] if head else GENESIS_POSITION,
+            bytes(head["link"]) if head else GENESIS_LINK,
+            (
+                (p, e.originator_id, e.originator_version, e.topic, e.state)
+                for p, e in zip(positions, stored_events, strict=True)
+            ),
+        )
+        curs.executemany(
+            self.insert_link_statement,
+            [(r.position, r.prev_position, r.leaf_hash, r.link) for r in rows],
+        )
+
+    @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
+    def chain_head(self) -> tuple[int, bytes]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.select_head_statement, prepare=True)
+            head = curs.fetchone()
+        return (head["position"], bytes(head["link"])) if head else (GENESIS_POSITION, GENESIS_LINK)
+
+    @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
+    def select_links(self, after: int, limit: int) -> Sequence[LinkRow]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.select_links_statement, (after, limit), prepare=True)
+            return [
+                LinkRow(
+                    r["position"], r["prev_position"], bytes(r["leaf_hash"]), bytes(r["link"])
+                )
+                for r in curs.fetchall()
+            ]
+
+
+class ChainedPostgresFactory(PostgresFactory):
+    application_recorder_class = ChainedPostgresApplicationRecorder

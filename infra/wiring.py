@@ -1,0 +1,52 @@
+"""The composition root: everything is built here from ``Settings``, and nothing connects at
+import time. Tests call ``build_application`` with their own settings, clock and ids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from uuid import UUID, uuid4
+
+from domain.application import PocDirectory
+from domain.clock import Clock
+from infra.settings import Settings
+
+SQLITE_FACTORY = "infra.store:ChainedSQLiteFactory"
+POSTGRES_FACTORY = "infra.store:ChainedPostgresFactory"
+CIPHER = "eventsourcing.cryptography:AESCipher"
+
+
+def eventsourcing_env(settings: Settings) -> dict[str, str]:
+    """Translate pocdir settings into the library's configuration keys."""
+    env: dict[str, str] = {}
+    if settings.backend == "sqlite":
+        env.update(PERSISTENCE_MODULE=SQLITE_FACTORY, SQLITE_DBNAME=settings.sqlite_path)
+        env["SQLITE_LOCK_TIMEOUT"] = "30"
+    else:
+        pg = settings.postgres
+        env.update(
+            PERSISTENCE_MODULE=POSTGRES_FACTORY,
+            POSTGRES_DBNAME=pg.dbname,
+            POSTGRES_HOST=pg.host,
+            POSTGRES_PORT=str(pg.port),
+            POSTGRES_USER=pg.user,
+            POSTGRES_PASSWORD=pg.password,
+            POSTGRES_SCHEMA=pg.schema,
+            POSTGRES_POOL_SIZE="4",
+            POSTGRES_MAX_OVERFLOW="8",
+            POSTGRES_CONNECT_TIMEOUT="5",
+            POSTGRES_PRE_PING="y",
+            POSTGRES_LOCK_TIMEOUT="30",
+        )
+    if settings.cipher_key:
+        env.update(CIPHER_TOPIC=CIPHER, CIPHER_KEY=settings.cipher_key)
+    return env
+
+
+def build_application(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    new_id: Callable[[], UUID] = uuid4,
+) -> PocDirectory:
+    """The application service over the chained store that ``settings`` names."""
+    return PocDirectory(eventsourcing_env(settings), clock=clock, new_id=new_id)
