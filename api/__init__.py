@@ -1,0 +1,1 @@
+"""Interfaces to pocdir: the command line (and, later, HTTP)."""

@@ -1,0 +1,383 @@
+"""A deterministic simulation of the directory in use, driven only through the application
+service's real commands (never by writing to the database).
+
+States register in an opening wave, keep their entries current (or let them lapse), notify
+each other, acknowledge, respond and ask for assistance, and ask for, grant, deny and revoke
+consent to share. Behaviour is drawn from one seeded ``random.Random``, time from a
+``SimulatedClock`` and ids from a seeded factory, so a seed always writes the same record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from uuid import UUID
+
+from domain.application import PocDirectory
+from domain.clock import SimulatedClock
+from domain.consent import ConsentStatus
+from domain.members import member_states
+from domain.notification import NotificationStatus
+from domain.taxonomy import INCIDENT_TYPES, Level
+from domain.values import Contact, Principal, Role, Text
+
+DEFAULT_START = datetime(2025, 1, 6, tzinfo=UTC)
+
+_ZONES = (
+    "Europe/Paris", "Europe/Berlin", "Europe/London", "Europe/Moscow", "Africa/Nairobi",
+    "Africa/Lagos", "Africa/Cairo", "Asia/Tokyo", "Asia/Singapore", "Asia/Kolkata",
+    "Asia/Dubai", "America/New_York", "America/Sao_Paulo", "America/Mexico_City",
+    "Australia/Sydney", "Pacific/Fiji",
+)
+_HOURS = ("24/7", "Mon-Fri 08:00-18:00", "Mon-Fri 09:00-17:00", "Sun-Thu 08:00-16:00")
+_MALWARE = ("Emotet", "TrickBot", "LockBit", "Conti", "Mirai", "PlugX", "QakBot", "NotPetya")
+_TRANSLATED = {
+    "fr": ("Service national de cybersécurité", "Signalement d'activité malveillante"),
+    "es": ("Centro nacional de ciberseguridad", "Notificación de actividad maliciosa"),
+    "ru": ("Национальный центр кибербезопасности", "Уведомление о вредоносной активности"),
+    "ar": ("المركز الوطني للأمن السيبراني", "إخطار بنشاط ضار"),
+    "zh": ("国家网络安全中心", "恶意活动通报"),
+}
+_ENGLISH = ("National cybersecurity centre", "Report of malicious activity")
+
+
+@dataclass
+class _Persona:
+    """How one simulated State behaves: drawn once from the seed."""
+
+    code: str
+    language: str
+    diligent: bool  # confirms its entry on time, reports changes promptly
+    responsive: float  # chance to acknowledge a notification
+    needs_assistance: float  # chance a response asks for assistance (R16)
+    contacts: list[str] = field(default_factory=list)
+    version: int = 0
+
+
+@dataclass
+class SimulationReport:
+    states: int
+    days: int
+    seed: int
+    commands: Counter[str]
+
+    @property
+    def total(self) -> int:
+        return sum(self.commands.values())
+
+
+class Simulator:
+    """Runs the simulation against ``app``; call ``run``."""
+
+    def __init__(
+        self,
+        app: PocDirectory,
+        clock: SimulatedClock,
+        *,
+        states: int,
+        days: int,
+        seed: int,
+    ) -> None:
+        if not 2 <= states <= len(member_states()):
+            raise ValueError(f"--states must be between 2 and {len(member_states())}")
+        if days < 1:
+            raise ValueError("--days must be at least 1")
+        self.app, self.clock = app, clock
+        self.states, self.days, self.seed = states, days, seed
+        self.rng = random.Random(seed)
+        self.start = clock.now()
+        self.end = self.start + timedelta(days=days)
+        self.commands: Counter[str] = Counter()
+        self._queue: list[tuple[datetime, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        codes = sorted(self.rng.sample(sorted(member_states()), states))
+        self.personas = {code: self._persona(code) for code in codes}
+        self.active: list[str] = []
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def at(self, when: datetime, action: Callable[[], None]) -> None:
+        if when < self.end:
+            heapq.heappush(self._queue, (when, next(self._seq), action))
+
+    def later(self, delay: timedelta, action: Callable[[], None]) -> None:
+        self.at(self.clock.now() + delay, action)
+
+    def _random_time(self, day: date) -> datetime:
+        return datetime.combine(day, time(0), tzinfo=UTC) + timedelta(
+            seconds=self.rng.randrange(6 * 3600, 20 * 3600)
+        )
+
+    def run(self, on_day: Callable[[int], None] | None = None) -> SimulationReport:
+        """Simulate ``days`` days from the clock's current time."""
+        registration_days = max(1, min(self.days, 45))
+        for code in self.personas:
+            day = self.start.date() + timedelta(days=self.rng.randrange(registration_days))
+            self.at(self._random_time(day), lambda c=code: self.register(c))
+        for offset in range(self.days):
+            day = self.start.date() + timedelta(days=offset)
+            self._plan_day(day)
+            day_end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+            while self._queue and self._queue[0][0] < day_end:
+                when, _, action = heapq.heappop(self._queue)
+                self.clock.set(max(when, self.clock.now()))
+                action()
+            if on_day is not None:
+                on_day(offset + 1)
+        self.clock.set(max(self.end, self.clock.now()))
+        return SimulationReport(self.states, self.days, self.seed, self.commands)
+
+    def _plan_day(self, day: date) -> None:
+        rate = max(1, len(self.active)) * 0.02  # notifications a day across the directory
+        for _ in range(self._poisson(rate)):
+            if len(self.active) >= 2:
+                self.at(self._random_time(day), self.notify)
+        for code in self.active:
+            persona = self.personas[code]
+            if self.rng.random() < (1 / 90 if persona.diligent else 1 / 400):
+                self.at(self._random_time(day), lambda c=code: self.change_contact(c))
+        if self.rng.random() < 1 / 120 and len(self.active) > 2:
+            code = self.rng.choice(self.active)
+            self.at(self._random_time(day), lambda c=code: self.withdraw(c))
+
+    def _poisson(self, lam: float) -> int:
+        # Knuth's method is fine for the small rates used here.
+        threshold, k, p = pow(2.718281828459045, -lam), 0, 1.0
+        while True:
+            p *= self.rng.random()
+            if p <= threshold:
+                return k
+            k += 1
+
+    # -- States -----------------------------------------------------------------------------
+
+    def _persona(self, code: str) -> _Persona:
+        return _Persona(
+            code=code,
+            language=self.rng.choice(("en", "en", "en", "fr", "es", "ru", "ar", "zh")),
+            diligent=self.rng.random() < 0.75,
+            responsive=self.rng.choice((0.95, 0.9, 0.8, 0.5)),
+            needs_assistance=self.rng.choice((0.0, 0.05, 0.3)),
+        )
+
+    def principal(self, code: str) -> Principal:
+        return Principal(f"sim-{code.lower()}", Role.STATE, code)
+
+    def _text(self, persona: _Persona, which: int) -> Text:
+        if persona.language in _TRANSLATED:
+            return Text.parse(persona.language, _TRANSLATED[persona.language][which], _ENGLISH[which])
+        return Text.english_only(_ENGLISH[which])
+
+    def _contact(self, persona: _Persona, contact_id: str, level: Level) -> Contact:
+        rng, code = self.rng, persona.code.lower()
+        channels: list[dict[str, str]] = [
+            {"kind": "email", "address": f"{contact_id}@{code}.pocdir.example"},
+            {"kind": "phone", "address": "+" + str(rng.randrange(10**9, 10**11))},
+        ]
+        if level is Level.TECHNICAL and rng.random() < 0.6:
+            fingerprint = hashlib.sha256(rng.randbytes(16)).hexdigest()
+            channels.append(
+                {"kind": "secure", "address": f"xmpp:{contact_id}@{code}.pocdir.example",
+                 "fingerprint": fingerprint}
+            )
+        types = rng.sample(sorted(INCIDENT_TYPES), rng.randrange(2, 6))
+        return Contact.from_dict(
+            {
+                "contact_id": contact_id,
+                "level": str(level),
+                "agency": self._text(persona, 0).to_dict(),
+                "function": "Point of contact" if level is Level.DIPLOMATIC else "CERT",
+                "channels": channels,
+                "languages": sorted({persona.language, "en"}),
+                "time_zone": rng.choice(_ZONES),
+                "hours": rng.choice(_HOURS),
+                "incident_types": types if level is Level.TECHNICAL else [],
+            }
+        )
+
+    def register(self, code: str) -> None:
+        persona, by = self.personas[code], self.principal(code)
+        self.app.register_state(by, code)
+        self.commands["register"] += 1
+        levels = self.rng.choice(
+            ([Level.DIPLOMATIC, Level.TECHNICAL], [Level.TECHNICAL],
+             [Level.DIPLOMATIC, Level.TECHNICAL, Level.TECHNICAL])
+        )
+        for index, level in enumerate(levels, start=1):
+            contact_id = f"{'dip' if level is Level.DIPLOMATIC else 'tech'}-{index}"
+            self.app.add_contact(by, code, self._contact(persona, contact_id, level))
+            persona.contacts.append(contact_id)
+            self.commands["add contact"] += 1
+        coordinator = persona.contacts[0]
+        self.app.set_coordination_contact(by, code, coordinator)
+        self.commands["set coordination contact"] += 1
+        if self.rng.random() < 0.4:
+            self.app.set_preferred_channel(by, code, coordinator, "email")
+            self.commands["set preferred channel"] += 1
+        self.active.append(code)
+        if persona.diligent:
+            self.later(timedelta(days=self.rng.randrange(320, 360)), lambda: self.confirm(code))
+
+    def confirm(self, code: str) -> None:
+        if code not in self.active:
+            return
+        self.app.confirm_entry(self.principal(code), code)
+        self.commands["confirm annually"] += 1
+        self.later(timedelta(days=self.rng.randrange(320, 360)), lambda: self.confirm(code))
+
+    def change_contact(self, code: str) -> None:
+        if code not in self.active:
+            return
+        persona, by = self.personas[code], self.principal(code)
+        entry = self.app.get_entry(code)
+        contact_id = self.rng.choice(sorted(entry.contacts))
+        current = entry.contacts[contact_id]
+        changed = self._contact(persona, contact_id, current.level)
+        # Diligent States report within days; others sometimes after the 30-day limit (R5).
+        delay = self.rng.randrange(0, 10) if persona.diligent else self.rng.randrange(5, 90)
+        effective_on = max(entry.registered_on, self.clock.now().date() - timedelta(days=delay))
+        if entry.preferred and entry.preferred[0] == contact_id:
+            return  # keep the preferred channel stable in the simulation
+        self.app.update_contact(by, code, changed, effective_on)
+        self.commands["update contact"] += 1
+
+    def withdraw(self, code: str) -> None:
+        if code not in self.active:
+            return
+        self.app.withdraw_entry(self.principal(code), code)
+        self.active.remove(code)
+        self.commands["withdraw entry"] += 1
+        if self.rng.random() < 0.5:
+            self.later(timedelta(days=self.rng.randrange(10, 60)), lambda: self.rejoin(code))
+
+    def rejoin(self, code: str) -> None:
+        self.app.rejoin(self.principal(code), code)
+        self.active.append(code)
+        self.commands["rejoin"] += 1
+
+    # -- exchanges --------------------------------------------------------------------------
+
+    def _indicators(self) -> list[dict[str, str]]:
+        rng, items = self.rng, []
+        for _ in range(rng.randrange(1, 6)):
+            kind = rng.choice(("ipv4", "ipv6", "ipv4-range", "domain", "url", "sha256", "malware"))
+            if kind == "ipv4":
+                value = f"{rng.choice(('192.0.2', '198.51.100', '203.0.113'))}.{rng.randrange(1, 255)}"
+            elif kind == "ipv6":
+                value = f"2001:db8::{rng.randrange(1, 0xFFFF):x}"
+            elif kind == "ipv4-range":
+                value = f"198.51.100.{rng.choice((0, 64, 128))}/26"
+            elif kind == "domain":
+                value = f"c2-{rng.randrange(10**6)}.example.net"
+            elif kind == "url":
+                value = f"https://update-{rng.randrange(10**6)}.example.org/payload.bin"
+            elif kind == "sha256":
+                value = hashlib.sha256(rng.randbytes(16)).hexdigest()
+            else:
+                value = rng.choice(_MALWARE)
+            items.append({"kind": kind, "value": value})
+        return items
+
+    def notify(self) -> None:
+        sender, recipient = self.rng.sample(self.active, 2)
+        persona = self.personas[sender]
+        notification = self.app.send_notification(
+            self.principal(sender),
+            recipient,
+            self.rng.choice(sorted(INCIDENT_TYPES)),
+            self._text(persona, 1),
+            self._indicators(),
+            good_faith_attested=True,
+        )
+        self.commands["send notification"] += 1
+        nid = notification.id
+        if self.rng.random() < 0.03:
+            self.later(timedelta(hours=self.rng.randrange(1, 12)), lambda: self.withdraw_notification(nid))
+        elif self.rng.random() < self.personas[recipient].responsive:
+            hours = self.rng.choice((1, 2, 4, 8, 24, 48, 96))
+            self.later(timedelta(hours=hours * self.rng.uniform(0.5, 1.5)), lambda: self.acknowledge(nid))
+
+    def withdraw_notification(self, nid: UUID) -> None:
+        n = self.app.get_notification(nid)
+        if n.status is NotificationStatus.SENT:
+            self.app.withdraw_notification(self.principal(n.sender), nid)
+            self.commands["withdraw notification"] += 1
+
+    def acknowledge(self, nid: UUID) -> None:
+        n = self.app.get_notification(nid)
+        if n.status is not NotificationStatus.SENT:
+            return
+        self.app.acknowledge_notification(self.principal(n.recipient), nid)
+        self.commands["acknowledge"] += 1
+        if self.rng.random() < 0.8:
+            self.later(timedelta(hours=self.rng.randrange(4, 24 * 7)), lambda: self.respond(nid))
+        else:
+            self.later(timedelta(days=self.rng.randrange(7, 30)), lambda: self.close(nid))
+
+    def respond(self, nid: UUID) -> None:
+        n = self.app.get_notification(nid)
+        if n.status not in (NotificationStatus.ACKNOWLEDGED, NotificationStatus.RESPONDED):
+            return
+        persona = self.personas[n.recipient]
+        assistance = self.rng.random() < persona.needs_assistance
+        text = "We are investigating and will share findings."
+        if assistance:
+            text = "We lack the capacity to respond in full and ask for technical assistance."
+        self.app.respond_to_notification(
+            self.principal(n.recipient), nid, Text.english_only(text), assistance
+        )
+        self.commands["respond (assistance asked)" if assistance else "respond"] += 1
+        if self.rng.random() < 0.25:
+            self.later(timedelta(days=self.rng.randrange(1, 10)), lambda: self.respond(nid))
+        elif self.rng.random() < 0.15:
+            self.later(timedelta(days=self.rng.randrange(1, 5)), lambda: self.request_consent(nid))
+        else:
+            self.later(timedelta(days=self.rng.randrange(1, 20)), lambda: self.close(nid))
+
+    def close(self, nid: UUID) -> None:
+        n = self.app.get_notification(nid)
+        if n.status in (NotificationStatus.ACKNOWLEDGED, NotificationStatus.RESPONDED):
+            self.app.close_notification(self.principal(n.sender), nid)
+            self.commands["close notification"] += 1
+
+    def request_consent(self, nid: UUID) -> None:
+        n = self.app.get_notification(nid)
+        third_candidates = [c for c in self.active if c not in n.parties]
+        if not third_candidates:
+            return
+        requester = self.rng.choice(n.parties)
+        consent = self.app.request_consent(
+            self.principal(requester), nid, self.rng.choice(third_candidates)
+        )
+        self.commands["request consent"] += 1
+        other = n.recipient if requester == n.sender else n.sender
+        cid = consent.id
+        self.later(timedelta(days=self.rng.randrange(1, 7)), lambda: self.decide_consent(cid, other))
+        self.later(timedelta(days=self.rng.randrange(8, 14)), lambda: self.close(nid))
+
+    def decide_consent(self, cid: UUID, party: str) -> None:
+        if self.rng.random() < 0.7:
+            self.app.grant_consent(self.principal(party), cid)
+            self.commands["grant consent"] += 1
+            if self.rng.random() < 0.2:
+                self.later(timedelta(days=self.rng.randrange(5, 40)), lambda: self.revoke_consent(cid, party))
+        else:
+            self.app.deny_consent(self.principal(party), cid)
+            self.commands["deny consent"] += 1
+
+    def revoke_consent(self, cid: UUID, party: str) -> None:
+        if self.app.get_consent(cid).status is ConsentStatus.EFFECTIVE:
+            self.app.revoke_consent(self.principal(party), cid)
+            self.commands["revoke consent"] += 1
+
+
+def seeded_ids(seed: int) -> Callable[[], UUID]:
+    """A deterministic id factory: the same seed gives the same ids, so the same record."""
+    rng = random.Random(f"ids:{seed}")
+    return lambda: UUID(int=rng.getrandbits(128), version=4)
