@@ -46,7 +46,11 @@ from psycopg.sql import SQL, Identifier
 from infra.chain import GENESIS_LINK, GENESIS_POSITION, LinkRow, StoredRow, compute_links
 
 CHAIN_TABLE = "event_chain"
+
+
 READ_BATCH = 5000
+#: PostgreSQL advisory lock that serialises schema creation across processes.
+DDL_LOCK_KEY = 0x706F63646972  # "pocdir"
 
 
 class ChainedRecorder(Protocol):
@@ -218,6 +222,12 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             "SELECT position, prev_position, leaf_hash, link FROM {0}.{1} "
             "WHERE position > %s ORDER BY position LIMIT %s"
         ).format(*table)
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        # Several processes starting at once would race on CREATE … IF NOT EXISTS and
+        # CREATE OR REPLACE FUNCTION ("tuple concurrently updated"): take turns.
+        curs.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
+        super()._create_table(curs)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
