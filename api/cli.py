@@ -94,7 +94,9 @@ def verify() -> None:
 def simulate(
     states: Annotated[int, typer.Option(help="How many member States take part.")] = 193,
     days: Annotated[int, typer.Option(help="How many days to simulate.")] = 365,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same record.")] = 1,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed writes the same record.")
+    ] = 1,
     if_empty: Annotated[
         bool, typer.Option("--if-empty", help="Do nothing if the record already holds events.")
     ] = False,

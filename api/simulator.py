@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from uuid import UUID
 
 from domain.application import PocDirectory
@@ -30,10 +31,22 @@ from domain.values import Contact, Principal, Role, Text
 DEFAULT_START = datetime(2025, 1, 6, tzinfo=UTC)
 
 _ZONES = (
-    "Europe/Paris", "Europe/Berlin", "Europe/London", "Europe/Moscow", "Africa/Nairobi",
-    "Africa/Lagos", "Africa/Cairo", "Asia/Tokyo", "Asia/Singapore", "Asia/Kolkata",
-    "Asia/Dubai", "America/New_York", "America/Sao_Paulo", "America/Mexico_City",
-    "Australia/Sydney", "Pacific/Fiji",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Europe/London",
+    "Europe/Moscow",
+    "Africa/Nairobi",
+    "Africa/Lagos",
+    "Africa/Cairo",
+    "Asia/Tokyo",
+    "Asia/Singapore",
+    "Asia/Kolkata",
+    "Asia/Dubai",
+    "America/New_York",
+    "America/Sao_Paulo",
+    "America/Mexico_City",
+    "Australia/Sydney",
+    "Pacific/Fiji",
 )
 _HOURS = ("24/7", "Mon-Fri 08:00-18:00", "Mon-Fri 09:00-17:00", "Sun-Thu 08:00-16:00")
 _MALWARE = ("Emotet", "TrickBot", "LockBit", "Conti", "Mirai", "PlugX", "QakBot", "NotPetya")
@@ -119,7 +132,7 @@ class Simulator:
         registration_days = max(1, min(self.days, 45))
         for code in self.personas:
             day = self.start.date() + timedelta(days=self.rng.randrange(registration_days))
-            self.at(self._random_time(day), lambda c=code: self.register(c))
+            self.at(self._random_time(day), partial(self.register, code))
         for offset in range(self.days):
             day = self.start.date() + timedelta(days=offset)
             self._plan_day(day)
@@ -141,10 +154,10 @@ class Simulator:
         for code in self.active:
             persona = self.personas[code]
             if self.rng.random() < (1 / 90 if persona.diligent else 1 / 400):
-                self.at(self._random_time(day), lambda c=code: self.change_contact(c))
+                self.at(self._random_time(day), partial(self.change_contact, code))
         if self.rng.random() < 1 / 120 and len(self.active) > 2:
             code = self.rng.choice(self.active)
-            self.at(self._random_time(day), lambda c=code: self.withdraw(c))
+            self.at(self._random_time(day), partial(self.withdraw, code))
 
     def _poisson(self, lam: float) -> int:
         # Knuth's method is fine for the small rates used here.
@@ -171,7 +184,9 @@ class Simulator:
 
     def _text(self, persona: _Persona, which: int) -> Text:
         if persona.language in _TRANSLATED:
-            return Text.parse(persona.language, _TRANSLATED[persona.language][which], _ENGLISH[which])
+            return Text.parse(
+                persona.language, _TRANSLATED[persona.language][which], _ENGLISH[which]
+            )
         return Text.english_only(_ENGLISH[which])
 
     def _contact(self, persona: _Persona, contact_id: str, level: Level) -> Contact:
@@ -183,8 +198,11 @@ class Simulator:
         if level is Level.TECHNICAL and rng.random() < 0.6:
             fingerprint = hashlib.sha256(rng.randbytes(16)).hexdigest()
             channels.append(
-                {"kind": "secure", "address": f"xmpp:{contact_id}@{code}.pocdir.example",
-                 "fingerprint": fingerprint}
+                {
+                    "kind": "secure",
+                    "address": f"xmpp:{contact_id}@{code}.pocdir.example",
+                    "fingerprint": fingerprint,
+                }
             )
         types = rng.sample(sorted(INCIDENT_TYPES), rng.randrange(2, 6))
         return Contact.from_dict(
@@ -206,8 +224,11 @@ class Simulator:
         self.app.register_state(by, code)
         self.commands["register"] += 1
         levels = self.rng.choice(
-            ([Level.DIPLOMATIC, Level.TECHNICAL], [Level.TECHNICAL],
-             [Level.DIPLOMATIC, Level.TECHNICAL, Level.TECHNICAL])
+            (
+                [Level.DIPLOMATIC, Level.TECHNICAL],
+                [Level.TECHNICAL],
+                [Level.DIPLOMATIC, Level.TECHNICAL, Level.TECHNICAL],
+            )
         )
         for index, level in enumerate(levels, start=1):
             contact_id = f"{'dip' if level is Level.DIPLOMATIC else 'tech'}-{index}"
@@ -268,7 +289,9 @@ class Simulator:
         for _ in range(rng.randrange(1, 6)):
             kind = rng.choice(("ipv4", "ipv6", "ipv4-range", "domain", "url", "sha256", "malware"))
             if kind == "ipv4":
-                value = f"{rng.choice(('192.0.2', '198.51.100', '203.0.113'))}.{rng.randrange(1, 255)}"
+                value = (
+                    f"{rng.choice(('192.0.2', '198.51.100', '203.0.113'))}.{rng.randrange(1, 255)}"
+                )
             elif kind == "ipv6":
                 value = f"2001:db8::{rng.randrange(1, 0xFFFF):x}"
             elif kind == "ipv4-range":
@@ -298,10 +321,14 @@ class Simulator:
         self.commands["send notification"] += 1
         nid = notification.id
         if self.rng.random() < 0.03:
-            self.later(timedelta(hours=self.rng.randrange(1, 12)), lambda: self.withdraw_notification(nid))
+            self.later(
+                timedelta(hours=self.rng.randrange(1, 12)), lambda: self.withdraw_notification(nid)
+            )
         elif self.rng.random() < self.personas[recipient].responsive:
             hours = self.rng.choice((1, 2, 4, 8, 24, 48, 96))
-            self.later(timedelta(hours=hours * self.rng.uniform(0.5, 1.5)), lambda: self.acknowledge(nid))
+            self.later(
+                timedelta(hours=hours * self.rng.uniform(0.5, 1.5)), lambda: self.acknowledge(nid)
+            )
 
     def withdraw_notification(self, nid: UUID) -> None:
         n = self.app.get_notification(nid)
@@ -358,7 +385,9 @@ class Simulator:
         self.commands["request consent"] += 1
         other = n.recipient if requester == n.sender else n.sender
         cid = consent.id
-        self.later(timedelta(days=self.rng.randrange(1, 7)), lambda: self.decide_consent(cid, other))
+        self.later(
+            timedelta(days=self.rng.randrange(1, 7)), lambda: self.decide_consent(cid, other)
+        )
         self.later(timedelta(days=self.rng.randrange(8, 14)), lambda: self.close(nid))
 
     def decide_consent(self, cid: UUID, party: str) -> None:
@@ -366,7 +395,10 @@ class Simulator:
             self.app.grant_consent(self.principal(party), cid)
             self.commands["grant consent"] += 1
             if self.rng.random() < 0.2:
-                self.later(timedelta(days=self.rng.randrange(5, 40)), lambda: self.revoke_consent(cid, party))
+                self.later(
+                    timedelta(days=self.rng.randrange(5, 40)),
+                    lambda: self.revoke_consent(cid, party),
+                )
         else:
             self.app.deny_consent(self.principal(party), cid)
             self.commands["deny consent"] += 1

@@ -95,7 +95,7 @@ class PocDirectory(Application[UUID]):
 
     def _get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: object = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFound(f"no such {what}") from None
         if not isinstance(aggregate, cls):

@@ -226,8 +226,10 @@ def _normalise_ipv4(value: str) -> str:
     kind = IndicatorKind.IPV4
     if "/" in value:
         raise _invalid(
-            kind, value, "a prefix length makes it a range", "a single address such as "
-            "192.0.2.1, or use kind 'ipv4-range' for a CIDR network"
+            kind,
+            value,
+            "a prefix length makes it a range",
+            "a single address such as 192.0.2.1, or use kind 'ipv4-range' for a CIDR network",
         )
     try:
         return ipaddress.IPv4Address(value).compressed
@@ -236,7 +238,9 @@ def _normalise_ipv4(value: str) -> str:
     if _is_ipv6_address(value):
         raise _invalid(kind, value, "this is an IPv6 address", "kind 'ipv6' for it")
     raise _invalid(
-        kind, value, "not an IPv4 address",
+        kind,
+        value,
+        "not an IPv4 address",
         "four decimal numbers 0-255 without leading zeros, such as 192.0.2.1",
     )
 
@@ -245,12 +249,16 @@ def _normalise_ipv6(value: str) -> str:
     kind = IndicatorKind.IPV6
     if "/" in value:
         raise _invalid(
-            kind, value, "a prefix length makes it a range", "a single address such as "
-            "2001:db8::1, or use kind 'ipv6-range' for a CIDR network"
+            kind,
+            value,
+            "a prefix length makes it a range",
+            "a single address such as 2001:db8::1, or use kind 'ipv6-range' for a CIDR network",
         )
     if "%" in value:
         raise _invalid(
-            kind, value, "a zone index (%...) only has meaning on the sender's host",
+            kind,
+            value,
+            "a zone index (%...) only has meaning on the sender's host",
             "the address without it, such as fe80::1",
         )
     try:
@@ -287,7 +295,9 @@ def _normalise_range(kind: IndicatorKind, value: str, version: int) -> str:
     )
     if "/" not in value:
         raise _invalid(
-            kind, value, "a single address is not a range",
+            kind,
+            value,
+            "a single address is not a range",
             f"{expected}, or use kind '{single_kind}' for one address",
         )
     if "%" in value:
@@ -315,7 +325,9 @@ def _normalise_range(kind: IndicatorKind, value: str, version: int) -> str:
         raise _invalid(kind, value, "not a CIDR network", expected) from exc
     if network.num_addresses == 1:
         raise _invalid(
-            kind, value, "a single address is not a range",
+            kind,
+            value,
+            "a single address is not a range",
             f"kind '{single_kind}' with value {network.network_address.compressed}",
         )
     return network.compressed
@@ -398,9 +410,7 @@ def _canonical_domain(kind: IndicatorKind, value: str, host: str) -> str:
         labels.append(label)
     canonical = ".".join(labels)
     if len(canonical) > _MAX_DOMAIN_LENGTH:
-        raise fail(
-            f"it is {len(canonical)} characters long, more than {_MAX_DOMAIN_LENGTH}"
-        )
+        raise fail(f"it is {len(canonical)} characters long, more than {_MAX_DOMAIN_LENGTH}")
     if len(labels) < 2:
         raise fail("it has a single label")
     if labels[-1].isdigit():
@@ -436,12 +446,16 @@ def _normalise_url(value: str) -> str:
     kind = IndicatorKind.URL
     if len(value) > _MAX_URL_LENGTH:
         raise _invalid(
-            kind, value, f"it is {len(value)} characters long",
+            kind,
+            value,
+            f"it is {len(value)} characters long",
             f"at most {_MAX_URL_LENGTH} characters",
         )
     if any(ch.isspace() or not ch.isprintable() for ch in value):
         raise _invalid(
-            kind, value, "it contains whitespace, control or invisible characters",
+            kind,
+            value,
+            "it contains whitespace, control or invisible characters",
             f"{_URL_EXPECTED}, with spaces percent-encoded as %20",
         )
     match = _URL_SPLIT.fullmatch(value)
@@ -478,13 +492,17 @@ def _canonical_authority(value: str, authority: str) -> str:
         close = hostport.find("]")
         if close == -1:
             raise _invalid(
-                kind, value, "the '[' of an IPv6 host is not closed",
+                kind,
+                value,
+                "the '[' of an IPv6 host is not closed",
                 "an IPv6 host in brackets, such as http://[2001:db8::1]/",
             )
         literal, after = hostport[1:close], hostport[close + 1 :]
         if "%" in literal or not _is_ipv6_address(literal):
             raise _invalid(
-                kind, value, f"the bracketed host {_quote(literal)} is not an IPv6 address",
+                kind,
+                value,
+                f"the bracketed host {_quote(literal)} is not an IPv6 address",
                 "an IPv6 host in brackets, such as http://[2001:db8::1]/",
             )
         host = f"[{ipaddress.IPv6Address(literal).compressed}]"
@@ -494,7 +512,9 @@ def _canonical_authority(value: str, authority: str) -> str:
     else:
         if hostport.count(":") > 1:
             raise _invalid(
-                kind, value, "an IPv6 host must be written in brackets",
+                kind,
+                value,
+                "an IPv6 host must be written in brackets",
                 "a host such as http://[2001:db8::1]/",
             )
         name, colon, port_text = hostport.partition(":")
@@ -527,7 +547,9 @@ def _hash_normaliser(kind: IndicatorKind) -> Callable[[str], str]:
         """Exactly ``length`` hex digits, lowercased so that case never splits duplicates."""
         if not _HEX.fullmatch(value):
             raise _invalid(
-                kind, value, "it contains characters other than hexadecimal digits",
+                kind,
+                value,
+                "it contains characters other than hexadecimal digits",
                 f"exactly {length} hexadecimal characters (0-9, a-f)",
             )
         if len(value) != length:

@@ -194,7 +194,9 @@ class Notification(PocdirAggregate):
         self.check_is(by, self.recipient, "responds")
         if self.status not in (NotificationStatus.ACKNOWLEDGED, NotificationStatus.RESPONDED):
             hint = " acknowledge it first" if self.status is NotificationStatus.SENT else ""
-            raise InvalidTransition(f"cannot respond to a notification that is {self.status};{hint}")
+            raise InvalidTransition(
+                f"cannot respond to a notification that is {self.status};{hint}"
+            )
         self.trigger_event(
             self.Responded,
             actor=by.ref,
@@ -214,8 +216,7 @@ class Notification(PocdirAggregate):
         self.check_is(by, self.sender, "withdraws")
         if self.status is not NotificationStatus.SENT:
             raise InvalidTransition(
-                f"cannot withdraw a notification that is {self.status}; "
-                "only before acknowledgement"
+                f"cannot withdraw a notification that is {self.status}; only before acknowledgement"
             )
         self.trigger_event(self.Withdrawn, actor=by.ref, timestamp=at)
 

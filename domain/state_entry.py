@@ -123,7 +123,9 @@ class StateEntry(PocdirAggregate):
             timestamp=at,
         )
 
-    def add_contact(self, contact: Contact, by: Principal, at: datetime, effective_on: date) -> None:
+    def add_contact(
+        self, contact: Contact, by: Principal, at: datetime, effective_on: date
+    ) -> None:
         self.check_changeable(by, at, effective_on)
         if contact.contact_id in self.contacts:
             raise AlreadyExists(
@@ -140,15 +142,16 @@ class StateEntry(PocdirAggregate):
         self.check_has_contact(contact.contact_id)
         if self.contacts[contact.contact_id] == contact:
             raise InvalidTransition("the contact is unchanged; to confirm it, confirm the entry")
-        if self.preferred is not None and self.preferred[0] == contact.contact_id:
-            if not contact.has_channel(self.preferred[1]):
-                raise InvalidTransition(
-                    f"contact {contact.contact_id!r} carries the preferred {self.preferred[1]} "
-                    "channel; keep it or set another preferred channel first"
-                )
-        self._trigger(
-            self.ContactUpdated, by, at, contact=contact, effective_on=effective_on
-        )
+        if (
+            self.preferred is not None
+            and self.preferred[0] == contact.contact_id
+            and not contact.has_channel(self.preferred[1])
+        ):
+            raise InvalidTransition(
+                f"contact {contact.contact_id!r} carries the preferred {self.preferred[1]} "
+                "channel; keep it or set another preferred channel first"
+            )
+        self._trigger(self.ContactUpdated, by, at, contact=contact, effective_on=effective_on)
 
     def remove_contact(
         self, contact_id: str, by: Principal, at: datetime, effective_on: date

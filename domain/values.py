@@ -19,9 +19,8 @@ from domain.taxonomy import UN_LANGUAGES, Level, check_incident_type, check_leve
 
 MAX_TEXT = 4000
 _DAY = r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
-_HOURS_RE = re.compile(
-    rf"^(24/7|({_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)* )?([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d)$"
-)
+_DAYS = rf"{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*"
+_HOURS_RE = re.compile(rf"^(24/7|({_DAYS} )?([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d)$")
 _CONTACT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}$")
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -212,8 +211,7 @@ class Contact:
             ZoneInfo(time_zone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValidationError(
-                f"contact: time_zone {time_zone[:40]!r} is not an IANA zone such as "
-                "'Europe/Paris'"
+                f"contact: time_zone {time_zone[:40]!r} is not an IANA zone such as 'Europe/Paris'"
             ) from None
         hours = _require_str(data, "hours", "contact")
         if not _HOURS_RE.match(hours):

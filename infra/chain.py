@@ -38,10 +38,20 @@ _U32 = struct.Struct(">I")
 
 
 def canonical_originator_id(originator_id: UUID | str) -> bytes:
-    """A UUID as its 36-character lowercase hyphenated form, in ASCII."""
+    """A UUID as its 36-character lowercase hyphenated form, in ASCII.
+
+    Text ids are accepted only in a canonical spelling (SQLite stores 32 lowercase hex
+    digits): the library finds an aggregate's events by exact match, so a re-spelled id would
+    hide events while naming the same UUID. Raises ``ValueError`` for any other spelling.
+    """
     if isinstance(originator_id, UUID):
         return str(originator_id).encode("ascii")
-    return str(UUID(originator_id)).encode("ascii")
+    if not isinstance(originator_id, str):
+        raise ValueError(f"originator id is a {type(originator_id).__name__}, not a UUID")
+    uuid = UUID(originator_id)
+    if originator_id not in (uuid.hex, str(uuid)):
+        raise ValueError("originator id is not in canonical lowercase form")
+    return str(uuid).encode("ascii")
 
 
 def encode_record(
@@ -205,6 +215,17 @@ class ChainVerifier:
                 expected="an event row",
                 computed="none",
             )
+        if not (
+            isinstance(row.prev_position, int)
+            and isinstance(row.leaf_hash, bytes)
+            and isinstance(row.link, bytes)
+        ):
+            raise LinkMismatch(
+                position,
+                "link row has a column of the wrong type",
+                expected="integer prev_position and 32-byte hashes",
+                computed=f"{type(row.leaf_hash).__name__} / {type(row.link).__name__}",
+            )
         if row.prev_position != self.head_position:
             raise ChainBroken(
                 position,
@@ -214,10 +235,16 @@ class ChainVerifier:
                 computed=f"predecessor {row.prev_position}",
             )
         try:
+            if not (
+                isinstance(row.state, bytes)
+                and isinstance(row.topic, str)
+                and isinstance(row.originator_version, int)
+            ):
+                raise TypeError("a column of the stored event has the wrong type")
             record = encode_record(
                 position, row.originator_id, row.originator_version, row.topic, row.state
             )
-        except (ValueError, struct.error, UnicodeError) as e:
+        except (ValueError, TypeError, struct.error, UnicodeError) as e:
             raise RecordAltered(
                 position,
                 f"stored event cannot be encoded ({e})",

@@ -74,8 +74,7 @@ class Settings:
         if scheme in ("postgresql", "postgres"):
             return "postgresql"
         raise SettingsError(
-            "POCDIR_DATABASE_URL must start with sqlite:/// or postgresql://, "
-            f"not {scheme[:20]!r}"
+            f"POCDIR_DATABASE_URL must start with sqlite:/// or postgresql://, not {scheme[:20]!r}"
         )
 
     @property

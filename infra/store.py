@@ -17,11 +17,10 @@ last stored link. The guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from eventsourcing.persistence import (
-    ApplicationRecorder,
     InterfaceError,
     OperationalError,
     ProgrammingError,
@@ -40,8 +39,8 @@ from eventsourcing.sqlite import (
 )
 from eventsourcing.utils import retry
 from psycopg import Cursor
-from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.rows import DictRow, tuple_row
+from psycopg.sql import SQL, Composed, Identifier
 
 from infra.chain import GENESIS_LINK, GENESIS_POSITION, LinkRow, StoredRow, compute_links
 
@@ -53,59 +52,56 @@ READ_BATCH = 5000
 DDL_LOCK_KEY = 0x706F63646972  # "pocdir"
 
 
+#: Reads start here, not at 1, so rows forged at zero or negative positions are seen too.
+FIRST_POSITION = -(2**63)
+
+EventRow = tuple[int, Any, Any, Any, Any]  # position, originator_id, version, topic, state
+
+
 class ChainedRecorder(Protocol):
     """What verification, audit export and benchmarks need from either backend."""
 
     def chain_head(self) -> tuple[int, bytes]: ...
 
-    def select_links(self, after: int, limit: int) -> Sequence[LinkRow]: ...
+    def iter_stored_rows(self, batch: int = READ_BATCH) -> Iterator[StoredRow]: ...
 
 
-def iter_stored_rows(
-    recorder: ApplicationRecorder, chain: ChainedRecorder, batch: int = READ_BATCH
-) -> Iterator[StoredRow]:
+def paged(fetch: Callable[[int], Sequence[Any]], batch: int) -> Iterator[Any]:
+    """Keyset pagination: ``fetch(start)`` returns up to ``batch`` rows whose first column is
+    the position, from ``start`` on, in order."""
+    start = FIRST_POSITION
+    while True:
+        rows = fetch(start)
+        yield from rows
+        if len(rows) < batch:
+            return
+        start = rows[-1][0] + 1
+
+
+def merge_stored_rows(events: Iterator[EventRow], links: Iterator[LinkRow]) -> Iterator[StoredRow]:
     """Every position of the record in order, merging the event table with the chain table,
-    so a missing row on either side is reported at its own position."""
-
-    def events() -> Iterator[Any]:
-        after = 0
-        while True:
-            page = recorder.select_notifications(after, batch, inclusive_of_start=False)
-            yield from page
-            if len(page) < batch:
-                return
-            after = page[-1].id
-
-    def links() -> Iterator[LinkRow]:
-        after = 0
-        while True:
-            page = chain.select_links(after, batch)
-            yield from page
-            if len(page) < batch:
-                return
-            after = page[-1].position
-
-    ev_iter, ln_iter = events(), links()
-    ev, ln = next(ev_iter, None), next(ln_iter, None)
+    so a row missing on either side is reported at its own position."""
+    ev, ln = next(events, None), next(links, None)
     while ev is not None or ln is not None:
-        if ln is None or (ev is not None and ev.id < ln.position):
-            assert ev is not None  # for type checkers: the branch implies it
-            yield StoredRow(
-                ev.id, ev.originator_id, ev.originator_version, ev.topic, ev.state,
-                None, None, None,
-            )
-            ev = next(ev_iter, None)
-        elif ev is None or ln.position < ev.id:
-            yield StoredRow(
-                ln.position, None, None, None, None, ln.prev_position, ln.leaf_hash, ln.link
-            )
-            ln = next(ln_iter, None)
-        else:
-            yield StoredRow(
-                ev.id, ev.originator_id, ev.originator_version, ev.topic, ev.state,
-                ln.prev_position, ln.leaf_hash, ln.link,
-            )
-            ev, ln = next(ev_iter, None), next(ln_iter, None)
+        if ev is not None and (ln is None or ev[0] < ln.position):
+            yield StoredRow(*ev, None, None, None)
+            ev = next(events, None)
+        elif ln is not None and (ev is None or ln.position < ev[0]):
+            yield StoredRow(ln.position, None, None, None, None, *_link_columns(ln))
+            ln = next(links, None)
+        elif ev is not None and ln is not None:
+            yield StoredRow(*ev, *_link_columns(ln))
+            ev, ln = next(events, None), next(links, None)
+
+
+def _link_columns(ln: LinkRow) -> tuple[Any, Any, Any]:
+    return ln.prev_position, ln.leaf_hash, ln.link
+
+
+def _as_bytes(value: Any) -> Any:
+    """bytea may come back as memoryview; anything else (a tampered type) is left as is, for
+    the verifier to reject."""
+    return bytes(value) if isinstance(value, memoryview) else value
 
 
 # -- SQLite ------------------------------------------------------------------------------------
@@ -126,9 +122,13 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             f"SELECT position, link FROM {chain_table_name} ORDER BY position DESC LIMIT 1"
         )
         self.insert_link_statement = f"INSERT INTO {chain_table_name} VALUES (?,?,?,?)"
-        self.select_links_statement = (
+        self.select_links_page = (
             f"SELECT position, prev_position, leaf_hash, link FROM {chain_table_name} "
-            "WHERE position > ? ORDER BY position LIMIT ?"
+            "WHERE position >= ? ORDER BY position LIMIT ?"
+        )
+        self.select_events_page = (
+            f"SELECT rowid, originator_id, originator_version, topic, state "
+            f"FROM {events_table_name} WHERE rowid >= ? ORDER BY rowid LIMIT ?"
         )
 
     def construct_create_table_statements(self) -> list[str]:
@@ -176,10 +176,23 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             head = c.fetchone()
         return (head[0], bytes(head[1])) if head else (GENESIS_POSITION, GENESIS_LINK)
 
-    def select_links(self, after: int, limit: int) -> Sequence[LinkRow]:
+    def iter_stored_rows(self, batch: int = READ_BATCH) -> Iterator[StoredRow]:
+        """The whole record, from one read transaction (one WAL snapshot), so events
+        committed meanwhile are neither half-seen nor reported as faults. Originator ids are
+        yielded as stored (hex text), so a non-canonical spelling is caught."""
         with self.datastore.transaction(commit=False) as c:
-            c.execute(self.select_links_statement, (after, limit))
-            return [LinkRow(r[0], r[1], bytes(r[2]), bytes(r[3])) for r in c.fetchall()]
+
+            def fetch(statement: str) -> Callable[[int], Sequence[Any]]:
+                def page(start: int) -> Sequence[Any]:
+                    c.execute(statement, (start, batch))
+                    return c.fetchall()
+
+                return page
+
+            yield from merge_stored_rows(
+                (tuple(r) for r in paged(fetch(self.select_events_page), batch)),
+                (LinkRow(*r) for r in paged(fetch(self.select_links_page), batch)),
+            )
 
 
 class ChainedSQLiteFactory(SQLiteFactory):
@@ -218,10 +231,14 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         self.insert_link_statement = SQL("INSERT INTO {0}.{1} VALUES (%s, %s, %s, %s)").format(
             *table
         )
-        self.select_links_statement = SQL(
+        self.select_links_page = SQL(
             "SELECT position, prev_position, leaf_hash, link FROM {0}.{1} "
-            "WHERE position > %s ORDER BY position LIMIT %s"
+            "WHERE position >= %s ORDER BY position LIMIT %s"
         ).format(*table)
+        self.select_events_page = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {0}.{1} WHERE notification_id >= %s ORDER BY notification_id LIMIT %s"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         # Several processes starting at once would race on CREATE … IF NOT EXISTS and
@@ -289,16 +306,33 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             head = curs.fetchone()
         return (head["position"], bytes(head["link"])) if head else (GENESIS_POSITION, GENESIS_LINK)
 
-    @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
-    def select_links(self, after: int, limit: int) -> Sequence[LinkRow]:
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.select_links_statement, (after, limit), prepare=True)
-            return [
-                LinkRow(
-                    r["position"], r["prev_position"], bytes(r["leaf_hash"]), bytes(r["link"])
-                )
-                for r in curs.fetchall()
-            ]
+    def iter_stored_rows(self, batch: int = READ_BATCH) -> Iterator[StoredRow]:
+        """The whole record from one REPEATABLE READ snapshot, so events committed meanwhile
+        are neither half-seen nor reported as faults."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+            def fetch(statement: Composed) -> Callable[[int], Sequence[Any]]:
+                def page(start: int) -> Sequence[Any]:
+                    curs.execute(statement, (start, batch))
+                    return curs.fetchall()
+
+                return page
+
+            yield from merge_stored_rows(
+                (
+                    (p, oid, v, topic, _as_bytes(state))
+                    for p, oid, v, topic, state in paged(fetch(self.select_events_page), batch)
+                ),
+                (
+                    LinkRow(p, prev, _as_bytes(leaf), _as_bytes(link))
+                    for p, prev, leaf, link in paged(fetch(self.select_links_page), batch)
+                ),
+            )
 
 
 class ChainedPostgresFactory(PostgresFactory):

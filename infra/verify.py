@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import closing
 
 from eventsourcing.application import Application
 
 from infra.chain import ChainVerifier, VerificationResult
-from infra.store import ChainedRecorder, iter_stored_rows
+from infra.store import ChainedRecorder
 
 
 def chained_recorder(app: Application) -> ChainedRecorder:
     """The application's recorder, which must be one of the chained ones."""
     recorder = app.recorder
-    if not hasattr(recorder, "chain_head") or not hasattr(recorder, "select_links"):
+    if not hasattr(recorder, "chain_head") or not hasattr(recorder, "iter_stored_rows"):
         raise TypeError(f"{type(recorder).__name__} is not a hash-chained recorder")
     return recorder  # type: ignore[return-value]
 
@@ -24,12 +25,12 @@ def verify_record(
     """Verify every event and link. Raises the first ``VerificationError``; never returns a
     failure. ``on_progress`` is called with the last verified position every few thousand
     events (for progress bars)."""
-    chain = chained_recorder(app)
     verifier = ChainVerifier()
-    for row in iter_stored_rows(app.recorder, chain):
-        verifier.check(row)
-        if on_progress is not None and verifier.events % 5000 == 0:
-            on_progress(row.position)
+    with closing(chained_recorder(app).iter_stored_rows()) as rows:
+        for row in rows:
+            verifier.check(row)
+            if on_progress is not None and verifier.events % 5000 == 0:
+                on_progress(row.position)
     if on_progress is not None:
         on_progress(verifier.head_position)
     return verifier.result

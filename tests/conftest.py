@@ -26,9 +26,7 @@ from domain.values import Principal, Role
 from infra.settings import Settings
 from infra.wiring import build_application
 
-PG_URL = os.environ.get(
-    "POCDIR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("POCDIR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 RUN_ID = uuid.uuid4().hex[:8]
 _schema_numbers = itertools.count()
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -88,11 +86,21 @@ def _pg_schema_url(base: str, schema: str) -> str:
     return urlunsplit(parts._replace(query=f"schema={schema}"))
 
 
+def sqlite_backend_at(tmp_path: Path) -> Backend:
+    path = tmp_path / "pocdir.sqlite3"
+    return Backend("sqlite", f"sqlite:///{path}", "stored_events", "rowid", sqlite_path=str(path))
+
+
+@pytest.fixture
+def sqlite_backend(tmp_path: Path) -> Backend:
+    """For behaviour only SQLite has (e.g. its text ids and dynamic column types)."""
+    return sqlite_backend_at(tmp_path)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "sqlite":
-        path = tmp_path / "pocdir.sqlite3"
-        yield Backend("sqlite", f"sqlite:///{path}", "stored_events", "rowid", sqlite_path=str(path))
+        yield sqlite_backend_at(tmp_path)
         return
     base = request.getfixturevalue("postgres_url")
     with pg_schema(base) as (url, schema):

@@ -39,8 +39,14 @@ def write_states(url: str, codes: list[str]) -> None:
 
 def test_concurrent_writers_leave_one_linear_chain(postgres_url: str) -> None:
     with pg_schema(postgres_url) as (url, schema):
-        backend = Backend("postgresql", url, "pocdir_events", "notification_id",
-                          pg_dsn=postgres_url, pg_schema=schema)
+        backend = Backend(
+            "postgresql",
+            url,
+            "pocdir_events",
+            "notification_id",
+            pg_dsn=postgres_url,
+            pg_schema=schema,
+        )
         _race(backend)
 
 
@@ -48,12 +54,12 @@ def _race(backend: Backend) -> None:
     writers = THREADS + PROCESSES
     codes = sorted(member_states())[: writers * STATES_PER_WRITER]
     batches = [codes[i::writers] for i in range(writers)]
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
 
     def thread_writer(batch: list[str]) -> None:
         try:
             write_states(backend.url, batch)
-        except BaseException as e:  # reported by the assertion below
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
             errors.append(e)
 
     stop = threading.Event()
@@ -83,10 +89,7 @@ def _race(backend: Backend) -> None:
         context.Process(target=write_states, args=(backend.url, batch))
         for batch in batches[THREADS:]
     ]
-    threads = [
-        threading.Thread(target=thread_writer, args=(batch,))
-        for batch in batches[:THREADS]
-    ]
+    threads = [threading.Thread(target=thread_writer, args=(batch,)) for batch in batches[:THREADS]]
     try:
         for p in processes:
             p.start()

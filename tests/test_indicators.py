@@ -48,7 +48,11 @@ def rejection(kind: str, value: Any) -> str:
         ("domain", "Evil.Example.COM", "evil.example.com"),
         ("domain", "example.com.", "example.com"),
         ("domain", "xn--bcher-kva.de", "xn--bcher-kva.de"),
-        ("url", "HTTPS://Evil.Example.com/Login?User=Bob#Top", "https://evil.example.com/Login?User=Bob#Top"),
+        (
+            "url",
+            "HTTPS://Evil.Example.com/Login?User=Bob#Top",
+            "https://evil.example.com/Login?User=Bob#Top",
+        ),
         ("url", "ftp://files.example.org/pub/x.bin", "ftp://files.example.org/pub/x.bin"),
         ("url", "ftps://files.example.org/x", "ftps://files.example.org/x"),
         ("url", "http://192.0.2.1:8080/c2", "http://192.0.2.1:8080/c2"),
@@ -84,8 +88,16 @@ def test_kind_is_matched_case_insensitively() -> None:
 
 def test_kind_values_are_the_wire_spellings() -> None:
     assert [k.value for k in IndicatorKind] == [
-        "ipv4", "ipv6", "ipv4-range", "ipv6-range", "domain", "url",
-        "md5", "sha1", "sha256", "malware",
+        "ipv4",
+        "ipv6",
+        "ipv4-range",
+        "ipv6-range",
+        "domain",
+        "url",
+        "md5",
+        "sha1",
+        "sha256",
+        "malware",
     ]
 
 
@@ -317,9 +329,30 @@ def test_kind_that_is_not_a_string_is_rejected() -> None:
     assert "must be a string" in message
 
 
-NASTY = ["", " ", "\x00", "\ud800", "xn--", "xn--.com", "[", "[::1", "http://[", "http://:",
-         "http://@", "hxxp://", "::", "/", "/0", "%", "ü" * 300, "." * 300, "a." * 200,
-         "http://" + "ü" * 100 + ".com", "1" * 100, "0" * 32 + "\u0660"]
+NASTY = [
+    "",
+    " ",
+    "\x00",
+    "\ud800",
+    "xn--",
+    "xn--.com",
+    "[",
+    "[::1",
+    "http://[",
+    "http://:",
+    "http://@",
+    "hxxp://",
+    "::",
+    "/",
+    "/0",
+    "%",
+    "ü" * 300,
+    "." * 300,
+    "a." * 200,
+    "http://" + "ü" * 100 + ".com",
+    "1" * 100,
+    "0" * 32 + "\u0660",
+]
 
 
 @pytest.mark.parametrize("kind", [k.value for k in IndicatorKind])

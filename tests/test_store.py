@@ -39,8 +39,12 @@ def populate(app: PocDirectory, clock: SimulatedClock) -> None:
         app.add_contact(state(code), code, Contact.from_dict(contact_data()))
         clock.advance(timedelta(hours=1))
     n = app.send_notification(
-        state("FRA"), "DEU", "malware", Text.english_only("C2 traffic"),
-        [{"kind": "ipv4", "value": "192.0.2.1"}], good_faith_attested=True,
+        state("FRA"),
+        "DEU",
+        "malware",
+        Text.english_only("C2 traffic"),
+        [{"kind": "ipv4", "value": "192.0.2.1"}],
+        good_faith_attested=True,
     )
     app.acknowledge_notification(state("DEU"), n.id)
     app.respond_to_notification(state("DEU"), n.id, Text.english_only("on it"))
@@ -49,7 +53,9 @@ def populate(app: PocDirectory, clock: SimulatedClock) -> None:
     app.confirm_entry(state("DEU"), "DEU")
 
 
-def test_an_untouched_record_verifies_with_its_head(app: PocDirectory, clock: SimulatedClock) -> None:
+def test_an_untouched_record_verifies_with_its_head(
+    app: PocDirectory, clock: SimulatedClock
+) -> None:
     populate(app, clock)
     result = verify_record(app)
     assert result.events == 10
@@ -65,20 +71,27 @@ def test_an_empty_record_verifies_as_genesis(app: PocDirectory) -> None:
 def test_links_are_computed_over_the_stored_bytes(app: PocDirectory, clock: SimulatedClock) -> None:
     populate(app, clock)
     notifications = app.recorder.select_notifications(1, 10)
-    links = chained_recorder(app).select_links(0, 10)
+    rows = list(chained_recorder(app).iter_stored_rows())
     previous = bytes(32)
-    for n, link in zip(notifications, links, strict=True):
-        leaf = leaf_hash(encode_record(n.id, n.originator_id, n.originator_version, n.topic, n.state))
-        assert link.leaf_hash == leaf
-        assert link.link == chain_link(previous, leaf)
-        previous = link.link
+    for n, row in zip(notifications, rows, strict=True):
+        leaf = leaf_hash(
+            encode_record(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+        )
+        assert (row.position, row.leaf_hash) == (n.id, leaf)
+        assert row.link == chain_link(previous, leaf)
+        previous = row.link
 
 
 # -- tampering: each is named at the first bad position ----------------------------------------
 
 
-def _tampered(backend: Backend, app: PocDirectory, clock: SimulatedClock, sql: str,
-              params: tuple[Any, ...] = ()) -> VerificationError:
+def _tampered(
+    backend: Backend,
+    app: PocDirectory,
+    clock: SimulatedClock,
+    sql: str,
+    params: tuple[Any, ...] = (),
+) -> VerificationError:
     populate(app, clock)
     backend.execute(sql.format(t=backend.events_table, pos=backend.position_column), params)
     with pytest.raises(VerificationError) as info:
@@ -86,35 +99,52 @@ def _tampered(backend: Backend, app: PocDirectory, clock: SimulatedClock, sql: s
     return info.value
 
 
-def test_changed_state_bytes_are_detected(backend: Backend, app: PocDirectory, clock: SimulatedClock) -> None:
+def test_changed_state_bytes_are_detected(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
     error = _tampered(
-        backend, app, clock,
-        "UPDATE {t} SET state = %s WHERE {pos} = 4", (b'{"tampered":true}',),
+        backend,
+        app,
+        clock,
+        "UPDATE {t} SET state = %s WHERE {pos} = 4",
+        (b'{"tampered":true}',),
     )
     assert isinstance(error, RecordAltered) and error.position == 4
 
 
-def test_a_changed_topic_is_detected(backend: Backend, app: PocDirectory, clock: SimulatedClock) -> None:
+def test_a_changed_topic_is_detected(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
     error = _tampered(
-        backend, app, clock,
+        backend,
+        app,
+        clock,
         "UPDATE {t} SET topic = 'domain.state_entry:StateEntry.Withdrawn' WHERE {pos} = 5",
     )
     assert isinstance(error, RecordAltered) and error.position == 5
 
 
-def test_a_changed_originator_is_detected(backend: Backend, app: PocDirectory, clock: SimulatedClock) -> None:
+def test_a_changed_originator_is_detected(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
     other = UUID("00000000-0000-4000-8000-000000000001")
     value: object = other.hex if backend.name == "sqlite" else other
-    error = _tampered(backend, app, clock, "UPDATE {t} SET originator_id = %s WHERE {pos} = 3", (value,))
+    error = _tampered(
+        backend, app, clock, "UPDATE {t} SET originator_id = %s WHERE {pos} = 3", (value,)
+    )
     assert isinstance(error, RecordAltered) and error.position == 3
 
 
-def test_a_changed_version_is_detected(backend: Backend, app: PocDirectory, clock: SimulatedClock) -> None:
+def test_a_changed_version_is_detected(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
     error = _tampered(backend, app, clock, "UPDATE {t} SET originator_version = 99 WHERE {pos} = 2")
     assert isinstance(error, RecordAltered) and error.position == 2
 
 
-def test_a_deleted_event_is_detected(backend: Backend, app: PocDirectory, clock: SimulatedClock) -> None:
+def test_a_deleted_event_is_detected(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
     error = _tampered(backend, app, clock, "DELETE FROM {t} WHERE {pos} = 6")
     assert isinstance(error, EventMissing) and error.position == 6
 
@@ -131,7 +161,9 @@ def test_a_deleted_event_and_link_are_detected_at_the_next_position(
     assert "predecessor 5" in info.value.expected
 
 
-def test_an_inserted_event_is_detected(backend: Backend, app: PocDirectory, clock: SimulatedClock) -> None:
+def test_an_inserted_event_is_detected(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
     populate(app, clock)
     row = backend.execute(
         f"SELECT originator_id, topic, state FROM {backend.events_table} "
@@ -175,7 +207,9 @@ def test_a_replaced_event_with_a_forged_link_breaks_the_next_link(
     assert info.value.position == 7
 
 
-def test_reordered_events_are_detected(backend: Backend, app: PocDirectory, clock: SimulatedClock) -> None:
+def test_reordered_events_are_detected(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
     populate(app, clock)
     t, pos = backend.events_table, backend.position_column
     backend.execute(f"UPDATE {t} SET {pos} = 1000 WHERE {pos} = 7")
@@ -186,9 +220,12 @@ def test_reordered_events_are_detected(backend: Backend, app: PocDirectory, cloc
     assert info.value.position == 7
 
 
-def test_a_rewritten_link_is_detected(backend: Backend, app: PocDirectory, clock: SimulatedClock) -> None:
-    error = _tampered(backend, app, clock, "UPDATE event_chain SET link = %s WHERE position = 8",
-                      (bytes(32),))
+def test_a_rewritten_link_is_detected(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
+    error = _tampered(
+        backend, app, clock, "UPDATE event_chain SET link = %s WHERE position = 8", (bytes(32),)
+    )
     assert isinstance(error, LinkMismatch) and error.position == 8
 
 
@@ -223,7 +260,11 @@ def test_a_failure_while_writing_the_link_commits_nothing(
 ) -> None:
     populate(app, clock)
     recorder: Any = chained_recorder(app)
-    recorder.insert_link_statement = "INSERT INTO no_such_chain_table VALUES (?, ?, ?, ?)" if backend.name == "sqlite" else "INSERT INTO no_such_chain_table VALUES (%s, %s, %s, %s)"
+    recorder.insert_link_statement = (
+        "INSERT INTO no_such_chain_table VALUES (?, ?, ?, ?)"
+        if backend.name == "sqlite"
+        else "INSERT INTO no_such_chain_table VALUES (%s, %s, %s, %s)"
+    )
     with pytest.raises(PersistenceError):
         app.register_state(state("ITA"), "ITA")
     assert backend.execute(f"SELECT COUNT(*) FROM {backend.events_table}")[0][0] == 10
@@ -248,7 +289,9 @@ def _simulated_head(url: str, seed: int) -> str:
     from api.simulator import DEFAULT_START, Simulator, seeded_ids
 
     clock = SimulatedClock(DEFAULT_START)
-    application = build_application(Settings(database_url=url), clock=clock, new_id=seeded_ids(seed))
+    application = build_application(
+        Settings(database_url=url), clock=clock, new_id=seeded_ids(seed)
+    )
     try:
         Simulator(application, clock, states=12, days=40, seed=seed).run()
         return verify_record(application).head_hash
@@ -264,3 +307,60 @@ def test_the_same_simulated_record_has_the_same_head_on_both_backends(
     assert sqlite_head != _simulated_head(f"sqlite:///{tmp_path / 'c.sqlite3'}", seed=8)
     with pg_schema(postgres_url) as (url, _):
         assert _simulated_head(url, seed=7) == sqlite_head
+
+
+# -- edge cases of reading the record -----------------------------------------------------------
+
+
+def test_an_event_forged_at_a_negative_position_is_detected(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
+    populate(app, clock)
+    t, pos = backend.events_table, backend.position_column
+    backend.execute(
+        f"INSERT INTO {t} ({pos}, originator_id, originator_version, topic, state) "
+        f"SELECT -5, originator_id, 50, topic, state FROM {t} WHERE {pos} = 1"
+    )
+    with pytest.raises(UnlinkedEvent) as info:
+        verify_record(app)
+    assert info.value.position == -5
+
+
+def test_a_state_column_rewritten_as_text_is_reported_not_crashed(
+    sqlite_backend: Backend, clock: SimulatedClock
+) -> None:
+    """SQLite columns take any type; PostgreSQL's bytea cannot hold text."""
+    app = build_application(sqlite_backend.settings, clock=clock)
+    populate(app, clock)
+    sqlite_backend.execute("UPDATE stored_events SET state = CAST(state AS TEXT) WHERE rowid = 4")
+    with pytest.raises(RecordAltered) as info:
+        verify_record(app)
+    assert info.value.position == 4
+
+
+def test_a_respelled_originator_id_is_detected(
+    sqlite_backend: Backend, clock: SimulatedClock
+) -> None:
+    """Upper-casing SQLite's hex id would hide the event from its aggregate. (PostgreSQL
+    stores ids as uuid values, which have one spelling.)"""
+    app = build_application(sqlite_backend.settings, clock=clock)
+    populate(app, clock)
+    sqlite_backend.execute(
+        "UPDATE stored_events SET originator_id = UPPER(originator_id) WHERE rowid = 9"
+    )
+    with pytest.raises(RecordAltered, match="canonical") as info:
+        verify_record(app)
+    assert info.value.position == 9
+
+
+def test_verification_reads_one_snapshot_while_events_are_committed(
+    app: PocDirectory, clock: SimulatedClock
+) -> None:
+    populate(app, clock)
+    rows = chained_recorder(app).iter_stored_rows(batch=3)
+    first = [next(rows) for _ in range(4)]
+    app.register_state(state("ITA"), "ITA")  # committed while the walk is under way
+    seen = first + list(rows)
+    assert [r.position for r in seen] == list(range(1, 11))
+    assert all(r.link is not None and r.state is not None for r in seen)
+    assert verify_record(app).events == 11

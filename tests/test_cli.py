@@ -1,0 +1,66 @@
+"""The ``pocdir`` command line, as a user runs it: exit codes and what it prints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import Backend
+
+POCDIR = [sys.executable, "-c", "from api.cli import main; main()"]
+
+
+def run(backend_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "POCDIR_DATABASE_URL": backend_url, "COLUMNS": "200"}
+    return subprocess.run(
+        [*POCDIR, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_simulate_then_verify_reports_the_head_and_exits_zero(backend: Backend) -> None:
+    sim = run(backend.url, "simulate", "--states", "8", "--days", "30", "--seed", "3")
+    assert sim.returncode == 0, sim.stderr
+    assert "register" in sim.stdout and "total" in sim.stdout
+    result = run(backend.url, "verify")
+    assert result.returncode == 0, result.stderr
+    assert "record intact" in result.stdout
+    head_position = int(backend.execute("SELECT MAX(position) FROM event_chain")[0][0])
+    assert f"head position: {head_position}" in result.stdout
+    assert "head hash:" in result.stdout
+
+
+def test_verify_exits_one_naming_the_first_bad_position(backend: Backend) -> None:
+    assert run(backend.url, "simulate", "--states", "5", "--days", "20").returncode == 0
+    backend.execute(
+        f"UPDATE {backend.events_table} SET state = %s WHERE {backend.position_column} = 9",
+        (b"{}",),
+    )
+    result = run(backend.url, "verify")
+    assert result.returncode == 1
+    assert "position 9" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_simulate_refuses_a_populated_record_unless_told_to_skip(backend: Backend) -> None:
+    assert run(backend.url, "simulate", "--states", "3", "--days", "5").returncode == 0
+    again = run(backend.url, "simulate", "--states", "3", "--days", "5")
+    assert again.returncode == 2
+    assert "already holds events" in again.stderr
+    skipped = run(backend.url, "simulate", "--states", "3", "--days", "5", "--if-empty")
+    assert skipped.returncode == 0 and "not simulating" in skipped.stdout
+
+
+def test_bad_settings_and_arguments_get_one_line_and_exit_two(tmp_path: Path) -> None:
+    bad_url = run("mysql://localhost/db", "verify")
+    assert bad_url.returncode == 2
+    assert "POCDIR_DATABASE_URL" in bad_url.stderr and "Traceback" not in bad_url.stderr
+    bad_states = run(f"sqlite:///{tmp_path / 'x.sqlite3'}", "simulate", "--states", "500")
+    assert bad_states.returncode == 2 and "--states" in bad_states.stderr
+
+
+def test_an_unreachable_postgres_exits_three_without_a_traceback() -> None:
+    result = run("postgresql://postgres@127.0.0.1:1/nowhere", "verify")
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
