@@ -17,7 +17,7 @@ last stored link. The guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, Protocol
 
 from eventsourcing.persistence import (
@@ -63,7 +63,7 @@ class ChainedRecorder(Protocol):
 
     def chain_head(self) -> tuple[int, bytes]: ...
 
-    def iter_stored_rows(self, batch: int = READ_BATCH) -> Iterator[StoredRow]: ...
+    def iter_stored_rows(self, batch: int = READ_BATCH) -> Generator[StoredRow, None, None]: ...
 
 
 def paged(fetch: Callable[[int], Sequence[Any]], batch: int) -> Iterator[Any]:
@@ -176,7 +176,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             head = c.fetchone()
         return (head[0], bytes(head[1])) if head else (GENESIS_POSITION, GENESIS_LINK)
 
-    def iter_stored_rows(self, batch: int = READ_BATCH) -> Iterator[StoredRow]:
+    def iter_stored_rows(self, batch: int = READ_BATCH) -> Generator[StoredRow, None, None]:
         """The whole record, from one read transaction (one WAL snapshot), so events
         committed meanwhile are neither half-seen nor reported as faults. Originator ids are
         yielded as stored (hex text), so a non-canonical spelling is caught."""
@@ -306,7 +306,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             head = curs.fetchone()
         return (head["position"], bytes(head["link"])) if head else (GENESIS_POSITION, GENESIS_LINK)
 
-    def iter_stored_rows(self, batch: int = READ_BATCH) -> Iterator[StoredRow]:
+    def iter_stored_rows(self, batch: int = READ_BATCH) -> Generator[StoredRow, None, None]:
         """The whole record from one REPEATABLE READ snapshot, so events committed meanwhile
         are neither half-seen nor reported as faults."""
         with (
