@@ -22,11 +22,16 @@ $(TSTAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-## run: simulate a year of the directory for all 193 States (once), then verify the record.
+# The simulated period starts on 2025-01-06; 400 days take it past the first annual deadlines.
+DEMO_END := 2026-02-10
+
+## run: simulate a year of the directory for all 193 States (once), verify it, show the views.
 run: $(STAMP)
 	@mkdir -p var
-	$(BIN)/pocdir simulate --states 193 --days 365 --seed 1 --if-empty
+	$(BIN)/pocdir simulate --states 193 --days 400 --seed 1 --if-empty
 	$(BIN)/pocdir verify
+	$(BIN)/pocdir pending --today $(DEMO_END)
+	$(BIN)/pocdir route DEU malware --level technical
 
 ## test: the whole suite, on SQLite and on PostgreSQL, plus lint and type checks.
 test: $(TSTAMP)

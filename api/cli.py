@@ -1,13 +1,19 @@
 """The ``pocdir`` command line.
 
 Exit codes: 0 success; 1 the record failed verification; 2 bad input or settings (one line on
-stderr saying what to fix); 3 the database could not be reached.
+stderr saying what to fix); 3 the database could not be reached; 4 no such entry or route.
 """
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import Annotated, NoReturn
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any, NoReturn
 
 import typer
 from eventsourcing.persistence import OperationalError, PersistenceError
@@ -16,12 +22,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from domain.application import PocDirectory
-from domain.clock import SimulatedClock
-from domain.errors import PocdirError
+from domain.clock import SimulatedClock, SystemClock
+from domain.errors import NotFound, PocdirError
 from infra.chain import VerificationError
 from infra.settings import Settings, SettingsError
 from infra.verify import chained_recorder, verify_record
-from infra.wiring import build_application
+from infra.wiring import build_application, build_directory_view
+from projections.queries import DirectoryQueries
+from projections.runner import ViewRunner
 
 app = typer.Typer(
     help="pocdir: the Points of Contact directory's hash-chained record.",
@@ -35,6 +43,7 @@ err = Console(stderr=True)
 EXIT_INVALID_RECORD = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_NOT_FOUND = 4
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -42,11 +51,15 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
-def open_application(clock: SimulatedClock | None = None, **kwargs: object) -> PocDirectory:
+def _settings() -> Settings:
     try:
-        settings = Settings.from_env()
+        return Settings.from_env()
     except SettingsError as e:
         fail(str(e))
+
+
+def open_application(clock: SimulatedClock | None = None, **kwargs: object) -> PocDirectory:
+    settings = _settings()
     try:
         return build_application(settings, clock=clock, **kwargs)  # type: ignore[arg-type]
     except (OperationalError, PersistenceError) as e:
@@ -136,6 +149,182 @@ def simulate(
         table.add_row(name, str(count))
     table.add_row("[bold]total[/bold]", f"[bold]{report.total}[/bold]")
     out.print(table)
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+FormatOption = Annotated[
+    Format, typer.Option("--format", help="table for people, json for machines")
+]
+
+
+@contextmanager
+def directory_view(progress_label: str | None = None) -> Iterator[DirectoryQueries]:
+    """Open the record, bring the directory view up to date with it, and yield its queries.
+    Reads come from the view, never from scanning the event table."""
+    settings = _settings()
+    application = open_application()
+    try:
+        view = build_directory_view(application, settings)
+        runner = ViewRunner(application, view)
+        behind = (application.recorder.max_notification_id() or 0) - runner.position
+        with _progress() as progress:
+            task = progress.add_task(progress_label or "updating views", total=max(behind, 0))
+            runner.catch_up(on_progress=lambda _: progress.update(task, advance=1000))
+        yield DirectoryQueries(view)
+    except (OperationalError, PersistenceError) as e:
+        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
+    except PocdirError as e:
+        fail(str(e), EXIT_NOT_FOUND if isinstance(e, NotFound) else EXIT_USAGE)
+    finally:
+        application.close()
+
+
+def _print_json(data: object) -> None:
+    out.print_json(json.dumps(data, ensure_ascii=False, default=str))
+
+
+def _channels(contact: dict[str, Any]) -> str:
+    return ", ".join(f"{ch['kind']}: {ch['address']}" for ch in contact["channels"])
+
+
+@app.command()
+def directory(
+    state: Annotated[
+        str | None, typer.Argument(help="ISO alpha-3 code; all States if omitted")
+    ] = None,
+    format: FormatOption = Format.TABLE,  # noqa: A002
+) -> None:
+    """The current directory, or one State's entry."""
+    with directory_view() as queries:
+        if state is None:
+            entries = queries.entries()
+            if format is Format.JSON:
+                _print_json(entries)
+                return
+            table = Table(title=f"Directory: {len(entries)} States")
+            for column in ("state", "name", "contacts", "coordination", "last update"):
+                table.add_column(column)
+            for e in entries:
+                table.add_row(
+                    e["code"],
+                    e["name"],
+                    str(len(e["contacts"])),
+                    e["coordination_contact_id"] or "-",
+                    e["last_update_on"],
+                )
+            out.print(table)
+            return
+        entry = queries.entry(state)
+        if format is Format.JSON:
+            _print_json(entry)
+            return
+        table = Table(title=f"{entry['name']} ({entry['code']})")
+        for column in ("contact", "level", "agency", "channels", "languages", "hours", "handles"):
+            table.add_column(column)
+        for c in entry["contacts"].values():
+            mark = " (coordination)" if c["contact_id"] == entry["coordination_contact_id"] else ""
+            table.add_row(
+                c["contact_id"] + mark,
+                c["level"],
+                c["agency"]["english"] or c["agency"]["text"],
+                _channels(c),
+                ", ".join(c["languages"]),
+                f"{c['hours']} {c['time_zone']}",
+                ", ".join(c["incident_types"]) or "-",
+            )
+        out.print(table)
+
+
+@app.command()
+def route(
+    state: Annotated[str, typer.Argument(help="ISO alpha-3 code of the State to reach")],
+    incident_type: Annotated[str, typer.Argument(help="an incident type (docs/taxonomy.md)")],
+    level: Annotated[str, typer.Option(help="diplomatic or technical")] = "technical",
+    format: FormatOption = Format.TABLE,  # noqa: A002
+) -> None:
+    """Whom to reach at a State about an incident type, in order."""
+    with directory_view() as queries:
+        result = queries.route(state, incident_type, level)
+    if format is Format.JSON:
+        _print_json(result.__dict__)
+        return
+    title = f"{result.state}: {result.incident_type} at the {result.level} level"
+    if result.fell_back_to_coordination_contact:
+        title += " (no contact handles it: coordination contact)"
+    table = Table(title=title)
+    for column in ("#", "contact", "channels (preferred first)", "languages", "time zone", "hours"):
+        table.add_column(column)
+    for i, c in enumerate(result.contacts, start=1):
+        table.add_row(
+            str(i),
+            c["contact_id"],
+            _channels(c),
+            ", ".join(c["languages"]),
+            c["time_zone"],
+            c["hours"],
+        )
+    out.print(table)
+
+
+@app.command()
+def pending(
+    today: Annotated[
+        str | None, typer.Option(help="judge deadlines on this date (YYYY-MM-DD); default today")
+    ] = None,
+    format: FormatOption = Format.TABLE,  # noqa: A002
+) -> None:
+    """Annual updates due or overdue (R5), late change notices, and States never registered."""
+    try:
+        day = date.fromisoformat(today) if today else SystemClock().now().date()
+    except ValueError:
+        fail(f"--today must be a date like 2026-01-31, not {str(today)[:20]!r}")
+    with directory_view() as queries:
+        report = queries.pending(day)
+    if format is Format.JSON:
+        _print_json(report)
+        return
+    counts = Counter(s["status"] for s in report["states"])
+    table = Table(
+        title=f"Annual updates as of {report['as_of']}: "
+        f"{counts['overdue']} overdue, {counts['due']} due, {counts['current']} current"
+    )
+    for column in ("state", "name", "last update", "next due", "status"):
+        table.add_column(column)
+    for s in sorted(report["states"], key=lambda s: (s["next_due_on"], s["state"])):
+        if s["status"] != "current":
+            table.add_row(s["state"], s["name"], s["last_update_on"], s["next_due_on"], s["status"])
+    out.print(table)
+    late = Table(title=f"Changes notified more than 30 days late: {len(report['late_notices'])}")
+    for column in ("state", "change", "occurred", "notified", "days"):
+        late.add_column(column)
+    for n in report["late_notices"]:
+        late.add_row(
+            n["state"], n["change"], n["effective_on"], n["reported_on"], str(n["delay_days"])
+        )
+    out.print(late)
+    out.print(f"Member States never registered: {len(report['never_registered'])} of 193")
+
+
+@app.command()
+def replay() -> None:
+    """Drop every view and rebuild it from the record."""
+    settings = _settings()
+    application = open_application()
+    try:
+        runner = ViewRunner(application, build_directory_view(application, settings))
+        total = application.recorder.max_notification_id() or 0
+        with _progress() as progress:
+            task = progress.add_task("rebuilding views", total=total)
+            count = runner.rebuild(on_progress=lambda pos: progress.update(task, completed=pos))
+    except (OperationalError, PersistenceError) as e:
+        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
+    finally:
+        application.close()
+    out.print(f"views rebuilt from {count} events")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ acting principal acts for this State before any event is triggered.
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -21,6 +22,16 @@ MAX_CONTACTS = 50
 def state_entry_id(code: str) -> UUID:
     """The entry's id is derived from its ISO 3166-1 alpha-3 code, so each State has one."""
     return uuid5(NAMESPACE_URL, f"urn:pocdir:state-entry:{code.upper()}")
+
+
+@cache
+def _entry_codes() -> dict[UUID, str]:
+    return {state_entry_id(code): code for code in member_states()}
+
+
+def code_of_entry(entry_id: UUID) -> str:
+    """The State code whose entry has this id (ids are derived from codes)."""
+    return _entry_codes()[entry_id]
 
 
 def check_acts_for(principal: Principal, code: str) -> None:

@@ -4,11 +4,13 @@ import time. Tests call ``build_application`` with their own settings, clock and
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from uuid import UUID, uuid4
 
 from domain.application import PocDirectory
 from domain.clock import Clock
 from infra.settings import Settings
+from projections.store import PostgresViewRecorder, SQLiteViewRecorder, ViewRecorder
 
 SQLITE_FACTORY = "infra.store:ChainedSQLiteFactory"
 POSTGRES_FACTORY = "infra.store:ChainedPostgresFactory"
@@ -40,6 +42,13 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
     if settings.cipher_key:
         env.update(CIPHER_TOPIC=CIPHER, CIPHER_KEY=settings.cipher_key)
     return env
+
+
+def build_directory_view(app: PocDirectory, settings: Settings) -> ViewRecorder:
+    """The directory view's recorder, in the same database as the record."""
+    factory: Any = app.factory
+    view_class = SQLiteViewRecorder if settings.backend == "sqlite" else PostgresViewRecorder
+    return factory.tracking_recorder(view_class)  # type: ignore[no-any-return]
 
 
 def build_application(

@@ -6,16 +6,21 @@ tests read the example out of the document and recompute it three ways: with ``i
 (the reference implementation), with an implementation written here from the document's prose
 using only ``hashlib`` and ``struct``, and with the Python snippet printed in the document. They
 also check that the reference verifier accepts the example and names the right failure, at the
-right position, when it is tampered with.
+right position, when it is tampered with: a changed byte, a dropped event, an originator id
+re-spelled out of its canonical lowercase form, and columns of the wrong type. Finally they check
+that what §5.1 says about reading the record (one snapshot, from the lowest possible position)
+is what ``infra.store`` does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import json
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from infra import chain
+from infra import chain, store
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "audit-format.md"
 
@@ -99,16 +104,19 @@ def example() -> tuple[ExampleEvent, ...]:
 
 # -- an implementation written from the document's prose only ---------------------------------
 
-_HEX_DIGITS = "0123456789abcdefABCDEF"
+_LOWER_HEX_DIGITS = "0123456789abcdef"
 
 
 def independent_canonical_id(text: str) -> bytes:
-    """§2: 32 hex digits (SQLite) or the hyphenated form, in either case; 36 ASCII bytes out."""
+    """§2: exactly 32 lowercase hex digits (SQLite) or the 36-character lowercase hyphenated
+    form; any other spelling is refused. 36 ASCII bytes out."""
     if len(text) == 36 and all(text[i] == "-" for i in (8, 13, 18, 23)):
-        text = text.replace("-", "")
-    if len(text) != 32 or any(c not in _HEX_DIGITS for c in text):
-        raise ValueError(f"not a UUID: {text!r}")
-    d = text.lower()
+        digits = text.replace("-", "")
+    else:
+        digits = text
+    if len(digits) != 32 or any(c not in _LOWER_HEX_DIGITS for c in digits):
+        raise ValueError(f"not a UUID in canonical lowercase form: {text!r}")
+    d = digits
     return f"{d[0:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:32]}".encode("ascii")
 
 
@@ -209,23 +217,75 @@ def test_worked_example_in_audit_format_doc_is_recomputed_by_an_independent_impl
         previous = link
 
 
-@pytest.mark.parametrize("spell", [str.lower, str.upper], ids=["as-stored", "upper-case"])
-def test_sqlite_spelling_of_the_originator_id_gives_the_same_record(
-    spell: Callable[[str], str],
+@pytest.mark.parametrize(
+    "spell",
+    [lambda e: e.sqlite_originator_id, lambda e: e.originator_id],
+    ids=["sqlite-32-lowercase-hex", "hyphenated-lowercase"],
+)
+def test_both_canonical_spellings_of_the_originator_id_give_the_same_record(
+    spell: Callable[[ExampleEvent], str],
 ) -> None:
     for e in example():
-        sqlite_id = spell(e.sqlite_originator_id)
+        spelled = spell(e)
         canonical = independent_record(
             e.position, e.originator_id, e.originator_version, e.topic, e.state
         )
         assert (
-            independent_record(e.position, sqlite_id, e.originator_version, e.topic, e.state)
+            independent_record(e.position, spelled, e.originator_version, e.topic, e.state)
             == canonical
         )
         assert (
-            chain.encode_record(e.position, sqlite_id, e.originator_version, e.topic, e.state)
+            chain.encode_record(e.position, spelled, e.originator_version, e.topic, e.state)
             == canonical
         )
+        assert chain.canonical_originator_id(spelled) == e.originator_id.encode("ascii")
+
+
+#: Spellings of the same UUID that §2 refuses: a fault of the row, not the same record.
+NON_CANONICAL_SPELLINGS: dict[str, Callable[[ExampleEvent], str]] = {
+    "upper-case": lambda e: e.sqlite_originator_id.upper(),
+    "upper-case-hyphenated": lambda e: e.originator_id.upper(),
+    "mixed-case": lambda e: e.sqlite_originator_id[:16] + e.sqlite_originator_id[16:].upper(),
+    "braces": lambda e: "{" + e.originator_id + "}",
+    "urn": lambda e: "urn:uuid:" + e.originator_id,
+    "misplaced-hyphen": lambda e: e.sqlite_originator_id[:16] + "-" + e.sqlite_originator_id[16:],
+}
+
+
+@pytest.mark.parametrize(
+    "spell", NON_CANONICAL_SPELLINGS.values(), ids=NON_CANONICAL_SPELLINGS.keys()
+)
+def test_a_non_canonical_spelling_of_the_originator_id_cannot_be_encoded(
+    spell: Callable[[ExampleEvent], str],
+) -> None:
+    for e in example():
+        spelled = spell(e)
+        assert spelled != e.sqlite_originator_id and spelled != e.originator_id
+        with pytest.raises(ValueError, match="not in canonical lowercase form"):
+            chain.canonical_originator_id(spelled)
+        with pytest.raises(ValueError):
+            chain.encode_record(e.position, spelled, e.originator_version, e.topic, e.state)
+        with pytest.raises(ValueError):
+            independent_record(e.position, spelled, e.originator_version, e.topic, e.state)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["position-1", "position-2", "position-4"])
+def test_an_upper_case_originator_id_is_reported_as_record_altered_at_that_position(
+    index: int,
+) -> None:
+    """§2, §6: upper-casing SQLite's stored hex names the same UUID but would hide the event
+    from its aggregate, so the verifier reports it instead of accepting it."""
+    events = example()
+    rows = [
+        dataclasses.replace(e.stored_row(), originator_id=e.sqlite_originator_id) for e in events
+    ]
+    assert verify(rows).head_hash == events[-1].link.hex()  # as stored: accepted
+    rows[index] = dataclasses.replace(
+        rows[index], originator_id=events[index].sqlite_originator_id.upper()
+    )
+    with pytest.raises(chain.RecordAltered, match="not in canonical lowercase form") as caught:
+        verify(rows)
+    assert caught.value.position == events[index].position
 
 
 def test_python_snippet_in_audit_format_doc_verifies_the_worked_example() -> None:
@@ -249,6 +309,16 @@ def test_python_snippet_in_audit_format_doc_verifies_the_worked_example() -> Non
     assert namespace["verify"](rows) == example()[-1].link.hex()
     with pytest.raises(ValueError, match="ChainBroken at position 4"):
         namespace["verify"]([rows[0], rows[2]])
+    hyphenated = [
+        (e.position, e.originator_id, *row[2:]) for e, row in zip(example(), rows, strict=True)
+    ]
+    assert namespace["verify"](hyphenated) == example()[-1].link.hex()
+    upper_case = [rows[0], (rows[1][0], rows[1][1].upper(), *rows[1][2:]), rows[2]]
+    with pytest.raises(ValueError, match="RecordAltered at position 2"):
+        namespace["verify"](upper_case)
+    forged_link = [*rows[:2], (*rows[2][:7], bytes(32))]
+    with pytest.raises(ValueError, match="LinkMismatch at position 4"):
+        namespace["verify"](forged_link)
 
 
 # -- the reference verifier on the example -----------------------------------------------------
@@ -288,3 +358,147 @@ def test_dropping_the_middle_event_is_reported_as_chain_broken_at_the_next_posit
     with pytest.raises(chain.ChainBroken) as caught:
         verify([first.stored_row(), last.stored_row()])
     assert caught.value.position == 4
+
+
+# -- column types (§2, §4, §5.2) ----------------------------------------------------------------
+
+EVENT_COLUMNS_OF_THE_WRONG_TYPE: dict[str, Callable[[ExampleEvent], dict[str, Any]]] = {
+    "state-as-text": lambda e: {"state": e.state_text},
+    "state-as-memoryview": lambda e: {"state": memoryview(e.state)},
+    "topic-as-bytes": lambda e: {"topic": e.topic.encode("utf-8")},
+    "version-as-text": lambda e: {"originator_version": str(e.originator_version)},
+    "version-as-real": lambda e: {"originator_version": float(e.originator_version)},
+    "originator-id-as-bytes": lambda e: {"originator_id": e.sqlite_originator_id.encode()},
+}
+
+
+@pytest.mark.parametrize(
+    "change",
+    EVENT_COLUMNS_OF_THE_WRONG_TYPE.values(),
+    ids=EVENT_COLUMNS_OF_THE_WRONG_TYPE.keys(),
+)
+def test_an_event_column_of_the_wrong_type_is_reported_as_record_altered(
+    change: Callable[[ExampleEvent], dict[str, Any]],
+) -> None:
+    events = example()
+    rows = [e.stored_row() for e in events]
+    rows[1] = dataclasses.replace(rows[1], **change(events[1]))
+    with pytest.raises(chain.RecordAltered, match="cannot be encoded") as caught:
+        verify(rows)
+    assert caught.value.position == 2
+
+
+LINK_COLUMNS_OF_THE_WRONG_TYPE: dict[str, Callable[[ExampleEvent], dict[str, Any]]] = {
+    "prev-position-as-text": lambda e: {"prev_position": str(e.prev_position)},
+    "prev-position-as-real": lambda e: {"prev_position": float(e.prev_position)},
+    "leaf-hash-as-hex-text": lambda e: {"leaf_hash": e.leaf_hash.hex()},
+    "link-as-hex-text": lambda e: {"link": e.link.hex()},
+}
+
+
+@pytest.mark.parametrize(
+    "change",
+    LINK_COLUMNS_OF_THE_WRONG_TYPE.values(),
+    ids=LINK_COLUMNS_OF_THE_WRONG_TYPE.keys(),
+)
+def test_a_link_column_of_the_wrong_type_is_reported_as_link_mismatch(
+    change: Callable[[ExampleEvent], dict[str, Any]],
+) -> None:
+    events = example()
+    rows = [e.stored_row() for e in events]
+    rows[2] = dataclasses.replace(rows[2], **change(events[2]))
+    with pytest.raises(chain.LinkMismatch, match="link row has a column of the wrong type") as c:
+        verify(rows)
+    assert c.value.position == 4
+
+
+def test_the_failure_table_names_the_column_type_checks() -> None:
+    table = doc_text()[doc_text().index("| failure ") : doc_text().index("### 5.3")]
+    link_types = next(line for line in table.splitlines() if "wrong type" in line)
+    assert link_types.startswith("| `LinkMismatch`")
+    for column in ("prev_position", "leaf_hash", "link"):
+        assert f"`{column}`" in link_types
+    event_types = next(line for line in table.splitlines() if "not bytes, `topic`" in line)
+    assert event_types.startswith("| `RecordAltered`")
+    assert "canonical lowercase form" in event_types
+
+
+# -- reading the record (§5.1) ------------------------------------------------------------------
+
+
+def test_reading_starts_at_the_lowest_position_the_document_names() -> None:
+    stated = re.search(r"`FIRST_POSITION = (-2\*\*63)`", doc_text())
+    assert stated and store.FIRST_POSITION == -(2**63)
+    starts: list[int] = []
+
+    def fetch(start: int) -> list[tuple[int]]:
+        starts.append(start)
+        return [(p,) for p in (-5, 0, 1, 2)] if start == store.FIRST_POSITION else []
+
+    assert [row[0] for row in store.paged(fetch, batch=4)] == [-5, 0, 1, 2]
+    assert starts == [store.FIRST_POSITION, 3]
+
+
+def test_the_record_is_read_from_one_snapshot_as_the_document_says() -> None:
+    section = doc_text()[doc_text().index("### 5.1") : doc_text().index("### 5.2")]
+    assert "one read transaction" in section
+    assert "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY" in section
+    sqlite = inspect.getsource(store.ChainedSQLiteApplicationRecorder.iter_stored_rows)
+    assert "self.datastore.transaction(commit=False)" in sqlite
+    assert sqlite.index("transaction(") < sqlite.index("merge_stored_rows(")
+    postgres = inspect.getsource(store.ChainedPostgresApplicationRecorder.iter_stored_rows)
+    assert "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY" in postgres
+    assert postgres.index("SET TRANSACTION") < postgres.index("merge_stored_rows(")
+
+
+def _merged(events: list[store.EventRow], links: list[chain.LinkRow]) -> Iterator[chain.StoredRow]:
+    return store.merge_stored_rows(iter(events), iter(links))
+
+
+def _rows_of_the_example() -> tuple[list[store.EventRow], list[chain.LinkRow]]:
+    events = example()
+    return (
+        [
+            (e.position, e.sqlite_originator_id, e.originator_version, e.topic, e.state)
+            for e in events
+        ],
+        [chain.LinkRow(e.position, e.prev_position, e.leaf_hash, e.link) for e in events],
+    )
+
+
+def test_an_event_forged_below_position_one_is_walked_and_reported_as_unlinked() -> None:
+    event_rows, link_rows = _rows_of_the_example()
+    assert verify(list(_merged(event_rows, link_rows))).head_hash == example()[-1].link.hex()
+    for position in (0, -1, store.FIRST_POSITION):
+        forged = (position, *event_rows[0][1:])
+        with pytest.raises(chain.UnlinkedEvent) as caught:
+            verify(list(_merged([forged, *event_rows], link_rows)))
+        assert caught.value.position == position
+
+
+def test_a_link_forged_below_position_one_is_walked_and_reported_as_event_missing() -> None:
+    event_rows, link_rows = _rows_of_the_example()
+    forged = chain.LinkRow(-1, 0, link_rows[0].leaf_hash, link_rows[0].link)
+    with pytest.raises(chain.EventMissing) as caught:
+        verify(list(_merged(event_rows, [forged, *link_rows])))
+    assert caught.value.position == -1
+
+
+def test_a_linked_pair_forged_at_a_negative_position_cannot_be_encoded() -> None:
+    event_rows, link_rows = _rows_of_the_example()
+    forged_event = (-1, *event_rows[0][1:])
+    forged_link = chain.LinkRow(-1, 0, link_rows[0].leaf_hash, link_rows[0].link)
+    with pytest.raises(chain.RecordAltered, match="cannot be encoded") as caught:
+        verify(list(_merged([forged_event, *event_rows], [forged_link, *link_rows])))
+    assert caught.value.position == -1
+
+
+def test_a_linked_pair_forged_at_position_zero_breaks_the_first_genuine_link() -> None:
+    event_rows, link_rows = _rows_of_the_example()
+    _, oid, version, topic, state = event_rows[0]
+    leaf = chain.leaf_hash(chain.encode_record(0, oid, version, topic, state))
+    forged_link = chain.LinkRow(0, 0, leaf, chain.chain_link(chain.GENESIS_LINK, leaf))
+    rows = list(_merged([(0, oid, version, topic, state), *event_rows], [forged_link, *link_rows]))
+    with pytest.raises(chain.LinkMismatch) as caught:
+        verify(rows)
+    assert caught.value.position == 1

@@ -1,0 +1,90 @@
+"""The directory read model: each State's current entry, its freshness (R5) and late notices.
+
+The projector is pure: it turns one domain event into changes of JSON documents, read and
+written through a ``Documents`` store. The same code builds the persistent view (through a
+tracking recorder, ``projections.store``) and the in-memory views *as of* a past date or
+position (``projections.asof``), so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from domain.state_entry import StateEntry, code_of_entry
+
+ENTRY = "entry"
+LATE_NOTICE_DAYS = 30  # R5: notify a change no later than 30 days after it occurred
+
+
+class Documents(Protocol):
+    def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, kind: str, key: str, doc: dict[str, Any]) -> None: ...
+
+
+def _day(ts: datetime) -> str:
+    return ts.date().isoformat()
+
+
+def project_directory(event: Any, position: int, docs: Documents) -> None:
+    """Apply one stored event (already decoded) at ``position`` to the directory documents.
+    Events of other aggregates are ignored."""
+    if not isinstance(event, StateEntry.Event):
+        return
+    if isinstance(event, StateEntry.Registered):
+        docs.put(
+            ENTRY,
+            event.code,
+            {
+                "code": event.code,
+                "name": event.name,
+                "registered_on": event.effective_on.isoformat(),
+                "registered_at": event.timestamp.isoformat(),
+                "withdrawn": False,
+                "contacts": {},
+                "coordination_contact_id": None,
+                "preferred": None,
+                "version": event.originator_version,
+                "position": position,
+                "last_update_on": _day(event.timestamp),
+                "last_confirmed_on": None,
+                "late_notices": [],
+            },
+        )
+        return
+    code = code_of_entry(event.originator_id)
+    doc = docs.get(ENTRY, code)
+    if doc is None:  # pragma: no cover - the record always registers first
+        raise LookupError(f"event at position {position} for an unregistered entry")
+    doc["version"] = event.originator_version
+    doc["position"] = position
+    if isinstance(event, StateEntry.ContactAdded):  # also ContactUpdated
+        doc["contacts"][event.contact.contact_id] = event.contact.to_dict()
+    elif isinstance(event, StateEntry.ContactRemoved):
+        doc["contacts"].pop(event.contact_id, None)
+    elif isinstance(event, StateEntry.CoordinationContactSet):
+        doc["coordination_contact_id"] = event.contact_id
+    elif isinstance(event, StateEntry.PreferredChannelSet):
+        doc["preferred"] = {"contact_id": event.contact_id, "channel": event.channel_kind}
+    elif isinstance(event, StateEntry.AnnuallyConfirmed):
+        doc["last_confirmed_on"] = _day(event.timestamp)
+    elif isinstance(event, StateEntry.Withdrawn):
+        doc["withdrawn"] = True
+    elif isinstance(event, StateEntry.Rejoined):
+        doc["withdrawn"] = False
+    doc["last_update_on"] = _day(event.timestamp)
+    effective_on: date | None = getattr(event, "effective_on", None)
+    if effective_on is not None:
+        delay = (event.timestamp.date() - effective_on).days
+        if delay > LATE_NOTICE_DAYS:
+            doc["late_notices"].append(
+                {
+                    "position": position,
+                    "change": type(event).__name__,
+                    "effective_on": effective_on.isoformat(),
+                    "reported_on": _day(event.timestamp),
+                    "delay_days": delay,
+                }
+            )
+    docs.put(ENTRY, code, doc)

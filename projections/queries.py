@@ -1,0 +1,136 @@
+"""Reads of the directory view: entries, route lookup (R3, R4) and pending updates (R5).
+
+Everything here reads the view, never the event table. Deadlines are judged against a date
+given by the caller (from the injectable clock), so a simulated year shows real statuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from domain.errors import NotFound, ValidationError
+from domain.members import check_member_state, member_states
+from domain.taxonomy import check_incident_type, check_level
+from projections.directory import ENTRY
+from projections.store import ViewRecorder
+
+DUE_WINDOW_DAYS = 30
+
+
+def add_year(day: date) -> date:
+    """The same day a year later (29 February becomes 28 February)."""
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:
+        return day.replace(year=day.year + 1, day=28)
+
+
+@dataclass(frozen=True)
+class Route:
+    state: str
+    incident_type: str
+    level: str
+    contacts: list[dict[str, Any]]
+    fell_back_to_coordination_contact: bool
+
+
+class DirectoryQueries:
+    def __init__(self, view: ViewRecorder) -> None:
+        self.view = view
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Current entries of States that take part (withdrawn entries are gone)."""
+        return [d for d in self.view.all(ENTRY) if not d["withdrawn"]]
+
+    def entry(self, code: str) -> dict[str, Any]:
+        code = check_member_state(code)
+        doc = self.view.get(ENTRY, code)
+        if doc is None or doc["withdrawn"]:
+            raise NotFound(f"{code} has no entry in the directory")
+        return doc
+
+    def route(self, code: str, incident_type: str, level: str = "technical") -> Route:
+        """Whom to reach at ``code`` about ``incident_type``, in order: the contact with the
+        preferred channel, then the coordination contact, then the others. When no contact at
+        that level handles the type, the coordination contact alone, and the route says so."""
+        doc = self.entry(code)
+        incident_type = check_incident_type(incident_type)
+        level = str(check_level(level))
+        contacts: dict[str, dict[str, Any]] = doc["contacts"]
+        preferred = doc["preferred"] or {}
+        coordinator = doc["coordination_contact_id"]
+        matching = [
+            c
+            for c in contacts.values()
+            if c["level"] == level and incident_type in c["incident_types"]
+        ]
+        fell_back = not matching
+        if fell_back:
+            if coordinator is None or coordinator not in contacts:
+                raise NotFound(
+                    f"{doc['code']} has no contact for {incident_type} at the {level} level "
+                    "and no coordination contact"
+                )
+            matching = [contacts[coordinator]]
+
+        def rank(c: dict[str, Any]) -> tuple[int, str]:
+            if c["contact_id"] == preferred.get("contact_id"):
+                return (0, c["contact_id"])
+            if c["contact_id"] == coordinator:
+                return (1, c["contact_id"])
+            return (2, c["contact_id"])
+
+        ordered = [_with_preferred_channel_first(c, preferred) for c in sorted(matching, key=rank)]
+        return Route(doc["code"], incident_type, level, ordered, fell_back)
+
+    def pending(self, today: date) -> dict[str, Any]:
+        """R5 for every registered State: last update or confirmation, next due date, status;
+        late change notices; and member States that never registered (R1 participation)."""
+        if not isinstance(today, date):
+            raise ValidationError("today must be a date")
+        docs = self.view.all(ENTRY)
+        states = []
+        for d in docs:
+            if d["withdrawn"]:
+                continue
+            last = date.fromisoformat(d["last_update_on"])
+            due = add_year(last)
+            if today > due:
+                status = "overdue"
+            elif (due - today) <= timedelta(days=DUE_WINDOW_DAYS):
+                status = "due"
+            else:
+                status = "current"
+            states.append(
+                {
+                    "state": d["code"],
+                    "name": d["name"],
+                    "last_update_on": last.isoformat(),
+                    "next_due_on": due.isoformat(),
+                    "status": status,
+                }
+            )
+        registered = {d["code"] for d in docs}
+        return {
+            "as_of": today.isoformat(),
+            "states": states,
+            "late_notices": [
+                {"state": d["code"], **notice} for d in docs for notice in d["late_notices"]
+            ],
+            "never_registered": [
+                {"state": code, "name": name}
+                for code, name in member_states().items()
+                if code not in registered
+            ],
+        }
+
+
+def _with_preferred_channel_first(
+    contact: dict[str, Any], preferred: dict[str, Any]
+) -> dict[str, Any]:
+    if contact["contact_id"] != preferred.get("contact_id"):
+        return contact
+    channels = sorted(contact["channels"], key=lambda ch: ch["kind"] != preferred["channel"])
+    return {**contact, "channels": channels, "preferred_channel": preferred["channel"]}

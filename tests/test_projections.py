@@ -1,0 +1,187 @@
+"""The directory view: route lookup, pending annual updates, exactly-once and rebuildable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+
+import pytest
+
+from domain.application import PocDirectory
+from domain.clock import SimulatedClock
+from domain.errors import NotFound, ValidationError
+from domain.values import Contact
+from infra.wiring import build_directory_view
+from projections.queries import DirectoryQueries
+from projections.runner import DIRECTORY_VIEW, ViewRunner
+from tests.conftest import START, Backend, contact_data, state
+
+
+def queries(app: PocDirectory, backend: Backend) -> DirectoryQueries:
+    view = build_directory_view(app, backend.settings)
+    ViewRunner(app, view).catch_up()
+    return DirectoryQueries(view)
+
+
+def register_fra(app: PocDirectory) -> None:
+    fra = state("FRA")
+    app.register_state(fra, "FRA")
+    app.add_contact(
+        fra, "FRA", Contact.from_dict(contact_data("coord", level="diplomatic", incident_types=[]))
+    )
+    app.add_contact(
+        fra, "FRA", Contact.from_dict(contact_data("cert-a", hours="Mon-Fri 08:00-18:00"))
+    )
+    app.add_contact(
+        fra, "FRA", Contact.from_dict(contact_data("cert-b", time_zone="Pacific/Tahiti"))
+    )
+    app.set_coordination_contact(fra, "FRA", "coord")
+    app.set_preferred_channel(fra, "FRA", "cert-b", "phone")
+
+
+def test_route_lookup_puts_the_preferred_channel_first_with_working_details(
+    backend: Backend, app: PocDirectory
+) -> None:
+    register_fra(app)
+    route = queries(app, backend).route("FRA", "malware", "technical")
+    assert not route.fell_back_to_coordination_contact
+    assert [c["contact_id"] for c in route.contacts] == ["cert-b", "cert-a"]
+    first = route.contacts[0]
+    assert first["channels"][0]["kind"] == "phone" and first["preferred_channel"] == "phone"
+    assert first["time_zone"] == "Pacific/Tahiti"
+    assert route.contacts[1]["hours"] == "Mon-Fri 08:00-18:00"
+    assert first["languages"] == ["fr", "en"]
+
+
+def test_route_lookup_falls_back_to_the_coordination_contact_and_says_so(
+    backend: Backend, app: PocDirectory
+) -> None:
+    register_fra(app)
+    q = queries(app, backend)
+    route = q.route("FRA", "data-breach", "technical")
+    assert route.fell_back_to_coordination_contact
+    assert [c["contact_id"] for c in route.contacts] == ["coord"]
+    with pytest.raises(ValidationError, match="incident type"):
+        q.route("FRA", "gossip")
+    with pytest.raises(NotFound):
+        q.route("DEU", "malware")
+
+
+def test_a_withdrawn_entry_leaves_the_directory_but_not_the_record(
+    backend: Backend, app: PocDirectory
+) -> None:
+    register_fra(app)
+    app.withdraw_entry(state("FRA"), "FRA")
+    q = queries(app, backend)
+    assert q.entries() == []
+    with pytest.raises(NotFound):
+        q.entry("FRA")
+    assert app.get_entry("FRA").withdrawn  # the history stays in the record
+
+
+def test_pending_updates_are_current_due_or_overdue_by_the_clock(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
+    register_fra(app)  # everything on START
+    app.register_state(state("DEU"), "DEU")
+    app.add_contact(state("DEU"), "DEU", Contact.from_dict(contact_data()))
+    clock.advance(timedelta(days=200))
+    app.confirm_entry(state("DEU"), "DEU")
+    q = queries(app, backend)
+    start = START.date()
+
+    def status(day: date) -> dict[str, str]:
+        return {s["state"]: s["status"] for s in q.pending(day)["states"]}
+
+    assert status(start + timedelta(days=300)) == {"FRA": "current", "DEU": "current"}
+    assert status(start + timedelta(days=350)) == {"FRA": "due", "DEU": "current"}
+    assert status(start + timedelta(days=366)) == {"FRA": "overdue", "DEU": "current"}
+    report = q.pending(start)
+    fra = next(s for s in report["states"] if s["state"] == "FRA")
+    assert fra["next_due_on"] == date(start.year + 1, start.month, start.day).isoformat()
+    assert len(report["never_registered"]) == 191
+
+
+def test_changes_notified_more_than_30_days_late_are_listed_with_the_delay(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
+    register_fra(app)
+    clock.advance(timedelta(days=60))
+    changed = Contact.from_dict(contact_data("cert-a", hours="24/7"))
+    app.update_contact(
+        state("FRA"), "FRA", changed, effective_on=clock.now().date() - timedelta(days=45)
+    )
+    app.update_contact(
+        state("FRA"),
+        "FRA",
+        Contact.from_dict(contact_data("cert-a", hours="Mon-Fri 09:00-17:00")),
+        effective_on=clock.now().date() - timedelta(days=30),
+    )
+    notices = queries(app, backend).pending(clock.now().date())["late_notices"]
+    assert [(n["state"], n["change"], n["delay_days"]) for n in notices] == [
+        ("FRA", "ContactUpdated", 45)
+    ]
+
+
+def _simulate(backend: Backend) -> None:
+    env = {**os.environ, "POCDIR_DATABASE_URL": backend.url}
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from api.cli import main; main()",
+            "simulate",
+            "--states",
+            "30",
+            "--days",
+            "120",
+            "--seed",
+            "5",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+KILLABLE_RUNNER = """
+import sys, time
+from infra.settings import Settings
+from infra.wiring import build_application, build_directory_view
+from projections.runner import ViewRunner
+settings = Settings.from_env()
+app = build_application(settings)
+runner = ViewRunner(app, build_directory_view(app, settings))
+runner.catch_up(batch=20, on_progress=lambda position: time.sleep(0.05))
+"""
+
+
+def test_a_runner_killed_mid_stream_resumes_with_nothing_lost_or_counted_twice(
+    backend: Backend, app: PocDirectory
+) -> None:
+    _simulate(backend)
+    total = app.recorder.max_notification_id()
+    view = build_directory_view(app, backend.settings)
+    env = {**os.environ, "POCDIR_DATABASE_URL": backend.url}
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE_RUNNER], env=env)
+    deadline = time.monotonic() + 60
+    while (view.max_tracking_id(DIRECTORY_VIEW) or 0) < 100 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = view.max_tracking_id(DIRECTORY_VIEW) or 0
+    assert 0 < killed_at < total  # it really was killed mid-stream
+
+    runner = ViewRunner(app, view)
+    assert runner.catch_up() == total - killed_at  # resumed where the kill left it
+    incremental = view.dump()
+    assert runner.rebuild() == total
+    rebuilt = view.dump()
+    assert incremental == rebuilt
+    runner.rebuild()
+    assert view.dump() == rebuilt  # two rebuilds give identical output
