@@ -28,7 +28,8 @@ from infra.chain import VerificationError
 from infra.settings import Settings, SettingsError
 from infra.verify import chained_recorder, verify_record
 from infra.wiring import build_application, build_directory_view
-from projections.queries import DirectoryQueries
+from projections.asof import directory_as_of
+from projections.queries import DirectoryQueries, history_csv
 from projections.runner import ViewRunner
 
 app = typer.Typer(
@@ -161,18 +162,42 @@ FormatOption = Annotated[
 ]
 
 
+AsOfOption = Annotated[
+    str | None,
+    typer.Option("--as-of", help="as the directory stood at the end of this date (YYYY-MM-DD)"),
+]
+AtPositionOption = Annotated[
+    int | None, typer.Option("--at-position", help="as it stood after this record position")
+]
+
+
+def _date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} must be a date like 2026-01-31, not {value[:20]!r}")
+
+
 @contextmanager
-def directory_view(progress_label: str | None = None) -> Iterator[DirectoryQueries]:
-    """Open the record, bring the directory view up to date with it, and yield its queries.
-    Reads come from the view, never from scanning the event table."""
+def directory_view(
+    as_of: date | None = None, at_position: int | None = None
+) -> Iterator[DirectoryQueries]:
+    """Open the record, bring the views up to date with it, and yield their queries. Reads
+    come from the views, never from scanning the event table. With ``as_of`` or
+    ``at_position``, the directory is computed from the record as it stood then."""
     settings = _settings()
     application = open_application()
     try:
+        if as_of is not None or at_position is not None:
+            yield DirectoryQueries(directory_as_of(application, position=at_position, day=as_of))
+            return
         view = build_directory_view(application, settings)
         runner = ViewRunner(application, view)
         behind = (application.recorder.max_notification_id() or 0) - runner.position
         with _progress() as progress:
-            task = progress.add_task(progress_label or "updating views", total=max(behind, 0))
+            task = progress.add_task("updating views", total=max(behind, 0))
             runner.catch_up(on_progress=lambda _: progress.update(task, advance=1000))
         yield DirectoryQueries(view)
     except (OperationalError, PersistenceError) as e:
@@ -197,9 +222,11 @@ def directory(
         str | None, typer.Argument(help="ISO alpha-3 code; all States if omitted")
     ] = None,
     format: FormatOption = Format.TABLE,  # noqa: A002
+    as_of: AsOfOption = None,
+    at_position: AtPositionOption = None,
 ) -> None:
-    """The current directory, or one State's entry."""
-    with directory_view() as queries:
+    """The current directory, or one State's entry; or as they stood at a past date."""
+    with directory_view(_date(as_of, "--as-of"), at_position) as queries:
         if state is None:
             entries = queries.entries()
             if format is Format.JSON:
@@ -276,13 +303,13 @@ def pending(
         str | None, typer.Option(help="judge deadlines on this date (YYYY-MM-DD); default today")
     ] = None,
     format: FormatOption = Format.TABLE,  # noqa: A002
+    as_of: AsOfOption = None,
 ) -> None:
-    """Annual updates due or overdue (R5), late change notices, and States never registered."""
-    try:
-        day = date.fromisoformat(today) if today else SystemClock().now().date()
-    except ValueError:
-        fail(f"--today must be a date like 2026-01-31, not {str(today)[:20]!r}")
-    with directory_view() as queries:
+    """Annual updates due or overdue (R5), late change notices, and States never registered.
+    With --as-of, as they stood at the end of that date (judged on that date)."""
+    past = _date(as_of, "--as-of")
+    day = _date(today, "--today") or past or SystemClock().now().date()
+    with directory_view(past) as queries:
         report = queries.pending(day)
     if format is Format.JSON:
         _print_json(report)
@@ -307,6 +334,43 @@ def pending(
         )
     out.print(late)
     out.print(f"Member States never registered: {len(report['never_registered'])} of 193")
+
+
+class HistoryFormat(StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+@app.command()
+def history(
+    state: Annotated[str, typer.Argument(help="ISO alpha-3 code")],
+    from_: Annotated[str | None, typer.Option("--from", help="first day (YYYY-MM-DD)")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="last day (YYYY-MM-DD)")] = None,
+    format: Annotated[HistoryFormat, typer.Option("--format")] = HistoryFormat.TABLE,  # noqa: A002
+) -> None:
+    """A State's interactions over a period: the facts, never the content."""
+    start, end = _date(from_, "--from"), _date(to, "--to")
+    with directory_view() as queries:
+        items = queries.history(state, start, end)
+    if format is HistoryFormat.JSON:
+        _print_json(items)
+    elif format is HistoryFormat.CSV:
+        sys.stdout.write(history_csv(items))
+    else:
+        table = Table(title=f"History of {state.upper()}: {len(items)} items")
+        for column in ("at", "event", "counterpart", "incident type", "hours"):
+            table.add_column(column)
+        for i in items:
+            hours = i.get("hours_to_acknowledge", i.get("hours_to_respond", ""))
+            table.add_row(
+                i["at"][:16],
+                i["event"],
+                i.get("counterpart", ""),
+                i.get("incident_type", ""),
+                str(hours),
+            )
+        out.print(table)
 
 
 @app.command()

@@ -6,15 +6,35 @@ given by the caller (from the injectable clock), so a simulated year shows real 
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from domain.errors import NotFound, ValidationError
 from domain.members import check_member_state, member_states
 from domain.taxonomy import check_incident_type, check_level
 from projections.directory import ENTRY
-from projections.store import ViewRecorder
+from projections.history import HISTORY
+
+#: Columns of a history export, in order; every item has a subset of them.
+HISTORY_COLUMNS = (
+    "position",
+    "at",
+    "state",
+    "event",
+    "counterpart",
+    "incident_type",
+    "notification_id",
+    "hours_to_acknowledge",
+    "hours_to_respond",
+    "assistance_requested",
+    "by",
+    "third_state",
+    "consent_id",
+    "effective_on",
+)
 
 DUE_WINDOW_DAYS = 30
 
@@ -36,8 +56,18 @@ class Route:
     fell_back_to_coordination_contact: bool
 
 
+class DirectoryView(Protocol):
+    def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
+
+    def all(self, kind: str) -> list[dict[str, Any]]: ...
+
+    def key_range(self, kind: str, start: str, stop: str) -> list[dict[str, Any]]: ...
+
+
 class DirectoryQueries:
-    def __init__(self, view: ViewRecorder) -> None:
+    """Reads over the persistent view, or over one computed as of a past date."""
+
+    def __init__(self, view: DirectoryView) -> None:
         self.view = view
 
     def entries(self) -> list[dict[str, Any]]:
@@ -84,6 +114,21 @@ class DirectoryQueries:
 
         ordered = [_with_preferred_channel_first(c, preferred) for c in sorted(matching, key=rank)]
         return Route(doc["code"], incident_type, level, ordered, fell_back)
+
+    def history(
+        self, code: str, start: date | None = None, end: date | None = None
+    ) -> list[dict[str, Any]]:
+        """A State's timeline, optionally limited to the days ``start``..``end`` inclusive."""
+        code = check_member_state(code)
+        if start is not None and end is not None and start > end:
+            raise ValidationError("the period's start is after its end")
+        items = self.view.key_range(HISTORY, f"{code}:", f"{code};")
+        return [
+            i
+            for i in items
+            if (start is None or i["at"][:10] >= start.isoformat())
+            and (end is None or i["at"][:10] <= end.isoformat())
+        ]
 
     def pending(self, today: date) -> dict[str, Any]:
         """R5 for every registered State: last update or confirmation, next due date, status;
@@ -134,3 +179,13 @@ def _with_preferred_channel_first(
         return contact
     channels = sorted(contact["channels"], key=lambda ch: ch["kind"] != preferred["channel"])
     return {**contact, "channels": channels, "preferred_channel": preferred["channel"]}
+
+
+def history_csv(items: list[dict[str, Any]]) -> str:
+    """A history as CSV, one row per item, with the fixed ``HISTORY_COLUMNS``."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for item in items:
+        writer.writerow({k: item.get(k, "") for k in HISTORY_COLUMNS})
+    return buffer.getvalue()

@@ -15,10 +15,20 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 
 from projections.directory import Documents, project_directory
+from projections.history import project_history
 from projections.store import Changes, ViewRecorder
 
 Projector = Callable[[Any, int, Documents], None]
 DIRECTORY_VIEW = "view:directory"
+
+
+def project_views(event: Any, position: int, docs: Documents) -> None:
+    """Every read model, in one pass over the record: the directory (with freshness and late
+    notices) and the per-State histories."""
+    project_directory(event, position, docs)
+    project_history(event, position, docs)
+
+
 BATCH = 1000
 
 
@@ -48,7 +58,7 @@ class ViewRunner:
         app: Application,
         view: ViewRecorder,
         name: str = DIRECTORY_VIEW,
-        projector: Projector = project_directory,
+        projector: Projector = project_views,
     ) -> None:
         self.app, self.view, self.name, self.projector = app, view, name, projector
 

@@ -40,6 +40,8 @@ class ViewRecorder(Protocol):
 
     def all(self, kind: str) -> list[dict[str, Any]]: ...
 
+    def key_range(self, kind: str, start: str, stop: str) -> list[dict[str, Any]]: ...
+
     def dump(self) -> list[tuple[str, str, str]]: ...
 
     def reset(self, application_name: str) -> None: ...
@@ -91,6 +93,16 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder):
             c.execute(f"SELECT doc FROM {VIEW_TABLE} WHERE kind = ? ORDER BY key", (kind,))
             return [json.loads(row[0]) for row in c.fetchall()]
 
+    def key_range(self, kind: str, start: str, stop: str) -> list[dict[str, Any]]:
+        """Documents whose key is in [start, stop), in key order."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT doc FROM {VIEW_TABLE} WHERE kind = ? AND key >= ? AND key < ? "
+                "ORDER BY key",
+                (kind, start, stop),
+            )
+            return [json.loads(row[0]) for row in c.fetchall()]
+
     def dump(self) -> list[tuple[str, str, str]]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT kind, key, doc FROM {VIEW_TABLE} ORDER BY kind, key")
@@ -109,7 +121,7 @@ class PostgresViewRecorder(PostgresTrackingRecorder):
         self.sql_create_statements.append(
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0}.{1} ("
-                "kind text NOT NULL, key text NOT NULL, doc text NOT NULL, "
+                'kind text NOT NULL, key text COLLATE "C" NOT NULL, doc text NOT NULL, '
                 "PRIMARY KEY (kind, key))"
             ).format(*self.view_table)
         )
@@ -154,9 +166,23 @@ class PostgresViewRecorder(PostgresTrackingRecorder):
             curs.execute(self._sql("SELECT doc FROM {0}.{1} WHERE kind = %s ORDER BY key"), (kind,))
             return [json.loads(row["doc"]) for row in curs.fetchall()]
 
+    def key_range(self, kind: str, start: str, stop: str) -> list[dict[str, Any]]:
+        """Documents whose key is in [start, stop), in key order."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                self._sql(
+                    "SELECT doc FROM {0}.{1} WHERE kind = %s AND key >= %s AND key < %s "
+                    "ORDER BY key"
+                ),
+                (kind, start, stop),
+            )
+            return [json.loads(row["doc"]) for row in curs.fetchall()]
+
     def dump(self) -> list[tuple[str, str, str]]:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._sql("SELECT kind, key, doc FROM {0}.{1} ORDER BY kind, key"))
+            curs.execute(
+                self._sql('SELECT kind, key, doc FROM {0}.{1} ORDER BY kind COLLATE "C", key')
+            )
             return [(r["kind"], r["key"], r["doc"]) for r in curs.fetchall()]
 
     def reset(self, application_name: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import signal
 import subprocess
@@ -14,9 +17,10 @@ import pytest
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock
 from domain.errors import NotFound, ValidationError
-from domain.values import Contact
+from domain.values import Contact, Text
 from infra.wiring import build_directory_view
-from projections.queries import DirectoryQueries
+from projections.asof import directory_as_of
+from projections.queries import DirectoryQueries, history_csv
 from projections.runner import DIRECTORY_VIEW, ViewRunner
 from tests.conftest import START, Backend, contact_data, state
 
@@ -185,3 +189,90 @@ def test_a_runner_killed_mid_stream_resumes_with_nothing_lost_or_counted_twice(
     assert incremental == rebuilt
     runner.rebuild()
     assert view.dump() == rebuilt  # two rebuilds give identical output
+
+
+def exchange(app: PocDirectory, clock: SimulatedClock) -> None:
+    """FRA notifies DEU; DEU acknowledges after 2 h and responds asking for assistance after
+    5 h; FRA asks to share with ITA, DEU denies."""
+    for code in ("DEU", "ITA"):
+        app.register_state(state(code), code)
+        app.add_contact(state(code), code, Contact.from_dict(contact_data()))
+    clock.advance(timedelta(days=10))
+    n = app.send_notification(
+        state("FRA"),
+        "DEU",
+        "ransomware",
+        Text.english_only("Confidential finding XYZZY"),
+        [{"kind": "ipv4", "value": "203.0.113.77"}, {"kind": "domain", "value": "evil.example"}],
+        good_faith_attested=True,
+    )
+    clock.advance(timedelta(hours=2))
+    app.acknowledge_notification(state("DEU"), n.id)
+    clock.advance(timedelta(hours=3))
+    app.respond_to_notification(state("DEU"), n.id, Text.english_only("SECRET REPLY"), True)
+    consent = app.request_consent(state("FRA"), n.id, "ITA")
+    app.deny_consent(state("DEU"), consent.id)
+
+
+def test_history_holds_the_facts_of_each_interaction_and_no_content(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
+    register_fra(app)
+    exchange(app, clock)
+    q = queries(app, backend)
+    deu = q.history("DEU")
+    events = [i["event"] for i in deu]
+    assert events[:2] == ["entry Registered", "entry ContactAdded"]
+    assert events[2:] == [
+        "notification received",
+        "acknowledged",
+        "responded",
+        "consent requested",
+        "consent denied",
+    ]
+    ack, responded = deu[3], deu[4]
+    assert (ack["counterpart"], ack["hours_to_acknowledge"]) == ("FRA", 2.0)
+    assert responded["hours_to_respond"] == 5.0 and responded["assistance_requested"] is True
+    assert deu[6]["by"] == "DEU" and deu[6]["third_state"] == "ITA"
+    fra = q.history("FRA")
+    assert [i["event"] for i in fra if "notification" in i.get("event", "")] == [
+        "notification sent"
+    ]
+    exported = json.dumps(fra + deu) + history_csv(fra + deu)
+    for secret in ("XYZZY", "SECRET REPLY", "203.0.113.77", "evil.example", "@example.org"):
+        assert secret not in exported
+    assert q.history("ITA") == q.history("ITA", START.date(), START.date())  # only its entry
+
+
+def test_history_filters_by_period_and_exports_csv(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
+    register_fra(app)
+    exchange(app, clock)
+    q = queries(app, backend)
+    later = START.date() + timedelta(days=10)
+    period = q.history("DEU", later, later)
+    assert [i["event"] for i in period][0] == "notification received"
+    rows = list(csv.DictReader(io.StringIO(history_csv(period))))
+    assert [r["event"] for r in rows] == [i["event"] for i in period]
+    assert rows[1]["hours_to_acknowledge"] == "2.0"
+    with pytest.raises(ValidationError, match="after its end"):
+        q.history("DEU", later, START.date())
+
+
+def test_the_directory_as_of_a_past_date_or_position_is_computed_from_the_record(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
+    register_fra(app)  # positions 1-6, on START
+    clock.advance(timedelta(days=3))
+    app.register_state(state("DEU"), "DEU")  # position 7
+    app.remove_contact(state("FRA"), "FRA", "cert-a")  # position 8
+    before_deu = DirectoryQueries(directory_as_of(app, day=START.date()))
+    assert [e["code"] for e in before_deu.entries()] == ["FRA"]
+    assert "cert-a" in before_deu.entry("FRA")["contacts"]
+    assert len(before_deu.pending(START.date())["never_registered"]) == 192
+    at_7 = DirectoryQueries(directory_as_of(app, position=7))
+    assert [e["code"] for e in at_7.entries()] == ["DEU", "FRA"]
+    assert "cert-a" in at_7.entry("FRA")["contacts"]
+    now = DirectoryQueries(directory_as_of(app))
+    assert now.entries() == queries(app, backend).entries()

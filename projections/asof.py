@@ -1,0 +1,67 @@
+"""Views *as of* a past date or position, computed from the record itself.
+
+The same projector that maintains the persistent views folds the record's events, up to the
+given position or up to the end of the given day, into documents held in memory. A date
+before some States registered gives a directory without them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from eventsourcing.application import Application
+
+from projections.directory import project_directory
+
+READ_BATCH = 1000
+
+
+class MemoryView:
+    """Documents in memory, with the read methods the queries use."""
+
+    def __init__(self) -> None:
+        self.docs: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        doc = self.docs.get((kind, key))
+        return copy.deepcopy(doc) if doc is not None else None
+
+    def put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
+        self.docs[(kind, key)] = doc
+
+    def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return {k: d for k in keys if (d := self.get(kind, k)) is not None}
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(d) for (k, _), d in sorted(self.docs.items()) if k == kind]
+
+    def key_range(self, kind: str, start: str, stop: str) -> list[dict[str, Any]]:
+        return [
+            copy.deepcopy(d)
+            for (k, key), d in sorted(self.docs.items())
+            if k == kind and start <= key < stop
+        ]
+
+
+def directory_as_of(
+    app: Application, *, position: int | None = None, day: date | None = None
+) -> MemoryView:
+    """The directory documents as they stood at ``position`` (inclusive), or at the end of
+    ``day``. Events are in time order (one clock stamps them as they are stored)."""
+    view = MemoryView()
+    start = 0
+    while True:
+        notifications = app.recorder.select_notifications(
+            start, READ_BATCH, stop=position, inclusive_of_start=False
+        )
+        for notification in notifications:
+            event: Any = app.mapper.to_domain_event(notification)
+            if day is not None and event.timestamp.date() > day:
+                return view
+            project_directory(event, notification.id, view)
+        if len(notifications) < READ_BATCH:
+            return view
+        start = notifications[-1].id
