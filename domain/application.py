@@ -9,7 +9,7 @@ simulation writes the same record every time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
@@ -152,12 +152,16 @@ class PocDirectory(Application[UUID]):
         self,
         by: Principal,
         code: str,
-        change: Callable[[StateEntry], None],
-        expected_version: int | None,
+        change: Callable[[StateEntry, datetime, date], None],
+        effective_on: date | None = None,
+        expected_version: int | None = None,
     ) -> StateEntry:
+        """Load the entry, check the caller's version, apply ``change(entry, at, effective_on)``
+        (``effective_on`` defaults to today) and save."""
+        at = self.clock.now()
         entry = self.get_entry(code)
         self.check_version(entry, expected_version)
-        change(entry)
+        change(entry, at, effective_on or at.date())
         self._save(entry)
         return entry
 
@@ -169,11 +173,11 @@ class PocDirectory(Application[UUID]):
         effective_on: date | None = None,
         expected_version: int | None = None,
     ) -> StateEntry:
-        at = self.clock.now()
         return self._change_entry(
             by,
             code,
-            lambda e: e.add_contact(contact, by, at, effective_on or at.date()),
+            lambda e, at, on: e.add_contact(contact, by, at, on),
+            effective_on,
             expected_version,
         )
 
@@ -185,11 +189,11 @@ class PocDirectory(Application[UUID]):
         effective_on: date | None = None,
         expected_version: int | None = None,
     ) -> StateEntry:
-        at = self.clock.now()
         return self._change_entry(
             by,
             code,
-            lambda e: e.update_contact(contact, by, at, effective_on or at.date()),
+            lambda e, at, on: e.update_contact(contact, by, at, on),
+            effective_on,
             expected_version,
         )
 
@@ -201,11 +205,11 @@ class PocDirectory(Application[UUID]):
         effective_on: date | None = None,
         expected_version: int | None = None,
     ) -> StateEntry:
-        at = self.clock.now()
         return self._change_entry(
             by,
             code,
-            lambda e: e.remove_contact(contact_id, by, at, effective_on or at.date()),
+            lambda e, at, on: e.remove_contact(contact_id, by, at, on),
+            effective_on,
             expected_version,
         )
 
@@ -217,11 +221,11 @@ class PocDirectory(Application[UUID]):
         effective_on: date | None = None,
         expected_version: int | None = None,
     ) -> StateEntry:
-        at = self.clock.now()
         return self._change_entry(
             by,
             code,
-            lambda e: e.set_coordination_contact(contact_id, by, at, effective_on or at.date()),
+            lambda e, at, on: e.set_coordination_contact(contact_id, by, at, on),
+            effective_on,
             expected_version,
         )
 
@@ -234,21 +238,20 @@ class PocDirectory(Application[UUID]):
         effective_on: date | None = None,
         expected_version: int | None = None,
     ) -> StateEntry:
-        at = self.clock.now()
         return self._change_entry(
             by,
             code,
-            lambda e: e.set_preferred_channel(
-                contact_id, channel_kind, by, at, effective_on or at.date()
-            ),
+            lambda e, at, on: e.set_preferred_channel(contact_id, channel_kind, by, at, on),
+            effective_on,
             expected_version,
         )
 
     def confirm_entry(
         self, by: Principal, code: str, expected_version: int | None = None
     ) -> StateEntry:
-        at = self.clock.now()
-        return self._change_entry(by, code, lambda e: e.confirm(by, at), expected_version)
+        return self._change_entry(
+            by, code, lambda e, at, _: e.confirm(by, at), None, expected_version
+        )
 
     def withdraw_entry(
         self,
@@ -257,9 +260,8 @@ class PocDirectory(Application[UUID]):
         effective_on: date | None = None,
         expected_version: int | None = None,
     ) -> StateEntry:
-        at = self.clock.now()
         return self._change_entry(
-            by, code, lambda e: e.withdraw(by, at, effective_on or at.date()), expected_version
+            by, code, lambda e, at, on: e.withdraw(by, at, on), effective_on, expected_version
         )
 
     def rejoin(
@@ -269,9 +271,8 @@ class PocDirectory(Application[UUID]):
         effective_on: date | None = None,
         expected_version: int | None = None,
     ) -> StateEntry:
-        at = self.clock.now()
         return self._change_entry(
-            by, code, lambda e: e.rejoin(by, at, effective_on or at.date()), expected_version
+            by, code, lambda e, at, on: e.rejoin(by, at, on), effective_on, expected_version
         )
 
     # -- Notification -----------------------------------------------------------------------

@@ -29,6 +29,15 @@ def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def split_changes(
+    changes: Changes,
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """Rows to upsert (kind, key, canonical JSON) and keys to delete."""
+    upserts = [(k, key, dumps(d)) for (k, key), d in changes.items() if d is not None]
+    deletes = [(k, key) for (k, key), d in changes.items() if d is None]
+    return upserts, deletes
+
+
 class ViewRecorder(Protocol):
     def max_tracking_id(self, application_name: str) -> int | None: ...
 
@@ -60,9 +69,8 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder):
         ]
 
     def apply(self, tracking: Tracking, changes: Changes) -> None:
+        upserts, deletes = split_changes(changes)
         with self.datastore.transaction(commit=True) as c:
-            upserts = [(k, key, dumps(d)) for (k, key), d in changes.items() if d is not None]
-            deletes = [(k, key) for (k, key), d in changes.items() if d is None]
             if upserts:
                 c.executemany(
                     f"INSERT INTO {VIEW_TABLE} VALUES (?, ?, ?) "
@@ -130,8 +138,7 @@ class PostgresViewRecorder(PostgresTrackingRecorder):
         return SQL(text).format(*self.view_table)
 
     def apply(self, tracking: Tracking, changes: Changes) -> None:
-        upserts = [(k, key, dumps(d)) for (k, key), d in changes.items() if d is not None]
-        deletes = [(k, key) for (k, key), d in changes.items() if d is None]
+        upserts, deletes = split_changes(changes)
         with self.datastore.transaction(commit=True) as curs:
             if upserts:
                 curs.executemany(
