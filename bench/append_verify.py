@@ -274,6 +274,7 @@ class Block:
     variant: str
     events: int
     seconds: float
+    cpu_seconds: float  # this process only: the database server's work is not in it
 
     @property
     def rate(self) -> float:
@@ -292,6 +293,10 @@ class AppendRun:
 
     def seconds(self, variant: str) -> float:
         return sum(b.seconds for b in self.blocks if b.variant == variant)
+
+    def cpu_us_per_event(self, variant: str) -> float:
+        cpu = sum(b.cpu_seconds for b in self.blocks if b.variant == variant)
+        return 1e6 * cpu / self.events(variant)
 
     def rate(self, variant: str) -> float:
         return self.events(variant) / self.seconds(variant)
@@ -388,14 +393,15 @@ def build_app(store: Store, workload: Workload, cache: bool) -> tuple[PocDirecto
 
 def timed_block(
     commands: Iterator[Callable[[], object]], clock: SimulatedClock, size: int, profiler: Profiler
-) -> float:
+) -> tuple[float, float]:
+    """Wall-clock and this process's CPU seconds for ``size`` commands."""
     second = timedelta(seconds=1)
     with profiler.on():
-        started = time.perf_counter()
+        cpu, started = time.process_time(), time.perf_counter()
         for _ in range(size):
             next(commands)()
             clock.advance(second)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
 
 
 def append_phase(
@@ -415,8 +421,8 @@ def append_phase(
         size = min(args.block, args.events - done)
         order = ("plain", "chained") if index % 2 == 0 else ("chained", "plain")
         for v in order:
-            seconds = timed_block(commands[v], apps[v][1], size, profilers[v])
-            run.blocks.append(Block(v, size, seconds))
+            seconds, cpu = timed_block(commands[v], apps[v][1], size, profilers[v])
+            run.blocks.append(Block(v, size, seconds, cpu))
         done += size
         index += 1
     for p in profilers.values():
@@ -551,7 +557,11 @@ def report(args: argparse.Namespace, results: list[BackendResult]) -> None:
             f"{ratios[0]:>9.3f} / {ratios[-1]:.3f}"
         )
         extra_us = 1e6 / chained - 1e6 / plain
-        print(f"{'':<11}{'  chain cost per event':<42}{extra_us:>9.0f} us")
+        cpu_p, cpu_c = run.cpu_us_per_event("plain"), run.cpu_us_per_event("chained")
+        print(f"{'':<11}{'  wall time per event, plain / chained':<42}"
+              f"{1e6 / plain:>9.0f} us / {1e6 / chained:.0f} us  (+{extra_us:.0f} us)")
+        print(f"{'':<11}{'  client CPU per event, plain / chained':<42}"
+              f"{cpu_p:>9.0f} us / {cpu_c:.0f} us  (+{cpu_c - cpu_p:.0f} us)")
         if len(r.appends) > 1:
             all_ratios = ", ".join(f"{a.ratio:.3f}" for a in r.appends)
             print(f"{'':<11}{'  ratio of each round (median shown)':<42}{all_ratios:>12}")
