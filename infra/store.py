@@ -17,9 +17,12 @@ last stored link. The guarantees:
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, Protocol
 
+import psycopg
 from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
@@ -27,6 +30,7 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresDatastore,
     PostgresFactory,
@@ -42,7 +46,14 @@ from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from infra.chain import GENESIS_LINK, GENESIS_POSITION, LinkRow, StoredRow, compute_links
+from infra.chain import (
+    GENESIS_LINK,
+    GENESIS_POSITION,
+    ChainBroken,
+    LinkRow,
+    StoredRow,
+    compute_links,
+)
 
 CHAIN_TABLE = "event_chain"
 
@@ -104,6 +115,58 @@ def _as_bytes(value: Any) -> Any:
     return bytes(value) if isinstance(value, memoryview) else value
 
 
+class HeadCache:
+    """The last link this process committed, to skip reading the head on the next write.
+
+    It is used only when the new events' first position is exactly the cached position + 1:
+    positions come from the table's rowid (max + 1) or sequence, so that proves no event was
+    stored after the cached one, whose link was committed. Any other case reads the head from
+    the table as before. It is set only after a commit and cleared on any failure.
+    """
+
+    def __init__(self) -> None:
+        self._head: tuple[int, bytes] | None = None
+        self._lock = threading.Lock()
+
+    def predecessor_of(self, first_position: int) -> tuple[int, bytes] | None:
+        head = self._head
+        return head if head is not None and first_position == head[0] + 1 else None
+
+    def committed(self, head: tuple[int, bytes]) -> None:
+        with self._lock:
+            if self._head is None or head[0] > self._head[0]:
+                self._head = head
+
+    def forget(self) -> None:
+        with self._lock:
+            self._head = None
+
+
+def link_rows(
+    head: tuple[int, bytes], stored_events: Sequence[StoredEvent], positions: Sequence[int]
+) -> list[tuple[int, int, bytes, bytes]]:
+    """Parameters of the link inserts for new events following ``head``."""
+    rows = compute_links(
+        head[0],
+        head[1],
+        (
+            (p, e.originator_id, e.originator_version, e.topic, e.state)
+            for p, e in zip(positions, stored_events, strict=True)
+        ),
+    )
+    return [(r.position, r.prev_position, r.leaf_hash, r.link) for r in rows]
+
+
+def _link_exists(position: int, cause: Exception) -> ChainBroken:
+    return ChainBroken(
+        position,
+        f"a link is already stored at position {position}: the chain table is ahead of the "
+        "events; the store needs an audit",
+        expected="no link",
+        computed=str(cause).splitlines()[0] if str(cause) else "a link",
+    )
+
+
 # -- SQLite ------------------------------------------------------------------------------------
 
 
@@ -117,6 +180,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         chain_table_name: str = CHAIN_TABLE,
     ) -> None:
         self.chain_table_name = chain_table_name
+        self.head_cache = HeadCache()
         super().__init__(datastore, events_table_name)
         self.select_head_statement = (
             f"SELECT position, link FROM {chain_table_name} ORDER BY position DESC LIMIT 1"
@@ -142,33 +206,37 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         )
         return statements
 
-    def _insert_events(
-        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        # Inserting first takes SQLite's write lock, so the head read next is the last
-        # committed one and no other writer can interleave until this transaction ends.
-        positions = super()._insert_events(c, stored_events, **kwargs)
-        if positions:
-            self._insert_links(c, stored_events, positions)
+        """Insert events and their links in one transaction; nothing is committed if linking
+        fails. Inserting first takes SQLite's write lock, so the head read next is the last
+        committed one and no other writer can interleave until this transaction ends."""
+        try:
+            with self.datastore.transaction(commit=True) as c:
+                positions = self._insert_events(c, stored_events, **kwargs)
+                head = self._insert_links(c, stored_events, positions) if positions else None
+        except BaseException:
+            self.head_cache.forget()
+            raise
+        if head is not None:
+            self.head_cache.committed(head)
         return positions
 
     def _insert_links(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], positions: Sequence[int]
-    ) -> None:
-        c.execute(self.select_head_statement)
-        head = c.fetchone()
-        rows = compute_links(
-            head[0] if head else GENESIS_POSITION,
-            bytes(head[1]) if head else GENESIS_LINK,
-            (
-                (p, e.originator_id, e.originator_version, e.topic, e.state)
-                for p, e in zip(positions, stored_events, strict=True)
-            ),
-        )
-        c.executemany(
-            self.insert_link_statement,
-            [(r.position, r.prev_position, r.leaf_hash, r.link) for r in rows],
-        )
+    ) -> tuple[int, bytes]:
+        head = self.head_cache.predecessor_of(positions[0])
+        if head is None:
+            c.execute(self.select_head_statement)
+            row = c.fetchone()
+            head = (row[0], bytes(row[1])) if row else (GENESIS_POSITION, GENESIS_LINK)
+        rows = link_rows(head, stored_events, positions)
+        try:
+            c.executemany(self.insert_link_statement, rows)
+        except sqlite3.IntegrityError as e:
+            raise _link_exists(positions[0], e) from e
+        return rows[-1][0], rows[-1][3]
 
     def chain_head(self) -> tuple[int, bytes]:
         with self.datastore.transaction(commit=False) as c:
@@ -215,6 +283,14 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         self.check_identifier_length(chain_table_name)
         self.chain_table_name = chain_table_name
+        self.head_cache = HeadCache()
+        # The library's lock statements and NOTIFY, sent in one round trip (no parameters).
+        self.lock_and_notify_statement = SQL("; ").join(
+            [
+                *self.lock_table_statements,
+                SQL("NOTIFY {0}").format(Identifier(self.channel_name)),
+            ]
+        )
         table = Identifier(self.datastore.schema), Identifier(chain_table_name)
         self.sql_create_statements.append(
             SQL(
@@ -262,20 +338,27 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             raise ProgrammingError(
                 "the database-functions insert mode takes no table lock; the chain needs one"
             )
-        with (
-            self.datastore.get_connection() as conn,
-            conn.transaction(),
-            conn.cursor() as curs,
-        ):
-            self._insert_events(curs, stored_events, **kwargs)
-            if not stored_events:
-                return []
-            # Takes the EXCLUSIVE table lock (library's _lock_table), notifies, inserts.
-            self._insert_stored_events(curs, stored_events, **kwargs)
-            positions = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-            if positions is None or len(positions) != len(stored_events):
-                raise ProgrammingError("did not get a position for every inserted event")
-            self._insert_links(curs, stored_events, positions)
+        try:
+            with (
+                self.datastore.get_connection() as conn,
+                conn.transaction(),
+                conn.cursor() as curs,
+            ):
+                self._insert_events(curs, stored_events, **kwargs)
+                if not stored_events:
+                    return []
+                # The library's EXCLUSIVE table lock (see its _lock_table) serialises writers
+                # until commit, so commit order is position order.
+                curs.execute(self.lock_and_notify_statement, prepare=False)
+                PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events)
+                positions = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+                if positions is None or len(positions) != len(stored_events):
+                    raise ProgrammingError("did not get a position for every inserted event")
+                head = self._insert_links(curs, stored_events, positions)
+        except BaseException:
+            self.head_cache.forget()
+            raise
+        self.head_cache.committed(head)
         return positions
 
     def _insert_links(
@@ -283,21 +366,23 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         curs: Cursor[DictRow],
         stored_events: Sequence[StoredEvent],
         positions: Sequence[int],
-    ) -> None:
-        curs.execute(self.select_head_statement, prepare=True)
-        head = curs.fetchone()
-        rows = compute_links(
-            head["position"] if head else GENESIS_POSITION,
-            bytes(head["link"]) if head else GENESIS_LINK,
-            (
-                (p, e.originator_id, e.originator_version, e.topic, e.state)
-                for p, e in zip(positions, stored_events, strict=True)
-            ),
-        )
-        curs.executemany(
-            self.insert_link_statement,
-            [(r.position, r.prev_position, r.leaf_hash, r.link) for r in rows],
-        )
+    ) -> tuple[int, bytes]:
+        head = self.head_cache.predecessor_of(positions[0])
+        if head is None:
+            curs.execute(self.select_head_statement, prepare=True)
+            row = curs.fetchone()
+            head = (
+                (row["position"], bytes(row["link"])) if row else (GENESIS_POSITION, GENESIS_LINK)
+            )
+        rows = link_rows(head, stored_events, positions)
+        try:
+            if len(rows) == 1:
+                curs.execute(self.insert_link_statement, rows[0], prepare=True)
+            else:
+                curs.executemany(self.insert_link_statement, rows)
+        except psycopg.errors.UniqueViolation as e:
+            raise _link_exists(positions[0], e) from e
+        return rows[-1][0], rows[-1][3]
 
     @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
     def chain_head(self) -> tuple[int, bytes]:

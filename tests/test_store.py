@@ -277,7 +277,7 @@ def test_a_stray_link_ahead_of_the_head_stops_writes_and_commits_nothing(
 ) -> None:
     populate(app, clock)
     backend.execute("INSERT INTO event_chain VALUES (11, 10, %s, %s)", (bytes(32), bytes(32)))
-    with pytest.raises(ChainBroken, match="does not follow the head"):
+    with pytest.raises(ChainBroken, match="needs an audit"):
         app.register_state(state("ITA"), "ITA")
     assert backend.execute(f"SELECT COUNT(*) FROM {backend.events_table}")[0][0] == 10
 
@@ -364,3 +364,19 @@ def test_verification_reads_one_snapshot_while_events_are_committed(
     assert [r.position for r in seen] == list(range(1, 11))
     assert all(r.link is not None and r.state is not None for r in seen)
     assert verify_record(app).events == 11
+
+
+def test_two_writers_taking_turns_keep_one_chain(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
+    """Each application remembers the last link it wrote; after the other one has written,
+    that memory is stale and must not be used."""
+    other = build_application(backend.settings, clock=clock)
+    try:
+        for i, code in enumerate(("FRA", "DEU", "ITA", "ESP", "PRT", "BEL")):
+            writer = app if i % 2 == 0 else other
+            writer.register_state(state(code), code)
+            writer.add_contact(state(code), code, Contact.from_dict(contact_data()))
+        assert verify_record(app).events == 12
+    finally:
+        other.close()
