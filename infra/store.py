@@ -67,6 +67,8 @@ DDL_LOCK_KEY = 0x706F63646972  # "pocdir"
 FIRST_POSITION = -(2**63)
 
 EventRow = tuple[int, Any, Any, Any, Any]  # position, originator_id, version, topic, state
+#: An event joined with its link: EventRow + (prev_position, leaf_hash, link), None if absent.
+LinkedRow = tuple[int, Any, Any, Any, Any, Any, Any, Any]
 
 
 class ChainedRecorder(Protocol):
@@ -75,6 +77,10 @@ class ChainedRecorder(Protocol):
     def chain_head(self) -> tuple[int, bytes]: ...
 
     def iter_stored_rows(self, batch: int = READ_BATCH) -> Generator[StoredRow, None, None]: ...
+
+    def walk_linked(
+        self, visit: Callable[[Sequence[LinkedRow]], None], batch: int = READ_BATCH
+    ) -> int: ...
 
 
 def paged(fetch: Callable[[int], Sequence[Any]], batch: int) -> Iterator[Any]:
@@ -194,6 +200,13 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             f"SELECT rowid, originator_id, originator_version, topic, state "
             f"FROM {events_table_name} WHERE rowid >= ? ORDER BY rowid LIMIT ?"
         )
+        self.select_linked_page = (
+            "SELECT e.rowid, e.originator_id, e.originator_version, e.topic, e.state, "
+            "c.prev_position, c.leaf_hash, c.link "
+            f"FROM {events_table_name} e LEFT JOIN {chain_table_name} c ON c.position = e.rowid "
+            "WHERE e.rowid >= ? ORDER BY e.rowid LIMIT ?"
+        )
+        self.count_links_statement = f"SELECT COUNT(*) FROM {chain_table_name}"
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
@@ -243,6 +256,25 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             c.execute(self.select_head_statement)
             head = c.fetchone()
         return (head[0], bytes(head[1])) if head else (GENESIS_POSITION, GENESIS_LINK)
+
+    def walk_linked(
+        self, visit: Callable[[Sequence[LinkedRow]], None], batch: int = READ_BATCH
+    ) -> int:
+        """Pass every event joined with its link, page by page in position order, to
+        ``visit``, from one read transaction; return the number of links in that snapshot
+        (more links than events means a link without its event)."""
+        with self.datastore.transaction(commit=False) as c:
+
+            def page(start: int) -> Sequence[Any]:
+                c.execute(self.select_linked_page, (start, batch))
+                rows = c.fetchall()
+                visit(rows)
+                return rows
+
+            for _ in paged(page, batch):
+                pass
+            c.execute(self.count_links_statement)
+            return int(c.fetchone()[0])
 
     def iter_stored_rows(self, batch: int = READ_BATCH) -> Generator[StoredRow, None, None]:
         """The whole record, from one read transaction (one WAL snapshot), so events
@@ -311,10 +343,18 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             "SELECT position, prev_position, leaf_hash, link FROM {0}.{1} "
             "WHERE position >= %s ORDER BY position LIMIT %s"
         ).format(*table)
+        events = Identifier(self.datastore.schema), Identifier(self.events_table_name)
         self.select_events_page = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state "
             "FROM {0}.{1} WHERE notification_id >= %s ORDER BY notification_id LIMIT %s"
-        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        ).format(*events)
+        self.select_linked_page = SQL(
+            "SELECT e.notification_id, e.originator_id::text, e.originator_version, e.topic, "
+            "e.state, c.prev_position, c.leaf_hash, c.link "
+            "FROM {0}.{1} e LEFT JOIN {2}.{3} c ON c.position = e.notification_id "
+            "WHERE e.notification_id >= %s ORDER BY e.notification_id LIMIT %s"
+        ).format(*events, *table)
+        self.count_links_statement = SQL("SELECT COUNT(*) FROM {0}.{1}").format(*table)
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         # Several processes starting at once would race on CREATE … IF NOT EXISTS and
@@ -390,6 +430,30 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             curs.execute(self.select_head_statement, prepare=True)
             head = curs.fetchone()
         return (head["position"], bytes(head["link"])) if head else (GENESIS_POSITION, GENESIS_LINK)
+
+    def walk_linked(
+        self, visit: Callable[[Sequence[LinkedRow]], None], batch: int = READ_BATCH
+    ) -> int:
+        """Pass every event joined with its link (ids as text), page by page in position
+        order, to ``visit``, from one REPEATABLE READ snapshot; return the number of links."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+            def page(start: int) -> Sequence[Any]:
+                curs.execute(self.select_linked_page, (start, batch), prepare=True)
+                rows = curs.fetchall()
+                visit(rows)
+                return rows
+
+            for _ in paged(page, batch):
+                pass
+            curs.execute(self.count_links_statement)
+            row = curs.fetchone()
+            return int(row[0]) if row else 0
 
     def iter_stored_rows(self, batch: int = READ_BATCH) -> Generator[StoredRow, None, None]:
         """The whole record from one REPEATABLE READ snapshot, so events committed meanwhile

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import closing
 
 from eventsourcing.application import Application
 
-from infra.chain import ChainVerifier, VerificationResult
-from infra.store import ChainedRecorder
+from infra.chain import ChainVerifier, FastChainWalk, NeedsDetailedWalk, VerificationResult
+from infra.store import ChainedRecorder, LinkedRow
 
 
 def chained_recorder(app: Application) -> ChainedRecorder:
     """The application's recorder, which must be one of the chained ones."""
     recorder = app.recorder
-    if not hasattr(recorder, "chain_head") or not hasattr(recorder, "iter_stored_rows"):
+    if not all(hasattr(recorder, m) for m in ("chain_head", "iter_stored_rows", "walk_linked")):
         raise TypeError(f"{type(recorder).__name__} is not a hash-chained recorder")
     return recorder  # type: ignore[return-value]
 
@@ -24,9 +24,33 @@ def verify_record(
 ) -> VerificationResult:
     """Verify every event and link. Raises the first ``VerificationError``; never returns a
     failure. ``on_progress`` is called with the last verified position every few thousand
-    events (for progress bars)."""
+    events (for progress bars).
+
+    A fast walk over events joined with their links checks the common, intact case; at the
+    first anomaly the detailed walk over both tables finds the first fault and names it.
+    """
+    recorder = chained_recorder(app)
+    fast = FastChainWalk()
+
+    def visit(rows: Sequence[LinkedRow]) -> None:
+        fast.check_page(rows)
+        if on_progress is not None and rows:
+            on_progress(fast.head_position)
+
+    try:
+        links = recorder.walk_linked(visit)
+        if links != fast.events:
+            raise NeedsDetailedWalk
+        return fast.result
+    except NeedsDetailedWalk:
+        return _detailed_walk(recorder, on_progress)
+
+
+def _detailed_walk(
+    recorder: ChainedRecorder, on_progress: Callable[[int], None] | None
+) -> VerificationResult:
     verifier = ChainVerifier()
-    with closing(chained_recorder(app).iter_stored_rows()) as rows:
+    with closing(recorder.iter_stored_rows()) as rows:
         for row in rows:
             verifier.check(row)
             if on_progress is not None and verifier.events % 5000 == 0:

@@ -17,6 +17,7 @@ from domain.errors import NotFound
 from domain.values import Contact, Text
 from infra.chain import (
     ChainBroken,
+    ChainVerifier,
     EventMissing,
     LinkMismatch,
     RecordAltered,
@@ -380,3 +381,22 @@ def test_two_writers_taking_turns_keep_one_chain(
         assert verify_record(app).events == 12
     finally:
         other.close()
+
+
+def test_the_fast_walk_and_the_detailed_walk_agree_on_an_intact_record(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
+    populate(app, clock)
+    recorder = chained_recorder(app)
+    verifier = ChainVerifier()
+    for row in recorder.iter_stored_rows(batch=3):
+        verifier.check(row)
+    assert verify_record(app) == verifier.result
+
+
+def test_a_deleted_newest_event_whose_link_remains_is_detected(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
+    """The join from events sees nothing amiss; the count of links does."""
+    error = _tampered(backend, app, clock, "DELETE FROM {t} WHERE {pos} = 10")
+    assert isinstance(error, EventMissing) and error.position == 10
