@@ -439,7 +439,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         with (
             self.datastore.get_connection() as conn,
             conn.transaction(),
-            conn.cursor(row_factory=tuple_row) as curs,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,  # bytea as raw bytes
         ):
             curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 

@@ -18,6 +18,7 @@ from domain.values import Contact, Text
 from infra.chain import (
     ChainBroken,
     ChainVerifier,
+    FastChainWalk,
     EventMissing,
     LinkMismatch,
     RecordAltered,
@@ -392,6 +393,9 @@ def test_the_fast_walk_and_the_detailed_walk_agree_on_an_intact_record(
     for row in recorder.iter_stored_rows(batch=3):
         verifier.check(row)
     assert verify_record(app) == verifier.result
+    fast = FastChainWalk()  # and the fast walk alone accepts it, with no fallback
+    assert recorder.walk_linked(fast.check_page, batch=4) == 10
+    assert fast.result == verifier.result
 
 
 def test_a_deleted_newest_event_whose_link_remains_is_detected(
