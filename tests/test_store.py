@@ -18,8 +18,8 @@ from domain.values import Contact, Text
 from infra.chain import (
     ChainBroken,
     ChainVerifier,
-    FastChainWalk,
     EventMissing,
+    FastChainWalk,
     LinkMismatch,
     RecordAltered,
     UnlinkedEvent,
