@@ -34,13 +34,16 @@ Usage::
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parent))
 import argparse
 import contextlib
 import cProfile
 import hashlib
 import io
 import os
-import platform
 import pstats
 import random
 import shlex
@@ -52,12 +55,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
 import psycopg
+from common import machine  # noqa: E402
 from psycopg import sql
 
 from domain.application import PocDirectory
@@ -508,16 +511,6 @@ def run_backend(args: argparse.Namespace, backend: str, workload: Workload) -> B
 
 
 # -- report ---------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
 
 
 def report(args: argparse.Namespace, results: list[BackendResult]) -> None:

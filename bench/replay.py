@@ -51,6 +51,10 @@ Usage::
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parent))
 import argparse
 import contextlib
 import cProfile
@@ -59,7 +63,6 @@ import io
 import math
 import multiprocessing
 import os
-import platform
 import pstats
 import random
 import secrets
@@ -74,12 +77,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
 import psycopg
+from common import machine  # noqa: E402
 from psycopg import sql
 
 from domain.application import PocDirectory
@@ -1001,16 +1004,6 @@ def measure_backend(
         return result
     finally:
         app.close()
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
 
 
 def report(args: argparse.Namespace, results: list[BackendResult]) -> None:
