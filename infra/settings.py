@@ -7,6 +7,11 @@
 ``POCDIR_CIPHER_KEY``          Optional. Base64 AES key (16, 24 or 32 bytes) to encrypt event
                                state at rest with AES-GCM (R13). ``pocdir keys cipher`` makes
                                one. Keep it out of the repository.
+``POCDIR_ORIGIN``              Origin line of signed checkpoints and default signing key name:
+                               a schema-less URL naming this log, without spaces or ``+``.
+                               Default: ``pocdir.example/record``.
+``POCDIR_SIGNING_KEY_FILE``    Optional. Path of the Ed25519 key that signs checkpoints
+                               (``pocdir keys generate PATH`` makes one). Never in the repo.
 =============================  ==============================================================
 """
 
@@ -21,6 +26,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///var/pocdir.sqlite3"
+DEFAULT_ORIGIN = "pocdir.example/record"
 
 
 class SettingsError(ValueError):
@@ -41,6 +47,8 @@ class PostgresParams:
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     cipher_key: str | None = None
+    origin: str = DEFAULT_ORIGIN
+    signing_key_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +56,8 @@ class Settings:
         settings = cls(
             database_url=env.get("POCDIR_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
             cipher_key=env.get("POCDIR_CIPHER_KEY", "").strip() or None,
+            origin=env.get("POCDIR_ORIGIN", "").strip() or DEFAULT_ORIGIN,
+            signing_key_file=_path(env.get("POCDIR_SIGNING_KEY_FILE", "")),
         )
         settings.validate()
         return settings
@@ -65,6 +75,8 @@ class Settings:
                 raise SettingsError("POCDIR_CIPHER_KEY is not valid base64") from None
             if len(key) not in (16, 24, 32):
                 raise SettingsError("POCDIR_CIPHER_KEY must decode to 16, 24 or 32 bytes")
+        if any(c.isspace() or c == "+" or ord(c) < 0x20 for c in self.origin):
+            raise SettingsError("POCDIR_ORIGIN must not contain spaces or '+'")
 
     @property
     def backend(self) -> str:
@@ -110,3 +122,8 @@ class Settings:
             password=unquote(parts.password or ""),
             schema=schema,
         )
+
+
+def _path(value: str) -> Path | None:
+    value = value.strip()
+    return Path(value).expanduser() if value else None

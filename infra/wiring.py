@@ -10,6 +10,8 @@ from uuid import UUID, uuid4
 from domain.application import PocDirectory
 from domain.clock import Clock
 from infra.settings import Settings
+from infra.transparency import Transparency, load_signer
+from infra.tree_store import build_tree_store
 from projections.store import PostgresViewRecorder, SQLiteViewRecorder, ViewRecorder
 
 SQLITE_FACTORY = "infra.store:ChainedSQLiteFactory"
@@ -59,3 +61,11 @@ def build_application(
 ) -> PocDirectory:
     """The application service over the chained store that ``settings`` names."""
     return PocDirectory(eventsourcing_env(settings), clock=clock, new_id=new_id)
+
+
+def build_transparency(app: PocDirectory, settings: Settings) -> Transparency:
+    """Checkpoints and proofs over ``app``'s record, in the same database. Creates the tree
+    tables if needed; reads the signing key only when a checkpoint is signed."""
+    return Transparency(
+        build_tree_store(app.recorder), settings.origin, load_signer(settings.signing_key_file)
+    )
