@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -79,8 +80,15 @@ def _progress() -> Progress:
 
 
 @app.command()
-def verify() -> None:
+def verify(
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="also check the record extends this signed checkpoint")
+    ] = None,
+    key: cli_audit.KeyOption = None,
+) -> None:
     """Walk the whole chain from genesis and check every event and link."""
+    if checkpoint is not None:
+        return cli_audit.verify_checkpoint(checkpoint, key)
     application = open_application()
     try:
         total = application.recorder.max_notification_id() or 0
@@ -389,6 +397,11 @@ def replay() -> None:
     finally:
         application.close()
     out.print(f"views rebuilt from {count} events")
+
+
+from api import cli_audit  # noqa: E402 - uses the helpers above; adds its commands
+
+cli_audit.register(app)
 
 
 def main() -> None:

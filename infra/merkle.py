@@ -242,9 +242,7 @@ def _check_hash(what: str, value: bytes, error: type[ProofError]) -> None:
         )
 
 
-def root_from_inclusion_proof(
-    index: int, size: int, leaf: bytes, proof: Sequence[bytes]
-) -> bytes:
+def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """The root that ``proof`` leads to from ``leaf`` at ``index`` in a tree of ``size``.
     Raises ``InclusionProofFailed`` if the proof has the wrong shape."""
     if not 0 <= index < size:

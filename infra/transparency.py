@@ -159,7 +159,9 @@ class Transparency:
         if leaf is None:
             raise NotRecorded(f"no leaf {index}")
         with self.tree.read() as c:
-            hashes = hashes_of_ranges([*ranges, (0, size)], lambda ids: self.tree.fetch_nodes(ids, c))
+            hashes = hashes_of_ranges(
+                [*ranges, (0, size)], lambda ids: self.tree.fetch_nodes(ids, c)
+            )
         return InclusionProof(index, size, leaf[1], hashes[-1], tuple(hashes[:-1]), leaf[0])
 
     def inclusion_proof_for(

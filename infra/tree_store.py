@@ -156,7 +156,9 @@ class TreeStore:
             )
             found.update({(0, int(i)): bytes(h) for i, h in c.fetchall()})
         if inner:
-            marks = " OR ".join([f"(level = {self.param} AND node_index = {self.param})"] * len(inner))
+            marks = " OR ".join(
+                [f"(level = {self.param} AND node_index = {self.param})"] * len(inner)
+            )
             c.execute(
                 f"SELECT level, node_index, hash FROM {self.nodes} WHERE {marks}",
                 [v for node in inner for v in node],
@@ -188,6 +190,28 @@ class TreeStore:
             )
             row = c.fetchone()
         return None if row is None else int(row[0])
+
+    def chain_leaf_hashes(self, limit: int, batch: int = 10000) -> Iterator[bytes]:
+        """The first ``limit`` leaf hashes of the chain table itself (not of the tree), in
+        position order, from one snapshot: what an auditor recomputes a checkpoint's root from
+        after the chain walk has checked them."""
+        with self.read() as c:
+            after, sent = -(2**63), 0
+            while sent < limit:
+                c.execute(
+                    self.sql(
+                        f"SELECT position, leaf_hash FROM {self.chain_table} "
+                        "WHERE position > %s ORDER BY position LIMIT %s"
+                    ),
+                    (after, min(batch, limit - sent)),
+                )
+                rows = c.fetchall()
+                if not rows:
+                    return
+                for _, leaf in rows:
+                    yield bytes(leaf)
+                sent += len(rows)
+                after = rows[-1][0]
 
     # -- catching up --------------------------------------------------------------------------
 

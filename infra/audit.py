@@ -1,0 +1,423 @@
+"""What an auditor runs: the record against a checkpoint kept outside the database, and the
+offline audit bundle (export, and verification with no database and no pocdir settings).
+
+Checking a record or a bundle against a checkpoint closes the two gaps of the chain alone
+(``docs/audit-format.md`` §6): a record whose newest events were deleted holds fewer events than
+a checkpoint signed before (``TailTruncated``), and a record rewritten with a recomputed,
+self-consistent chain no longer has the checkpoint's Merkle root over its first ``tree_size``
+events (``HistoryRewritten``). A changed byte fails the chain walk itself (``RecordAltered`` and
+the other ``VerificationError`` classes of ``infra.chain``).
+
+Bundle layout (``docs/audit-format.md`` §12)::
+
+    DIR/manifest.json           format, origin, counts and SHA-256 of every file
+    DIR/records.jsonl           one stored event and its link per line, bytes in base64
+    DIR/checkpoints/<size>-<key id>.txt   every signed checkpoint, the exact note text
+    DIR/keys.txt                every verifier key that signed a checkpoint, one per line
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
+
+from eventsourcing.application import Application
+
+from infra.chain import ChainVerifier, StoredRow, canonical_originator_id
+from infra.merkle import EMPTY_ROOT, AuditError, CompactRange, b64
+from infra.note import (
+    CheckpointError,
+    KeyFormatError,
+    SignedCheckpoint,
+    VerifierKey,
+    open_checkpoint,
+)
+from infra.transparency import Transparency
+from infra.verify import chained_recorder, verify_record
+
+BUNDLE_FORMAT = "pocdir-audit-bundle/1"
+MANIFEST = "manifest.json"
+RECORDS = "records.jsonl"
+KEYS = "keys.txt"
+CHECKPOINTS = "checkpoints"
+
+
+class TailTruncated(CheckpointError):
+    """The record holds fewer events than a checkpoint signed earlier: the newest were cut."""
+
+
+class HistoryRewritten(CheckpointError):
+    """The Merkle root over the first ``tree_size`` events differs from the checkpoint's."""
+
+
+class BundleError(AuditError):
+    """The bundle is incomplete or malformed, or disagrees with its manifest."""
+
+
+def _root_mismatch(size: int, signed: bytes, computed: bytes, where: str) -> HistoryRewritten:
+    return HistoryRewritten(
+        f"the Merkle root of the first {size} events {where} is not the signed checkpoint's: "
+        "the history up to the checkpoint was rewritten",
+        expected=f"root {b64(signed)}",
+        computed=f"root {b64(computed)}",
+    )
+
+
+def _truncated(size: int, events: int, where: str) -> TailTruncated:
+    return TailTruncated(
+        f"{where} holds {events} events but the checkpoint covers {size}: "
+        f"the newest {size - events} events were deleted (tail truncation)",
+        expected=f"at least {size} events",
+        computed=f"{events} events",
+    )
+
+
+# -- the record against a checkpoint -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointVerification:
+    events: int
+    head_position: int
+    head_hash: str
+    checkpoint: SignedCheckpoint
+
+
+def verify_against_checkpoint(
+    app: Application,
+    transparency: Transparency,
+    note: str,
+    keys: Sequence[VerifierKey],
+    on_progress: Callable[[int], None] | None = None,
+) -> CheckpointVerification:
+    """Verify the whole record (``infra.verify``), then that it extends the checkpoint.
+
+    ``keys`` are the verifier keys trusted to have signed it (an auditor should pass the
+    published ones; the keys stored in the database are the fallback). Raises the first
+    ``CheckpointError`` or ``VerificationError``."""
+    signed = open_checkpoint(note, list(keys))
+    size, root = signed.checkpoint.tree_size, signed.checkpoint.root_hash
+    result = verify_record(app, on_progress)
+    if result.events < size:
+        raise _truncated(size, result.events, "the record")
+    tree = CompactRange()
+    for leaf in transparency.tree.chain_leaf_hashes(size):
+        tree.append(leaf)
+    if tree.size < size:  # events deleted since the walk
+        raise _truncated(size, tree.size, "the record")
+    if tree.root() != root:
+        raise _root_mismatch(size, root, tree.root(), "in the record")
+    return CheckpointVerification(result.events, result.head_position, result.head_hash, signed)
+
+
+# -- export ------------------------------------------------------------------------------------
+
+
+def _b64_or_none(value: Any) -> str | None:
+    return b64(value) if isinstance(value, bytes) else None
+
+
+def _id_text(value: Any) -> Any:
+    if isinstance(value, UUID | str):
+        try:
+            return canonical_originator_id(value).decode("ascii")
+        except ValueError:
+            return str(value)  # exported as stored: the verifier reports it
+    return value
+
+
+def record_line(row: StoredRow) -> str:
+    """One line of ``records.jsonl``: the stored event and its link, as stored."""
+    return json.dumps(
+        {
+            "position": row.position,
+            "prev_position": row.prev_position,
+            "originator_id": _id_text(row.originator_id),
+            "originator_version": row.originator_version,
+            "topic": row.topic,
+            "state": _b64_or_none(row.state),
+            "leaf_hash": _b64_or_none(row.leaf_hash),
+            "link": _b64_or_none(row.link),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    records: int
+    checkpoints: int
+    keys: int
+    directory: Path
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_file_name(size: int, verifier_key: str) -> str:
+    key_id = verifier_key.split("+")[1] if verifier_key.count("+") >= 2 else "key"
+    return f"{size:012d}-{key_id}.txt"
+
+
+def export_bundle(app: Application, transparency: Transparency, directory: Path) -> ExportSummary:
+    """Write the bundle into ``directory`` (new or empty). Checkpoints are read before the
+    records, so every checkpoint is covered by the records exported (a later one would not be).
+    """
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise FileExistsError(f"{directory} exists and is not an empty directory")
+    checkpoints = transparency.checkpoints()
+    keys = transparency.verifier_keys()
+    (directory / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    listed = []
+    for cp in checkpoints:
+        name = checkpoint_file_name(cp.tree_size, cp.verifier_key)
+        path = directory / CHECKPOINTS / name
+        path.write_text(cp.note, encoding="utf-8")
+        listed.append(
+            {
+                "file": f"{CHECKPOINTS}/{name}",
+                "tree_size": cp.tree_size,
+                "sha256": _sha256_file(path),
+            }
+        )
+    (directory / KEYS).write_text("".join(f"{k}\n" for k in keys), encoding="utf-8")
+    count, first, last = 0, None, None
+    with (
+        (directory / RECORDS).open("w", encoding="utf-8") as out,
+        closing(chained_recorder(app).iter_stored_rows()) as rows,
+    ):
+        for row in rows:
+            out.write(record_line(row) + "\n")
+            count += 1
+            first = row.position if first is None else first
+            last = row.position
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "origin": transparency.origin,
+        "exported_at": datetime.now(UTC).isoformat(),
+        "records": {
+            "file": RECORDS,
+            "count": count,
+            "first_position": first,
+            "last_position": last,
+            "sha256": _sha256_file(directory / RECORDS),
+        },
+        "checkpoints": listed,
+        "keys": {"file": KEYS, "count": len(keys), "sha256": _sha256_file(directory / KEYS)},
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return ExportSummary(count, len(checkpoints), len(keys), directory)
+
+
+# -- offline verification ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BundleVerification:
+    records: int
+    head_position: int
+    head_hash: str
+    tree_size: int
+    root_hash: bytes
+    checkpoints: int
+    keys_from_bundle: bool
+
+
+def _malformed(reason: str, expected: str, computed: str) -> BundleError:
+    return BundleError(reason, expected=expected, computed=computed)
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _malformed(f"{MANIFEST} is missing", f"{directory}/{MANIFEST}", "none") from None
+    except (OSError, UnicodeError, ValueError) as e:
+        raise _malformed(f"{MANIFEST} is not readable JSON", "JSON", str(e)[:80]) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise _malformed(
+            "not a pocdir audit bundle",
+            f"format {BUNDLE_FORMAT}",
+            str(manifest.get("format") if isinstance(manifest, dict) else type(manifest))[:40],
+        )
+    return manifest
+
+
+def _read_keys(directory: Path) -> list[VerifierKey]:
+    try:
+        lines = (directory / KEYS).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeError) as e:
+        raise _malformed(f"{KEYS} is not readable", "verifier keys", str(e)[:80]) from None
+    keys = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            keys.append(VerifierKey.parse(line))
+        except KeyFormatError as e:
+            raise _malformed(
+                f"{KEYS} line {number} is not a verifier key", "name+id+key", str(e)
+            ) from None
+    return keys
+
+
+def _read_checkpoints(
+    directory: Path, keys: list[VerifierKey], origin: str, extra: Sequence[str]
+) -> list[SignedCheckpoint]:
+    folder = directory / CHECKPOINTS
+    notes = (
+        [
+            (str(p.relative_to(directory)), p.read_text(encoding="utf-8"))
+            for p in sorted(folder.glob("*.txt"))
+        ]
+        if folder.is_dir()
+        else []
+    )
+    notes += [(f"given checkpoint {i + 1}", note) for i, note in enumerate(extra)]
+    signed = []
+    for name, note in notes:
+        try:
+            cp = open_checkpoint(note, keys)
+        except CheckpointError as e:
+            raise type(e)(f"{name}: {e.reason}", expected=e.expected, computed=e.computed) from None
+        if cp.checkpoint.origin != origin:
+            raise BundleError(
+                f"{name} is a checkpoint of another log",
+                expected=f"origin {origin}",
+                computed=f"origin {cp.checkpoint.origin}",
+            )
+        signed.append(cp)
+    return sorted(signed, key=lambda s: s.checkpoint.tree_size)
+
+
+def _records(path: Path) -> Iterator[StoredRow]:
+    try:
+        f = path.open("r", encoding="utf-8")
+    except OSError as e:
+        raise _malformed(f"{RECORDS} is not readable", "records", str(e)[:80]) from None
+    with f:
+        for number, line in enumerate(f, start=1):
+            try:
+                data = json.loads(line)
+                yield StoredRow(
+                    position=data["position"],
+                    originator_id=data["originator_id"],
+                    originator_version=data["originator_version"],
+                    topic=data["topic"],
+                    state=_unb64(data["state"]),
+                    prev_position=data["prev_position"],
+                    leaf_hash=_unb64(data["leaf_hash"]),
+                    link=_unb64(data["link"]),
+                )
+            except (ValueError, KeyError, TypeError, binascii.Error) as e:
+                raise _malformed(
+                    f"{RECORDS} line {number} is not a record",
+                    "a JSON object with the record fields",
+                    f"{type(e).__name__}: {str(e)[:60]}",
+                ) from None
+
+
+def _unb64(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("bytes must be base64 strings")
+    return base64.b64decode(value, validate=True)
+
+
+def verify_bundle(
+    directory: Path,
+    trusted_keys: Sequence[VerifierKey] = (),
+    extra_checkpoints: Sequence[str] = (),
+) -> BundleVerification:
+    """Check a bundle with no database: every checkpoint's signature, every link of the
+    chain, the Merkle root at every checkpoint's size, then the manifest. Raises the first
+    fault (``AuditError`` or the chain's ``VerificationError``).
+
+    ``trusted_keys`` are the published verifier keys; without them the bundle's own
+    ``keys.txt`` is used, which proves internal consistency only."""
+    manifest = _read_manifest(directory)
+    origin = str(manifest.get("origin", ""))
+    bundle_keys = _read_keys(directory)
+    keys = list(trusted_keys) or bundle_keys
+    checkpoints = _read_checkpoints(directory, keys, origin, extra_checkpoints)
+    pending = iter(checkpoints)
+    target = next(pending, None)
+    while target is not None and target.checkpoint.tree_size == 0:
+        if target.checkpoint.root_hash != EMPTY_ROOT:
+            raise _root_mismatch(0, target.checkpoint.root_hash, EMPTY_ROOT, "in the bundle")
+        target = next(pending, None)
+    verifier, tree = ChainVerifier(), CompactRange()
+    for row in _records(directory / RECORDS):
+        verifier.check(row)  # the leaf hash is then bytes and equals the recomputed one
+        tree.append(cast(bytes, row.leaf_hash))
+        while target is not None and target.checkpoint.tree_size == tree.size:
+            if tree.root() != target.checkpoint.root_hash:
+                raise _root_mismatch(
+                    tree.size, target.checkpoint.root_hash, tree.root(), "in the bundle"
+                )
+            target = next(pending, None)
+    if target is not None:
+        raise _truncated(target.checkpoint.tree_size, tree.size, "the bundle")
+    _check_manifest(directory, manifest, verifier.events, len(checkpoints) - len(extra_checkpoints))
+    result = verifier.result
+    return BundleVerification(
+        records=result.events,
+        head_position=result.head_position,
+        head_hash=result.head_hash,
+        tree_size=tree.size,
+        root_hash=tree.root(),
+        checkpoints=len(checkpoints),
+        keys_from_bundle=not trusted_keys,
+    )
+
+
+def _check_manifest(
+    directory: Path, manifest: dict[str, Any], records: int, checkpoints: int
+) -> None:
+    entries = [manifest.get("records"), manifest.get("keys"), *manifest.get("checkpoints", [])]
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            raise _malformed(
+                f"{MANIFEST} lists a file without a name", "file entries", str(entry)[:60]
+            )
+        path = directory / entry["file"]
+        if not path.is_file():
+            raise BundleError(
+                f"{entry['file']} is listed in the manifest but missing",
+                expected="the file",
+                computed="none",
+            )
+        digest = _sha256_file(path)
+        if digest != entry.get("sha256"):
+            raise BundleError(
+                f"{entry['file']} differs from the manifest",
+                expected=f"sha256 {entry.get('sha256')}",
+                computed=f"sha256 {digest}",
+            )
+    listed = manifest.get("records", {}).get("count")
+    if listed != records:
+        raise BundleError(
+            f"{RECORDS} holds a different number of records than the manifest",
+            expected=f"{listed} records",
+            computed=f"{records} records",
+        )
+    if len(manifest.get("checkpoints", [])) != checkpoints:
+        raise BundleError(
+            "the bundle holds a different number of checkpoints than the manifest",
+            expected=f"{len(manifest.get('checkpoints', []))} checkpoints",
+            computed=f"{checkpoints} checkpoints",
+        )
