@@ -379,14 +379,14 @@ def verify_consistency(
 @dataclass(frozen=True)
 class InclusionProof:
     """An inclusion proof; ``to_json`` is the shape auditors' scripts rely on. ``position`` is
-    the record position of the leaf (not part of the JSON: the index is)."""
+    the record position of the leaf when the caller asked by event (not part of the JSON)."""
 
     index: int
     tree_size: int
     leaf_hash: bytes
     root_hash: bytes
     proof: tuple[bytes, ...]
-    position: int = 0
+    position: int | None = None
 
     def to_json(self) -> dict[str, object]:
         return {

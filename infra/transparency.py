@@ -147,22 +147,33 @@ class Transparency:
 
     # -- proofs -------------------------------------------------------------------------------
 
-    def inclusion_proof(self, index: int, size: int | None = None) -> InclusionProof:
+    def _hashes(self, size: int, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Node hashes of ``ranges`` in the tree of ``size`` leaves: one read of the head and
+        one of the O(log n) stored subtrees; the tree is extended first if it is smaller."""
+        with self.tree.read(snapshot=False) as c:
+            if size <= self.tree.head(c).tree_size:
+                return hashes_of_ranges(ranges, lambda ids: self.tree.fetch_nodes(ids, c))
+        self._check_size(size)
+        with self.tree.read(snapshot=False) as c:
+            return hashes_of_ranges(ranges, lambda ids: self.tree.fetch_nodes(ids, c))
+
+    def inclusion_proof(
+        self, index: int, size: int | None = None, *, position: int | None = None
+    ) -> InclusionProof:
         """Proof that leaf ``index`` (0-based, position order) is in the tree of ``size``
-        leaves (default: the whole record, brought up to date)."""
+        leaves (default: the whole record, brought up to date first)."""
         if size is None:
             size = self.tree.catch_up()
-        else:
-            self._check_size(size)
         ranges = inclusion_ranges(index, size)  # raises ProofRequestInvalid
+        hashes = self._hashes(size, [*ranges, (index, index + 1), (0, size)])
+        return InclusionProof(index, size, hashes[-2], hashes[-1], tuple(hashes[:-2]), position)
+
+    def leaf_position(self, index: int) -> int:
+        """The record position of leaf ``index`` (to find the event, e.g. to authorise)."""
         leaf = self.tree.leaf(index)
         if leaf is None:
-            raise NotRecorded(f"no leaf {index}")
-        with self.tree.read() as c:
-            hashes = hashes_of_ranges(
-                [*ranges, (0, size)], lambda ids: self.tree.fetch_nodes(ids, c)
-            )
-        return InclusionProof(index, size, leaf[1], hashes[-1], tuple(hashes[:-1]), leaf[0])
+            raise NotRecorded(f"no leaf {index} in the Merkle tree")
+        return leaf[0]
 
     def inclusion_proof_for(
         self, aggregate_id: UUID, version: int, size: int | None = None
@@ -177,17 +188,12 @@ class Transparency:
             index = self.tree.index_of(position)
         if index is None:
             raise NotRecorded(f"the event at position {position} is not in the Merkle tree")
-        return self.inclusion_proof(index, size)
+        return self.inclusion_proof(index, size, position=position)
 
     def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
         """Proof that the tree of ``first`` leaves is a prefix of the tree of ``second``."""
-        consistency_ranges(first, second)  # validates 0 < first <= second
-        self._check_size(second)
-        ranges = consistency_ranges(first, second)
-        with self.tree.read() as c:
-            hashes = hashes_of_ranges(
-                [*ranges, (0, first), (0, second)], lambda ids: self.tree.fetch_nodes(ids, c)
-            )
+        ranges = consistency_ranges(first, second)  # validates 0 < first <= second
+        hashes = self._hashes(second, [*ranges, (0, first), (0, second)])
         return ConsistencyProof(first, second, hashes[-2], hashes[-1], tuple(hashes[:-2]))
 
 

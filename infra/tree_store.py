@@ -109,7 +109,9 @@ class TreeStore:
         raise NotImplementedError
 
     @contextmanager
-    def read(self) -> Iterator[Cursor]:
+    def read(self, *, snapshot: bool = True) -> Iterator[Cursor]:
+        """A read-only cursor; with ``snapshot`` all its statements see one snapshot. Proofs
+        need none: stored nodes never change once written."""
         raise NotImplementedError
         yield
 
@@ -145,25 +147,26 @@ class TreeStore:
         if c is None:
             with self.read() as c:
                 return self.fetch_nodes(ids, c)
-        found: dict[NodeId, bytes] = {}
         leaves = [i for level, i in ids if level == 0]
         inner = [(level, i) for level, i in ids if level > 0]
+        parts, params = [], []
         if leaves:
             marks = ",".join([self.param] * len(leaves))
-            c.execute(
-                f"SELECT leaf_index, leaf_hash FROM {self.leaves} WHERE leaf_index IN ({marks})",
-                leaves,
+            parts.append(
+                f"SELECT 0, leaf_index, leaf_hash FROM {self.leaves} WHERE leaf_index IN ({marks})"
             )
-            found.update({(0, int(i)): bytes(h) for i, h in c.fetchall()})
+            params.extend(leaves)
         if inner:
-            marks = " OR ".join(
-                [f"(level = {self.param} AND node_index = {self.param})"] * len(inner)
+            pair = f"(level = {self.param} AND node_index = {self.param})"
+            parts.append(
+                f"SELECT level, node_index, hash FROM {self.nodes} "
+                f"WHERE {' OR '.join([pair] * len(inner))}"
             )
-            c.execute(
-                f"SELECT level, node_index, hash FROM {self.nodes} WHERE {marks}",
-                [v for node in inner for v in node],
-            )
-            found.update({(int(level), int(i)): bytes(h) for level, i, h in c.fetchall()})
+            params.extend(v for node in inner for v in node)
+        found: dict[NodeId, bytes] = {}
+        if parts:
+            c.execute(" UNION ALL ".join(parts), params)
+            found = {(int(level), int(i)): bytes(h) for level, i, h in c.fetchall()}
         missing = [node for node in ids if node not in found]
         if missing:
             raise TreeDiverged(
@@ -425,7 +428,7 @@ class SQLiteTreeStore(TreeStore):
             )
 
     @contextmanager
-    def read(self) -> Iterator[Cursor]:
+    def read(self, *, snapshot: bool = True) -> Iterator[Cursor]:
         with self.datastore.transaction(commit=False) as c:
             yield c
 
@@ -491,7 +494,14 @@ class PostgresTreeStore(TreeStore):
             yield c
 
     @contextmanager
-    def read(self) -> Iterator[Cursor]:
+    def read(self, *, snapshot: bool = True) -> Iterator[Cursor]:
+        if not snapshot:  # one statement at a time, no BEGIN/COMMIT round trips
+            with (
+                self.datastore.get_connection() as conn,
+                conn.cursor(row_factory=tuple_row, binary=True) as c,
+            ):
+                yield c
+            return
         with (
             self.datastore.get_connection() as conn,
             conn.transaction(),

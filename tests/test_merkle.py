@@ -7,6 +7,8 @@ Golden vectors: the RFC 6962 test tree of transparency-dev/merkle (``testonly/co
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from infra.merkle import (
@@ -305,9 +307,8 @@ def _checkpoint_note(signer: SignerKey, size: int = 8) -> str:
 def test_a_signed_checkpoint_opens_with_its_key_and_gives_size_and_root() -> None:
     signer = SignerKey.generate("example.org/log")
     note = _checkpoint_note(signer)
-    assert note.startswith(
-        f"example.org/log\n8\n{__import__('base64').b64encode(ROOTS[8]).decode()}\n\n"
-    )
+    root = base64.b64encode(ROOTS[8]).decode()
+    assert note.startswith(f"example.org/log\n8\n{root}\n\n\u2014 example.org/log ")
     opened = open_checkpoint(note, [signer.verifier])
     assert opened.checkpoint == Checkpoint("example.org/log", 8, ROOTS[8])
 
