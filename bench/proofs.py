@@ -145,7 +145,7 @@ def bench(name: str, url: str, args: argparse.Namespace) -> list[str]:
             summary = export_bundle(app, transparency, directory)
             exported = time.perf_counter() - started
             started = time.perf_counter()
-            result = verify_bundle(directory, [key.verifier])
+            result = verify_bundle(directory, transparency.trusted_keys())
             verified = time.perf_counter() - started
             mib = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) / 2**20
         lines.append(

@@ -32,7 +32,7 @@ from infra.merkle import (
     root_from_store,
 )
 from infra.note import Checkpoint, SignerKey, VerifierKey, sign_note
-from infra.tree_store import StoredCheckpoint, TreeStore
+from infra.tree_store import StoredCheckpoint, TreeDiverged, TreeStore
 
 
 class NotRecorded(LookupError):
@@ -148,11 +148,15 @@ class Transparency:
     # -- proofs -------------------------------------------------------------------------------
 
     def _hashes(self, size: int, ranges: list[tuple[int, int]]) -> list[bytes]:
-        """Node hashes of ``ranges`` in the tree of ``size`` leaves: one read of the head and
-        one of the O(log n) stored subtrees; the tree is extended first if it is smaller."""
-        with self.tree.read(snapshot=False) as c:
-            if size <= self.tree.head(c).tree_size:
+        """Node hashes of ``ranges`` in the tree of ``size`` leaves, from one read of the
+        O(log n) stored subtrees they need. Only if some are missing is the tree's size read,
+        and the tree extended when it is smaller than ``size``."""
+        try:
+            with self.tree.read(snapshot=False) as c:
                 return hashes_of_ranges(ranges, lambda ids: self.tree.fetch_nodes(ids, c))
+        except TreeDiverged:
+            if size <= self.tree.size():
+                raise
         self._check_size(size)
         with self.tree.read(snapshot=False) as c:
             return hashes_of_ranges(ranges, lambda ids: self.tree.fetch_nodes(ids, c))
