@@ -406,3 +406,42 @@ def test_audit_cli_exports_and_verifies_a_bundle_without_settings(
     assert cut.returncode == 1 and "tail truncation" in cut.stderr
     again = run(backend.url, "audit", "export", str(directory))
     assert again.returncode == 2 and "not an empty directory" in again.stderr
+
+
+def test_the_bundle_snippet_in_the_audit_format_doc_checks_an_exported_bundle(
+    bundle: Path,
+) -> None:
+    from tests.test_audit_format import fenced_block_after
+
+    namespace: dict[str, Any] = {}
+    exec(fenced_block_after("13. The offline audit bundle", "python"), namespace)  # noqa: S102
+    for note_file in sorted((bundle / "checkpoints").iterdir()):
+        size, root = namespace["checkpoint"](note_file.read_text(), str(KEY.verifier))
+        assert namespace["leaves_root"](bundle / "records.jsonl", size) == root
+
+
+def test_the_worked_example_tree_in_the_audit_format_doc_is_recomputed() -> None:
+    import base64
+    import re
+
+    from infra.merkle import inclusion_ranges
+    from tests.test_audit_format import doc_text, example
+
+    leaves = [e.leaf_hash for e in example()]
+    section = doc_text().split("## 11. Checkpoints", 1)[1].split("## 12.", 1)[0]
+    for size in (1, 2, 3):
+        row = re.search(rf"^\| {size} \| `([0-9a-f]{{64}})` \| `([^`]+)` \|$", section, re.M)
+        assert row is not None
+        assert bytes.fromhex(row.group(1)) == root_of(leaves[:size])
+        assert base64.b64decode(row.group(2)) == root_of(leaves[:size])
+    proofs = [
+        json.loads(line) for line in section.split("```json\n", 1)[1].split("```")[0].splitlines()
+    ]
+    from infra.merkle import ConsistencyProof, InclusionProof
+
+    for data in proofs:
+        proof = (
+            InclusionProof.from_json(data) if "index" in data else ConsistencyProof.from_json(data)
+        )
+        proof.verify()
+    assert len(inclusion_ranges(0, 3)) == len(proofs[0]["proof"])
