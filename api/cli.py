@@ -391,6 +391,15 @@ def replay() -> None:
     out.print(f"views rebuilt from {count} events")
 
 
+def _register_commands() -> None:
+    from api import cli_serve
+
+    cli_serve.register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
