@@ -14,7 +14,7 @@ from schemathesis import checks
 
 from api.app import create_app
 from api.cli_serve import CONSOLE
-from domain.values import Role
+from domain.values import Contact, Role
 from infra.settings import Settings
 from tests.conftest import contact_data, state
 
@@ -38,8 +38,6 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     application = app.state.services.get().application
     for code in ("FRA", "DEU"):
         application.register_state(state(code), code)
-        from domain.values import Contact
-
         application.add_contact(state(code), code, Contact.from_dict(contact_data("cert")))
     headers: dict[str, dict[str, str]] = {"anonymous": {}}
     for role in Role:
