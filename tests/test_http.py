@@ -269,3 +269,21 @@ def test_bad_input_gets_a_json_error_saying_what_to_fix(api: Api) -> None:
         ),
         422,
     )
+
+
+def test_concurrent_changes_get_200_or_409_and_nothing_is_lost(api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    register(api, "FRA")
+    who = api.as_state("FRA")
+
+    def add(n: int) -> tuple[str, int]:
+        cid = f"c{n}"
+        r = api.call("POST", "/entries/FRA/contacts", who, json={"contact": contact_data(cid)})
+        return cid, r.status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(add, range(24)))
+    assert {status for _, status in results} <= {200, 409}, results
+    kept = {c["contact_id"] for c in api.call("GET", "/entries/FRA", who).json()["contacts"]}
+    assert kept == {"cert"} | {cid for cid, status in results if status == 200}

@@ -3,7 +3,9 @@ third State sees one only while it is effective; the Secretariat sees metadata."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from fastapi import APIRouter
 
@@ -11,6 +13,7 @@ from api.deps import QueriesDep, ServicesDep, StateOrSecretariat, StatePrincipal
 from api.routers.notifications import parse_id
 from api.schemas import ConsentCreate, ConsentPublic
 from domain.consent import SharingConsent
+from domain.values import Principal
 
 router = APIRouter(prefix="/consents", tags=["consents"])
 
@@ -45,23 +48,24 @@ def get_one(consent_id: str, by: StateOrSecretariat, services: ServicesDep) -> C
     return consent_public(services.application.get_consent_for(by, parse_id(consent_id, "consent")))
 
 
-def _decide(services: Any, by: Any, consent_id: str, command: str) -> ConsentPublic:
-    method = getattr(services.application, command)
-    return consent_public(method(by, parse_id(consent_id, "consent")))
+def _decide(
+    command: Callable[[Principal, UUID], SharingConsent], by: Principal, consent_id: str
+) -> ConsentPublic:
+    return consent_public(command(by, parse_id(consent_id, "consent")))
 
 
 @router.post("/{consent_id}/grant", response_model=ConsentPublic, summary="Grant (a party)")
 def grant(consent_id: str, by: StatePrincipal, services: ServicesDep) -> ConsentPublic:
-    return _decide(services, by, consent_id, "grant_consent")
+    return _decide(services.application.grant_consent, by, consent_id)
 
 
 @router.post("/{consent_id}/deny", response_model=ConsentPublic, summary="Deny (final)")
 def deny(consent_id: str, by: StatePrincipal, services: ServicesDep) -> ConsentPublic:
-    return _decide(services, by, consent_id, "deny_consent")
+    return _decide(services.application.deny_consent, by, consent_id)
 
 
 @router.post(
     "/{consent_id}/revoke", response_model=ConsentPublic, summary="Revoke; sharing stops at once"
 )
 def revoke(consent_id: str, by: StatePrincipal, services: ServicesDep) -> ConsentPublic:
-    return _decide(services, by, consent_id, "revoke_consent")
+    return _decide(services.application.revoke_consent, by, consent_id)

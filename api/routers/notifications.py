@@ -4,6 +4,7 @@ status, never content. To any other State an exchange does not exist (404)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -26,7 +27,6 @@ from api.schemas import (
 from domain.errors import NotFound
 from domain.notification import Notification
 from domain.values import Principal, Text
-from infra.wiring import Services
 
 router = APIRouter(tags=["notifications"])
 
@@ -143,9 +143,10 @@ def get_one(
     return NotificationMetaPublic.model_validate(meta(notification))
 
 
-def _command(services: Services, by: Principal, raw_id: str, command: str, *args: Any) -> Any:
-    method = getattr(services.application, command)
-    return content(method(by, parse_id(raw_id), *args))
+def _command(
+    command: Callable[..., Notification], by: Principal, raw_id: str, *args: Any
+) -> NotificationPublic:
+    return content(command(by, parse_id(raw_id), *args))
 
 
 @router.post(
@@ -153,8 +154,10 @@ def _command(services: Services, by: Principal, raw_id: str, command: str, *args
     response_model=NotificationPublic,
     summary="Acknowledge receipt (R9: not concurrence)",
 )
-def acknowledge(notification_id: str, by: StatePrincipal, services: ServicesDep) -> Any:
-    return _command(services, by, notification_id, "acknowledge_notification")
+def acknowledge(
+    notification_id: str, by: StatePrincipal, services: ServicesDep
+) -> NotificationPublic:
+    return _command(services.application.acknowledge_notification, by, notification_id)
 
 
 @router.post(
@@ -164,12 +167,11 @@ def acknowledge(notification_id: str, by: StatePrincipal, services: ServicesDep)
 )
 def respond(
     notification_id: str, body: ResponseCreate, by: StatePrincipal, services: ServicesDep
-) -> Any:
+) -> NotificationPublic:
     return _command(
-        services,
+        services.application.respond_to_notification,
         by,
         notification_id,
-        "respond_to_notification",
         text(body.response),
         body.assistance_requested,
     )
@@ -180,8 +182,8 @@ def respond(
     response_model=NotificationPublic,
     summary="Close (the sender)",
 )
-def close(notification_id: str, by: StatePrincipal, services: ServicesDep) -> Any:
-    return _command(services, by, notification_id, "close_notification")
+def close(notification_id: str, by: StatePrincipal, services: ServicesDep) -> NotificationPublic:
+    return _command(services.application.close_notification, by, notification_id)
 
 
 @router.post(
@@ -189,5 +191,5 @@ def close(notification_id: str, by: StatePrincipal, services: ServicesDep) -> An
     response_model=NotificationPublic,
     summary="Withdraw before acknowledgement (the sender)",
 )
-def withdraw(notification_id: str, by: StatePrincipal, services: ServicesDep) -> Any:
-    return _command(services, by, notification_id, "withdraw_notification")
+def withdraw(notification_id: str, by: StatePrincipal, services: ServicesDep) -> NotificationPublic:
+    return _command(services.application.withdraw_notification, by, notification_id)
