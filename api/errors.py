@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import DataError, InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -123,14 +123,21 @@ def _unavailable(_: Request, __: Exception) -> JSONResponse:
     return unavailable_response()
 
 
-#: Errors that mean the database could not be reached or failed under us.
+#: Errors that mean the database could not be reached, or went away under us. Other database
+#: errors are bugs, and are left to surface as such (the fuzzing test looks for them).
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
     ServiceUnavailable,
-    PersistenceError,
-    psycopg.Error,
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
     psycopg_pool.PoolTimeout,
     sqlite3.OperationalError,
 )
+
+
+def _data_error(_: Request, __: Exception) -> JSONResponse:
+    return error_response(422, "invalid", "a value is out of the range the record can store")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -139,3 +146,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for cls in DATABASE_ERRORS:
         app.add_exception_handler(cls, _unavailable)
+    app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(psycopg.DataError, _data_error)
