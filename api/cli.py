@@ -84,10 +84,14 @@ def verify(
     checkpoint: Annotated[
         Path | None, typer.Option(help="also check the record extends this signed checkpoint")
     ] = None,
-    key: cli_audit.KeyOption = None,
+    key: Annotated[
+        list[str] | None, typer.Option("--key", help="a trusted verifier key; repeatable")
+    ] = None,
 ) -> None:
     """Walk the whole chain from genesis and check every event and link."""
     if checkpoint is not None:
+        from api import cli_audit
+
         return cli_audit.verify_checkpoint(checkpoint, key)
     application = open_application()
     try:
@@ -138,6 +142,11 @@ def simulate(
                 f"the record already holds events (head at {existing}); simulate into an "
                 "empty database (set POCDIR_DATABASE_URL) or pass --if-empty"
             )
+        out.print(
+            f"the record is empty: loading a simulated {days} days of {states} States "
+            f"(seed {seed})",
+            highlight=False,
+        )
         try:
             simulator = Simulator(application, clock, states=states, days=days, seed=seed)
         except ValueError as e:
@@ -399,9 +408,14 @@ def replay() -> None:
     out.print(f"views rebuilt from {count} events")
 
 
-from api import cli_audit  # noqa: E402 - uses the helpers above; adds its commands
+def _register_commands() -> None:
+    from api import cli_audit, cli_serve
 
-cli_audit.register(app)
+    cli_serve.register(app)
+    cli_audit.register(app)
+
+
+_register_commands()
 
 
 def main() -> None:

@@ -82,6 +82,8 @@ class ChainedRecorder(Protocol):
         self, visit: Callable[[Sequence[LinkedRow]], None], batch: int = READ_BATCH
     ) -> int: ...
 
+    def linked_page(self, start: int, limit: int) -> list[LinkedRow]: ...
+
 
 def paged(fetch: Callable[[int], Sequence[Any]], batch: int) -> Iterator[Any]:
     """Keyset pagination: ``fetch(start)`` returns up to ``batch`` rows whose first column is
@@ -276,6 +278,13 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             c.execute(self.count_links_statement)
             return int(c.fetchone()[0])
 
+    def linked_page(self, start: int, limit: int) -> list[LinkedRow]:
+        """Up to ``limit`` events from position ``start`` on, each joined with its link (a
+        page of the record as stored, for auditors reading it over HTTP)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.select_linked_page, (start, limit))
+            return [tuple(r) for r in c.fetchall()]  # type: ignore[misc]
+
     def iter_stored_rows(self, batch: int = READ_BATCH) -> Generator[StoredRow, None, None]:
         """The whole record, from one read transaction (one WAL snapshot), so events
         committed meanwhile are neither half-seen nor reported as faults. Originator ids are
@@ -454,6 +463,18 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             curs.execute(self.count_links_statement)
             row = curs.fetchone()
             return int(row[0]) if row else 0
+
+    def linked_page(self, start: int, limit: int) -> list[LinkedRow]:
+        """Up to ``limit`` events from position ``start`` on, each joined with its link."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+        ):
+            curs.execute(self.select_linked_page, (start, limit), prepare=True)
+            return [
+                tuple(_as_bytes(v) for v in row)  # type: ignore[misc]
+                for row in curs.fetchall()
+            ]
 
     def iter_stored_rows(self, batch: int = READ_BATCH) -> Generator[StoredRow, None, None]:
         """The whole record from one REPEATABLE READ snapshot, so events committed meanwhile

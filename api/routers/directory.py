@@ -1,0 +1,58 @@
+"""The directory, for member States only (R1): entries and the route lookup (R3, R4)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from api.deps import QueriesDep, StatePrincipal
+from api.schemas import EntryPublic, RoutePublic
+
+router = APIRouter(prefix="/directory", tags=["directory"])
+
+
+def entry_public(doc: dict[str, Any]) -> EntryPublic:
+    """The view's entry document as served: contacts as a list in id order."""
+    contacts = [doc["contacts"][k] for k in sorted(doc["contacts"])]
+    return EntryPublic.model_validate({**doc, "contacts": contacts})
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+@router.get("", response_model=list[EntryPublic], summary="Every current entry")
+def list_entries(_: StatePrincipal, queries: QueriesDep) -> list[EntryPublic]:
+    return [entry_public(d) for d in queries.entries()]
+
+
+@router.get("/{state}", response_model=EntryPublic, summary="One State's current entry")
+def get_entry(
+    state: str, _: StatePrincipal, queries: QueriesDep, response: Response
+) -> EntryPublic:
+    entry = entry_public(queries.entry(state))
+    response.headers["ETag"] = etag(entry.version)
+    return entry
+
+
+@router.get(
+    "/{state}/route",
+    response_model=RoutePublic,
+    summary="Whom to reach about an incident type, in order",
+)
+def route(
+    state: str,
+    _: StatePrincipal,
+    queries: QueriesDep,
+    incident_type: Annotated[str, Query(max_length=40, examples=["malware"])],
+    level: Annotated[str, Query(max_length=20)] = "technical",
+) -> RoutePublic:
+    found = queries.route(state, incident_type, level)
+    return RoutePublic(
+        state=found.state,
+        incident_type=found.incident_type,
+        level=found.level,
+        contacts=found.contacts,  # type: ignore[arg-type]
+        fell_back_to_coordination_contact=found.fell_back_to_coordination_contact,
+    )
