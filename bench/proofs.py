@@ -51,7 +51,9 @@ from infra.audit import export_bundle, verify_bundle
 from infra.merkle import CompactRange, verify_inclusion
 from infra.note import SignerKey
 from infra.settings import Settings
-from infra.wiring import build_application, build_transparency
+from infra.transparency import Transparency
+from infra.tree_store import build_tree_store
+from infra.wiring import build_application
 
 INSERT_BATCH = 10_000
 
@@ -93,9 +95,8 @@ def bench(name: str, url: str, args: argparse.Namespace) -> list[str]:
             print(f"  {name}: filling {args.leaves - existing:,} events", flush=True)
             secs = fill(app, args.leaves - existing, rng)
             lines.append(f"fill {args.leaves - existing:,} events (chained insert): {secs:.1f} s")
-        transparency = build_transparency(app, settings)
         key = SignerKey.generate("bench.example/pocdir")
-        transparency._signer = lambda: key  # noqa: SLF001 - benchmark only
+        transparency = Transparency(build_tree_store(app.recorder), settings.origin, lambda: key)
 
         started = time.perf_counter()
         size = transparency.tree.catch_up()

@@ -105,6 +105,12 @@ def verify_against_checkpoint(
     published ones; the keys stored in the database are the fallback). Raises the first
     ``CheckpointError`` or ``VerificationError``."""
     signed = open_checkpoint(note, list(keys))
+    if signed.checkpoint.origin != transparency.origin:
+        raise CheckpointError(
+            "the checkpoint is of another log",
+            expected=f"origin {transparency.origin}",
+            computed=f"origin {signed.checkpoint.origin}",
+        )
     size, root = signed.checkpoint.tree_size, signed.checkpoint.root_hash
     result = verify_record(app, on_progress)
     if result.events < size:

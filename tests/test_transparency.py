@@ -26,7 +26,7 @@ from infra.chain import RecordAltered, compute_links
 from infra.merkle import root_of
 from infra.note import SignatureInvalid, SignerKey, open_checkpoint
 from infra.transparency import NotRecorded, Transparency
-from infra.tree_store import RecordNotVerified, TreeDiverged
+from infra.tree_store import RecordNotVerified, TreeDiverged, build_tree_store
 from infra.verify import chained_recorder
 from infra.wiring import build_transparency
 from tests.conftest import Backend, state
@@ -51,9 +51,8 @@ def simulate(app: PocDirectory, clock: SimulatedClock, days: int = 20, seed: int
 
 
 def service(app: PocDirectory, backend: Backend, key: SignerKey = KEY) -> Transparency:
-    transparency = build_transparency(app, backend.settings)
-    transparency._signer = lambda: key
-    return transparency
+    build_transparency(app, backend.settings)  # the composition root's own path works
+    return Transparency(build_tree_store(app.recorder), backend.settings.origin, lambda: key)
 
 
 def chain_leaves(app: PocDirectory) -> list[bytes]:
