@@ -444,3 +444,18 @@ def test_the_worked_example_tree_in_the_audit_format_doc_is_recomputed() -> None
         )
         proof.verify()
     assert len(inclusion_ranges(0, 3)) == len(proofs[0]["proof"])
+
+
+def test_a_checkpoint_of_another_log_is_refused(
+    app: PocDirectory, clock: SimulatedClock, backend: Backend
+) -> None:
+    from infra.note import Checkpoint, CheckpointError, sign_note
+
+    simulate(app, clock, days=3)
+    transparency = service(app, backend)
+    size = transparency.tree_size()
+    other = sign_note(
+        Checkpoint("other.example/log", size, transparency.root_hash(size)).body(), KEY
+    )
+    with pytest.raises(CheckpointError, match="another log"):
+        verify_against_checkpoint(app, transparency, other, [KEY.verifier])
