@@ -143,13 +143,26 @@ class TreeStore:
         return self.head().tree_size
 
     def fetch_nodes(self, ids: Sequence[NodeId], c: Cursor | None = None) -> dict[NodeId, bytes]:
-        """Hashes of perfect subtrees (level 0: leaves), two queries for any number of ids."""
+        """Hashes of perfect subtrees (level 0: leaves), in one query for any number of ids."""
         if c is None:
             with self.read() as c:
                 return self.fetch_nodes(ids, c)
+        c.execute(*self.nodes_query(ids))
+        found = {(int(level), int(i)): bytes(h) for level, i, h in c.fetchall()}
+        missing = [node for node in ids if node not in found]
+        if missing:
+            raise TreeDiverged(
+                "the stored Merkle tree lacks nodes it should hold",
+                expected=f"node {missing[0]}",
+                computed="none",
+            )
+        return found
+
+    def nodes_query(self, ids: Sequence[NodeId]) -> tuple[str, list[int]]:
+        """One statement reading the given subtrees as rows ``(level, index, hash)``."""
         leaves = [i for level, i in ids if level == 0]
         inner = [(level, i) for level, i in ids if level > 0]
-        parts, params = [], []
+        parts, params = ["SELECT 0, 0, NULL WHERE 1 = 0"], []
         if leaves:
             marks = ",".join([self.param] * len(leaves))
             parts.append(
@@ -163,18 +176,7 @@ class TreeStore:
                 f"WHERE {' OR '.join([pair] * len(inner))}"
             )
             params.extend(v for node in inner for v in node)
-        found: dict[NodeId, bytes] = {}
-        if parts:
-            c.execute(" UNION ALL ".join(parts), params)
-            found = {(int(level), int(i)): bytes(h) for level, i, h in c.fetchall()}
-        missing = [node for node in ids if node not in found]
-        if missing:
-            raise TreeDiverged(
-                "the stored Merkle tree lacks nodes it should hold",
-                expected=f"node {missing[0]}",
-                computed="none",
-            )
-        return found
+        return " UNION ALL ".join(parts), params
 
     def leaf(self, index: int) -> tuple[int, bytes] | None:
         """(position, leaf hash) of leaf ``index``, or None."""
@@ -520,6 +522,20 @@ class PostgresTreeStore(TreeStore):
     def linked_page(self, c: Cursor, after: int, batch: int) -> Sequence[tuple[Any, ...]]:
         c.execute(self.recorder.select_linked_page, (after + 1, batch))
         return list(c.fetchall())
+
+    def nodes_query(self, ids: Sequence[NodeId]) -> tuple[str, list[Any]]:  # type: ignore[override]
+        """The same text for any ids (arrays as parameters), so PostgreSQL plans it once and
+        psycopg prepares it; a list of ORs would cost more to plan than to run."""
+        leaves = [i for level, i in ids if level == 0]
+        inner = [(level, i) for level, i in ids if level > 0]
+        return (
+            f"SELECT 0::bigint, leaf_index, leaf_hash FROM {self.leaves} "
+            "WHERE leaf_index = ANY(%s::bigint[]) "
+            f"UNION ALL SELECT n.level, n.node_index, n.hash FROM {self.nodes} n "
+            "JOIN unnest(%s::bigint[], %s::bigint[]) AS w(level, node_index) "
+            "USING (level, node_index)",
+            [leaves, [lv for lv, _ in inner], [i for _, i in inner]],
+        )
 
     def position_of(self, aggregate_id: UUID, version: int) -> int | None:
         with self.read() as c:
