@@ -34,6 +34,13 @@ HISTORY_COLUMNS = (
     "third_state",
     "consent_id",
     "effective_on",
+    "check_id",
+    "level",
+    "deadline",
+    "hours_to_answer",
+    "result",
+    "need_id",
+    "category",
 )
 
 DUE_WINDOW_DAYS = 30
