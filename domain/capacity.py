@@ -90,9 +90,7 @@ class CapacityNeed(PocdirAggregate):
         def apply(self, need: CapacityNeed) -> None:
             need.status = NeedStatus.WITHDRAWN
 
-    def __init__(
-        self, state: str, category: str, text: Text, notification_id: UUID | None
-    ) -> None:
+    def __init__(self, state: str, category: str, text: Text, notification_id: UUID | None) -> None:
         self.state = state
         self.category = category
         self.text = text
@@ -150,9 +148,7 @@ class CapacityNeed(PocdirAggregate):
     def fulfil(self, by: Principal, at: datetime) -> None:
         self.check_owner(by, "marks a need fulfilled")
         if self.status is not NeedStatus.MATCHED:
-            raise InvalidTransition(
-                f"this need is {self.status}; only a matched need is fulfilled"
-            )
+            raise InvalidTransition(f"this need is {self.status}; only a matched need is fulfilled")
         self.trigger_event(self.Fulfilled, actor=by.ref, timestamp=at)
 
     def withdraw(self, by: Principal, at: datetime) -> None:

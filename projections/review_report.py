@@ -289,9 +289,7 @@ def _freshness(states: list[dict[str, Any]], start: date, end: date) -> dict[str
             "annual_confirmations_on_time": totals["on_time"],
             "annual_confirmations_late": totals["late"],
             "states_overdue_at_end": totals["overdue"],
-            "share_current_at_end": _share(
-                totals["active"] - totals["overdue"], totals["active"]
-            ),
+            "share_current_at_end": _share(totals["active"] - totals["overdue"], totals["active"]),
             "late_change_notices": len(delays),
             "late_notice_delay_days_median": _median([float(d) for d in delays]),
             "late_notice_delay_days_max": max(delays, default=None),
@@ -410,9 +408,7 @@ def _responsiveness(
             "answered_late": totals[CheckResult.LATE],
             "no_answer": totals[CheckResult.NO_ANSWER],
             "awaiting_at_end": totals[CheckResult.AWAITING],
-            "answer_rate": _share(
-                totals[CheckResult.IN_TIME] + totals[CheckResult.LATE], pings
-            ),
+            "answer_rate": _share(totals[CheckResult.IN_TIME] + totals[CheckResult.LATE], pings),
             "answered_in_time_rate": _share(totals[CheckResult.IN_TIME], pings),
             "check_answer_hours_median": _median(answer_hours),
             "check_answer_hours_p90": _p90(answer_hours),
@@ -524,9 +520,7 @@ def _need_status(need: dict[str, Any], period_end: datetime) -> NeedStatus:
     return NeedStatus.OPEN
 
 
-def _capacity(
-    view: DirectoryView, start: date, end: date, period_end: datetime
-) -> dict[str, Any]:
+def _capacity(view: DirectoryView, start: date, end: date, period_end: datetime) -> dict[str, Any]:
     needs = sorted(
         (n for n in view.all(NEED) if _in_period(n["recorded_at"], start, end)),
         key=lambda n: (n["recorded_at"], n["id"]),
