@@ -14,8 +14,8 @@ from typing import Any
 
 from projections.review_report import SECTIONS
 
-WIDTH, HEIGHT = 780, 320
-LEFT, RIGHT, TOP, BOTTOM = 80, 16, 40, 96
+WIDTH, PLOT_HEIGHT = 780, 220
+LEFT, RIGHT, TOP = 56, 16, 12
 PALETTE = (
     "#4e79a7",
     "#f28e2b",
@@ -90,13 +90,42 @@ def _nice_max(value: float) -> float:
     return step * 10  # pragma: no cover - the loop always returns
 
 
-def _axes(top: float) -> list[str]:
+@dataclass(frozen=True)
+class _Frame:
+    """A chart's drawing area: x labels are turned when they would collide, and the space
+    below the plot grows to fit them."""
+
+    labels: tuple[str, ...]
+
+    @property
+    def rotate(self) -> bool:
+        slot = (WIDTH - LEFT - RIGHT) / max(len(self.labels), 1)
+        return max((len(lb) for lb in self.labels), default=0) * 6.5 > slot
+
+    @property
+    def bottom(self) -> float:
+        longest = max((len(lb) for lb in self.labels), default=0)
+        return 24 + (longest * 6.2 * 0.5736 if self.rotate else 0)  # sin 35 degrees
+
+    @property
+    def height(self) -> float:
+        return TOP + PLOT_HEIGHT + self.bottom
+
+    @property
+    def base(self) -> float:
+        """The y of the x axis."""
+        return TOP + PLOT_HEIGHT
+
+    def y(self, value: float, top: float) -> float:
+        return self.base - PLOT_HEIGHT * value / top
+
+
+def _axes(frame: _Frame, top: float) -> list[str]:
     """Horizontal grid lines and y labels from 0 to ``top``."""
     parts = []
-    plot_h = HEIGHT - TOP - BOTTOM
     for i in range(5):
         value = top * i / 4
-        y = HEIGHT - BOTTOM - plot_h * i / 4
+        y = frame.y(value, top)
         parts.append(
             f'<line class="grid" x1="{LEFT}" y1="{_num(y)}" x2="{WIDTH - RIGHT}" y2="{_num(y)}"/>'
             f'<text class="ylabel" x="{LEFT - 6}" y="{_num(y + 4)}">{_num(value)}</text>'
@@ -104,24 +133,21 @@ def _axes(top: float) -> list[str]:
     return parts
 
 
-def _legend(names: list[str]) -> list[str]:
-    parts, x = [], float(LEFT)
-    for i, name in enumerate(names):
-        parts.append(
-            f'<rect x="{_num(x)}" y="10" width="10" height="10" '
-            f'fill="{PALETTE[i % len(PALETTE)]}"/>'
-            f'<text class="legend" x="{_num(x + 14)}" y="19">{escape(name)}</text>'
-        )
-        x += 22 + 6.2 * len(name)
-    return parts
+def _legend(names: list[str], line: bool) -> str:
+    """An HTML legend (it wraps however many series there are)."""
+    items = "".join(
+        f'<li><span class="swatch{" line" if line else ""}" '
+        f'style="background:{PALETTE[i % len(PALETTE)]}"></span>{escape(name)}</li>'
+        for i, name in enumerate(names)
+    )
+    return f'<ul class="legend">{items}</ul>'
 
 
-def _x_labels(labels: list[str], centres: list[float]) -> list[str]:
-    rotate = len(labels) > 6 or max((len(lb) for lb in labels), default=0) > 10
+def _x_labels(frame: _Frame, centres: list[float]) -> list[str]:
     parts = []
-    for label, x in zip(labels, centres, strict=True):
-        y = HEIGHT - BOTTOM + 14
-        if rotate:
+    y = _num(frame.base + 14)
+    for label, x in zip(frame.labels, centres, strict=True):
+        if frame.rotate:
             parts.append(
                 f'<text class="xlabel rot" x="{_num(x)}" y="{y}" '
                 f'transform="rotate(-35 {_num(x)} {y})">{escape(label)}</text>'
@@ -131,24 +157,22 @@ def _x_labels(labels: list[str], centres: list[float]) -> list[str]:
     return parts
 
 
-def _svg(name: str, title: str, body: list[str]) -> str:
+def _svg(frame: _Frame, title: str, body: list[str]) -> str:
+    height = _num(frame.height)
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{escape(title)}">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
+        f'width="{WIDTH}" height="{height}" role="img" aria-label="{escape(title)}">'
         + "".join(body)
         + "</svg>"
     )
 
 
-def _bars(
-    labels: list[str], series: dict[str, list[float]], stacked: bool
-) -> tuple[list[str], int]:
-    names = list(series)
+def _bars(frame: _Frame, series: dict[str, list[float]], stacked: bool) -> tuple[list[str], int]:
+    names, labels = list(series), frame.labels
     totals = [sum(series[n][i] for n in names) for i in range(len(labels))]
     top = _nice_max(max(totals if stacked else [v for n in names for v in series[n]], default=0))
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    slot = plot_w / max(len(labels), 1)
-    body = _axes(top) + (_legend(names) if len(names) > 1 else [])
+    slot = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
+    body = _axes(frame, top)
     marks = 0
     centres = []
     for i in range(len(labels)):
@@ -167,31 +191,29 @@ def _bars(
                 x, bottom = x0 + w * j, 0.0
             if value <= 0:
                 continue
-            h = plot_h * value / top
-            y = HEIGHT - BOTTOM - plot_h * (bottom + value) / top
+            y = frame.y(bottom + value, top)
+            h = frame.y(bottom, top) - y
             body.append(
                 f'<rect class="mark" x="{_num(x)}" y="{_num(y)}" width="{_num(w)}" '
                 f'height="{_num(h)}" fill="{colour}"><title>{escape(labels[i])}, '
                 f"{escape(name)}: {_num(value)}</title></rect>"
             )
             marks += 1
-    body.extend(_x_labels(labels, centres))
+    body.extend(_x_labels(frame, centres))
     return body, marks
 
 
-def _lines(labels: list[str], series: dict[str, list[float]]) -> tuple[list[str], int]:
-    names = list(series)
+def _lines(frame: _Frame, series: dict[str, list[float]]) -> tuple[list[str], int]:
+    names, labels = list(series), frame.labels
     top = _nice_max(max((v for n in names for v in series[n]), default=0))
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    plot_w = WIDTH - LEFT - RIGHT
     step = plot_w / max(len(labels) - 1, 1)
     xs = [LEFT + step * i if len(labels) > 1 else LEFT + plot_w / 2 for i in range(len(labels))]
-    body = _axes(top) + _legend(names)
+    body = _axes(frame, top)
     marks = 0
     for j, name in enumerate(names):
         colour = PALETTE[j % len(PALETTE)]
-        points = [
-            (x, HEIGHT - BOTTOM - plot_h * v / top) for x, v in zip(xs, series[name], strict=True)
-        ]
+        points = [(x, frame.y(v, top)) for x, v in zip(xs, series[name], strict=True)]
         path = " ".join(f"{_num(x)},{_num(y)}" for x, y in points)
         body.append(
             f'<polyline class="mark" fill="none" stroke="{colour}" stroke-width="2" '
@@ -203,7 +225,7 @@ def _lines(labels: list[str], series: dict[str, list[float]]) -> tuple[list[str]
             for i, (x, y) in enumerate(points)
         )
         marks += 1
-    body.extend(_x_labels(labels, xs))
+    body.extend(_x_labels(frame, xs))
     return body, marks
 
 
@@ -222,11 +244,13 @@ def render_chart(chart: Chart, table: dict[str, Any]) -> str:
         body = '<p class="empty">No data in this period.</p>'
         marks = 0
     else:
+        frame = _Frame(tuple(labels))
         if chart.kind == "line":
-            parts, marks = _lines(labels, series)
+            parts, marks = _lines(frame, series)
         else:
-            parts, marks = _bars(labels, series, stacked=chart.kind == "stacked")
-        body = _svg(name, table["title"], parts)
+            parts, marks = _bars(frame, series, stacked=chart.kind == "stacked")
+        legend = _legend(list(series), chart.kind == "line") if len(series) > 1 else ""
+        body = legend + _svg(frame, table["title"], parts)
     return (
         f'<figure class="chart" id="chart-{name}" data-chart="{name}" data-marks="{marks}">'
         f"<figcaption>{escape(table['title'])}</figcaption>{body}</figure>"
@@ -259,8 +283,8 @@ def _html_table(name: str, table: dict[str, Any]) -> str:
     )
     long = len(table["rows"]) > 15
     inner = (
-        f'<table class="data" id="table-{escape(name)}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{rows}</tbody></table>"
+        f'<div class="scroll"><table class="data" id="table-{escape(name)}">'
+        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
     )
     summary = f"{escape(table['title'])} ({len(table['rows'])} rows; CSV: {escape(name)}.csv)"
     return f"<details{'' if long else ' open'}><summary>{summary}</summary>{inner}</details>"
@@ -290,6 +314,11 @@ svg .grid{stroke:#e6e9ee}
 details{margin:8px 0}
 summary{cursor:pointer;color:#1b4f8a}
 .empty{color:#888;font-style:italic}
+ul.legend{list-style:none;margin:4px 0;padding:0 0 0 56px;display:flex;flex-wrap:wrap;gap:2px 14px;
+font-size:12px;color:#4a5868}
+.swatch{display:inline-block;width:10px;height:10px;margin-right:5px;vertical-align:-1px}
+.swatch.line{height:3px;vertical-align:3px}
+.scroll{overflow-x:auto}
 .note{color:#4a5868}
 """
 
