@@ -31,7 +31,7 @@ from api.cli import Format as TableFormat
 from api.review_html import render_html
 from domain.errors import NotFound, PocdirError
 from domain.values import Principal, Role
-from projections.review import CHECK
+from projections.review import check_summaries
 from projections.review_report import build_report, report_csv, report_json
 
 check_app = typer.Typer(
@@ -158,19 +158,7 @@ def check_close(
 def check_list(format: FormatOption = TableFormat.TABLE) -> None:  # noqa: A002
     """Every check, newest last: level, launch, deadline, States and answers so far."""
     with directory_view() as queries:
-        checks = sorted(queries.view.all(CHECK), key=lambda c: (c["launched_at"], c["id"]))
-    rows = [
-        {
-            "check_id": c["id"],
-            "level": c["level"],
-            "launched_at": c["launched_at"],
-            "deadline": c["deadline"],
-            "states": len(c["states"]),
-            "answers": len(c["answers"]),
-            "closed_at": c["closed_at"],
-        }
-        for c in checks
-    ]
+        rows = check_summaries(queries.view)
     if format is TableFormat.JSON:
         _print_json(rows)
         return

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from domain.capacity import CapacityNeed
 from domain.check import CommunicationCheck, hours_between, judge
@@ -28,6 +28,10 @@ NEED = "need"
 REVIEW_DAY = "review-day"
 
 Item = Callable[..., None]
+
+
+class AllDocuments(Protocol):
+    def all(self, kind: str) -> list[dict[str, Any]]: ...
 
 
 def project_review(event: Any, position: int, docs: Documents) -> None:
@@ -228,3 +232,27 @@ def review_history(event: Any, docs: Documents, item: Item) -> None:
 
 def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value)
+
+
+def check_summaries(view: AllDocuments, state: str | None = None) -> list[dict[str, Any]]:
+    """Every communication check, oldest first, from the view: level, launch, deadline, how
+    many States and answers, closing time. With ``state``, only the checks that include it,
+    each saying whether that State has answered (and nothing of the others' answers)."""
+    checks = sorted(view.all(CHECK), key=lambda c: (c["launched_at"], c["id"]))
+    rows = []
+    for c in checks:
+        if state is not None and state not in c["states"]:
+            continue
+        row: dict[str, Any] = {
+            "check_id": c["id"],
+            "level": c["level"],
+            "launched_at": c["launched_at"],
+            "deadline": c["deadline"],
+            "closed_at": c["closed_at"],
+        }
+        if state is None:
+            row.update(states=len(c["states"]), answers=len(c["answers"]))
+        else:
+            row["answered_at"] = c["answers"].get(state)
+        rows.append(row)
+    return rows

@@ -35,6 +35,7 @@ from domain.values import Contact, Principal, Role, Text
 from infra.wiring import build_application, build_directory_view
 from projections.asof import MemoryView
 from projections.queries import DirectoryQueries, history_csv
+from projections.review import check_summaries
 from projections.review_report import build_report, report_csv, report_json, report_tables
 from projections.runner import ViewRunner, project_views
 from projections.store import ViewRecorder
@@ -142,8 +143,13 @@ def test_checks_and_capacity_needs_appear_in_per_state_histories_without_text(
     need = app.record_need(state("FRA"), "forensics", Text.english_only("NEED TEXT QWERTY"))
     app.offer_assistance(state("DEU"), need.id, Text.english_only("OFFER TEXT ASDF"))
     app.accept_offer(state("FRA"), need.id, "DEU")
-    queries = DirectoryQueries(view_of(app, backend))
+    view = view_of(app, backend)
+    queries = DirectoryQueries(view)
     deu, fra = queries.history("DEU"), queries.history("FRA")
+    (for_deu,) = check_summaries(view, "DEU")  # what a State sees of its checks
+    assert for_deu["answered_at"] is not None and "answers" not in for_deu
+    assert check_summaries(view, "FRA")[0]["answered_at"] is None
+    assert check_summaries(view)[0]["answers"] == 1
     deu_review = [i for i in deu if not i["event"].startswith("entry")]
     assert [i["event"] for i in deu_review] == [
         "check launched",
