@@ -15,7 +15,7 @@ Lifecycle::
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -101,7 +101,7 @@ class CommunicationCheck(PocdirAggregate):
             raise ValidationError("the deadline needs a time zone (e.g. 2026-01-31T12:00:00Z)")
         if deadline <= at:
             raise ValidationError("the deadline must be after the launch")
-        if (deadline - at).days >= MAX_DEADLINE_DAYS:
+        if deadline - at > timedelta(days=MAX_DEADLINE_DAYS):
             raise ValidationError(f"the deadline must be within {MAX_DEADLINE_DAYS} days")
         return cls._create(
             cls.Launched,

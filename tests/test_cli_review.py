@@ -9,6 +9,7 @@ from uuid import UUID
 
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock
+from infra.wiring import build_application
 from tests.conftest import Backend, state
 from tests.test_cli import run
 from tests.test_review import register
@@ -40,8 +41,14 @@ def test_the_secretariat_launches_a_check_and_reads_its_results_over_the_cli(
     assert early.returncode == 2 and "after its deadline" in early.stderr
 
 
-def test_check_commands_refuse_bad_input_with_one_line(backend: Backend, app: PocDirectory) -> None:
+def test_check_commands_refuse_bad_input_with_one_line(
+    sqlite_backend: Backend, clock: SimulatedClock
+) -> None:
+    """Input checks do not depend on the backend: SQLite only."""
+    backend = sqlite_backend
+    app = build_application(backend.settings, clock=clock)
     register(app, "FRA", "technical")
+    app.close()
     for args, code, message in (
         (("check", "results", "not-an-id"), 2, "CHECK_ID"),
         (("check", "results", str(UUID(int=7))), 4, "no such communication check"),
@@ -80,7 +87,10 @@ def test_review_writes_the_report_as_html_json_and_csv(backend: Backend, tmp_pat
     assert (csv_dir / "summary.csv").exists()
 
 
-def test_review_refuses_a_bad_period_or_a_missing_output_with_one_line(backend: Backend) -> None:
+def test_review_refuses_a_bad_period_or_a_missing_output_with_one_line(
+    sqlite_backend: Backend,
+) -> None:
+    backend = sqlite_backend
     backwards = run(
         backend.url, "review", "--from", "2025-03-01", "--to", "2025-01-01", "--format", "json"
     )
