@@ -25,13 +25,14 @@ install: $(STAMP)
 # The simulated period starts on 2025-01-06; 400 days take it past the first annual deadlines.
 DEMO_END := 2026-02-10
 
-## run: simulate a year of the directory for all 193 States (once), verify it, show the views.
+## run: simulate a year for all 193 States (once), verify it, show the views, serve the API.
 run: $(STAMP)
 	@mkdir -p var
 	$(BIN)/pocdir simulate --states 193 --days 400 --seed 1 --if-empty
 	$(BIN)/pocdir verify
 	$(BIN)/pocdir pending --today $(DEMO_END)
 	$(BIN)/pocdir route DEU malware --level technical
+	$(BIN)/pocdir serve --host 127.0.0.1 --port 8000
 
 ## browser: Debian's headless Chromium and its driver, for the review report's rendering test.
 browser:

@@ -130,6 +130,11 @@ def simulate(
                 f"the record already holds events (head at {existing}); simulate into an "
                 "empty database (set POCDIR_DATABASE_URL) or pass --if-empty"
             )
+        out.print(
+            f"the record is empty: loading a simulated {days} days of {states} States "
+            f"(seed {seed})",
+            highlight=False,
+        )
         try:
             simulator = Simulator(application, clock, states=states, days=days, seed=seed)
         except ValueError as e:
@@ -389,6 +394,15 @@ def replay() -> None:
     finally:
         application.close()
     out.print(f"views rebuilt from {count} events")
+
+
+def _register_commands() -> None:
+    from api import cli_serve
+
+    cli_serve.register(app)
+
+
+_register_commands()
 
 
 def main() -> None:

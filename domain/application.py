@@ -8,6 +8,7 @@ simulation writes the same record every time.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -22,12 +23,15 @@ from domain.capacity import CapacityNeed
 from domain.check import CommunicationCheck, check_secretariat
 from domain.clock import Clock, SystemClock
 from domain.consent import SharingConsent
+from domain.credential import TOKEN_PREFIX, Credential, credential_id, new_token, token_hash
 from domain.errors import (
     AlreadyExists,
     ConcurrentChange,
     InvalidTransition,
+    NotAuthenticated,
     NotFound,
     NotPermitted,
+    StaleVersion,
     ValidationError,
 )
 from domain.members import check_member_state, member_states
@@ -134,7 +138,7 @@ class PocDirectory(Application[UUID]):
     def check_version(aggregate: PocdirAggregate, expected_version: int | None) -> None:
         """Optimistic concurrency for callers that read first (HTTP ``If-Match``)."""
         if expected_version is not None and aggregate.version != expected_version:
-            raise ConcurrentChange(
+            raise StaleVersion(
                 f"the entry is at version {aggregate.version}, not {expected_version}; "
                 "read it again and retry"
             )
@@ -312,17 +316,56 @@ class PocDirectory(Application[UUID]):
         self._save(notification)
         return notification
 
-    def _change_notification(
-        self, notification_id: UUID, change: Callable[[Notification], None]
-    ) -> Notification:
+    def get_notification_for(self, by: Principal, notification_id: UUID) -> Notification:
+        """The notification, if ``by`` may know it exists: its parties and the Secretariat
+        (which sees metadata only). To any other State it does not exist (``NotFound``), so
+        nothing reveals an exchange to a State not party to it."""
         notification = self.get_notification(notification_id)
+        if by.role is Role.STATE and not notification.is_party(by):
+            raise NotFound("no such notification")
+        if by.role not in (Role.STATE, Role.SECRETARIAT):
+            raise NotPermitted("only States and the Secretariat see exchanges")
+        return notification
+
+    def read_notification(
+        self, by: Principal, notification_id: UUID, consent_ids: Iterable[UUID] = ()
+    ) -> tuple[Notification, bool]:
+        """The notification and whether ``by`` may read its content.
+
+        Parties read it. A third State reads it through an effective consent among
+        ``consent_ids`` that names it, and that reading is recorded on the consent (R11, R12).
+        The Secretariat gets metadata only (``False``). Anyone else: ``NotFound``.
+        """
+        notification = self.get_notification(notification_id)
+        if by.role is Role.SECRETARIAT:
+            return notification, False
+        if by.role is not Role.STATE:
+            raise NotPermitted("only States and the Secretariat see exchanges")
+        if notification.is_party(by):
+            return notification, True
+        for consent_id in consent_ids:
+            consent = self.get_consent(consent_id)
+            if (
+                consent.notification_id == notification.id
+                and consent.third_state == by.state
+                and consent.is_effective
+            ):
+                consent.record_read(by, self.clock.now())
+                self._save(consent)
+                return notification, True
+        raise NotFound("no such notification")
+
+    def _change_notification(
+        self, by: Principal, notification_id: UUID, change: Callable[[Notification], None]
+    ) -> Notification:
+        notification = self.get_notification_for(by, notification_id)
         change(notification)
         self._save(notification)
         return notification
 
     def acknowledge_notification(self, by: Principal, notification_id: UUID) -> Notification:
         at = self.clock.now()
-        return self._change_notification(notification_id, lambda n: n.acknowledge(by, at))
+        return self._change_notification(by, notification_id, lambda n: n.acknowledge(by, at))
 
     def respond_to_notification(
         self,
@@ -333,16 +376,16 @@ class PocDirectory(Application[UUID]):
     ) -> Notification:
         at = self.clock.now()
         return self._change_notification(
-            notification_id, lambda n: n.respond(by, at, response, assistance_requested)
+            by, notification_id, lambda n: n.respond(by, at, response, assistance_requested)
         )
 
     def close_notification(self, by: Principal, notification_id: UUID) -> Notification:
         at = self.clock.now()
-        return self._change_notification(notification_id, lambda n: n.close(by, at))
+        return self._change_notification(by, notification_id, lambda n: n.close(by, at))
 
     def withdraw_notification(self, by: Principal, notification_id: UUID) -> Notification:
         at = self.clock.now()
-        return self._change_notification(notification_id, lambda n: n.withdraw(by, at))
+        return self._change_notification(by, notification_id, lambda n: n.withdraw(by, at))
 
     # -- SharingConsent ---------------------------------------------------------------------
 
@@ -350,7 +393,7 @@ class PocDirectory(Application[UUID]):
         self, by: Principal, notification_id: UUID, third_state: str
     ) -> SharingConsent:
         """R11: ask the other party to share this exchange with a registered third State."""
-        notification = self.get_notification(notification_id)
+        notification = self.get_notification_for(by, notification_id)
         third_state = check_member_state(third_state)
         try:
             self.get_active_entry(third_state)
@@ -362,25 +405,66 @@ class PocDirectory(Application[UUID]):
         self._save(consent)
         return consent
 
-    def _change_consent(
-        self, consent_id: UUID, change: Callable[[SharingConsent], None]
-    ) -> SharingConsent:
+    def get_consent_for(self, by: Principal, consent_id: UUID) -> SharingConsent:
+        """The consent, if ``by`` may know of it (``SharingConsent.is_visible_to``)."""
         consent = self.get_consent(consent_id)
+        if not consent.is_visible_to(by):
+            if by.role in (Role.AUDITOR, Role.REVIEWER):
+                raise NotPermitted("only States and the Secretariat see consents")
+            raise NotFound("no such consent")
+        return consent
+
+    def _change_consent(
+        self, by: Principal, consent_id: UUID, change: Callable[[SharingConsent], None]
+    ) -> SharingConsent:
+        consent = self.get_consent_for(by, consent_id)
         change(consent)
         self._save(consent)
         return consent
 
     def grant_consent(self, by: Principal, consent_id: UUID) -> SharingConsent:
         at = self.clock.now()
-        return self._change_consent(consent_id, lambda c: c.grant(by, at))
+        return self._change_consent(by, consent_id, lambda c: c.grant(by, at))
 
     def deny_consent(self, by: Principal, consent_id: UUID) -> SharingConsent:
         at = self.clock.now()
-        return self._change_consent(consent_id, lambda c: c.deny(by, at))
+        return self._change_consent(by, consent_id, lambda c: c.deny(by, at))
 
     def revoke_consent(self, by: Principal, consent_id: UUID) -> SharingConsent:
         at = self.clock.now()
-        return self._change_consent(consent_id, lambda c: c.revoke(by, at))
+        return self._change_consent(by, consent_id, lambda c: c.revoke(by, at))
+
+    # -- Credentials ------------------------------------------------------------------------
+
+    def issue_credential(
+        self, by: Principal, role: Role, state: str | None = None
+    ) -> tuple[Credential, str]:
+        """Issue a credential; the token is returned once and only its hash is recorded."""
+        token = new_token()
+        credential = Credential.issue(by, self.clock.now(), token, role, state)
+        self._save(credential)
+        return credential, token
+
+    def revoke_credential(self, by: Principal, credential_id: UUID) -> Credential:
+        credential = self._get(Credential, credential_id, "credential")
+        credential.revoke(by, self.clock.now())
+        self._save(credential)
+        return credential
+
+    def authenticate(self, token: str) -> Principal:
+        """The principal a bearer token stands for; ``NotAuthenticated`` for an unknown,
+        malformed or revoked token. Reads the record, so a revocation counts at once."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+            raise NotAuthenticated("the bearer token is malformed")
+        try:
+            credential = self._get(Credential, credential_id(token), "credential")
+        except NotFound:
+            raise NotAuthenticated("the bearer token is not known") from None
+        if not hmac.compare_digest(credential.token_hash, token_hash(token)):
+            raise NotAuthenticated("the bearer token is not known")
+        if credential.revoked:
+            raise NotAuthenticated("the bearer token was revoked")
+        return credential.principal
 
     # -- Review of the provisional operation: communication checks, capacity (R16, R17) -----
 
@@ -475,9 +559,7 @@ class PocDirectory(Application[UUID]):
             raise NotPermitted("only a State records its capacity-building needs")
         self.get_active_entry(by.state)
         if notification_id is not None:
-            notification = self.get_notification(notification_id)
-            if by.state not in notification.parties:
-                raise NotFound("no such notification")
+            self.get_notification_for(by, notification_id)  # a party only (else NotFound)
         need = CapacityNeed.record(
             self.new_id(), by, self.clock.now(), category, text, notification_id
         )

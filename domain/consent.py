@@ -48,6 +48,11 @@ class SharingConsent(PocdirAggregate):
         def apply(self, c: SharingConsent) -> None:
             c.revoked_by = self.party
 
+    class ContentRead(PocdirAggregate.Event):
+        """The third State read the shared exchange (R12: every access is accounted for)."""
+
+        reader: str
+
     def __init__(
         self,
         notification_id: UUID,
@@ -124,6 +129,23 @@ class SharingConsent(PocdirAggregate):
         if party not in self.granted_by:
             raise InvalidTransition(f"{party} has not granted this consent; deny it instead")
         self.trigger_event(self.Revoked, actor=by.ref, timestamp=at, party=party)
+
+    def record_read(self, by: Principal, at: datetime) -> None:
+        """The third State reads the exchange; only while every party's grant stands."""
+        if by.role is not Role.STATE or by.state != self.third_state:
+            raise NotPermitted("only the third State named by a consent reads through it")
+        if not self.is_effective:
+            raise NotPermitted(f"this consent is {self.status}, not effective; nothing is shared")
+        self.trigger_event(self.ContentRead, actor=by.ref, timestamp=at, reader=by.state)
+
+    def is_visible_to(self, by: Principal) -> bool:
+        """Parties always see their consents; the third State only while it is effective,
+        since a pending request would tell it of an exchange the parties have not shared."""
+        if by.role is not Role.STATE:
+            return by.role is Role.SECRETARIAT
+        if by.state in self.parties:
+            return True
+        return by.state == self.third_state and self.is_effective
 
     def check_open(self) -> None:
         if self.status in (ConsentStatus.DENIED, ConsentStatus.REVOKED):

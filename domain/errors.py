@@ -46,3 +46,11 @@ class AlreadyExists(InvalidTransition):
 
 class ConcurrentChange(PocdirError):
     """Someone else changed the aggregate first; re-read and try again (HTTP 409/412)."""
+
+
+class NotAuthenticated(PocdirError):
+    """No credential, an unknown one, or a revoked one (HTTP 401)."""
+
+
+class StaleVersion(ConcurrentChange):
+    """The caller's version (HTTP ``If-Match``) is not the current one (HTTP 412)."""

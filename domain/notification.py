@@ -102,15 +102,18 @@ class Notification(PocdirAggregate):
         def apply(self, n: Notification) -> None:
             n.status = NotificationStatus.RESPONDED
             n.responses += 1
+            n.response_log.append((self.timestamp, self.response, self.assistance_requested))
             n.assistance_requested = n.assistance_requested or self.assistance_requested
 
     class Closed(PocdirAggregate.Event):
         def apply(self, n: Notification) -> None:
             n.status = NotificationStatus.CLOSED
+            n.closed_or_withdrawn_at = self.timestamp
 
     class Withdrawn(PocdirAggregate.Event):
         def apply(self, n: Notification) -> None:
             n.status = NotificationStatus.WITHDRAWN
+            n.closed_or_withdrawn_at = self.timestamp
 
     def __init__(
         self,
@@ -132,11 +135,16 @@ class Notification(PocdirAggregate):
         self.status = NotificationStatus.SENT
         self.acknowledged_at: datetime | None = None
         self.responses = 0
+        self.response_log: list[tuple[datetime, Text, bool]] = []
         self.assistance_requested = False
+        self.closed_or_withdrawn_at: datetime | None = None
 
     @property
     def parties(self) -> tuple[str, str]:
         return (self.sender, self.recipient)
+
+    def is_party(self, by: Principal) -> bool:
+        return by.role is Role.STATE and by.state in self.parties
 
     # -- commands ---------------------------------------------------------------------------
 

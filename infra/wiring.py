@@ -3,13 +3,19 @@ import time. Tests call ``build_application`` with their own settings, clock and
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid4
+
+from eventsourcing.persistence import IntegrityError
 
 from domain.application import PocDirectory
 from domain.clock import Clock
 from infra.settings import Settings
+from projections.queries import DirectoryQueries
+from projections.runner import ViewRunner
 from projections.store import PostgresViewRecorder, SQLiteViewRecorder, ViewRecorder
 
 SQLITE_FACTORY = "infra.store:ChainedSQLiteFactory"
@@ -59,3 +65,45 @@ def build_application(
 ) -> PocDirectory:
     """The application service over the chained store that ``settings`` names."""
     return PocDirectory(eventsourcing_env(settings), clock=clock, new_id=new_id)
+
+
+@dataclass
+class Services:
+    """What a long-running process (the HTTP server) holds: the application over the record
+    and the views that follow it. Reads first bring the views up to date under a lock, so a
+    caller always reads its own writes, and two threads never project the same events."""
+
+    settings: Settings
+    application: PocDirectory
+    view: ViewRecorder
+    runner: ViewRunner
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def queries(self) -> DirectoryQueries:
+        """Queries over the views, caught up with every event recorded so far."""
+        self.catch_up()
+        return DirectoryQueries(self.view)
+
+    def catch_up(self) -> None:
+        with self.lock:
+            try:
+                self.runner.catch_up()
+            except IntegrityError:
+                # Another process (the CLI) projected the same batch first; go on from there.
+                self.runner.catch_up()
+
+    def close(self) -> None:
+        self.application.close()
+
+
+def build_services(
+    settings: Settings, *, clock: Clock | None = None, new_id: Callable[[], UUID] = uuid4
+) -> Services:
+    """Connects to the database: call it when serving starts, never at import time."""
+    application = build_application(settings, clock=clock, new_id=new_id)
+    try:
+        view = build_directory_view(application, settings)
+    except BaseException:
+        application.close()
+        raise
+    return Services(settings, application, view, ViewRunner(application, view))

@@ -8,6 +8,7 @@ detail is copied here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -126,6 +127,9 @@ def _consent(event: Any, docs: Documents, item: Any) -> None:
             "notification_id": str(event.notification_id),
             "parties": list(event.parties),
             "third_state": event.third_state,
+            "requested_at": event.timestamp.isoformat(),
+            "granted_by": [event.requested_by],
+            "status": _consent_status([event.requested_by], list(event.parties)),
         }
         docs.put(CONSENT, cid, meta)
         verb, actor = "consent requested", event.requested_by
@@ -138,8 +142,15 @@ def _consent(event: Any, docs: Documents, item: Any) -> None:
             SharingConsent.Granted: "consent granted",
             SharingConsent.Denied: "consent denied",
             SharingConsent.Revoked: "consent revoked",
+            SharingConsent.ContentRead: "shared exchange read",
         }[type(event)]
-        actor = event.party
+        actor = event.reader if isinstance(event, SharingConsent.ContentRead) else event.party
+        if isinstance(event, SharingConsent.Granted):
+            meta["granted_by"] = sorted({*meta["granted_by"], actor})
+            meta["status"] = _consent_status(meta["granted_by"], meta["parties"])
+        elif isinstance(event, SharingConsent.Denied | SharingConsent.Revoked):
+            meta["status"] = "denied" if isinstance(event, SharingConsent.Denied) else "revoked"
+        docs.put(CONSENT, cid, meta)
     for party in meta["parties"]:
         item(
             party,
@@ -150,3 +161,8 @@ def _consent(event: Any, docs: Documents, item: Any) -> None:
             notification_id=meta["notification_id"],
             consent_id=cid,
         )
+
+
+def _consent_status(granted_by: Iterable[str], parties: Iterable[str]) -> str:
+    """As ``SharingConsent.status``: effective once every party has granted."""
+    return "effective" if set(granted_by) >= set(parties) else "pending"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol
@@ -16,7 +17,7 @@ from domain.errors import NotFound, ValidationError
 from domain.members import check_member_state, member_states
 from domain.taxonomy import check_incident_type, check_level
 from projections.directory import ENTRY
-from projections.history import HISTORY
+from projections.history import CONSENT, HISTORY, NOTIFICATION
 
 #: Columns of a history export, in order; every item has a subset of them.
 HISTORY_COLUMNS = (
@@ -66,6 +67,8 @@ class Route:
 class DirectoryView(Protocol):
     def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
 
+    def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+
     def all(self, kind: str) -> list[dict[str, Any]]: ...
 
     def key_range(self, kind: str, start: str, stop: str) -> list[dict[str, Any]]: ...
@@ -82,9 +85,16 @@ class DirectoryQueries:
         return [d for d in self.view.all(ENTRY) if not d["withdrawn"]]
 
     def entry(self, code: str) -> dict[str, Any]:
+        doc = self.view_entry(code)
+        if doc["withdrawn"]:
+            raise NotFound(f"{doc['code']} has no entry in the directory")
+        return doc
+
+    def view_entry(self, code: str) -> dict[str, Any]:
+        """A registered State's entry, withdrawn or not (for the State itself)."""
         code = check_member_state(code)
         doc = self.view.get(ENTRY, code)
-        if doc is None or doc["withdrawn"]:
+        if doc is None:
             raise NotFound(f"{code} has no entry in the directory")
         return doc
 
@@ -136,6 +146,40 @@ class DirectoryQueries:
             if (start is None or i["at"][:10] >= start.isoformat())
             and (end is None or i["at"][:10] <= end.isoformat())
         ]
+
+    def inbox(self, code: str) -> list[dict[str, Any]]:
+        """Metadata of the notifications ``code`` received, oldest first (no content)."""
+        return self._notifications(code, "notification received")
+
+    def outbox(self, code: str) -> list[dict[str, Any]]:
+        """Metadata of the notifications ``code`` sent, oldest first (no content)."""
+        return self._notifications(code, "notification sent")
+
+    def _notifications(self, code: str, event: str) -> list[dict[str, Any]]:
+        ids = [i["notification_id"] for i in self.history(code) if i["event"] == event]
+        found = self.view.get_many(NOTIFICATION, ids)
+        return [found[i] for i in ids if i in found]
+
+    def exchanges(self) -> list[dict[str, Any]]:
+        """Metadata of every notification (who, when, status), for the Secretariat."""
+        return sorted(self.view.all(NOTIFICATION), key=lambda d: (d["sent_at"], d["id"]))
+
+    def consents(self, code: str | None = None) -> list[dict[str, Any]]:
+        """Consents ``code`` is party to, and those naming it as third State while they
+        are effective; every consent when ``code`` is None (the Secretariat's view)."""
+        docs = self.view.all(CONSENT)
+        if code is not None:
+            code = check_member_state(code)
+            docs = [
+                d
+                for d in docs
+                if code in d["parties"]
+                or (d["third_state"] == code and d["status"] == "effective")
+            ]
+        return sorted(docs, key=lambda d: (d["requested_at"], d["id"]))
+
+    def consents_for_notification(self, notification_id: str) -> list[dict[str, Any]]:
+        return [d for d in self.view.all(CONSENT) if d["notification_id"] == notification_id]
 
     def pending(self, today: date) -> dict[str, Any]:
         """R5 for every registered State: last update or confirmation, next due date, status;

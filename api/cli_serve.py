@@ -1,0 +1,123 @@
+"""``pocdir principals`` (credentials) and ``pocdir serve`` (the HTTP API under uvicorn)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+from uuid import UUID
+
+import typer
+from eventsourcing.persistence import OperationalError, PersistenceError
+
+from domain.clock import SimulatedClock
+from domain.errors import NotFound, PocdirError
+from domain.values import Principal, Role
+
+#: The operator's console on the server's host acts as the Secretariat (it onboards States
+#: and issues credentials); this is the principal recorded on what it does.
+CONSOLE = Principal("console", Role.SECRETARIAT)
+
+principals = typer.Typer(help="Issue and revoke API credentials.", no_args_is_help=True)
+log = logging.getLogger("pocdir.serve")
+
+
+@principals.command("add")
+def add_principal(
+    role: Annotated[Role, typer.Option(help="state, secretariat, auditor or reviewer")],
+    state: Annotated[
+        str | None, typer.Option(help="the State's ISO 3166-1 alpha-3 code (role state)")
+    ] = None,
+) -> None:
+    """Issue a credential and print its bearer token once; only its hash is kept."""
+    from api.cli import EXIT_UNAVAILABLE, fail, open_application, out
+
+    application = open_application()
+    try:
+        credential, token = application.issue_credential(CONSOLE, role, state)
+    except PocdirError as e:
+        fail(str(e))
+    except (OperationalError, PersistenceError) as e:
+        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
+    finally:
+        application.close()
+    who = f"{role} {credential.state}" if credential.state else str(role)
+    out.print(f"issued credential {credential.id} for {who}", highlight=False)
+    out.print("bearer token (shown once, keep it secret):", highlight=False)
+    print(token)
+
+
+@principals.command("revoke")
+def revoke_principal(
+    credential_id: Annotated[str, typer.Argument(help="the credential id")],
+) -> None:
+    """Revoke a credential; requests with its token get 401 from now on."""
+    from api.cli import EXIT_NOT_FOUND, EXIT_UNAVAILABLE, fail, open_application, out
+
+    try:
+        cid = UUID(credential_id)
+    except ValueError:
+        fail(f"{credential_id[:40]!r} is not a credential id (a UUID)")
+    application = open_application()
+    try:
+        application.revoke_credential(CONSOLE, cid)
+    except NotFound as e:
+        fail(str(e), EXIT_NOT_FOUND)
+    except PocdirError as e:
+        fail(str(e))
+    except (OperationalError, PersistenceError) as e:
+        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
+    finally:
+        application.close()
+    out.print(f"revoked credential {cid}", highlight=False)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    demo_if_empty: Annotated[
+        bool,
+        typer.Option("--demo-if-empty", help="load a simulated year first if the record is empty"),
+    ] = False,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs and /openapi.json)."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.cli import _settings
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    settings = _settings()
+    if demo_if_empty:
+        _load_demo_year()
+    log.info("pocdir serves %s", settings.backend)
+    log.info(
+        "to get a token: pocdir principals add --role state --state FRA "
+        "(or --role secretariat | auditor | reviewer); then send Authorization: Bearer <token>"
+    )
+    log.info("API docs at http://%s:%d/docs", host, port)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def _load_demo_year() -> None:
+    from api.cli import EXIT_UNAVAILABLE, fail, open_application
+    from api.simulator import DEFAULT_START, Simulator, seeded_ids
+
+    clock = SimulatedClock(DEFAULT_START)
+    application = open_application(clock, new_id=seeded_ids(1))
+    try:
+        existing = application.recorder.max_notification_id() or 0
+        if existing:
+            log.info("the record holds %d events; serving it as it is", existing)
+            return
+        log.info("the record is empty: loading a simulated year (193 States, 400 days, seed 1)")
+        report = Simulator(application, clock, states=193, days=400, seed=1).run()
+        log.info("simulated year loaded: %d commands", report.total)
+    except (OperationalError, PersistenceError) as e:
+        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
+    finally:
+        application.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(principals, name="principals")
+    app.command("serve")(serve)

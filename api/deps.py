@@ -1,0 +1,120 @@
+"""FastAPI dependencies: the services, the acting principal, and the role each route admits.
+
+Every route but ``/health`` depends on ``allow(...)``, which authenticates the bearer token
+against the record (so a revocation counts on the next request) and checks the role. The
+roles a route admits are kept on the dependency, so ``docs/access.md`` can be checked against
+the routes themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.errors import DATABASE_ERRORS, ServiceUnavailable
+from domain.application import PocDirectory
+from domain.errors import NotAuthenticated, NotPermitted
+from domain.values import Principal, Role
+from infra.settings import Settings
+from infra.wiring import Services, build_services
+from projections.queries import DirectoryQueries
+
+
+class ServiceHolder:
+    """Builds the services on first use and again after a failed attempt, so the server
+    starts while the database is down and recovers by itself when it returns."""
+
+    def __init__(self, build: Callable[[], Services]) -> None:
+        self._build = build
+        self._services: Services | None = None
+
+    def get(self) -> Services:
+        if self._services is None:
+            try:
+                self._services = self._build()
+            except DATABASE_ERRORS as e:
+                raise ServiceUnavailable(type(e).__name__) from None
+        return self._services
+
+    @property
+    def built(self) -> Services | None:
+        return self._services
+
+    def close(self) -> None:
+        if self._services is not None:
+            self._services.close()
+            self._services = None
+
+
+def holder_for(settings: Settings, **kwargs: object) -> ServiceHolder:
+    return ServiceHolder(lambda: build_services(settings, **kwargs))  # type: ignore[arg-type]
+
+
+async def get_services(request: Request) -> Services:
+    """The services; built (which connects) in a worker thread, never on the event loop.
+
+    The light dependencies here are ``async`` so that they run on the event loop: each
+    plain ``def`` dependency costs a trip to the thread pool, which dominated a request."""
+    holder: ServiceHolder = request.app.state.services
+    built = holder.built
+    if built is not None:
+        return built
+    return await run_in_threadpool(holder.get)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_application(services: ServicesDep) -> PocDirectory:
+    return services.application
+
+
+async def get_queries(services: ServicesDep) -> DirectoryQueries:
+    """Queries over the views. Every route that reads them also authenticates, and
+    ``get_principal`` has then brought them up to date (in the same worker-thread trip)."""
+    return DirectoryQueries(services.view)
+
+
+ApplicationDep = Annotated[PocDirectory, Depends(get_application)]
+QueriesDep = Annotated[DirectoryQueries, Depends(get_queries)]
+
+bearer = HTTPBearer(auto_error=False, description="A token from `pocdir principals add`")
+
+
+def get_principal(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """Authenticate against the record (a revocation counts at once), then bring the views
+    up to date, so the request reads its own and everyone's earlier writes."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise NotAuthenticated("send Authorization: Bearer <token>")
+    principal = services.application.authenticate(credentials.credentials)
+    services.catch_up()
+    return principal
+
+
+class allow:  # noqa: N801 - reads as a dependency: Depends(allow(Role.STATE))
+    """A dependency admitting only the given roles (403 for the others)."""
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset(roles)
+
+    async def __call__(
+        self, principal: Annotated[Principal, Depends(get_principal)]
+    ) -> Principal:
+        if principal.role not in self.roles:
+            allowed = ", ".join(sorted(self.roles))
+            raise NotPermitted(f"this route is for: {allowed}; you are {principal.role}")
+        return principal
+
+
+StatePrincipal = Annotated[Principal, Depends(allow(Role.STATE))]
+SecretariatPrincipal = Annotated[Principal, Depends(allow(Role.SECRETARIAT))]
+AuditorPrincipal = Annotated[Principal, Depends(allow(Role.AUDITOR))]
+ReviewerPrincipal = Annotated[Principal, Depends(allow(Role.REVIEWER))]
+StateOrSecretariat = Annotated[Principal, Depends(allow(Role.STATE, Role.SECRETARIAT))]

@@ -1,0 +1,60 @@
+"""The record as stored, for auditors: the chain head, a verification run, and the stored
+records page by page (bytes in base64), so an auditor can check them with no pocdir code."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import AuditorPrincipal, ServicesDep
+from api.schemas import HeadPublic, RecordPublic, RecordsPage, VerificationPublic
+from infra.chain import GENESIS_POSITION, VerificationError
+from infra.verify import chained_recorder, verify_record
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+MAX_PAGE = 1000
+
+
+@router.get("/head", response_model=HeadPublic, summary="The chain head")
+def head(_: AuditorPrincipal, services: ServicesDep) -> HeadPublic:
+    position, link = chained_recorder(services.application).chain_head()
+    if position == GENESIS_POSITION:
+        return HeadPublic(size=0, position=None, link=None)
+    size = services.application.recorder.max_notification_id() or 0
+    return HeadPublic(size=size, position=position, link=link.hex())
+
+
+@router.get(
+    "/verification", response_model=VerificationPublic, summary="Verify the whole record now"
+)
+def verification(_: AuditorPrincipal, services: ServicesDep) -> VerificationPublic:
+    try:
+        result = verify_record(services.application)
+    except VerificationError as e:
+        return VerificationPublic(valid=False, events=0, head=None, error=str(e))
+    return VerificationPublic(valid=True, events=result.events, head=result.head_hash, error=None)
+
+
+@router.get("/records", response_model=RecordsPage, summary="Stored records, page by page")
+def records(
+    _: AuditorPrincipal,
+    services: ServicesDep,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> RecordsPage:
+    rows = chained_recorder(services.application).linked_page(after + 1, limit)
+    page = [
+        RecordPublic(
+            position=position,
+            originator_id=str(originator_id),
+            originator_version=version,
+            topic=topic,
+            state=base64.b64encode(bytes(state)).decode("ascii"),
+            link=bytes(link).hex() if link is not None else "",
+        )
+        for position, originator_id, version, topic, state, _, _, link in rows
+    ]
+    return RecordsPage(records=page, next_after=page[-1].position if len(page) == limit else None)

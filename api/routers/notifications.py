@@ -1,0 +1,196 @@
+"""Notifications between States (R7-R10). Content goes to the parties, and to a third State
+through an effective consent (recorded as read, R11-R12). The Secretariat sees who, when and
+status, never content. To any other State an exchange does not exist (404)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import (
+    QueriesDep,
+    SecretariatPrincipal,
+    ServicesDep,
+    StateOrSecretariat,
+    StatePrincipal,
+)
+from api.schemas import (
+    NotificationCreate,
+    NotificationMetaPublic,
+    NotificationPublic,
+    ResponseCreate,
+    TextIn,
+)
+from domain.errors import NotFound
+from domain.notification import Notification
+from domain.values import Principal, Text
+
+router = APIRouter(tags=["notifications"])
+
+
+def parse_id(raw: str, what: str = "notification") -> UUID:
+    """Ids are UUIDs; anything else names nothing (404, not 422, so probing reveals nothing)."""
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise NotFound(f"no such {what}") from None
+
+
+def text(value: TextIn | str) -> Text:
+    return Text.from_dict(value if isinstance(value, str) else value.model_dump())
+
+
+def meta(n: Notification) -> dict[str, Any]:
+    return {
+        "id": str(n.id),
+        "sender": n.sender,
+        "recipient": n.recipient,
+        "incident_type": n.incident_type,
+        "status": str(n.status),
+        "sent_at": n.created_on,
+        "acknowledged_at": n.acknowledged_at,
+        "first_response_at": n.response_log[0][0] if n.response_log else None,
+    }
+
+
+def content(n: Notification) -> NotificationPublic:
+    info = n.supporting_information
+    return NotificationPublic.model_validate(
+        {
+            **meta(n),
+            "description": n.description.to_dict(),
+            "indicators": [i.to_dict() for i in info.indicators],
+            "supporting_text": info.text.to_dict() if info.text else None,
+            "good_faith_attested": n.good_faith_attested,
+            "statement": n.statement,
+            "responses": [
+                {"at": at, "response": r.to_dict(), "assistance_requested": a}
+                for at, r, a in n.response_log
+            ],
+            "version": n.version,
+        }
+    )
+
+
+@router.post(
+    "/notifications",
+    response_model=NotificationPublic,
+    status_code=201,
+    summary="Notify another State of an incident (R7)",
+)
+def send(body: NotificationCreate, by: StatePrincipal, services: ServicesDep) -> NotificationPublic:
+    notification = services.application.send_notification(
+        by,
+        body.recipient,
+        body.incident_type,
+        text(body.description),
+        [i.model_dump() for i in body.indicators],
+        text(body.supporting_text) if body.supporting_text is not None else None,
+        body.good_faith_attested,
+    )
+    return content(notification)
+
+
+@router.get(
+    "/notifications/inbox",
+    response_model=list[NotificationMetaPublic],
+    summary="Notifications your State received",
+)
+async def inbox(by: StatePrincipal, queries: QueriesDep) -> list[dict[str, Any]]:
+    return await run_in_threadpool(queries.inbox, by.state or "")
+
+
+@router.get(
+    "/notifications/outbox",
+    response_model=list[NotificationMetaPublic],
+    summary="Notifications your State sent",
+)
+async def outbox(by: StatePrincipal, queries: QueriesDep) -> list[dict[str, Any]]:
+    return await run_in_threadpool(queries.outbox, by.state or "")
+
+
+@router.get(
+    "/exchanges",
+    response_model=list[NotificationMetaPublic],
+    summary="Metadata of every exchange (who, when, status), for the Secretariat",
+)
+def exchanges(_: SecretariatPrincipal, queries: QueriesDep) -> list[dict[str, Any]]:
+    return queries.exchanges()
+
+
+@router.get(
+    "/notifications/{notification_id}",
+    response_model=NotificationPublic | NotificationMetaPublic,
+    summary="One notification: content for its parties and consented third States",
+)
+def get_one(
+    notification_id: str, by: StateOrSecretariat, services: ServicesDep
+) -> NotificationPublic | NotificationMetaPublic:
+    nid = parse_id(notification_id)
+    consents: list[UUID] = []
+    if by.state is not None:
+        consents = [
+            UUID(c["id"])
+            for c in services.queries().consents_for_notification(str(nid))
+            if c["third_state"] == by.state and c["status"] == "effective"
+        ]
+    notification, readable = services.application.read_notification(by, nid, consents)
+    if readable:
+        return content(notification)
+    return NotificationMetaPublic.model_validate(meta(notification))
+
+
+def _command(
+    command: Callable[..., Notification], by: Principal, raw_id: str, *args: Any
+) -> NotificationPublic:
+    return content(command(by, parse_id(raw_id), *args))
+
+
+@router.post(
+    "/notifications/{notification_id}/acknowledgement",
+    response_model=NotificationPublic,
+    summary="Acknowledge receipt (R9: not concurrence)",
+)
+def acknowledge(
+    notification_id: str, by: StatePrincipal, services: ServicesDep
+) -> NotificationPublic:
+    return _command(services.application.acknowledge_notification, by, notification_id)
+
+
+@router.post(
+    "/notifications/{notification_id}/responses",
+    response_model=NotificationPublic,
+    summary="Respond (R10); may ask for assistance (R16)",
+)
+def respond(
+    notification_id: str, body: ResponseCreate, by: StatePrincipal, services: ServicesDep
+) -> NotificationPublic:
+    return _command(
+        services.application.respond_to_notification,
+        by,
+        notification_id,
+        text(body.response),
+        body.assistance_requested,
+    )
+
+
+@router.post(
+    "/notifications/{notification_id}/closure",
+    response_model=NotificationPublic,
+    summary="Close (the sender)",
+)
+def close(notification_id: str, by: StatePrincipal, services: ServicesDep) -> NotificationPublic:
+    return _command(services.application.close_notification, by, notification_id)
+
+
+@router.post(
+    "/notifications/{notification_id}/withdrawal",
+    response_model=NotificationPublic,
+    summary="Withdraw before acknowledgement (the sender)",
+)
+def withdraw(notification_id: str, by: StatePrincipal, services: ServicesDep) -> NotificationPublic:
+    return _command(services.application.withdraw_notification, by, notification_id)

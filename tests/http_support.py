@@ -1,0 +1,49 @@
+"""An API client per test: the app over the test's own database, and tokens per role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.cli_serve import CONSOLE
+from domain.application import PocDirectory
+from domain.clock import Clock
+from domain.values import Role
+from infra.settings import Settings
+
+
+@dataclass
+class Api:
+    client: TestClient
+    application: PocDirectory
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def token(self, role: Role | str, state: str | None = None) -> str:
+        """A token for ``role`` (and ``state``), issued once per test and reused."""
+        key = f"{role}:{state}"
+        if key not in self.tokens:
+            _, self.tokens[key] = self.application.issue_credential(CONSOLE, Role(role), state)
+        return self.tokens[key]
+
+    def auth(self, role: Role | str, state: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, state)}"}
+
+    def as_state(self, code: str) -> dict[str, str]:
+        return self.auth(Role.STATE, code)
+
+    def call(self, method: str, path: str, who: dict[str, str], **kwargs: Any) -> Any:
+        return self.client.request(
+            method, path, headers={**who, **kwargs.pop("headers", {})}, **kwargs
+        )
+
+
+@contextmanager
+def api_for(settings: Settings, clock: Clock | None = None) -> Iterator[Api]:
+    app = create_app(settings, clock=clock)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield Api(client, app.state.services.get().application)

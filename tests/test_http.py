@@ -1,0 +1,289 @@
+"""The HTTP API on both backends: authentication, R15 on entries, If-Match, confidentiality
+of exchanges (R11-R14), and the JSON error shape."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from domain.clock import SimulatedClock
+from domain.values import Role
+from tests.conftest import Backend, contact_data
+from tests.http_support import Api, api_for
+
+
+@pytest.fixture
+def api(backend: Backend, clock: SimulatedClock) -> Iterator[Api]:
+    with api_for(backend.settings, clock) as a:
+        yield a
+
+
+def register(api: Api, code: str, *contacts: dict[str, Any]) -> dict[str, Any]:
+    who = api.as_state(code)
+    r = api.call("POST", f"/entries/{code}", who, json={})
+    assert r.status_code == 201, r.text
+    for c in contacts or (contact_data("cert"),):
+        r = api.call("POST", f"/entries/{code}/contacts", who, json={"contact": c})
+        assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def send(api: Api, sender: str, recipient: str) -> dict[str, Any]:
+    r = api.call(
+        "POST",
+        "/notifications",
+        api.as_state(sender),
+        json={
+            "recipient": recipient,
+            "incident_type": "malware",
+            "description": "Botnet C2 observed in your address space",
+            "indicators": [{"kind": "ipv4", "value": "203.0.113.7"}],
+            "good_faith_attested": True,
+        },
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def assert_error(r: Any, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error", "detail"} and body["detail"], body
+    return dict(body)
+
+
+def test_missing_wrong_or_revoked_token_gets_401(api: Api) -> None:
+    assert_error(api.client.get("/directory"), 401)
+    assert_error(api.call("GET", "/directory", {"Authorization": "Bearer pocdir_nope"}), 401)
+    who = api.as_state("FRA")
+    assert api.call("GET", "/directory", who).status_code == 200
+    credential_id = api.application.authenticate(api.token(Role.STATE, "FRA")).id
+    from uuid import UUID
+
+    from api.cli_serve import CONSOLE
+
+    api.application.revoke_credential(CONSOLE, UUID(credential_id))
+    body = assert_error(api.call("GET", "/directory", who), 401)
+    assert "revoked" in body["detail"]
+
+
+def test_a_role_not_admitted_gets_403(api: Api) -> None:
+    assert_error(api.call("GET", "/directory", api.auth(Role.REVIEWER)), 403)
+    assert_error(api.call("GET", "/audit/head", api.as_state("FRA")), 403)
+    assert api.call("GET", "/audit/head", api.auth(Role.AUDITOR)).status_code == 200
+
+
+def test_a_state_changes_only_its_own_entry(api: Api) -> None:
+    register(api, "FRA")
+    body = assert_error(
+        api.call(
+            "POST",
+            "/entries/FRA/contacts",
+            api.as_state("DEU"),
+            json={"contact": contact_data("x")},
+        ),
+        403,
+    )
+    assert "R15" in body["detail"]
+    entry = api.call("GET", "/directory/FRA", api.as_state("DEU")).json()
+    assert [c["contact_id"] for c in entry["contacts"]] == ["cert"]
+
+
+def test_a_stale_if_match_gets_412_and_changes_nothing(api: Api) -> None:
+    register(api, "FRA")
+    who = api.as_state("FRA")
+    first = api.call("GET", "/entries/FRA", who)
+    etag = first.headers["ETag"]
+    ok = api.call(
+        "POST",
+        "/entries/FRA/contacts",
+        who,
+        headers={"If-Match": etag},
+        json={"contact": contact_data("second")},
+    )
+    assert ok.status_code == 200 and ok.headers["ETag"] != etag
+    stale = api.call(
+        "PUT",
+        "/entries/FRA/contacts/cert",
+        who,
+        headers={"If-Match": etag},
+        json={"contact": contact_data("cert", hours="Mon-Fri 09:00-17:00")},
+    )
+    assert_error(stale, 412)
+    now = api.call("GET", "/entries/FRA", who).json()
+    assert {c["contact_id"]: c["hours"] for c in now["contacts"]} == {
+        "cert": "24/7",
+        "second": "24/7",
+    }
+
+
+def test_route_lookup_puts_the_coordination_contact_first(api: Api) -> None:
+    register(api, "FRA", contact_data("cert"), contact_data("anssi"))
+    who = api.as_state("FRA")
+    r = api.call("PUT", "/entries/FRA/coordination-contact", who, json={"contact_id": "cert"})
+    assert r.status_code == 200, r.text
+    route = api.call("GET", "/directory/FRA/route?incident_type=malware", api.as_state("DEU"))
+    assert route.status_code == 200, route.text
+    assert [c["contact_id"] for c in route.json()["contacts"]] == ["cert", "anssi"]
+    unknown = api.call("GET", "/directory/FRA/route?incident_type=nope", api.as_state("DEU"))
+    assert_error(unknown, 422)
+
+
+def test_an_exchange_does_not_exist_for_a_state_not_party_to_it(api: Api) -> None:
+    for code in ("FRA", "DEU", "ITA"):
+        register(api, code)
+    n = send(api, "FRA", "DEU")
+    outsider = api.as_state("ITA")
+    for method, path, body in [
+        ("GET", f"/notifications/{n['id']}", None),
+        ("POST", f"/notifications/{n['id']}/acknowledgement", None),
+        ("POST", f"/notifications/{n['id']}/responses", {"response": "x"}),
+        ("POST", "/consents", {"notification_id": n["id"], "third_state": "ESP"}),
+    ]:
+        assert_error(api.call(method, path, outsider, json=body), 404)
+    assert api.call("GET", "/notifications/inbox", outsider).json() == []
+    assert api.call("GET", "/consents", outsider).json() == []
+    inbox = api.call("GET", "/notifications/inbox", api.as_state("DEU")).json()
+    assert [i["id"] for i in inbox] == [n["id"]] and "description" not in inbox[0]
+
+
+def test_a_consented_third_state_reads_the_exchange_until_consent_is_revoked(api: Api) -> None:
+    for code in ("FRA", "DEU", "ITA"):
+        register(api, code)
+    n = send(api, "FRA", "DEU")
+    third = api.as_state("ITA")
+    c = api.call(
+        "POST",
+        "/consents",
+        api.as_state("FRA"),
+        json={"notification_id": n["id"], "third_state": "ITA"},
+    ).json()
+    assert c["status"] == "pending"
+    assert_error(api.call("GET", f"/notifications/{n['id']}", third), 404)
+    assert_error(api.call("GET", f"/consents/{c['id']}", third), 404)
+    granted = api.call("POST", f"/consents/{c['id']}/grant", api.as_state("DEU"))
+    assert granted.json()["status"] == "effective"
+    read = api.call("GET", f"/notifications/{n['id']}", third)
+    assert read.status_code == 200 and read.json()["indicators"][0]["value"] == "203.0.113.7"
+    consent = api.application.get_consent(__import__("uuid").UUID(c["id"]))
+    assert [type(e).__name__ for e in api.application.repository.event_store.get(consent.id)][
+        -1
+    ] == "ContentRead"
+    history = api.call("GET", "/history/FRA", api.as_state("FRA")).json()
+    assert any(i["event"] == "shared exchange read" and i["by"] == "ITA" for i in history)
+    api.call("POST", f"/consents/{c['id']}/revoke", api.as_state("DEU"))
+    assert_error(api.call("GET", f"/notifications/{n['id']}", third), 404)
+
+
+def test_the_secretariat_sees_who_when_and_status_but_never_content(api: Api) -> None:
+    for code in ("FRA", "DEU"):
+        register(api, code)
+    n = send(api, "FRA", "DEU")
+    secretariat = api.auth(Role.SECRETARIAT)
+    one = api.call("GET", f"/notifications/{n['id']}", secretariat)
+    assert one.status_code == 200
+    assert one.json()["sender"] == "FRA" and "203.0.113.7" not in one.text
+    assert "Botnet" not in one.text
+    listing = api.call("GET", "/exchanges", secretariat)
+    assert [e["id"] for e in listing.json()] == [n["id"]] and "Botnet" not in listing.text
+    for role in (Role.AUDITOR, Role.REVIEWER):
+        assert_error(api.call("GET", f"/notifications/{n['id']}", api.auth(role)), 403)
+
+
+def test_every_event_records_the_credential_that_caused_it(api: Api) -> None:
+    register(api, "FRA")
+    credential = api.application.authenticate(api.token(Role.STATE, "FRA"))
+    entry = api.application.get_entry("FRA")
+    events = list(api.application.repository.event_store.get(entry.id))
+    assert {e.actor for e in events} == {credential.ref}
+
+
+def test_pending_shows_every_state_to_the_secretariat_and_its_own_to_a_state(api: Api) -> None:
+    register(api, "FRA")
+    register(api, "DEU")
+    everyone = api.call("GET", "/pending?today=2025-03-10", api.auth(Role.SECRETARIAT)).json()
+    assert {s["state"] for s in everyone["states"]} == {"FRA", "DEU"}
+    own = api.call("GET", "/pending?today=2025-03-10", api.as_state("FRA")).json()
+    assert [s["state"] for s in own["states"]] == ["FRA"]
+
+
+def test_a_state_exports_its_own_history_as_csv_or_json(api: Api) -> None:
+    register(api, "FRA")
+    register(api, "DEU")
+    send(api, "FRA", "DEU")
+    who = api.as_state("FRA")
+    as_json = api.call("GET", "/history/FRA?from=2025-01-01&to=2025-12-31", who)
+    assert "notification sent" in [i["event"] for i in as_json.json()]
+    as_csv = api.call("GET", "/history/FRA?format=csv", who)
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.text.splitlines()[0].startswith("position,at,state,event")
+    assert "Botnet" not in as_csv.text + as_json.text
+    assert_error(api.call("GET", "/history/DEU", who), 403)
+
+
+def test_auditors_page_through_the_stored_bytes(api: Api, backend: Backend) -> None:
+    register(api, "FRA")
+    auditor = api.auth(Role.AUDITOR)
+    head = api.call("GET", "/audit/head", auditor).json()
+    records: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = api.call("GET", f"/audit/records?after={after}&limit=2", auditor).json()
+        records += page["records"]
+        if page["next_after"] is None:
+            break
+        after = page["next_after"]
+    assert len(records) == head["size"] and records[-1]["link"] == head["link"]
+    stored = backend.execute(
+        f"SELECT state FROM {backend.events_table} ORDER BY {backend.position_column}"
+    )
+    assert [base64.b64decode(r["state"]) for r in records] == [bytes(s[0]) for s in stored]
+    verification = api.call("GET", "/audit/verification", auditor).json()
+    assert verification["valid"] and verification["head"] == head["link"]
+
+
+def test_bad_input_gets_a_json_error_saying_what_to_fix(api: Api) -> None:
+    register(api, "FRA")
+    who = api.as_state("FRA")
+    bad_contact = api.call(
+        "POST",
+        "/entries/FRA/contacts",
+        who,
+        json={"contact": contact_data("x", time_zone="Mars/Olympus")},
+    )
+    assert "time_zone" in assert_error(bad_contact, 422)["detail"]
+    missing = api.call("POST", "/notifications", who, json={"recipient": "DEU"})
+    assert "incident_type" in assert_error(missing, 422)["detail"]
+    assert_error(api.call("POST", "/entries/FRA", who, json={}), 409)
+    assert_error(api.call("GET", "/notifications/not-a-uuid", who), 404)
+    assert_error(
+        api.call(
+            "POST",
+            "/entries/FRA/contacts",
+            who,
+            headers={"If-Match": "x"},
+            json={"contact": contact_data("y")},
+        ),
+        422,
+    )
+
+
+def test_concurrent_changes_get_200_or_409_and_nothing_is_lost(api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    register(api, "FRA")
+    who = api.as_state("FRA")
+
+    def add(n: int) -> tuple[str, int]:
+        cid = f"c{n}"
+        r = api.call("POST", "/entries/FRA/contacts", who, json={"contact": contact_data(cid)})
+        return cid, r.status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(add, range(24)))
+    assert {status for _, status in results} <= {200, 409}, results
+    kept = {c["contact_id"] for c in api.call("GET", "/entries/FRA", who).json()["contacts"]}
+    assert kept == {"cert"} | {cid for cid, status in results if status == 200}

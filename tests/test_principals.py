@@ -1,0 +1,56 @@
+"""``pocdir principals``: a token is printed once, only its hash is stored, and a revocation
+takes effect at once for a server already running."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from tests.conftest import Backend
+from tests.test_cli import run
+
+
+def issued(output: str) -> tuple[str, str]:
+    credential_id = re.search(r"issued credential ([0-9a-f-]{36})", output)
+    token = re.search(r"^(pocdir_\S+)$", output, re.MULTILINE)
+    assert credential_id and token, output
+    return credential_id.group(1), token.group(1)
+
+
+def test_a_token_is_shown_once_and_only_its_hash_is_stored(backend: Backend) -> None:
+    result = run(backend.url, "principals", "add", "--role", "auditor")
+    assert result.returncode == 0, result.stderr
+    _, token = issued(result.stdout)
+    stored = b"".join(
+        bytes(row[0]) for row in backend.execute(f"SELECT state FROM {backend.events_table}")
+    )
+    assert token.encode() not in stored
+    assert hashlib.sha256(token.encode()).hexdigest().encode() in stored
+
+
+def test_a_revoked_token_gets_401_from_a_running_server(backend: Backend) -> None:
+    credential_id, token = issued(
+        run(backend.url, "principals", "add", "--role", "state", "--state", "fra").stdout
+    )
+    app = create_app(backend.settings)
+    with TestClient(app) as client:
+        who = {"Authorization": f"Bearer {token}"}
+        assert client.get("/directory", headers=who).status_code == 200
+        revoked = run(backend.url, "principals", "revoke", credential_id)
+        assert revoked.returncode == 0, revoked.stderr
+        assert client.get("/directory", headers=who).status_code == 401
+
+
+def test_bad_principal_options_exit_two_with_one_line() -> None:
+    for args in (
+        ("principals", "add", "--role", "state"),
+        ("principals", "add", "--role", "state", "--state", "XXX"),
+        ("principals", "add", "--role", "auditor", "--state", "FRA"),
+        ("principals", "revoke", "not-an-id"),
+    ):
+        result = run("sqlite:///:memory:", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
