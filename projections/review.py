@@ -29,6 +29,14 @@ REVIEW_DAY = "review-day"
 
 Item = Callable[..., None]
 
+#: The consent events the review counts, by the decision they record (R11).
+CONSENT_DECISIONS: dict[type, str] = {
+    SharingConsent.Requested: "requested",
+    SharingConsent.Granted: "granted",
+    SharingConsent.Denied: "denied",
+    SharingConsent.Revoked: "revoked",
+}
+
 
 class AllDocuments(Protocol):
     def all(self, kind: str) -> list[dict[str, Any]]: ...
@@ -43,13 +51,9 @@ def project_review(event: Any, position: int, docs: Documents) -> None:
     elif isinstance(event, CapacityNeed.Event):
         _need(event, docs)
     elif isinstance(event, SharingConsent.Event):
-        verb = {
-            SharingConsent.Requested: "requested",
-            SharingConsent.Granted: "granted",
-            SharingConsent.Denied: "denied",
-            SharingConsent.Revoked: "revoked",
-        }[type(event)]
-        _count_day(docs, event.timestamp.date().isoformat(), "consents_" + verb)
+        verb = CONSENT_DECISIONS.get(type(event))
+        if verb is not None:  # other consent events (e.g. a consented read) are not decisions
+            _count_day(docs, event.timestamp.date().isoformat(), "consents_" + verb)
     elif isinstance(event, Notification.Responded) and event.assistance_requested:
         _count_day(docs, event.timestamp.date().isoformat(), "responses_asking_assistance")
 

@@ -243,6 +243,29 @@ def test_taxonomy_doc_lists_every_capacity_building_category() -> None:
         assert f"| `{code}` | {meaning} |" in doc
 
 
+def test_the_report_counts_consent_decisions_but_not_consented_reads(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
+    for code in ("FRA", "DEU", "ITA"):
+        register(app, code, "technical")
+    n = app.send_notification(
+        state("FRA"),
+        "DEU",
+        "malware",
+        Text.english_only("Botnet"),
+        [{"kind": "ipv4", "value": "192.0.2.1"}],
+        good_faith_attested=True,
+    )
+    consent = app.request_consent(state("FRA"), n.id, "ITA")
+    app.grant_consent(state("DEU"), consent.id)
+    _, readable = app.read_notification(state("ITA"), n.id, [consent.id])
+    assert readable
+    day = clock.now().date()
+    use = build_report(view_of(app, backend), day, day)["use"]["summary"]
+    assert (use["consents_requested"], use["consents_granted"]) == (1, 1)
+    assert (use["consents_denied"], use["consents_revoked"]) == (0, 0)
+
+
 # -- the review report over a simulated year --------------------------------------------------
 
 PERIOD = (date(2025, 1, 6), date(2026, 2, 9))
