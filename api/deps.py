@@ -104,9 +104,7 @@ class allow:  # noqa: N801 - reads as a dependency: Depends(allow(Role.STATE))
     def __init__(self, *roles: Role) -> None:
         self.roles = frozenset(roles)
 
-    async def __call__(
-        self, principal: Annotated[Principal, Depends(get_principal)]
-    ) -> Principal:
+    async def __call__(self, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in self.roles:
             allowed = ", ".join(sorted(self.roles))
             raise NotPermitted(f"this route is for: {allowed}; you are {principal.role}")
