@@ -32,7 +32,8 @@ run: $(STAMP)
 	$(BIN)/pocdir verify
 	$(BIN)/pocdir pending --today $(DEMO_END)
 	$(BIN)/pocdir route DEU malware --level technical
-	$(BIN)/pocdir serve --host 127.0.0.1 --port 8000
+	$(BIN)/pocdir review --from 2025-01-06 --to $(DEMO_END) --out var/review.html
+	$(BIN)/pocdir serve --host 127.0.0.1 --port 8000 --review-period 2025-01-06:$(DEMO_END)
 
 ## browser: Debian's headless Chromium and its driver, for the review report's rendering test.
 browser:
