@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 export POCDIR_DATABASE_URL ?= sqlite:///var/pocdir.sqlite3
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,16 @@ run: $(STAMP)
 	$(BIN)/pocdir verify
 	$(BIN)/pocdir pending --today $(DEMO_END)
 	$(BIN)/pocdir route DEU malware --level technical
-	$(BIN)/pocdir serve --host 127.0.0.1 --port 8000
+	$(BIN)/pocdir review --from 2025-01-06 --to $(DEMO_END) --out var/review.html
+	$(BIN)/pocdir serve --host 127.0.0.1 --port 8000 --review-period 2025-01-06:$(DEMO_END)
+
+## browser: Debian's headless Chromium and its driver, for the review report's rendering test.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
 ## test: the whole suite, on SQLite and on PostgreSQL, plus lint and type checks.
-test: $(TSTAMP)
+test: $(TSTAMP) browser
 	$(BIN)/ruff check domain projections api infra tests bench
 	$(BIN)/mypy domain projections api infra
 	$(BIN)/python -m pytest

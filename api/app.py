@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from api.deps import ServiceHolder, holder_for
 from api.errors import ERROR_RESPONSES, install_error_handlers
-from api.routers import audit, consents, directory, entries, notifications, reads
+from api.routers import audit, checks, consents, directory, entries, notifications, reads, review
 from api.schemas import HealthPublic
 from domain.clock import Clock
 from infra.settings import Settings
@@ -25,6 +25,8 @@ ROUTERS = (
     consents.router,
     reads.router,
     audit.router,
+    checks.router,
+    review.router,
 )
 
 

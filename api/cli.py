@@ -425,3 +425,8 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+from api import cli_review  # noqa: E402  (it uses the helpers above)
+
+cli_review.register(app)

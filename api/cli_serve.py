@@ -78,6 +78,10 @@ def serve(
         bool,
         typer.Option("--demo-if-empty", help="load a simulated year first if the record is empty"),
     ] = False,
+    review_period: Annotated[
+        str | None,
+        typer.Option(help="FROM:TO, to log where reviewers find that period's report"),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs and /openapi.json)."""
     import uvicorn
@@ -95,6 +99,15 @@ def serve(
         "(or --role secretariat | auditor | reviewer); then send Authorization: Bearer <token>"
     )
     log.info("API docs at http://%s:%d/docs", host, port)
+    if review_period:
+        start, _, end = review_period.partition(":")
+        log.info(
+            "review report (reviewer token): http://%s:%d/review/report?from=%s&to=%s&format=html",
+            host,
+            port,
+            start,
+            end,
+        )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 

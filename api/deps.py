@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import DATABASE_ERRORS, ServiceUnavailable
@@ -39,6 +40,10 @@ class ServiceHolder:
                 raise ServiceUnavailable(type(e).__name__) from None
         return self._services
 
+    @property
+    def built(self) -> Services | None:
+        return self._services
+
     def close(self) -> None:
         if self._services is not None:
             self._services.close()
@@ -49,20 +54,29 @@ def holder_for(settings: Settings, **kwargs: object) -> ServiceHolder:
     return ServiceHolder(lambda: build_services(settings, **kwargs))  # type: ignore[arg-type]
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """The services; built (which connects) in a worker thread, never on the event loop.
+
+    The light dependencies here are ``async`` so that they run on the event loop: each
+    plain ``def`` dependency costs a trip to the thread pool, which dominated a request."""
     holder: ServiceHolder = request.app.state.services
-    return holder.get()
+    built = holder.built
+    if built is not None:
+        return built
+    return await run_in_threadpool(holder.get)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_application(services: ServicesDep) -> PocDirectory:
+async def get_application(services: ServicesDep) -> PocDirectory:
     return services.application
 
 
-def get_queries(services: ServicesDep) -> DirectoryQueries:
-    return services.queries()
+async def get_queries(services: ServicesDep) -> DirectoryQueries:
+    """Queries over the views. Every route that reads them also authenticates, and
+    ``get_principal`` has then brought them up to date (in the same worker-thread trip)."""
+    return DirectoryQueries(services.view)
 
 
 ApplicationDep = Annotated[PocDirectory, Depends(get_application)]
@@ -72,12 +86,16 @@ bearer = HTTPBearer(auto_error=False, description="A token from `pocdir principa
 
 
 def get_principal(
-    application: ApplicationDep,
+    services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
+    """Authenticate against the record (a revocation counts at once), then bring the views
+    up to date, so the request reads its own and everyone's earlier writes."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("send Authorization: Bearer <token>")
-    return application.authenticate(credentials.credentials)
+    principal = services.application.authenticate(credentials.credentials)
+    services.catch_up()
+    return principal
 
 
 class allow:  # noqa: N801 - reads as a dependency: Depends(allow(Role.STATE))
@@ -86,7 +104,7 @@ class allow:  # noqa: N801 - reads as a dependency: Depends(allow(Role.STATE))
     def __init__(self, *roles: Role) -> None:
         self.roles = frozenset(roles)
 
-    def __call__(self, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def __call__(self, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in self.roles:
             allowed = ", ".join(sorted(self.roles))
             raise NotPermitted(f"this route is for: {allowed}; you are {principal.role}")

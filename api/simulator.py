@@ -3,7 +3,10 @@ service's real commands (never by writing to the database).
 
 States register in an opening wave, keep their entries current (or let them lapse), notify
 each other, acknowledge, respond and ask for assistance, and ask for, grant, deny and revoke
-consent to share. Behaviour is drawn from one seeded ``random.Random``, time from a
+consent to share. The Secretariat runs monthly communication checks (some States answer late
+or never), and States record capacity-building needs that others offer to meet (R16).
+Behaviour is drawn from seeded ``random.Random`` generators (one for the directory's use, one
+for the review activity, so adding the latter left the former's draws unchanged), time from a
 ``SimulatedClock`` and ids from a seeded factory, so a seed always writes the same record.
 """
 
@@ -21,6 +24,7 @@ from functools import partial
 from uuid import UUID
 
 from domain.application import PocDirectory
+from domain.capacity import CAPACITY_CATEGORIES, NeedStatus
 from domain.clock import SimulatedClock
 from domain.consent import ConsentStatus
 from domain.members import member_states
@@ -58,6 +62,18 @@ _TRANSLATED = {
     "zh": ("国家网络安全中心", "恶意活动通报"),
 }
 _ENGLISH = ("National cybersecurity centre", "Report of malicious activity")
+_NEED_TEXT = {
+    "fr": "Nous avons besoin d'un appui pour renforcer nos capacités.",
+    "es": "Necesitamos apoyo para fortalecer nuestras capacidades.",
+    "ru": "Нам нужна поддержка для укрепления нашего потенциала.",
+    "ar": "نحتاج إلى دعم لتعزيز قدراتنا.",
+    "zh": "我们需要支持以加强我们的能力。",
+}
+_NEED_ENGLISH = "We need support to strengthen our capacity."
+_OFFER_TEXT = "We can offer experts, training and tools."
+#: The first communication check follows the opening registration wave; then one a month.
+FIRST_CHECK_DAY, CHECK_EVERY_DAYS = 50, 30
+SECRETARIAT = Principal("sim-secretariat", Role.SECRETARIAT)
 
 
 @dataclass
@@ -104,6 +120,7 @@ class Simulator:
         self.app, self.clock = app, clock
         self.states, self.days, self.seed = states, days, seed
         self.rng = random.Random(seed)
+        self.review_rng = random.Random(f"review:{seed}")
         self.start = clock.now()
         self.end = self.start + timedelta(days=days)
         self.commands: Counter[str] = Counter()
@@ -158,6 +175,7 @@ class Simulator:
         if self.rng.random() < 1 / 120 and len(self.active) > 2:
             code = self.rng.choice(self.active)
             self.at(self._random_time(day), partial(self.withdraw, code))
+        self._plan_review(day)
 
     def _poisson(self, lam: float) -> int:
         # Knuth's method is fine for the small rates used here.
@@ -244,6 +262,9 @@ class Simulator:
         self.active.append(code)
         if persona.diligent:
             self.later(timedelta(days=self.rng.randrange(320, 360)), lambda: self.confirm(code))
+        elif self.review_rng.random() < 0.4:  # some lapse, then confirm after the deadline
+            delay = timedelta(days=self.review_rng.randrange(368, 390))
+            self.later(delay, lambda: self.confirm_late(code))
 
     def confirm(self, code: str) -> None:
         if code not in self.active:
@@ -360,6 +381,9 @@ class Simulator:
             self.principal(n.recipient), nid, Text.english_only(text), assistance
         )
         self.commands["respond (assistance asked)" if assistance else "respond"] += 1
+        if assistance and self.review_rng.random() < 0.6:
+            delay = timedelta(days=self.review_rng.randrange(1, 7))
+            self.later(delay, partial(self.record_need, n.recipient, nid))
         if self.rng.random() < 0.25:
             self.later(timedelta(days=self.rng.randrange(1, 10)), lambda: self.respond(nid))
         elif self.rng.random() < 0.15:
@@ -407,6 +431,127 @@ class Simulator:
         if self.app.get_consent(cid).status is ConsentStatus.EFFECTIVE:
             self.app.revoke_consent(self.principal(party), cid)
             self.commands["revoke consent"] += 1
+
+    # -- review activity: communication checks and capacity building (R16, R17) -------------
+
+    def _plan_review(self, day: date) -> None:
+        rng = self.review_rng
+        offset = (day - self.start.date()).days
+        if offset >= FIRST_CHECK_DAY and (offset - FIRST_CHECK_DAY) % CHECK_EVERY_DAYS == 0:
+            number = (offset - FIRST_CHECK_DAY) // CHECK_EVERY_DAYS
+            level = Level.TECHNICAL if number % 2 == 0 else Level.DIPLOMATIC
+            subset = number % 3 == 2
+            self.at(self._random_time_from(rng, day), partial(self.launch_check, level, subset))
+        for code in self.active:
+            if rng.random() < self.personas[code].needs_assistance / 60:
+                self.at(self._random_time_from(rng, day), partial(self.record_need, code, None))
+
+    @staticmethod
+    def _random_time_from(rng: random.Random, day: date) -> datetime:
+        return datetime.combine(day, time(0), tzinfo=UTC) + timedelta(
+            seconds=rng.randrange(6 * 3600, 20 * 3600)
+        )
+
+    def confirm_late(self, code: str) -> None:
+        if code in self.active:
+            self.app.confirm_entry(self.principal(code), code)
+            self.commands["confirm annually (late)"] += 1
+
+    def launch_check(self, level: Level, subset: bool) -> None:
+        rng = self.review_rng
+        candidates = [
+            code
+            for code in sorted(self.active)
+            if any(
+                c.startswith("dip" if level is Level.DIPLOMATIC else "tech")
+                for c in self.personas[code].contacts
+            )
+        ]
+        if not candidates:
+            return
+        states = sorted(rng.sample(candidates, min(len(candidates), 20))) if subset else None
+        hours = 48 if level is Level.TECHNICAL else 120
+        deadline = self.clock.now() + timedelta(hours=hours)
+        check = self.app.launch_check(SECRETARIAT, str(level), deadline, states)
+        self.commands["launch check"] += 1
+        for code in check.states:
+            responsive = self.personas[code].responsive
+            draw = rng.random()
+            if draw < responsive * 0.85:
+                delay = timedelta(hours=rng.uniform(0.1, hours * 0.9))
+            elif draw < responsive:
+                delay = timedelta(hours=hours + rng.uniform(2, 96))
+            else:
+                continue  # no answer
+            self.later(delay, partial(self.answer_check, check.id, code))
+        self.later(timedelta(hours=hours, days=7), partial(self.close_check, check.id))
+
+    def answer_check(self, check_id: UUID, code: str) -> None:
+        check = self.app.get_check(check_id)
+        if code not in self.active or check.closed_at is not None:
+            return
+        entry = self.app.get_entry(code)
+        contact_id = next(c.contact_id for c in entry.contacts.values() if c.level == check.level)
+        self.app.answer_check(self.principal(code), check_id, contact_id)
+        self.commands["answer check"] += 1
+
+    def close_check(self, check_id: UUID) -> None:
+        self.app.close_check(SECRETARIAT, check_id)
+        self.commands["close check"] += 1
+
+    def record_need(self, code: str, notification_id: UUID | None) -> None:
+        if code not in self.active:
+            return
+        rng, persona = self.review_rng, self.personas[code]
+        category = rng.choice(sorted(CAPACITY_CATEGORIES))
+        if persona.language in _NEED_TEXT:
+            text = Text.parse(persona.language, _NEED_TEXT[persona.language], _NEED_ENGLISH)
+        else:
+            text = Text.english_only(_NEED_ENGLISH)
+        need = self.app.record_need(self.principal(code), category, text, notification_id)
+        self.commands["record capacity need"] += 1
+        offers = rng.choice((0, 1, 1, 2, 3))
+        for _ in range(offers):
+            self.later(timedelta(days=rng.randrange(2, 30)), partial(self.offer, need.id))
+        if offers == 0 and rng.random() < 0.3:
+            self.later(timedelta(days=rng.randrange(30, 90)), partial(self.withdraw_need, need.id))
+
+    def offer(self, need_id: UUID) -> None:
+        rng, need = self.review_rng, self.app.get_need(need_id)
+        candidates = [c for c in self.active if c != need.state and c not in need.offers]
+        if need.status is not NeedStatus.OPEN or not candidates:
+            return
+        offering = rng.choice(candidates)
+        self.app.offer_assistance(self.principal(offering), need_id, Text.english_only(_OFFER_TEXT))
+        self.commands["offer assistance"] += 1
+        if not need.offers and rng.random() < 0.85:
+            self.later(
+                timedelta(days=rng.randrange(1, 10)), partial(self.accept, need_id, offering)
+            )
+
+    def accept(self, need_id: UUID, offering: str) -> None:
+        rng, need = self.review_rng, self.app.get_need(need_id)
+        if need.status is not NeedStatus.OPEN:
+            return
+        self.app.accept_offer(self.principal(need.state), need_id, offering)
+        self.commands["accept offer"] += 1
+        draw = rng.random()
+        if draw < 0.7:
+            self.later(timedelta(days=rng.randrange(20, 90)), partial(self.fulfil, need_id))
+        elif draw < 0.8:
+            self.later(timedelta(days=rng.randrange(10, 40)), partial(self.withdraw_need, need_id))
+
+    def fulfil(self, need_id: UUID) -> None:
+        need = self.app.get_need(need_id)
+        if need.status is NeedStatus.MATCHED:
+            self.app.fulfil_need(self.principal(need.state), need_id)
+            self.commands["fulfil need"] += 1
+
+    def withdraw_need(self, need_id: UUID) -> None:
+        need = self.app.get_need(need_id)
+        if need.status in (NeedStatus.OPEN, NeedStatus.MATCHED):
+            self.app.withdraw_need(self.principal(need.state), need_id)
+            self.commands["withdraw need"] += 1
 
 
 def seeded_ids(seed: int) -> Callable[[], UUID]:

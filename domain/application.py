@@ -19,6 +19,8 @@ from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcodin
 from eventsourcing.utils import Environment
 
 from domain.base import PocdirAggregate
+from domain.capacity import CapacityNeed
+from domain.check import CommunicationCheck, check_secretariat
 from domain.clock import Clock, SystemClock
 from domain.consent import SharingConsent
 from domain.credential import TOKEN_PREFIX, Credential, credential_id, new_token, token_hash
@@ -32,9 +34,10 @@ from domain.errors import (
     StaleVersion,
     ValidationError,
 )
-from domain.members import check_member_state
+from domain.members import check_member_state, member_states
 from domain.notification import Notification, SupportingInformation
 from domain.state_entry import StateEntry, state_entry_id
+from domain.taxonomy import check_level
 from domain.values import Contact, Principal, Role, Text
 
 A = TypeVar("A", bound=PocdirAggregate)
@@ -462,3 +465,129 @@ class PocDirectory(Application[UUID]):
         if credential.revoked:
             raise NotAuthenticated("the bearer token was revoked")
         return credential.principal
+
+    # -- Review of the provisional operation: communication checks, capacity (R16, R17) -----
+
+    def get_check(self, check_id: UUID) -> CommunicationCheck:
+        return self._get(CommunicationCheck, check_id, "communication check")
+
+    def get_need(self, need_id: UUID) -> CapacityNeed:
+        return self._get(CapacityNeed, need_id, "capacity-building need")
+
+    def registered_states(self) -> list[StateEntry]:
+        """Entries of every registered State that has not withdrawn, in code order."""
+        entries = []
+        for code in sorted(member_states()):
+            if state_entry_id(code) in self.repository:
+                entry = self.get_entry(code)
+                if not entry.withdrawn:
+                    entries.append(entry)
+        return entries
+
+    def launch_check(
+        self,
+        by: Principal,
+        level: str,
+        deadline: datetime,
+        states: Iterable[str] | None = None,
+    ) -> CommunicationCheck:
+        """The Secretariat pings every registered State with a contact at ``level``, or the
+        listed ones (each must be registered, not withdrawn, with a contact at that level)."""
+        check_secretariat(by, "launches")
+        level = str(check_level(level))
+        if states is None:
+            codes = [
+                e.code
+                for e in self.registered_states()
+                if any(c.level == level for c in e.contacts.values())
+            ]
+        else:
+            codes = []
+            for code in states:
+                try:
+                    entry = self.get_active_entry(code)
+                except NotFound:
+                    raise ValidationError(f"{code[:10]} is not registered") from None
+                except InvalidTransition as e:
+                    raise ValidationError(str(e)) from None
+                if not any(c.level == level for c in entry.contacts.values()):
+                    raise ValidationError(f"{entry.code} has no contact at the {level} level")
+                codes.append(entry.code)
+        check = CommunicationCheck.launch(
+            self.new_id(), by, self.clock.now(), level, codes, deadline
+        )
+        self._save(check)
+        return check
+
+    def answer_check(self, by: Principal, check_id: UUID, contact_id: str) -> CommunicationCheck:
+        """A State confirms receipt of the check through its contact ``contact_id``."""
+        check = self.get_check(check_id)
+        if by.role is not Role.STATE or by.state is None:
+            raise NotPermitted("only a State answers a communication check")
+        entry = self.get_entry(by.state)
+        contact = entry.contacts.get(contact_id)
+        if contact is None or contact.level != check.level:
+            raise ValidationError(
+                f"{entry.code} has no {check.level} contact {contact_id[:63]!r}; "
+                "answer through a contact at the check's level"
+            )
+        check.answer(by, self.clock.now(), contact_id)
+        self._save(check)
+        return check
+
+    def close_check(self, by: Principal, check_id: UUID) -> CommunicationCheck:
+        check = self.get_check(check_id)
+        check.close(by, self.clock.now())
+        self._save(check)
+        return check
+
+    def check_results(self, by: Principal, check_id: UUID) -> dict[str, Any]:
+        """The Secretariat reads a check's per-State results, judged now."""
+        check_secretariat(by, "reads the results of")
+        return self.get_check(check_id).results(self.clock.now())
+
+    def record_need(
+        self,
+        by: Principal,
+        category: str,
+        text: Text,
+        notification_id: UUID | None = None,
+    ) -> CapacityNeed:
+        """R16: a registered State records a capacity-building need, optionally citing a
+        notification it is party to (typically one whose response asked for assistance)."""
+        if by.role is not Role.STATE or by.state is None:
+            raise NotPermitted("only a State records its capacity-building needs")
+        self.get_active_entry(by.state)
+        if notification_id is not None:
+            self.get_notification_for(by, notification_id)  # a party only (else NotFound)
+        need = CapacityNeed.record(
+            self.new_id(), by, self.clock.now(), category, text, notification_id
+        )
+        self._save(need)
+        return need
+
+    def _change_need(self, need_id: UUID, change: Callable[[CapacityNeed], None]) -> CapacityNeed:
+        need = self.get_need(need_id)
+        change(need)
+        self._save(need)
+        return need
+
+    def offer_assistance(self, by: Principal, need_id: UUID, text: Text) -> CapacityNeed:
+        if by.role is not Role.STATE or by.state is None:
+            raise NotPermitted("only a State offers assistance")
+        self.get_active_entry(by.state)
+        at = self.clock.now()
+        return self._change_need(need_id, lambda n: n.offer(by, at, text))
+
+    def accept_offer(self, by: Principal, need_id: UUID, offering_state: str) -> CapacityNeed:
+        at = self.clock.now()
+        code = check_member_state(offering_state)
+        return self._change_need(need_id, lambda n: n.accept(by, at, code))
+
+    def fulfil_need(self, by: Principal, need_id: UUID) -> CapacityNeed:
+        at = self.clock.now()
+        return self._change_need(need_id, lambda n: n.fulfil(by, at))
+
+    def withdraw_need(self, by: Principal, need_id: UUID) -> CapacityNeed:
+        at = self.clock.now()
+        return self._change_need(need_id, lambda n: n.withdraw(by, at))

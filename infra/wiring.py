@@ -91,13 +91,16 @@ class Services:
 
     def queries(self) -> DirectoryQueries:
         """Queries over the views, caught up with every event recorded so far."""
+        self.catch_up()
+        return DirectoryQueries(self.view)
+
+    def catch_up(self) -> None:
         with self.lock:
             try:
                 self.runner.catch_up()
             except IntegrityError:
                 # Another process (the CLI) projected the same batch first; go on from there.
                 self.runner.catch_up()
-        return DirectoryQueries(self.view)
 
     def close(self) -> None:
         self.application.close()

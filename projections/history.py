@@ -12,10 +12,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from domain.capacity import CapacityNeed
+from domain.check import CommunicationCheck
 from domain.consent import SharingConsent
 from domain.notification import Notification
 from domain.state_entry import StateEntry, code_of_entry
 from projections.directory import Documents
+from projections.review import review_history
 
 HISTORY = "history"
 NOTIFICATION = "notification"
@@ -56,6 +59,8 @@ def project_history(event: Any, position: int, docs: Documents) -> None:
         _notification(event, position, docs, item)
     elif isinstance(event, SharingConsent.Event):
         _consent(event, docs, item)
+    elif isinstance(event, CommunicationCheck.Event | CapacityNeed.Event):
+        review_history(event, docs, item)
 
 
 def _notification(event: Any, position: int, docs: Documents, item: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol
@@ -34,6 +35,13 @@ HISTORY_COLUMNS = (
     "third_state",
     "consent_id",
     "effective_on",
+    "check_id",
+    "level",
+    "deadline",
+    "hours_to_answer",
+    "result",
+    "need_id",
+    "category",
 )
 
 DUE_WINDOW_DAYS = 30
@@ -58,6 +66,8 @@ class Route:
 
 class DirectoryView(Protocol):
     def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
+
+    def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]: ...
 
     def all(self, kind: str) -> list[dict[str, Any]]: ...
 
@@ -147,7 +157,8 @@ class DirectoryQueries:
 
     def _notifications(self, code: str, event: str) -> list[dict[str, Any]]:
         ids = [i["notification_id"] for i in self.history(code) if i["event"] == event]
-        return [d for d in (self.view.get(NOTIFICATION, i) for i in ids) if d is not None]
+        found = self.view.get_many(NOTIFICATION, ids)
+        return [found[i] for i in ids if i in found]
 
     def exchanges(self) -> list[dict[str, Any]]:
         """Metadata of every notification (who, when, status), for the Secretariat."""

@@ -16,6 +16,7 @@ from eventsourcing.persistence import Tracking
 
 from projections.directory import Documents, project_directory
 from projections.history import project_history
+from projections.review import project_review
 from projections.store import Changes, ViewRecorder
 
 Projector = Callable[[Any, int, Documents], None]
@@ -24,9 +25,10 @@ DIRECTORY_VIEW = "view:directory"
 
 def project_views(event: Any, position: int, docs: Documents) -> None:
     """Every read model, in one pass over the record: the directory (with freshness and late
-    notices) and the per-State histories."""
+    notices), the per-State histories and the review facts."""
     project_directory(event, position, docs)
     project_history(event, position, docs)
+    project_review(event, position, docs)
 
 
 BATCH = 1000

@@ -287,3 +287,52 @@ def test_concurrent_changes_get_200_or_409_and_nothing_is_lost(api: Api) -> None
     assert {status for _, status in results} <= {200, 409}, results
     kept = {c["contact_id"] for c in api.call("GET", "/entries/FRA", who).json()["contacts"]}
     assert kept == {"cert"} | {cid for cid, status in results if status == 200}
+
+
+def test_the_secretariat_runs_a_check_that_states_answer(api: Api, clock: SimulatedClock) -> None:
+    from datetime import timedelta
+
+    register(api, "FRA")
+    register(api, "DEU")
+    deadline = (clock.now() + timedelta(days=2)).isoformat()
+    secretariat = api.auth(Role.SECRETARIAT)
+    launched = api.call(
+        "POST", "/checks", secretariat, json={"level": "technical", "deadline": deadline}
+    )
+    assert launched.status_code == 201, launched.text
+    check_id = launched.json()["check_id"]
+    assert_error(
+        api.call(
+            "POST",
+            "/checks",
+            api.as_state("FRA"),
+            json={"level": "technical", "deadline": deadline},
+        ),
+        403,
+    )
+    answered = api.call(
+        "POST", f"/checks/{check_id}/answer", api.as_state("FRA"), json={"contact_id": "cert"}
+    )
+    assert answered.status_code == 200 and answered.json()["result"] == "answered in time"
+    assert_error(api.call("GET", f"/checks/{check_id}", api.as_state("FRA")), 403)
+    results = api.call("GET", f"/checks/{check_id}", secretariat).json()
+    assert {s["state"]: s["result"] for s in results["states"]}["FRA"] == "answered in time"
+    mine = api.call("GET", "/checks", api.as_state("DEU")).json()
+    assert [(c["check_id"], c["answered_at"]) for c in mine] == [(check_id, None)]
+
+
+def test_reviewers_read_the_report_and_never_contact_details(api: Api) -> None:
+    register(api, "FRA")
+    register(api, "DEU")
+    send(api, "FRA", "DEU")
+    reviewer = api.auth(Role.REVIEWER)
+    period = "from=2025-01-01&to=2025-12-31"
+    as_json = api.call("GET", f"/review/report?{period}", reviewer)
+    assert as_json.status_code == 200, as_json.text
+    html = api.call("GET", f"/review/report?{period}&format=html", reviewer)
+    assert html.headers["content-type"].startswith("text/html") and "<svg" in html.text
+    for text in (as_json.text, html.text):
+        assert "cert@example.org" not in text and "203.0.113.7" not in text
+        assert "Botnet" not in text
+    assert_error(api.call("GET", f"/review/report?{period}", api.auth(Role.SECRETARIAT)), 403)
+    assert_error(api.call("GET", f"/review/report?{period}&format=csv&table=nope", reviewer), 404)

@@ -39,18 +39,6 @@ ANSWER_WITHIN_SECONDS = 2.0 * RETRY_AFTER_SECONDS
 #: Once the database is back, the same app serves again within this many retries.
 RECOVERY_ATTEMPTS = 30
 
-#: Why the first test fails today, and the change to the API that makes it pass.
-SLOW_503 = (
-    "a request during an outage answers 503 only after ~52 s: every recorder method the "
-    "request calls retries 10 times (eventsourcing's @retry on OperationalError, which "
-    "includes psycopg_pool.PoolTimeout) and each attempt waits the pool's full timeout, "
-    "POSTGRES_CONNECT_TIMEOUT=5 s. Fix: give the server's pools a short wait for a free "
-    "connection (e.g. datastore.pool.timeout = 0.3 s in infra.store's ChainedPostgresFactory, "
-    "for the application and view datastores; the env value is parsed as an int): measured "
-    "503 in 4.8 s, recovery at once"
-)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -182,7 +170,6 @@ def serves_again(client: TestClient, path: str, token: str) -> int:
     pytest.fail(f"still no 200 after {RECOVERY_ATTEMPTS} requests with the database back")
 
 
-@pytest.mark.xfail(strict=True, reason=SLOW_503)
 def test_requests_while_the_database_is_down_get_503_with_retry_after_within_seconds(
     running: Cluster,
 ) -> None:

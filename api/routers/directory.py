@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
 
 from api.deps import QueriesDep, StatePrincipal
 from api.schemas import EntryPublic, RoutePublic
@@ -22,16 +23,20 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
+# The handlers are ``async`` and hand their database reads to one worker thread: a plain
+# ``def`` handler costs a second thread-pool trip, to check the response model.
+
+
 @router.get("", response_model=list[EntryPublic], summary="Every current entry")
-def list_entries(_: StatePrincipal, queries: QueriesDep) -> list[EntryPublic]:
-    return [entry_public(d) for d in queries.entries()]
+async def list_entries(_: StatePrincipal, queries: QueriesDep) -> list[EntryPublic]:
+    return [entry_public(d) for d in await run_in_threadpool(queries.entries)]
 
 
 @router.get("/{state}", response_model=EntryPublic, summary="One State's current entry")
-def get_entry(
+async def get_entry(
     state: str, _: StatePrincipal, queries: QueriesDep, response: Response
 ) -> EntryPublic:
-    entry = entry_public(queries.entry(state))
+    entry = entry_public(await run_in_threadpool(queries.entry, state))
     response.headers["ETag"] = etag(entry.version)
     return entry
 
@@ -41,14 +46,14 @@ def get_entry(
     response_model=RoutePublic,
     summary="Whom to reach about an incident type, in order",
 )
-def route(
+async def route(
     state: str,
     _: StatePrincipal,
     queries: QueriesDep,
     incident_type: Annotated[str, Query(max_length=40, examples=["malware"])],
     level: Annotated[str, Query(max_length=20)] = "technical",
 ) -> RoutePublic:
-    found = queries.route(state, incident_type, level)
+    found = await run_in_threadpool(queries.route, state, incident_type, level)
     return RoutePublic(
         state=found.state,
         incident_type=found.incident_type,

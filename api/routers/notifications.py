@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
 
 from api.deps import (
     QueriesDep,
@@ -99,8 +100,8 @@ def send(body: NotificationCreate, by: StatePrincipal, services: ServicesDep) ->
     response_model=list[NotificationMetaPublic],
     summary="Notifications your State received",
 )
-def inbox(by: StatePrincipal, queries: QueriesDep) -> list[dict[str, Any]]:
-    return queries.inbox(by.state or "")
+async def inbox(by: StatePrincipal, queries: QueriesDep) -> list[dict[str, Any]]:
+    return await run_in_threadpool(queries.inbox, by.state or "")
 
 
 @router.get(
@@ -108,8 +109,8 @@ def inbox(by: StatePrincipal, queries: QueriesDep) -> list[dict[str, Any]]:
     response_model=list[NotificationMetaPublic],
     summary="Notifications your State sent",
 )
-def outbox(by: StatePrincipal, queries: QueriesDep) -> list[dict[str, Any]]:
-    return queries.outbox(by.state or "")
+async def outbox(by: StatePrincipal, queries: QueriesDep) -> list[dict[str, Any]]:
+    return await run_in_threadpool(queries.outbox, by.state or "")
 
 
 @router.get(

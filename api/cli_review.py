@@ -1,0 +1,229 @@
+"""``pocdir check ...`` (the Secretariat's communication checks) and ``pocdir review`` (the
+provisional-operation report for reviewers, R17). Registered on the main app by
+``register(app)``."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+from eventsourcing.persistence import OperationalError, PersistenceError
+from rich.table import Table
+
+from api.cli import (
+    EXIT_NOT_FOUND,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    FormatOption,
+    _date,
+    _print_json,
+    directory_view,
+    fail,
+    open_application,
+    out,
+)
+from api.cli import Format as TableFormat
+from api.review_html import render_html
+from domain.errors import NotFound, PocdirError
+from domain.values import Principal, Role
+from projections.review import check_summaries
+from projections.review_report import build_report, report_csv, report_json
+
+check_app = typer.Typer(
+    help="Communication checks (ping tests) of the States' contacts, run by the Secretariat.",
+    no_args_is_help=True,
+)
+
+ByOption = Annotated[
+    str, typer.Option("--by", help="id of the Secretariat official acting (recorded)")
+]
+
+
+def _secretariat(by: str) -> Principal:
+    return Principal(by, Role.SECRETARIAT)
+
+
+def _check_id(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        fail(f"CHECK_ID must be a check id such as 0b6e...-..., not {value[:40]!r}")
+
+
+def _print_results(results: dict[str, Any], format: TableFormat) -> None:  # noqa: A002
+    if format is TableFormat.JSON:
+        _print_json(results)
+        return
+    counts = results["counts"]
+    title = (
+        f"Check {results['check_id']} ({results['level']}), deadline {results['deadline']}: "
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+    )
+    table = Table(title=title)
+    for column in ("state", "result", "answered at", "hours", "through contact"):
+        table.add_column(column)
+    for row in results["states"]:
+        table.add_row(
+            row["state"],
+            row["result"],
+            (row["answered_at"] or "-")[:16],
+            str(row["hours_to_answer"] if row["hours_to_answer"] is not None else "-"),
+            row["contact_id"] or "-",
+        )
+    out.print(table)
+
+
+@check_app.command("launch")
+def check_launch(
+    level: Annotated[str, typer.Option(help="diplomatic or technical")] = "technical",
+    deadline_hours: Annotated[
+        float, typer.Option("--deadline-hours", help="hours from now the States have to answer")
+    ] = 48,
+    state: Annotated[
+        list[str] | None,
+        typer.Option("--state", help="check only this State (repeat); default: all registered"),
+    ] = None,
+    by: ByOption = "secretariat",
+    format: FormatOption = TableFormat.TABLE,  # noqa: A002
+) -> None:
+    """Launch a check of every registered State's contacts at one level, or of listed ones."""
+    if not 0 < deadline_hours <= 24 * 30:
+        fail("--deadline-hours must be more than 0 and at most 720")
+    application = open_application()
+    try:
+        deadline = application.clock.now() + timedelta(hours=deadline_hours)
+        check = application.launch_check(_secretariat(by), level, deadline, state or None)
+        results = check.results(application.clock.now())
+    except PocdirError as e:
+        fail(str(e), EXIT_NOT_FOUND if isinstance(e, NotFound) else EXIT_USAGE)
+    except (OperationalError, PersistenceError) as e:
+        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
+    finally:
+        application.close()
+    if format is TableFormat.JSON:
+        _print_json(results)
+    else:
+        out.print(
+            f"check {check.id} launched at the {check.level} level for {len(check.states)} "
+            f"States; deadline {check.deadline.isoformat()}",
+            highlight=False,
+        )
+
+
+@check_app.command("results")
+def check_results(
+    check_id: Annotated[str, typer.Argument(help="the check's id (see `pocdir check list`)")],
+    by: ByOption = "secretariat",
+    format: FormatOption = TableFormat.TABLE,  # noqa: A002
+) -> None:
+    """Each State's result: answered in time, answered late, no answer (or awaiting)."""
+    cid = _check_id(check_id)
+    application = open_application()
+    try:
+        results = application.check_results(_secretariat(by), cid)
+    except PocdirError as e:
+        fail(str(e), EXIT_NOT_FOUND if isinstance(e, NotFound) else EXIT_USAGE)
+    except (OperationalError, PersistenceError) as e:
+        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
+    finally:
+        application.close()
+    _print_results(results, format)
+
+
+@check_app.command("close")
+def check_close(
+    check_id: Annotated[str, typer.Argument(help="the check's id")],
+    by: ByOption = "secretariat",
+) -> None:
+    """Close a check after its deadline: the States that have not answered get no answer."""
+    cid = _check_id(check_id)
+    application = open_application()
+    try:
+        check = application.close_check(_secretariat(by), cid)
+    except PocdirError as e:
+        fail(str(e), EXIT_NOT_FOUND if isinstance(e, NotFound) else EXIT_USAGE)
+    except (OperationalError, PersistenceError) as e:
+        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
+    finally:
+        application.close()
+    out.print(f"check {check.id} closed; {len(check.answers)} of {len(check.states)} answered")
+
+
+@check_app.command("list")
+def check_list(format: FormatOption = TableFormat.TABLE) -> None:  # noqa: A002
+    """Every check, newest last: level, launch, deadline, States and answers so far."""
+    with directory_view() as queries:
+        rows = check_summaries(queries.view)
+    if format is TableFormat.JSON:
+        _print_json(rows)
+        return
+    table = Table(title=f"Communication checks: {len(rows)}")
+    for column in ("check", "level", "launched", "deadline", "States", "answers", "closed"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["check_id"],
+            r["level"],
+            r["launched_at"][:16],
+            r["deadline"][:16],
+            str(r["states"]),
+            str(r["answers"]),
+            (r["closed_at"] or "open")[:16],
+        )
+    out.print(table)
+
+
+class ReportFormat(StrEnum):
+    HTML = "html"
+    JSON = "json"
+    CSV = "csv"
+
+
+def review(
+    from_: Annotated[str, typer.Option("--from", help="first day of the period (YYYY-MM-DD)")],
+    to: Annotated[str, typer.Option("--to", help="last day of the period (YYYY-MM-DD)")],
+    out_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="file to write (html, json), or directory for csv; json goes to stdout if omitted",
+        ),
+    ] = None,
+    format: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.HTML,  # noqa: A002
+) -> None:
+    """The provisional-operation review for a period: participation, freshness,
+    responsiveness, use and capacity building. Aggregate figures only; never a contact
+    detail, indicator or exchange text."""
+    start, end = _date(from_, "--from"), _date(to, "--to")
+    if start is None or end is None:  # pragma: no cover - typer requires both options
+        fail("give --from and --to")
+    if out_path is None and format is not ReportFormat.JSON:
+        fail(f"--out is required for --format {format}")
+    with directory_view() as queries:
+        report = build_report(queries.view, start, end)
+    if out_path is None:
+        sys.stdout.write(report_json(report))
+        return
+    try:
+        if format is ReportFormat.JSON:
+            out_path.write_text(report_json(report), encoding="utf-8")
+        elif format is ReportFormat.HTML:
+            out_path.write_text(render_html(report), encoding="utf-8")
+        else:
+            out_path.mkdir(parents=True, exist_ok=True)
+            for name, content in report_csv(report).items():
+                (out_path / name).write_text(content, encoding="utf-8")
+    except OSError as e:
+        fail(f"cannot write {out_path}: {e.strerror}")
+    out.print(f"review report for {start} to {end} written to {out_path}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``check`` and ``review`` to the ``pocdir`` command line."""
+    app.add_typer(check_app, name="check")
+    app.command("review")(review)

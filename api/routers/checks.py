@@ -1,0 +1,87 @@
+"""Communication checks ("ping tests"): the Secretariat launches one and reads its results;
+each State answers through one of its contacts at the check's level."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import AwareDatetime, BaseModel, Field
+
+from api.deps import (
+    QueriesDep,
+    SecretariatPrincipal,
+    ServicesDep,
+    StateOrSecretariat,
+    StatePrincipal,
+)
+from api.routers.notifications import parse_id
+from api.schemas import Strict
+from projections.review import check_summaries
+
+router = APIRouter(prefix="/checks", tags=["communication checks"])
+
+
+class CheckCreate(Strict):
+    level: Literal["diplomatic", "technical"]
+    deadline: AwareDatetime = Field(description="answers after this are late (at most 30 days)")
+    states: list[str] | None = Field(
+        default=None, max_length=193, description="a subset of States; default: every registered"
+    )
+
+
+class CheckAnswerCreate(Strict):
+    contact_id: str = Field(max_length=63, description="the contact at the check's level")
+
+
+class CheckStateResult(BaseModel):
+    state: str
+    result: str
+    answered_at: datetime | None
+    contact_id: str | None
+    hours_to_answer: float | None
+
+
+class CheckResultsPublic(BaseModel):
+    check_id: str
+    level: str
+    launched_at: datetime
+    deadline: datetime
+    closed_at: datetime | None
+    judged_at: datetime
+    counts: dict[str, int]
+    states: list[CheckStateResult]
+
+
+@router.post("", response_model=CheckResultsPublic, status_code=201, summary="Launch a check")
+def launch(body: CheckCreate, by: SecretariatPrincipal, services: ServicesDep) -> Any:
+    app = services.application
+    check = app.launch_check(by, body.level, body.deadline, body.states)
+    return check.results(app.clock.now())
+
+
+@router.get("", response_model=list[dict[str, Any]], summary="Checks: all, or your State's")
+def list_checks(by: StateOrSecretariat, queries: QueriesDep) -> list[dict[str, Any]]:
+    return check_summaries(queries.view, by.state)  # type: ignore[arg-type]
+
+
+@router.get("/{check_id}", response_model=CheckResultsPublic, summary="A check's results")
+def results(check_id: str, by: SecretariatPrincipal, services: ServicesDep) -> Any:
+    return services.application.check_results(by, parse_id(check_id, "check"))
+
+
+@router.post("/{check_id}/answer", response_model=dict[str, Any], summary="Confirm receipt")
+def answer(
+    check_id: str, body: CheckAnswerCreate, by: StatePrincipal, services: ServicesDep
+) -> dict[str, Any]:
+    app = services.application
+    check = app.answer_check(by, parse_id(check_id, "check"), body.contact_id)
+    own = next(r for r in check.results(app.clock.now())["states"] if r["state"] == by.state)
+    return {"check_id": str(check.id), **own}
+
+
+@router.post("/{check_id}/close", response_model=CheckResultsPublic, summary="Close a check")
+def close(check_id: str, by: SecretariatPrincipal, services: ServicesDep) -> Any:
+    app = services.application
+    return app.close_check(by, parse_id(check_id, "check")).results(app.clock.now())

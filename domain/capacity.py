@@ -1,0 +1,162 @@
+"""CapacityNeed: a State's capacity-building need and the assistance offered against it (R16).
+
+R16: PoCs in developing and developed States should work with equivalent effectiveness; a
+State that lacks the capacity to respond can ask for assistance, and needs are recorded and
+reviewed. A need is in one documented category (``CAPACITY_CATEGORIES``, docs/taxonomy.md)
+with text under R6. It may cite a notification the State is party to (a response that asked
+for assistance). Other States offer assistance; the State accepts one offer.
+
+Lifecycle::
+
+    open ──accept an offer──▶ matched ──fulfil──▶ fulfilled
+     │                          │
+     └────────withdraw──────────┴──▶ withdrawn
+
+Only the needing State accepts, fulfils or withdraws (R10: all cooperation is voluntary);
+only another State offers, and only while the need is open.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from domain.base import PocdirAggregate
+from domain.errors import InvalidTransition, NotPermitted, ValidationError
+from domain.values import Principal, Role, Text
+
+#: Capacity-building categories. Codes are fixed once published: reviewers count by them.
+CAPACITY_CATEGORIES: dict[str, str] = {
+    "incident-handling": "Setting up or strengthening incident handling (a CERT/CSIRT function)",
+    "forensics": "Digital forensics and malware analysis",
+    "training": "Training of point-of-contact staff, exercises and simulations",
+    "tooling": "Technical tools and infrastructure for detection and response",
+    "secure-communication": "Protected channels and equipment to take part in exchanges (R14)",
+    "legal-policy": "Legal, policy and institutional frameworks for responding to incidents",
+    "language-support": "Translation and language support for exchanges (R6)",
+    "other": "Anything not covered above",
+}
+
+
+def check_capacity_category(value: str) -> str:
+    if value not in CAPACITY_CATEGORIES:
+        raise ValidationError(
+            f"unknown capacity-building category {value[:40]!r}; "
+            f"use one of: {', '.join(CAPACITY_CATEGORIES)}"
+        )
+    return value
+
+
+class NeedStatus(StrEnum):
+    OPEN = "open"
+    MATCHED = "matched"
+    FULFILLED = "fulfilled"
+    WITHDRAWN = "withdrawn"
+
+
+def _state_of(by: Principal, verb: str) -> str:
+    if by.role is not Role.STATE or by.state is None:
+        raise NotPermitted(f"only a State {verb}")
+    return by.state
+
+
+class CapacityNeed(PocdirAggregate):
+    class Recorded(PocdirAggregate.Created):
+        state: str
+        category: str
+        text: Text
+        notification_id: UUID | None
+
+    class AssistanceOffered(PocdirAggregate.Event):
+        by_state: str
+        text: Text
+
+        def apply(self, need: CapacityNeed) -> None:
+            need.offers[self.by_state] = self.timestamp
+
+    class OfferAccepted(PocdirAggregate.Event):
+        offering_state: str
+
+        def apply(self, need: CapacityNeed) -> None:
+            need.status = NeedStatus.MATCHED
+            need.matched_with = self.offering_state
+
+    class Fulfilled(PocdirAggregate.Event):
+        def apply(self, need: CapacityNeed) -> None:
+            need.status = NeedStatus.FULFILLED
+
+    class Withdrawn(PocdirAggregate.Event):
+        def apply(self, need: CapacityNeed) -> None:
+            need.status = NeedStatus.WITHDRAWN
+
+    def __init__(self, state: str, category: str, text: Text, notification_id: UUID | None) -> None:
+        self.state = state
+        self.category = category
+        self.text = text
+        self.notification_id = notification_id
+        self.status = NeedStatus.OPEN
+        self.offers: dict[str, datetime] = {}
+        self.matched_with: str | None = None
+
+    @classmethod
+    def record(
+        cls,
+        id: UUID,  # noqa: A002
+        by: Principal,
+        at: datetime,
+        category: str,
+        text: Text,
+        notification_id: UUID | None = None,
+    ) -> CapacityNeed:
+        """Precondition: the application service has checked that the State is registered
+        and, if ``notification_id`` is given, that it is party to that notification."""
+        state = _state_of(by, "records its capacity-building needs")
+        return cls._create(
+            cls.Recorded,
+            id=id,
+            state=state,
+            category=check_capacity_category(category),
+            text=text,
+            notification_id=notification_id,
+            actor=by.ref,
+            timestamp=at,
+        )
+
+    def offer(self, by: Principal, at: datetime, text: Text) -> None:
+        offering = _state_of(by, "offers assistance")
+        if offering == self.state:
+            raise ValidationError("a State cannot offer assistance against its own need")
+        if self.status is not NeedStatus.OPEN:
+            raise InvalidTransition(f"this need is {self.status}; it takes no more offers")
+        if offering in self.offers:
+            raise InvalidTransition(f"{offering} has already offered assistance for this need")
+        self.trigger_event(
+            self.AssistanceOffered, actor=by.ref, timestamp=at, by_state=offering, text=text
+        )
+
+    def accept(self, by: Principal, at: datetime, offering_state: str) -> None:
+        self.check_owner(by, "accepts an offer")
+        if self.status is not NeedStatus.OPEN:
+            raise InvalidTransition(f"this need is {self.status}; only an open need is matched")
+        if offering_state not in self.offers:
+            raise InvalidTransition(f"{offering_state[:10]} has not offered assistance")
+        self.trigger_event(
+            self.OfferAccepted, actor=by.ref, timestamp=at, offering_state=offering_state
+        )
+
+    def fulfil(self, by: Principal, at: datetime) -> None:
+        self.check_owner(by, "marks a need fulfilled")
+        if self.status is not NeedStatus.MATCHED:
+            raise InvalidTransition(f"this need is {self.status}; only a matched need is fulfilled")
+        self.trigger_event(self.Fulfilled, actor=by.ref, timestamp=at)
+
+    def withdraw(self, by: Principal, at: datetime) -> None:
+        self.check_owner(by, "withdraws a need")
+        if self.status not in (NeedStatus.OPEN, NeedStatus.MATCHED):
+            raise InvalidTransition(f"this need is {self.status}; that is final")
+        self.trigger_event(self.Withdrawn, actor=by.ref, timestamp=at)
+
+    def check_owner(self, by: Principal, verb: str) -> None:
+        if by.role is not Role.STATE or by.state != self.state:
+            raise NotPermitted(f"only the State that recorded the need {verb}")

@@ -1,0 +1,103 @@
+"""``pocdir check`` and ``pocdir review`` as a Secretariat official or reviewer runs them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID
+
+from domain.application import PocDirectory
+from domain.clock import SimulatedClock
+from infra.wiring import build_application
+from tests.conftest import Backend, state
+from tests.test_cli import run
+from tests.test_review import register
+
+
+def test_the_secretariat_launches_a_check_and_reads_its_results_over_the_cli(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
+    register(app, "FRA", "technical")
+    register(app, "DEU", "technical", "diplomatic")
+    launched = run(backend.url, "check", "launch", "--level", "technical", "--format", "json")
+    assert launched.returncode == 0, launched.stderr
+    check_id = json.loads(launched.stdout)["check_id"]
+    clock.set(datetime.now(UTC))  # the CLI stamps its events with the system clock
+    app.answer_check(state("FRA"), UUID(check_id), "tec-0")
+
+    results = run(backend.url, "check", "results", check_id, "--format", "json")
+    assert results.returncode == 0, results.stderr
+    by_state = {r["state"]: r["result"] for r in json.loads(results.stdout)["states"]}
+    assert by_state == {"DEU": "awaiting", "FRA": "answered in time"}
+    table = run(backend.url, "check", "results", check_id)
+    assert "answered in time" in table.stdout and "tec-0" in table.stdout
+    listed = run(backend.url, "check", "list", "--format", "json")
+    assert [c["check_id"] for c in json.loads(listed.stdout)] == [check_id]
+
+    subset = run(backend.url, "check", "launch", "--level", "diplomatic", "--state", "DEU")
+    assert subset.returncode == 0 and "for 1 States" in subset.stdout
+    early = run(backend.url, "check", "close", check_id)
+    assert early.returncode == 2 and "after its deadline" in early.stderr
+
+
+def test_check_commands_refuse_bad_input_with_one_line(
+    sqlite_backend: Backend, clock: SimulatedClock
+) -> None:
+    """Input checks do not depend on the backend: SQLite only."""
+    backend = sqlite_backend
+    app = build_application(backend.settings, clock=clock)
+    register(app, "FRA", "technical")
+    app.close()
+    for args, code, message in (
+        (("check", "results", "not-an-id"), 2, "CHECK_ID"),
+        (("check", "results", str(UUID(int=7))), 4, "no such communication check"),
+        (("check", "launch", "--state", "XXX"), 2, "UN member State"),
+        (("check", "launch", "--state", "ITA"), 2, "not registered"),
+        (("check", "launch", "--level", "ministerial"), 2, "diplomatic"),
+        (("check", "launch", "--deadline-hours", "0"), 2, "--deadline-hours"),
+    ):
+        result = run(backend.url, *args)
+        assert result.returncode == code, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_review_writes_the_report_as_html_json_and_csv(backend: Backend, tmp_path: Path) -> None:
+    assert (
+        run(backend.url, "simulate", "--states", "8", "--days", "60", "--seed", "3").returncode == 0
+    )
+    period = ("--from", "2025-01-06", "--to", "2025-03-06")
+    page = tmp_path / "report.html"
+    html = run(backend.url, "review", *period, "--out", str(page))
+    assert html.returncode == 0, html.stderr
+    text = page.read_text("utf-8")
+    assert text.startswith("<!DOCTYPE html>") and "<svg" in text and "<script" not in text
+    as_json = run(backend.url, "review", *period, "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert report["period"] == {"from": "2025-01-06", "to": "2025-03-06"}
+    assert len(report["participation"]["tables"]["states"]["rows"]) == 8  # all 8 registered
+    csv_dir = tmp_path / "csv"
+    assert (
+        run(backend.url, "review", *period, "--format", "csv", "--out", str(csv_dir)).returncode
+        == 0
+    )
+    assert (csv_dir / "use-notifications-per-month.csv").read_text().startswith("month,malware,")
+    assert (csv_dir / "summary.csv").exists()
+
+
+def test_review_refuses_a_bad_period_or_a_missing_output_with_one_line(
+    sqlite_backend: Backend,
+) -> None:
+    backend = sqlite_backend
+    backwards = run(
+        backend.url, "review", "--from", "2025-03-01", "--to", "2025-01-01", "--format", "json"
+    )
+    assert backwards.returncode == 2 and "after its end" in backwards.stderr
+    no_out = run(backend.url, "review", "--from", "2025-01-01", "--to", "2025-02-01")
+    assert no_out.returncode == 2 and "--out" in no_out.stderr
+    bad_date = run(backend.url, "review", "--from", "2025-13-01", "--to", "2025-02-01")
+    assert bad_date.returncode == 2 and "--from" in bad_date.stderr
+    for result in (backwards, no_out, bad_date):
+        assert "Traceback" not in result.stderr
