@@ -6,17 +6,32 @@ the roles written in ``docs/access.md``; a test holds the two together.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 
 from api.deps import ServiceHolder, holder_for
-from api.errors import ERROR_RESPONSES, install_error_handlers
-from api.routers import audit, checks, consents, directory, entries, notifications, reads, review
+from api.errors import DATABASE_ERRORS, ERROR_RESPONSES, install_error_handlers
+from api.routers import (
+    audit,
+    checks,
+    consents,
+    directory,
+    entries,
+    notifications,
+    reads,
+    review,
+    transparency,
+)
 from api.schemas import HealthPublic
 from domain.clock import Clock
+from infra.merkle import AuditError
 from infra.settings import Settings
+from infra.transparency import CheckpointView, SigningKeyMissing
 
 ROUTERS = (
     directory.router,
@@ -25,9 +40,13 @@ ROUTERS = (
     consents.router,
     reads.router,
     audit.router,
+    transparency.router,
     checks.router,
     review.router,
 )
+
+
+log = logging.getLogger("pocdir.serve")
 
 
 def create_app(
@@ -35,13 +54,21 @@ def create_app(
     *,
     clock: Clock | None = None,
     holder: ServiceHolder | None = None,
+    checkpoint_every: float | None = None,
 ) -> FastAPI:
-    """The API over the record ``settings`` names (default: from ``POCDIR_*``)."""
+    """The API over the record ``settings`` names (default: from ``POCDIR_*``). With
+    ``checkpoint_every`` (seconds), it also signs and records a checkpoint on that period."""
     services = holder or holder_for(settings or Settings.from_env(), clock=clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if checkpoint_every is not None:
+            task = asyncio.create_task(_checkpoints(services, checkpoint_every))
+            task.add_done_callback(_report_stop)
         yield
+        if task is not None:
+            task.cancel()
         services.close()
 
     app = FastAPI(
@@ -61,3 +88,33 @@ def create_app(
         return HealthPublic(status="ok")
 
     return app
+
+
+PERIODIC_CHECKPOINT_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, AuditError)
+
+
+def _report_stop(task: asyncio.Task[None]) -> None:
+    """A periodic task that died of a bug must say so rather than stop silently."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("periodic checkpoints stopped: %r", task.exception())
+
+
+def _record_checkpoint(holder: ServiceHolder) -> CheckpointView:
+    services = holder.get()
+    with services.tree_lock:
+        return services.transparency.record_checkpoint()
+
+
+async def _checkpoints(holder: ServiceHolder, period: float) -> None:
+    """Sign a checkpoint every ``period`` seconds. A missing key stops the loop (it will not
+    appear by itself); an outage or a record that fails verification is logged and retried."""
+    while True:
+        await asyncio.sleep(period)
+        try:
+            checkpoint = await run_in_threadpool(_record_checkpoint, holder)
+            log.info("checkpoint recorded: tree size %d", checkpoint.tree_size)
+        except SigningKeyMissing as e:
+            log.error("periodic checkpoints stopped: %s", e)
+            return
+        except PERIODIC_CHECKPOINT_ERRORS as e:
+            log.warning("checkpoint not recorded: %s", str(e).splitlines()[0] if str(e) else e)

@@ -95,9 +95,7 @@ def checkpoint() -> None:
 @keys_app.command("generate")
 def keys_generate(
     path: Annotated[Path, typer.Argument(help="where to write the new key (must not exist)")],
-    name: Annotated[
-        str | None, typer.Option(help="key name (default: POCDIR_ORIGIN)")
-    ] = None,
+    name: Annotated[str | None, typer.Option(help="key name (default: POCDIR_ORIGIN)")] = None,
 ) -> None:
     """Create an Ed25519 signing key file (mode 0600) and print its verifier key.
     Point POCDIR_SIGNING_KEY_FILE at it; keep it out of the repository."""
@@ -138,9 +136,7 @@ def proof_inclusion(
     index: Annotated[
         int | None, typer.Argument(help="leaf index: 0 is the first stored event")
     ] = None,
-    size: Annotated[
-        int | None, typer.Option(help="tree size (default: the whole record)")
-    ] = None,
+    size: Annotated[int | None, typer.Option(help="tree size (default: the whole record)")] = None,
     aggregate: Annotated[
         str | None, typer.Option(help="instead of INDEX: an aggregate id (with --version)")
     ] = None,
@@ -194,9 +190,7 @@ def _read_text(path: Path, what: str) -> str:
 
 KeyOption = Annotated[
     list[str] | None,
-    typer.Option(
-        "--key", help="a trusted verifier key (name+keyid+base64key); repeat for several"
-    ),
+    typer.Option("--key", help="a trusted verifier key (name+keyid+base64key); repeat for several"),
 ]
 
 

@@ -78,6 +78,10 @@ def serve(
         bool,
         typer.Option("--demo-if-empty", help="load a simulated year first if the record is empty"),
     ] = False,
+    checkpoint_every: Annotated[
+        float | None,
+        typer.Option(help="sign a checkpoint every this many seconds (POCDIR_SIGNING_KEY_FILE)"),
+    ] = None,
     review_period: Annotated[
         str | None,
         typer.Option(help="FROM:TO, to log where reviewers find that period's report"),
@@ -87,7 +91,7 @@ def serve(
     import uvicorn
 
     from api.app import create_app
-    from api.cli import _settings
+    from api.cli import _settings, fail
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     settings = _settings()
@@ -108,7 +112,10 @@ def serve(
             start,
             end,
         )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    if checkpoint_every is not None and checkpoint_every <= 0:
+        fail("--checkpoint-every must be a positive number of seconds")
+    app = create_app(settings, checkpoint_every=checkpoint_every)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 def _load_demo_year() -> None:

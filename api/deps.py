@@ -8,6 +8,7 @@ the routes themselves.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Annotated
 
@@ -31,14 +32,17 @@ class ServiceHolder:
     def __init__(self, build: Callable[[], Services]) -> None:
         self._build = build
         self._services: Services | None = None
+        self._lock = threading.Lock()
 
     def get(self) -> Services:
-        if self._services is None:
-            try:
-                self._services = self._build()
-            except DATABASE_ERRORS as e:
-                raise ServiceUnavailable(type(e).__name__) from None
-        return self._services
+        """The services, built once even when several threads ask at the same time."""
+        with self._lock:
+            if self._services is None:
+                try:
+                    self._services = self._build()
+                except DATABASE_ERRORS as e:
+                    raise ServiceUnavailable(type(e).__name__) from None
+            return self._services
 
     @property
     def built(self) -> Services | None:
@@ -116,3 +120,4 @@ SecretariatPrincipal = Annotated[Principal, Depends(allow(Role.SECRETARIAT))]
 AuditorPrincipal = Annotated[Principal, Depends(allow(Role.AUDITOR))]
 ReviewerPrincipal = Annotated[Principal, Depends(allow(Role.REVIEWER))]
 StateOrSecretariat = Annotated[Principal, Depends(allow(Role.STATE, Role.SECRETARIAT))]
+AuditorOrState = Annotated[Principal, Depends(allow(Role.AUDITOR, Role.STATE))]

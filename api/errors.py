@@ -30,6 +30,8 @@ from domain.errors import (
     StaleVersion,
     ValidationError,
 )
+from infra.merkle import AuditError, ProofRequestInvalid
+from infra.transparency import NotRecorded
 
 #: Seconds a client should wait before retrying while the database is unreachable.
 RETRY_AFTER_SECONDS = 5
@@ -140,6 +142,20 @@ def _data_error(_: Request, __: Exception) -> JSONResponse:
     return error_response(422, "invalid", "a value is out of the range the record can store")
 
 
+def _proof_request_invalid(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(422, "invalid", str(exc))
+
+
+def _not_recorded(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(404, "not_found", str(exc))
+
+
+def _record_not_intact(_: Request, exc: Exception) -> JSONResponse:
+    """The tree refuses to grow over a record that fails verification: say so, for auditors
+    (positions and hashes only, never content)."""
+    return error_response(409, "record_not_intact", str(exc))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PocdirError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -147,4 +163,7 @@ def install_error_handlers(app: FastAPI) -> None:
     for cls in DATABASE_ERRORS:
         app.add_exception_handler(cls, _unavailable)
     app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(ProofRequestInvalid, _proof_request_invalid)
+    app.add_exception_handler(NotRecorded, _not_recorded)
+    app.add_exception_handler(AuditError, _record_not_intact)
     app.add_exception_handler(psycopg.DataError, _data_error)

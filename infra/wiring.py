@@ -87,7 +87,10 @@ class Services:
     application: PocDirectory
     view: ViewRecorder
     runner: ViewRunner
+    transparency: Transparency
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Growing the Merkle tree is a write; one thread at a time.
+    tree_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def queries(self) -> DirectoryQueries:
         """Queries over the views, caught up with every event recorded so far."""
@@ -113,7 +116,8 @@ def build_services(
     application = build_application(settings, clock=clock, new_id=new_id)
     try:
         view = build_directory_view(application, settings)
+        transparency = build_transparency(application, settings)
     except BaseException:
         application.close()
         raise
-    return Services(settings, application, view, ViewRunner(application, view))
+    return Services(settings, application, view, ViewRunner(application, view), transparency)

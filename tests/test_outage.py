@@ -39,6 +39,7 @@ ANSWER_WITHIN_SECONDS = 2.0 * RETRY_AFTER_SECONDS
 #: Once the database is back, the same app serves again within this many retries.
 RECOVERY_ATTEMPTS = 30
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -94,8 +95,20 @@ def cluster() -> Iterator[Cluster]:
         if os.geteuid() == 0:
             shutil.chown(tmp, PG_USER)
             shutil.chown(sockdir, PG_USER)
-        initdb = [str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust",
-                  "--no-sync", "-E", "UTF8", "--locale", "C"]
+        initdb = [
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale",
+            "C",
+        ]
         subprocess.run(_as_postgres(initdb), check=True, capture_output=True, timeout=120)
         c = Cluster(datadir, sockdir, _free_port())
         c.start()
