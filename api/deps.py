@@ -97,9 +97,7 @@ def get_principal(
     up to date, so the request reads its own and everyone's earlier writes."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("send Authorization: Bearer <token>")
-    principal = services.application.authenticate(credentials.credentials)
-    services.catch_up()
-    return principal
+    return services.authenticate(credentials.credentials)
 
 
 class allow:  # noqa: N801 - reads as a dependency: Depends(allow(Role.STATE))

@@ -13,6 +13,8 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.application import PocDirectory
 from domain.clock import Clock
+from domain.credential import token_hash
+from domain.values import Principal
 from infra.settings import Settings
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
@@ -77,6 +79,9 @@ def build_transparency(app: PocDirectory, settings: Settings) -> Transparency:
     )
 
 
+MAX_REMEMBERED_PRINCIPALS = 10_000
+
+
 @dataclass
 class Services:
     """What a long-running process (the HTTP server) holds: the application over the record
@@ -91,19 +96,40 @@ class Services:
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: Growing the Merkle tree is a write; one thread at a time.
     tree_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Authenticated principals by token hash, valid while the record has not grown.
+    principals: dict[str, Principal] = field(default_factory=dict)
 
     def queries(self) -> DirectoryQueries:
         """Queries over the views, caught up with every event recorded so far."""
         self.catch_up()
         return DirectoryQueries(self.view)
 
-    def catch_up(self) -> None:
+    def catch_up(self) -> int:
+        """Project every new event into the views; return how many there were."""
         with self.lock:
             try:
-                self.runner.catch_up()
+                return self.runner.catch_up()
             except IntegrityError:
                 # Another process (the CLI) projected the same batch first; go on from there.
-                self.runner.catch_up()
+                return self.runner.catch_up()
+
+    def authenticate(self, token: str) -> Principal:
+        """Bring the views up to date, then authenticate ``token``.
+
+        Authenticated tokens are remembered until the record grows: any new event (and so any
+        revocation, whichever process recorded it) empties the memory first, so a revoked
+        token is refused on the next request, as when reading the record every time.
+        """
+        if self.catch_up():
+            self.principals.clear()
+        key = token_hash(token)
+        principal = self.principals.get(key)
+        if principal is None:
+            principal = self.application.authenticate(token)
+            if len(self.principals) >= MAX_REMEMBERED_PRINCIPALS:
+                self.principals.clear()
+            self.principals[key] = principal
+        return principal
 
     def close(self) -> None:
         self.application.close()
