@@ -8,6 +8,7 @@ detail is copied here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,16 @@ def history_key(code: str, position: int) -> str:
 def _hours(later: str, earlier: str) -> float:
     delta = datetime.fromisoformat(later) - datetime.fromisoformat(earlier)
     return round(delta.total_seconds() / 3600, 2)
+
+
+def history_reads(event: Any) -> Iterator[tuple[str, str]]:
+    """The documents ``project_history`` will ``get`` for ``event`` (see ``directory_reads``)."""
+    if isinstance(event, Notification.Event) and not isinstance(event, Notification.Sent):
+        yield NOTIFICATION, str(event.originator_id)
+    elif isinstance(event, SharingConsent.Event) and not isinstance(
+        event, SharingConsent.Requested
+    ):
+        yield CONSENT, str(event.originator_id)
 
 
 def project_history(event: Any, position: int, docs: Documents) -> None:

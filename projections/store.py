@@ -19,6 +19,7 @@ from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
 VIEW_TABLE = "view_documents"
+VIEW_CACHE_KIB = -262144
 
 #: (kind, key) -> document, or None to delete it.
 Changes = dict[tuple[str, str], dict[str, Any] | None]
@@ -71,6 +72,8 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder):
     def apply(self, tracking: Tracking, changes: Changes) -> None:
         upserts, deletes = split_changes(changes)
         with self.datastore.transaction(commit=True) as c:
+            c.execute(f"PRAGMA cache_size = {VIEW_CACHE_KIB}")
+            c.execute("PRAGMA wal_autocheckpoint = 20000")
             if upserts:
                 c.executemany(
                     f"INSERT INTO {VIEW_TABLE} VALUES (?, ?, ?) "
