@@ -27,8 +27,8 @@ def history_key(code: str, position: int) -> str:
     return f"{code}:{position:020d}"
 
 
-def _hours(later: str, earlier: str) -> float:
-    delta = datetime.fromisoformat(later) - datetime.fromisoformat(earlier)
+def _hours(later: datetime, earlier: str) -> float:
+    delta = later - datetime.fromisoformat(earlier)
     return round(delta.total_seconds() / 3600, 2)
 
 
@@ -95,7 +95,7 @@ def _notification(event: Any, position: int, docs: Documents, item: Any) -> None
     common = {"notification_id": nid, "incident_type": meta["incident_type"]}
     if isinstance(event, Notification.Acknowledged):
         meta["acknowledged_at"], meta["status"] = at, "acknowledged"
-        hours = _hours(at, meta["sent_at"])
+        hours = _hours(event.timestamp, meta["sent_at"])
         item(recipient, "acknowledged", counterpart=sender, hours_to_acknowledge=hours, **common)
         item(
             sender,
@@ -109,7 +109,7 @@ def _notification(event: Any, position: int, docs: Documents, item: Any) -> None
         if first:
             meta["first_response_at"] = at
         meta["status"] = "responded"
-        timing = {"hours_to_respond": _hours(at, meta["sent_at"])} if first else {}
+        timing = {"hours_to_respond": _hours(event.timestamp, meta["sent_at"])} if first else {}
         assistance = {"assistance_requested": True} if event.assistance_requested else {}
         item(recipient, "responded", counterpart=sender, **timing, **assistance, **common)
         item(sender, "response received", counterpart=recipient, **timing, **assistance, **common)

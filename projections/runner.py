@@ -14,6 +14,7 @@ no read from the view at all.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import Any
 
@@ -22,7 +23,7 @@ from eventsourcing.persistence import Tracking
 
 from projections.directory import Documents, directory_reads, project_directory
 from projections.history import history_reads, project_history
-from projections.store import Changes, ViewRecorder
+from projections.store import Changes, ViewRecorder, split_changes
 
 Projector = Callable[[Any, int, Documents], None]
 #: The (kind, key) of each document a projector will ``get`` for an event.
@@ -81,23 +82,30 @@ class BatchDocuments:
     """Documents read through from the view and changed in memory until the batch commits.
 
     Only documents ``put`` are written; a projector puts back every document it changes
-    (the ``Documents`` contract).
+    (the ``Documents`` contract). ``writing`` holds the changes of the previous batch while
+    its transaction may still be running: they are read from there, never from the view.
 
     Precondition: only one batch is open per view at a time (one runner per view);
     a second runner's commit fails on the tracking position and rolls back instead.
     """
 
-    def __init__(self, view: ViewRecorder, known: KnownDocuments | None = None) -> None:
+    def __init__(
+        self,
+        view: ViewRecorder,
+        known: KnownDocuments | None = None,
+        writing: Changes | None = None,
+    ) -> None:
         self.view = view
         self.known = known if known is not None else KnownDocuments()
+        self.writing: Changes = writing if writing is not None else {}
         self.changes: Changes = {}
 
     def prefetch(self, keys: Iterable[tuple[str, str]]) -> None:
         """Fetch, in one query per kind, the documents not already in memory."""
-        known, changes = self.known.docs, self.changes
+        known, changes, writing = self.known.docs, self.changes, self.writing
         wanted: dict[str, dict[str, None]] = {}
         for k in keys:
-            if k not in changes and k not in known:
+            if k not in changes and k not in writing and k not in known:
                 wanted.setdefault(k[0], {})[k[1]] = None
         for kind, keys_of_kind in wanted.items():
             self.known.kinds.add(kind)
@@ -109,6 +117,8 @@ class BatchDocuments:
         k = (kind, key)
         if k in self.changes:
             return self.changes[k]
+        if k in self.writing:
+            return self.writing[k]
         known = self.known.docs
         if k not in known:
             self.known.kinds.add(kind)
@@ -136,26 +146,49 @@ class ViewRunner:
         return self.view.max_tracking_id(self.name) or 0
 
     def catch_up(self, batch: int = BATCH, on_progress: Callable[[int], None] | None = None) -> int:
-        """Project every event after the view's position; return how many were projected."""
+        """Project every event after the view's position; return how many were projected.
+
+        Each batch is written in one transaction with its last position, by a second thread,
+        while this one reads, decodes and projects the next batch (the database does its
+        work without holding the interpreter lock). One batch is written at a time, in
+        order; a batch whose write fails stops the runner before the next one is written,
+        so the view still ends at the last committed batch."""
         start, projected = self.position, 0
         known = KnownDocuments()
         select = self.app.recorder.select_notifications
         decode = self.app.mapper.to_domain_event
-        while True:
-            notifications = select(start, batch, inclusive_of_start=False)
-            if not notifications:
-                return projected
-            events = [(n.id, decode(n)) for n in notifications]
-            docs = BatchDocuments(self.view, known)
-            docs.prefetch(k for _, event in events for k in self.reads(event))
-            for position, event in events:
-                self.projector(event, position, docs)
-            start = notifications[-1].id
-            self.view.apply(Tracking(self.name, start), docs.changes)
-            known.committed(docs.changes)
-            projected += len(notifications)
+        writing: Changes = {}
+        pending: Future[None] | None = None
+        pending_events, position = 0, start
+
+        def written() -> None:
+            """Wait for the batch being written; account for it once it has committed."""
+            nonlocal pending, projected
+            if pending is None:
+                return
+            done, pending = pending, None
+            done.result()  # raises the batch's error: nothing after it is written
+            known.committed(writing)
+            projected += pending_events
             if on_progress is not None:
-                on_progress(start)
+                on_progress(position)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="view-writer") as writer:
+            while True:
+                notifications = select(start, batch, inclusive_of_start=False)
+                if not notifications:
+                    written()
+                    return projected
+                events = [(n.id, decode(n)) for n in notifications]
+                docs = BatchDocuments(self.view, known, writing)
+                docs.prefetch(k for _, event in events for k in self.reads(event))
+                for p, event in events:
+                    self.projector(event, p, docs)
+                rows = split_changes(docs.changes)  # serialised before the next batch runs
+                start = notifications[-1].id
+                written()
+                writing, position, pending_events = docs.changes, start, len(notifications)
+                pending = writer.submit(self.view.write, Tracking(self.name, start), rows)
 
     def rebuild(self, batch: int = BATCH, on_progress: Callable[[int], None] | None = None) -> int:
         """Drop the view and project the whole record again."""
