@@ -51,7 +51,7 @@ REBUILD_BATCH = 10_000
 #: Documents kept in memory between the batches of one ``catch_up``. A notification's or a
 #: consent's events are usually a few thousand positions apart, so this holds nearly every
 #: document a later event reads; one that was dropped is read from the view again.
-KNOWN_LIMIT = 200_000
+KNOWN_LIMIT = 50_000
 
 
 class KnownDocuments:
