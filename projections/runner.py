@@ -155,7 +155,9 @@ class ViewRunner:
         while this one reads, decodes and projects the next batch (the database does its
         work without holding the interpreter lock). One batch is written at a time, in
         order; a batch whose write fails stops the runner before the next one is written,
-        so the view still ends at the last committed batch."""
+        so the view still ends at the last committed batch. A short batch (the end of the
+        record so far, as when following new events) is written by this thread: no thread
+        is started when there is nothing to overlap."""
         start, projected = self.position, 0
         known = KnownDocuments()
         select = self.app.recorder.select_notifications
@@ -191,7 +193,12 @@ class ViewRunner:
                 start = notifications[-1].id
                 written()
                 writing, position, pending_events = docs.changes, start, len(notifications)
-                pending = writer.submit(self.view.write, Tracking(self.name, start), rows)
+                if len(notifications) == batch:
+                    pending = writer.submit(self.view.write, Tracking(self.name, start), rows)
+                else:  # a short batch ends the record for now: nothing to overlap it with
+                    self.view.write(Tracking(self.name, start), rows)
+                    pending = Future()
+                    pending.set_result(None)
 
     def rebuild(
         self, batch: int = REBUILD_BATCH, on_progress: Callable[[int], None] | None = None
