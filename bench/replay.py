@@ -43,7 +43,7 @@ is (generation skipped; the lag phase of earlier runs will have added a few thou
 Usage::
 
     .venv/bin/python bench/replay.py [--events 1000000] [--backend sqlite|postgresql|both]
-        [--pg-url postgresql://postgres@127.0.0.1:5432/test] [--batch 1000]
+        [--pg-url postgresql://postgres@127.0.0.1:5432/test] [--batch 10000]
         [--rate 200] [--duration 20] [--sample 0.5] [--poll 0.05] [--writer process|thread]
         [--profile auto|always|never] [--profile-events 100000]
         [--reuse-sqlite PATH] [--reuse-pg SCHEMA]
@@ -85,6 +85,7 @@ import psycopg
 from common import machine  # noqa: E402
 from psycopg import sql
 
+import projections.runner as runner_module
 from domain.application import PocDirectory
 from domain.base import PocdirAggregate
 from domain.clock import SimulatedClock
@@ -96,7 +97,7 @@ from domain.taxonomy import INCIDENT_TYPES, Level
 from domain.values import Contact, Principal, Role, Text
 from infra.settings import Settings
 from infra.wiring import build_application, build_directory_view, eventsourcing_env
-from projections.runner import DIRECTORY_VIEW, ViewRunner, project_views
+from projections.runner import DIRECTORY_VIEW, REBUILD_BATCH, ViewRunner, project_views
 from projections.store import VIEW_TABLE, ViewRecorder
 
 GOAL_RATIO = 0.50
@@ -716,15 +717,14 @@ class _CappedApp:
 _STEPS = [
     ("read: recorder.select_notifications", "", "select_notifications"),
     ("decode: mapper.to_domain_event", "eventsourcing/persistence.py", "to_domain_event"),
+    ("prefetch: BatchDocuments.prefetch", "projections/runner.py", "prefetch"),
+    ("  ViewRecorder.get_many (1 query per kind)", "projections/store.py", "get_many"),
     ("project: project_views", "projections/runner.py", "project_views"),
-    ("  view reads: BatchDocuments.get", "projections/runner.py", "get"),
-    ("    ViewRecorder.get_many (1 query each)", "projections/store.py", "get_many"),
-    ("      json.loads of documents read", "json/__init__.py", "loads"),
+    ("  point reads: ViewRecorder.get (misses)", "projections/store.py", "get"),
     ("  project_directory", "projections/directory.py", "project_directory"),
     ("  project_history", "projections/history.py", "project_history"),
-    ("write: ViewRecorder.apply", "projections/store.py", "apply"),
-    ("  json dumps of documents written", "projections/store.py", "dumps"),
-    ("  cursor executemany (upserts)", "", "executemany"),
+    ("serialise: split_changes (canonical JSON)", "projections/store.py", "split_changes"),
+    ("wait for the writer thread (Future.result)", "concurrent/futures/_base.py", "result"),
     ("tracking: view.max_tracking_id", "", "max_tracking_id"),
 ]
 
@@ -759,17 +759,19 @@ class _Clock:
 
 
 class _ClockedView:
-    """The view recorder with its reads (``get``: a document not yet in the batch) and
-    writes (``apply``: one transaction per batch) timed."""
+    """The view recorder with its reads (``get_many``: a batch's prefetch; ``get``: a
+    document neither prefetched nor in memory) and writes (``write``: one transaction per
+    batch, in the runner's writer thread) timed."""
 
     def __init__(self, view: ViewRecorder, clock: _Clock) -> None:
         self._view, self._clock = view, clock
         self.get = clock.wrap("reads", view.get)
-        self._apply = clock.wrap("writes", view.apply)
+        self.get_many = clock.wrap("prefetch", view.get_many)
+        self._write = clock.wrap("writes", view.write)
 
-    def apply(self, tracking: Any, changes: Any) -> None:
-        self._clock.calls["documents"] += len(changes)
-        self._apply(tracking, changes)
+    def write(self, tracking: Any, rows: Any) -> None:
+        self._clock.calls["documents"] += len(rows[0]) + len(rows[1])
+        self._write(tracking, rows)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._view, name)
@@ -797,19 +799,28 @@ def breakdown_phase(app: PocDirectory, view: ViewRecorder, args: argparse.Namesp
         _ClockedView(view, clock),  # type: ignore[arg-type]
         projector=clock.wrap("project", project_views),
     )
-    started = time.perf_counter()
-    events = runner.rebuild(batch=args.batch)
-    total = time.perf_counter() - started
+    serialise = runner_module.split_changes
+    runner_module.split_changes = clock.wrap("serialise", serialise)  # type: ignore[assignment]
+    try:
+        started = time.perf_counter()
+        events = runner.rebuild(batch=args.batch)
+        total = time.perf_counter() - started
+    finally:
+        runner_module.split_changes = serialise  # type: ignore[assignment]
     sec, calls = clock.seconds, clock.calls
     rows: list[tuple[str, int, float]] = [
         ("read: select_notifications", calls["select"], sec["select"]),
         ("decode: mapper.to_domain_event", calls["decode"], sec["decode"]),
+        ("prefetch (view.get_many, 1 query per kind)", calls["prefetch"], sec["prefetch"]),
         ("project, in memory (project_views less reads)", calls["project"],
          sec["project"] - sec["reads"]),
-        ("view point reads (view.get, 1 transaction each)", calls["reads"], sec["reads"]),
-        ("view writes (view.apply, 1 transaction a batch)", calls["writes"], sec["writes"]),
+        ("view point reads (view.get: misses)", calls["reads"], sec["reads"]),
+        ("serialise (split_changes: canonical JSON)", calls["serialise"], sec["serialise"]),
     ]
-    rows.append(("rest (runner loop, reset)", 0, total - sum(r[2] for r in rows)))
+    rows.append(("rest (loop, reset, waiting for the writer)", 0,
+                 total - sum(r[2] for r in rows)))
+    rows.append(("writer thread: view.write (overlaps the above)", calls["writes"],
+                 sec["writes"]))
     lines = [
         f"===== breakdown: {title}, first {events:,} events, no profiler: {total:.1f} s, "
         f"{events / total:,.0f} events/s =====",
@@ -818,8 +829,9 @@ def breakdown_phase(app: PocDirectory, view: ViewRecorder, args: argparse.Namesp
     for label, n, seconds in rows:
         lines.append(f"  {label:<50}{f'{n:,}' if n else '':>9}{seconds:>9.2f}"
                      f"{1e6 * seconds / events:>10.1f}{seconds / total:>7.0%}")
-    lines.append(f"  per event: {calls['reads'] / events:.2f} view point reads (documents not "
-                 f"already in the batch), {calls['documents'] / events:.2f} documents written")
+    lines.append(f"  per event: {calls['reads'] / events:.2f} view point reads (documents "
+                 f"neither prefetched nor in memory), {calls['documents'] / events:.2f} "
+                 "documents written")
     return lines
 
 
@@ -830,7 +842,8 @@ def profile_phase(app: PocDirectory, view: ViewRecorder, args: argparse.Namespac
     capped = _CappedApp(app, args.profile_events)
     view.reset(DIRECTORY_VIEW)
     lines = [f"===== profile: {title}, first {args.profile_events:,} events "
-             "(cProfile inflates Python calls; read it for shares, not rates) ====="]
+             "(cProfile inflates Python calls; read it for shares, not rates; it sees the "
+             "main thread only, not the writer thread's writes) ====="]
     profile = cProfile.Profile()
     profile.enable()
     result = rebuild(capped, view, args.batch)
@@ -1076,7 +1089,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000, help="events to generate")
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--batch", type=int, default=1000, help="runner batch (and read page)")
+    parser.add_argument("--batch", type=int, default=REBUILD_BATCH,
+                        help="runner batch (and read page of read+decode)")
     parser.add_argument("--sends", type=int, default=450,
                         help="notifications sent per generation wave (a wave is ~4.5x events)")
     parser.add_argument("--rate", type=float, default=200.0, help="writer events/s (lag phase)")
@@ -1090,7 +1104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
                         help="auto: profile when the ratio misses the goal")
     parser.add_argument("--profile-events", type=int, default=100_000)
-    parser.add_argument("--breakdown-events", type=int, default=20_000,
+    parser.add_argument("--breakdown-events", type=int, default=100_000,
                         help="events rebuilt with each step timed, no profiler (with profiling)")
     parser.add_argument("--read-passes", type=int, default=2,
                         help="read+decode passes: one before the rebuild, the others after")

@@ -8,6 +8,7 @@ position (``projections.asof``), so the two can never disagree.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -18,6 +19,13 @@ LATE_NOTICE_DAYS = 30  # R5: notify a change no later than 30 days after it occu
 
 
 class Documents(Protocol):
+    """Where a projector reads and writes documents.
+
+    Contract for projectors: a document changed must be ``put`` back; a store may hand out
+    its live object from ``get`` (the runner) or a copy (the in-memory views), so a change
+    that is not put is lost in one and not in the other.
+    """
+
     def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
 
     def put(self, kind: str, key: str, doc: dict[str, Any]) -> None: ...
@@ -25,6 +33,13 @@ class Documents(Protocol):
 
 def _day(ts: datetime) -> str:
     return ts.date().isoformat()
+
+
+def directory_reads(event: Any) -> Iterator[tuple[str, str]]:
+    """The documents ``project_directory`` will ``get`` for ``event``, so a runner can fetch a
+    whole batch's in one query. A key left out here is still read, one query at a time."""
+    if isinstance(event, StateEntry.Event) and not isinstance(event, StateEntry.Registered):
+        yield ENTRY, code_of_entry(event.originator_id)
 
 
 def project_directory(event: Any, position: int, docs: Documents) -> None:

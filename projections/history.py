@@ -8,7 +8,7 @@ detail is copied here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -30,9 +30,19 @@ def history_key(code: str, position: int) -> str:
     return f"{code}:{position:020d}"
 
 
-def _hours(later: str, earlier: str) -> float:
-    delta = datetime.fromisoformat(later) - datetime.fromisoformat(earlier)
+def _hours(later: datetime, earlier: str) -> float:
+    delta = later - datetime.fromisoformat(earlier)
     return round(delta.total_seconds() / 3600, 2)
+
+
+def history_reads(event: Any) -> Iterator[tuple[str, str]]:
+    """The documents ``project_history`` will ``get`` for ``event`` (see ``directory_reads``)."""
+    if isinstance(event, Notification.Event) and not isinstance(event, Notification.Sent):
+        yield NOTIFICATION, str(event.originator_id)
+    elif isinstance(event, SharingConsent.Event) and not isinstance(
+        event, SharingConsent.Requested
+    ):
+        yield CONSENT, str(event.originator_id)
 
 
 def project_history(event: Any, position: int, docs: Documents) -> None:
@@ -90,7 +100,7 @@ def _notification(event: Any, position: int, docs: Documents, item: Any) -> None
     common = {"notification_id": nid, "incident_type": meta["incident_type"]}
     if isinstance(event, Notification.Acknowledged):
         meta["acknowledged_at"], meta["status"] = at, "acknowledged"
-        hours = _hours(at, meta["sent_at"])
+        hours = _hours(event.timestamp, meta["sent_at"])
         item(recipient, "acknowledged", counterpart=sender, hours_to_acknowledge=hours, **common)
         item(
             sender,
@@ -104,7 +114,7 @@ def _notification(event: Any, position: int, docs: Documents, item: Any) -> None
         if first:
             meta["first_response_at"] = at
         meta["status"] = "responded"
-        timing = {"hours_to_respond": _hours(at, meta["sent_at"])} if first else {}
+        timing = {"hours_to_respond": _hours(event.timestamp, meta["sent_at"])} if first else {}
         assistance = {"assistance_requested": True} if event.assistance_requested else {}
         item(recipient, "responded", counterpart=sender, **timing, **assistance, **common)
         item(sender, "response received", counterpart=recipient, **timing, **assistance, **common)

@@ -4,22 +4,31 @@ Events are read in position order after the view's tracking position, projected 
 and each batch's document changes are written with the batch's last position in one
 transaction. A runner killed at any point leaves the view at the end of its last committed
 batch and the next runner resumes there: nothing lost, nothing counted twice.
+
+Why it is fast enough to rebuild a large record: a batch's events are decoded first, the
+documents they will read are fetched in one query per kind, and documents the runner itself
+committed earlier in the same ``catch_up`` are kept in memory (bounded), so most events need
+no read from the view at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from typing import Any
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 
-from projections.directory import Documents, project_directory
-from projections.history import project_history
+from projections.directory import Documents, directory_reads, project_directory
+from projections.history import history_reads, project_history
 from projections.review import project_review
-from projections.store import Changes, ViewRecorder
+from projections.store import Changes, ViewRecorder, split_changes
 
 Projector = Callable[[Any, int, Documents], None]
+#: The (kind, key) of each document a projector will ``get`` for an event.
+Reads = Callable[[Any], Iterable[tuple[str, str]]]
 DIRECTORY_VIEW = "view:directory"
 
 
@@ -31,24 +40,95 @@ def project_views(event: Any, position: int, docs: Documents) -> None:
     project_review(event, position, docs)
 
 
+def views_read(event: Any) -> Iterator[tuple[str, str]]:
+    """The documents ``project_views`` will ``get`` for ``event``."""
+    yield from directory_reads(event)
+    yield from history_reads(event)
+
+
 BATCH = 1000
+#: A rebuild's batch: ten times fewer commits, and a document changed by several events of
+#: the batch (a notification sent, acknowledged, answered) is written once instead of each time.
+REBUILD_BATCH = 10_000
+#: Documents kept in memory between the batches of one ``catch_up``. A notification's or a
+#: consent's events are usually a few thousand positions apart, so this holds nearly every
+#: document a later event reads; one that was dropped is read from the view again.
+KNOWN_LIMIT = 50_000
+
+
+class KnownDocuments:
+    """The committed state of documents this runner read or wrote during one ``catch_up``:
+    ``None`` for a key known to be absent. Only kinds the projectors read are kept.
+
+    Precondition: nothing else writes the view meanwhile (one runner per view; a second
+    runner's commit fails on the tracking position). It lives for one ``catch_up`` call and
+    is dropped with it, also when a batch fails, so it never outlives what it describes.
+    """
+
+    def __init__(self, limit: int = KNOWN_LIMIT) -> None:
+        self.limit = limit
+        self.docs: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self.kinds: set[str] = set()
+
+    def committed(self, changes: Changes) -> None:
+        """Record a batch's changes once its transaction has committed."""
+        docs, kinds = self.docs, self.kinds
+        for k, doc in changes.items():
+            if k[0] in kinds:
+                docs.pop(k, None)  # re-inserted last: the most recently written stay longest
+                docs[k] = doc
+        excess = len(docs) - self.limit
+        if excess > 0:
+            for k in list(islice(docs, excess)):
+                del docs[k]
 
 
 class BatchDocuments:
     """Documents read through from the view and changed in memory until the batch commits.
 
+    Only documents ``put`` are written; a projector puts back every document it changes
+    (the ``Documents`` contract). ``writing`` holds the changes of the previous batch while
+    its transaction may still be running: they are read from there, never from the view.
+
     Precondition: only one batch is open per view at a time (one runner per view);
     a second runner's commit fails on the tracking position and rolls back instead.
     """
 
-    def __init__(self, view: ViewRecorder) -> None:
+    def __init__(
+        self,
+        view: ViewRecorder,
+        known: KnownDocuments | None = None,
+        writing: Changes | None = None,
+    ) -> None:
         self.view = view
+        self.known = known if known is not None else KnownDocuments()
+        self.writing: Changes = writing if writing is not None else {}
         self.changes: Changes = {}
 
+    def prefetch(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Fetch, in one query per kind, the documents not already in memory."""
+        known, changes, writing = self.known.docs, self.changes, self.writing
+        wanted: dict[str, dict[str, None]] = {}
+        for k in keys:
+            if k not in changes and k not in writing and k not in known:
+                wanted.setdefault(k[0], {})[k[1]] = None
+        for kind, keys_of_kind in wanted.items():
+            self.known.kinds.add(kind)
+            found = self.view.get_many(kind, keys_of_kind)
+            for key in keys_of_kind:
+                known[(kind, key)] = found.get(key)
+
     def get(self, kind: str, key: str) -> dict[str, Any] | None:
-        if (kind, key) not in self.changes:
-            self.changes[(kind, key)] = self.view.get(kind, key)
-        return self.changes[(kind, key)]
+        k = (kind, key)
+        if k in self.changes:
+            return self.changes[k]
+        if k in self.writing:
+            return self.writing[k]
+        known = self.known.docs
+        if k not in known:
+            self.known.kinds.add(kind)
+            known[k] = self.view.get(kind, key)
+        return known[k]
 
     def put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
         self.changes[(kind, key)] = doc
@@ -61,38 +141,70 @@ class ViewRunner:
         view: ViewRecorder,
         name: str = DIRECTORY_VIEW,
         projector: Projector = project_views,
+        reads: Reads = views_read,
     ) -> None:
-        self.app, self.view, self.name, self.projector = app, view, name, projector
+        self.app, self.view, self.name = app, view, name
+        self.projector, self.reads = projector, reads
 
     @property
     def position(self) -> int:
         return self.view.max_tracking_id(self.name) or 0
 
     def catch_up(self, batch: int = BATCH, on_progress: Callable[[int], None] | None = None) -> int:
-        """Project every event after the view's position; return how many were projected."""
-        start, projected = self.position, 0
-        while True:
-            notifications = self.app.recorder.select_notifications(
-                start, batch, inclusive_of_start=False
-            )
-            if not notifications:
-                return projected
-            docs = BatchDocuments(self.view)
-            for notification in notifications:
-                event = self.app.mapper.to_domain_event(notification)
-                self.projector(event, notification.id, docs)
-            start = notifications[-1].id
-            self.view.apply(Tracking(self.name, start), _unchanged_removed(docs.changes))
-            projected += len(notifications)
-            if on_progress is not None:
-                on_progress(start)
+        """Project every event after the view's position; return how many were projected.
 
-    def rebuild(self, batch: int = BATCH, on_progress: Callable[[int], None] | None = None) -> int:
+        Each batch is written in one transaction with its last position, by a second thread,
+        while this one reads, decodes and projects the next batch (the database does its
+        work without holding the interpreter lock). One batch is written at a time, in
+        order; a batch whose write fails stops the runner before the next one is written,
+        so the view still ends at the last committed batch. A short batch (the end of the
+        record so far, as when following new events) is written by this thread: no thread
+        is started when there is nothing to overlap."""
+        start, projected = self.position, 0
+        known = KnownDocuments()
+        select = self.app.recorder.select_notifications
+        decode = self.app.mapper.to_domain_event
+        writing: Changes = {}
+        pending: Future[None] | None = None
+        pending_events, position = 0, start
+
+        def written() -> None:
+            """Wait for the batch being written; account for it once it has committed."""
+            nonlocal pending, projected
+            if pending is None:
+                return
+            done, pending = pending, None
+            done.result()  # raises the batch's error: nothing after it is written
+            known.committed(writing)
+            projected += pending_events
+            if on_progress is not None:
+                on_progress(position)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="view-writer") as writer:
+            while True:
+                notifications = select(start, batch, inclusive_of_start=False)
+                if not notifications:
+                    written()
+                    return projected
+                events = [(n.id, decode(n)) for n in notifications]
+                docs = BatchDocuments(self.view, known, writing)
+                docs.prefetch(k for _, event in events for k in self.reads(event))
+                for p, event in events:
+                    self.projector(event, p, docs)
+                rows = split_changes(docs.changes)  # serialised before the next batch runs
+                start = notifications[-1].id
+                written()
+                writing, position, pending_events = docs.changes, start, len(notifications)
+                if len(notifications) == batch:
+                    pending = writer.submit(self.view.write, Tracking(self.name, start), rows)
+                else:  # a short batch ends the record for now: nothing to overlap it with
+                    self.view.write(Tracking(self.name, start), rows)
+                    pending = Future()
+                    pending.set_result(None)
+
+    def rebuild(
+        self, batch: int = REBUILD_BATCH, on_progress: Callable[[int], None] | None = None
+    ) -> int:
         """Drop the view and project the whole record again."""
         self.view.reset(self.name)
         return self.catch_up(batch, on_progress)
-
-
-def _unchanged_removed(changes: Changes) -> Changes:
-    """Documents only read, never created, need no write (None would mean delete)."""
-    return {k: v for k, v in changes.items() if v is not None}

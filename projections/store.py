@@ -9,8 +9,11 @@ with its document changes.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Protocol
 
 from eventsourcing.persistence import Tracking
@@ -19,29 +22,61 @@ from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
 VIEW_TABLE = "view_documents"
+#: SQLite page cache of a connection writing the view (negative: KiB). The default 2 MB
+#: cannot hold the pages a batch touches in a view of millions of documents, and spilling
+#: them mid-transaction made each batch's upserts several times slower.
+VIEW_CACHE_KIB = -262144
 
 #: (kind, key) -> document, or None to delete it.
 Changes = dict[tuple[str, str], dict[str, Any] | None]
+#: Rows to upsert (kind, key, canonical JSON) and keys to delete.
+Rows = tuple[list[tuple[str, str, str]], list[tuple[str, str]]]
+
+
+def _canonical_encoder() -> Callable[[Any], str]:
+    """``json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, with
+    its C encoder made once instead of on every call (half the cost of a small document;
+    the same encoder, so the same bytes)."""
+    if c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
+        return partial(json.dumps, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    encoder = c_make_encoder(
+        None, json.JSONEncoder().default, encode_basestring, None, ":", ",", True, False, True
+    )
+    return lambda doc: "".join(encoder(doc, 0))
+
+
+_encode = _canonical_encoder()
 
 
 def dumps(doc: dict[str, Any]) -> str:
     """Documents are stored as canonical JSON, so equal views are byte-identical."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _encode(doc)
 
 
-def split_changes(
-    changes: Changes,
-) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
-    """Rows to upsert (kind, key, canonical JSON) and keys to delete."""
-    upserts = [(k, key, dumps(d)) for (k, key), d in changes.items() if d is not None]
-    deletes = [(k, key) for (k, key), d in changes.items() if d is None]
+def split_changes(changes: Changes) -> Rows:
+    """Rows to upsert (kind, key, canonical JSON) and keys to delete. Serialising here, not
+    when the rows are written, leaves the caller free to change the documents afterwards."""
+    upserts: list[tuple[str, str, str]] = []
+    deletes: list[tuple[str, str]] = []
+    encode = _encode
+    for (kind, key), doc in changes.items():
+        if doc is None:
+            deletes.append((kind, key))
+        else:
+            upserts.append((kind, key, encode(doc)))
     return upserts, deletes
+
+
+#: Per-connection staging table for a batch's upserts on PostgreSQL (emptied on commit).
+STAGING_TABLE = "pg_temp.pocdir_view_staging"
 
 
 class ViewRecorder(Protocol):
     def max_tracking_id(self, application_name: str) -> int | None: ...
 
     def apply(self, tracking: Tracking, changes: Changes) -> None: ...
+
+    def write(self, tracking: Tracking, rows: Rows) -> None: ...
 
     def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
 
@@ -54,6 +89,21 @@ class ViewRecorder(Protocol):
     def dump(self) -> list[tuple[str, str, str]]: ...
 
     def reset(self, application_name: str) -> None: ...
+
+
+#: Rows per SQLite ``INSERT`` (three parameters each, under SQLite's limit of 32,766).
+SQLITE_ROWS_PER_INSERT = 1000
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_upsert(rows: int) -> str:
+    """One statement for many rows: SQLite inserts them all in one call that releases the
+    interpreter lock once, where ``executemany`` took it back after every row (and waited
+    for it while the runner's other thread was projecting)."""
+    return (
+        f"INSERT INTO {VIEW_TABLE} VALUES {','.join(['(?,?,?)'] * rows)} "
+        "ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc"
+    )
 
 
 class SQLiteViewRecorder(SQLiteTrackingRecorder):
@@ -69,14 +119,19 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder):
         ]
 
     def apply(self, tracking: Tracking, changes: Changes) -> None:
-        upserts, deletes = split_changes(changes)
+        self.write(tracking, split_changes(changes))
+
+    def write(self, tracking: Tracking, rows: Rows) -> None:
+        """Upsert and delete ``rows`` and advance ``tracking`` in one transaction."""
+        upserts, deletes = rows
         with self.datastore.transaction(commit=True) as c:
-            if upserts:
-                c.executemany(
-                    f"INSERT INTO {VIEW_TABLE} VALUES (?, ?, ?) "
-                    "ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc",
-                    upserts,
-                )
+            c.execute(f"PRAGMA cache_size = {VIEW_CACHE_KIB}")
+            # In key order, each row lands next to the previous one in the table's b-tree:
+            # about three times faster than in the batch's order for a large view.
+            upserts = sorted(upserts)
+            for i in range(0, len(upserts), SQLITE_ROWS_PER_INSERT):
+                chunk = upserts[i : i + SQLITE_ROWS_PER_INSERT]
+                c.execute(_sqlite_upsert(len(chunk)), [v for row in chunk for v in row])
             if deletes:
                 c.executemany(f"DELETE FROM {VIEW_TABLE} WHERE kind = ? AND key = ?", deletes)
             self._insert_tracking(c, tracking)
@@ -138,15 +193,31 @@ class PostgresViewRecorder(PostgresTrackingRecorder):
         return SQL(text).format(*self.view_table)
 
     def apply(self, tracking: Tracking, changes: Changes) -> None:
-        upserts, deletes = split_changes(changes)
+        self.write(tracking, split_changes(changes))
+
+    def write(self, tracking: Tracking, rows: Rows) -> None:
+        """Upsert and delete ``rows`` and advance ``tracking`` in one transaction.
+
+        The upserts are copied (``COPY``) into a temporary table and merged with one
+        ``INSERT ... ON CONFLICT``: one round trip for the whole batch, where
+        ``executemany`` sent and adapted each row in Python."""
+        upserts, deletes = rows
         with self.datastore.transaction(commit=True) as curs:
             if upserts:
-                curs.executemany(
+                curs.execute(
+                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} ("
+                    'kind text NOT NULL, key text COLLATE "C" NOT NULL, doc text NOT NULL) '
+                    "ON COMMIT DELETE ROWS"
+                )
+                with curs.copy(f"COPY {STAGING_TABLE} (kind, key, doc) FROM STDIN") as copy:
+                    for row in upserts:
+                        copy.write_row(row)
+                curs.execute(
                     self._sql(
-                        "INSERT INTO {0}.{1} VALUES (%s, %s, %s) "
+                        f"INSERT INTO {{0}}.{{1}} SELECT kind, key, doc FROM {STAGING_TABLE} "
+                        "ORDER BY kind, key "
                         "ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc"
-                    ),
-                    upserts,
+                    )
                 )
             if deletes:
                 curs.executemany(
@@ -193,8 +264,11 @@ class PostgresViewRecorder(PostgresTrackingRecorder):
             return [(r["kind"], r["key"], r["doc"]) for r in curs.fetchall()]
 
     def reset(self, application_name: str) -> None:
+        """Empty the view. ``TRUNCATE`` (transactional, like ``DELETE``) leaves no dead rows
+        behind: after a ``DELETE`` of millions of documents, the next rebuild's reads were
+        many times slower until autovacuum had run."""
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self._sql("DELETE FROM {0}.{1}"))
+            curs.execute(self._sql("TRUNCATE {0}.{1}"))
             curs.execute(
                 SQL("DELETE FROM {0}.{1} WHERE application_name = %s").format(
                     Identifier(self.datastore.schema), Identifier(self.tracking_table_name)

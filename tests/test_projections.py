@@ -13,6 +13,7 @@ import time
 from datetime import date, timedelta
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock
@@ -189,6 +190,32 @@ def test_a_runner_killed_mid_stream_resumes_with_nothing_lost_or_counted_twice(
     assert incremental == rebuilt
     runner.rebuild()
     assert view.dump() == rebuilt  # two rebuilds give identical output
+
+
+def test_a_batch_overtaken_by_another_runner_is_not_written_and_stops_the_runner(
+    backend: Backend, app: PocDirectory
+) -> None:
+    """Batches are written by the runner's writer thread; a write that fails (here: another
+    runner has moved the view past it) must stop the runner with the error, write nothing of
+    that batch, and leave the view as the other runner made it."""
+    _simulate(backend)
+    total = app.recorder.max_notification_id()
+    view = build_directory_view(app, backend.settings)
+    other = ViewRunner(app, build_directory_view(app, backend.settings))
+    overtaken: list[int] = []
+
+    def overtake(position: int) -> None:
+        if not overtaken:
+            overtaken.append(position)
+            other.catch_up()  # the other runner takes the view to the end meanwhile
+
+    with pytest.raises(IntegrityError):
+        ViewRunner(app, view).catch_up(batch=20, on_progress=overtake)
+    assert len(overtaken) == 1 and overtaken[0] < total  # it failed mid-stream
+    assert view.max_tracking_id(DIRECTORY_VIEW) == total
+    caught_up = view.dump()
+    ViewRunner(app, view).rebuild()
+    assert view.dump() == caught_up
 
 
 def exchange(app: PocDirectory, clock: SimulatedClock) -> None:
