@@ -108,9 +108,9 @@ class Services:
         """Project every new event into the views; return how many there were."""
         with self.lock:
             try:
-                return self.runner.catch_up()
+                return self.runner.catch_up(from_last=True)
             except IntegrityError:
-                # Another process (the CLI) projected the same batch first; go on from there.
+                # Another process (the CLI) moved the view on; go on from where it is.
                 return self.runner.catch_up()
 
     def authenticate(self, token: str) -> Principal:

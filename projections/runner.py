@@ -145,12 +145,20 @@ class ViewRunner:
     ) -> None:
         self.app, self.view, self.name = app, view, name
         self.projector, self.reads = projector, reads
+        #: The position this runner last brought the view to, in this process.
+        self.last_position: int | None = None
 
     @property
     def position(self) -> int:
         return self.view.max_tracking_id(self.name) or 0
 
-    def catch_up(self, batch: int = BATCH, on_progress: Callable[[int], None] | None = None) -> int:
+    def catch_up(
+        self,
+        batch: int = BATCH,
+        on_progress: Callable[[int], None] | None = None,
+        *,
+        from_last: bool = False,
+    ) -> int:
         """Project every event after the view's position; return how many were projected.
 
         Each batch is written in one transaction with its last position, by a second thread,
@@ -159,8 +167,24 @@ class ViewRunner:
         order; a batch whose write fails stops the runner before the next one is written,
         so the view still ends at the last committed batch. A short batch (the end of the
         record so far, as when following new events) is written by this thread: no thread
-        is started when there is nothing to overlap."""
-        start, projected = self.position, 0
+        is started when there is nothing to overlap.
+
+        ``from_last`` starts from the position this runner last reached instead of reading
+        it from the view: one query less for a process that follows the record on every
+        request. If another process moved the view on meanwhile, the first write fails on
+        its tracking position (``IntegrityError``) and nothing is written; call again
+        without ``from_last``."""
+        try:
+            return self._catch_up(batch, on_progress, from_last)
+        except BaseException:
+            self.last_position = None
+            raise
+
+    def _catch_up(
+        self, batch: int, on_progress: Callable[[int], None] | None, from_last: bool
+    ) -> int:
+        last = self.last_position
+        start, projected = (last if from_last and last is not None else self.position), 0
         known = KnownDocuments()
         select = self.app.recorder.select_notifications
         decode = self.app.mapper.to_domain_event
@@ -185,6 +209,7 @@ class ViewRunner:
                 notifications = select(start, batch, inclusive_of_start=False)
                 if not notifications:
                     written()
+                    self.last_position = position
                     return projected
                 events = [(n.id, decode(n)) for n in notifications]
                 docs = BatchDocuments(self.view, known, writing)

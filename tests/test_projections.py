@@ -218,6 +218,32 @@ def test_a_batch_overtaken_by_another_runner_is_not_written_and_stops_the_runner
     assert view.dump() == caught_up
 
 
+def test_a_server_following_from_its_last_position_survives_another_process_moving_on(
+    backend: Backend, app: PocDirectory, clock: SimulatedClock
+) -> None:
+    """The server remembers where it left the view; when the CLI (another runner) moved the
+    view on meanwhile, the server's stale start fails on the tracking position, writes
+    nothing, and it goes on from the view's own position: nothing counted twice."""
+    from infra.wiring import build_services
+
+    services = build_services(backend.settings, clock=clock)
+    try:
+        register_fra(services.application)
+        services.catch_up()
+        cli = ViewRunner(app, build_directory_view(app, backend.settings))
+        for code in ("DEU", "ITA"):
+            app.register_state(state(code), code)
+        cli.catch_up()
+        assert services.catch_up() == 0
+        app.register_state(state("ESP"), "ESP")
+        assert services.catch_up() == 1
+        followed = services.view.dump()
+        ViewRunner(app, services.view).rebuild()
+        assert services.view.dump() == followed
+    finally:
+        services.close()
+
+
 def exchange(app: PocDirectory, clock: SimulatedClock) -> None:
     """FRA notifies DEU; DEU acknowledges after 2 h and responds asking for assistance after
     5 h; FRA asks to share with ITA, DEU denies."""
