@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
@@ -77,7 +77,7 @@ def latest_checkpoint(
     summary="The signed checkpoint of a tree size",
 )
 def checkpoint_by_size(
-    size: int,
+    size: Annotated[int, Path(ge=0, le=2**62)],
     _: AuditorPrincipal,
     services: ServicesDep,
     format: FormatQuery = "json",  # noqa: A002
