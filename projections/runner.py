@@ -185,6 +185,11 @@ class ViewRunner:
     ) -> int:
         last = self.last_position
         start, projected = (last if from_last and last is not None else self.position), 0
+        if not self.app.recorder.select_notifications(start, 1, inclusive_of_start=False):
+            # Nothing new, the usual case for a server following the record: no writer
+            # thread, no batch. (One row; the loop below reads the batch again.)
+            self.last_position = start
+            return 0
         known = KnownDocuments()
         select = self.app.recorder.select_notifications
         decode = self.app.mapper.to_domain_event

@@ -52,12 +52,13 @@ async def route(
     queries: QueriesDep,
     incident_type: Annotated[str, Query(max_length=40, examples=["malware"])],
     level: Annotated[str, Query(max_length=20)] = "technical",
-) -> RoutePublic:
+) -> dict[str, Any]:
     found = await run_in_threadpool(queries.route, state, incident_type, level)
-    return RoutePublic(
-        state=found.state,
-        incident_type=found.incident_type,
-        level=found.level,
-        contacts=found.contacts,  # type: ignore[arg-type]
-        fell_back_to_coordination_contact=found.fell_back_to_coordination_contact,
-    )
+    # A plain dict: FastAPI checks it against RoutePublic once, on the way out.
+    return {
+        "state": found.state,
+        "incident_type": found.incident_type,
+        "level": found.level,
+        "contacts": found.contacts,
+        "fell_back_to_coordination_contact": found.fell_back_to_coordination_contact,
+    }
