@@ -198,6 +198,23 @@ def _date(value: str | None, option: str) -> date | None:
 
 
 @contextmanager
+def command_application(
+    clock: SimulatedClock | None = None, **kwargs: object
+) -> Iterator[PocDirectory]:
+    """The record, opened for one command: a refusal exits 4 (not found) or 2 with its one
+    line, a database error exits 3, and the application is closed in every case."""
+    application = open_application(clock, **kwargs)
+    try:
+        yield application
+    except PocdirError as e:
+        fail(str(e), EXIT_NOT_FOUND if isinstance(e, NotFound) else EXIT_USAGE)
+    except (OperationalError, PersistenceError) as e:
+        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
+    finally:
+        application.close()
+
+
+@contextmanager
 def directory_view(
     as_of: date | None = None, at_position: int | None = None
 ) -> Iterator[DirectoryQueries]:

@@ -12,24 +12,19 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import typer
-from eventsourcing.persistence import OperationalError, PersistenceError
 from rich.table import Table
 
+from api.cli import Format as TableFormat
 from api.cli import (
-    EXIT_NOT_FOUND,
-    EXIT_UNAVAILABLE,
-    EXIT_USAGE,
     FormatOption,
     _date,
     _print_json,
+    command_application,
     directory_view,
     fail,
-    open_application,
     out,
 )
-from api.cli import Format as TableFormat
 from api.review_html import render_html
-from domain.errors import NotFound, PocdirError
 from domain.values import Principal, Role
 from projections.review import check_summaries
 from projections.review_report import build_report, report_csv, report_json
@@ -94,17 +89,10 @@ def check_launch(
     """Launch a check of every registered State's contacts at one level, or of listed ones."""
     if not 0 < deadline_hours <= 24 * 30:
         fail("--deadline-hours must be more than 0 and at most 720")
-    application = open_application()
-    try:
+    with command_application() as application:
         deadline = application.clock.now() + timedelta(hours=deadline_hours)
         check = application.launch_check(_secretariat(by), level, deadline, state or None)
         results = check.results(application.clock.now())
-    except PocdirError as e:
-        fail(str(e), EXIT_NOT_FOUND if isinstance(e, NotFound) else EXIT_USAGE)
-    except (OperationalError, PersistenceError) as e:
-        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
-    finally:
-        application.close()
     if format is TableFormat.JSON:
         _print_json(results)
     else:
@@ -123,15 +111,8 @@ def check_results(
 ) -> None:
     """Each State's result: answered in time, answered late, no answer (or awaiting)."""
     cid = _check_id(check_id)
-    application = open_application()
-    try:
+    with command_application() as application:
         results = application.check_results(_secretariat(by), cid)
-    except PocdirError as e:
-        fail(str(e), EXIT_NOT_FOUND if isinstance(e, NotFound) else EXIT_USAGE)
-    except (OperationalError, PersistenceError) as e:
-        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
-    finally:
-        application.close()
     _print_results(results, format)
 
 
@@ -142,15 +123,8 @@ def check_close(
 ) -> None:
     """Close a check after its deadline: the States that have not answered get no answer."""
     cid = _check_id(check_id)
-    application = open_application()
-    try:
+    with command_application() as application:
         check = application.close_check(_secretariat(by), cid)
-    except PocdirError as e:
-        fail(str(e), EXIT_NOT_FOUND if isinstance(e, NotFound) else EXIT_USAGE)
-    except (OperationalError, PersistenceError) as e:
-        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
-    finally:
-        application.close()
     out.print(f"check {check.id} closed; {len(check.answers)} of {len(check.states)} answered")
 
 

@@ -10,7 +10,6 @@ import typer
 from eventsourcing.persistence import OperationalError, PersistenceError
 
 from domain.clock import SimulatedClock
-from domain.errors import NotFound, PocdirError
 from domain.values import Principal, Role
 
 #: The operator's console on the server's host acts as the Secretariat (it onboards States
@@ -29,17 +28,10 @@ def add_principal(
     ] = None,
 ) -> None:
     """Issue a credential and print its bearer token once; only its hash is kept."""
-    from api.cli import EXIT_UNAVAILABLE, fail, open_application, out
+    from api.cli import command_application, out
 
-    application = open_application()
-    try:
+    with command_application() as application:
         credential, token = application.issue_credential(CONSOLE, role, state)
-    except PocdirError as e:
-        fail(str(e))
-    except (OperationalError, PersistenceError) as e:
-        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
-    finally:
-        application.close()
     who = f"{role} {credential.state}" if credential.state else str(role)
     out.print(f"issued credential {credential.id} for {who}", highlight=False)
     out.print("bearer token (shown once, keep it secret):", highlight=False)
@@ -51,23 +43,14 @@ def revoke_principal(
     credential_id: Annotated[str, typer.Argument(help="the credential id")],
 ) -> None:
     """Revoke a credential; requests with its token get 401 from now on."""
-    from api.cli import EXIT_NOT_FOUND, EXIT_UNAVAILABLE, fail, open_application, out
+    from api.cli import command_application, fail, out
 
     try:
         cid = UUID(credential_id)
     except ValueError:
         fail(f"{credential_id[:40]!r} is not a credential id (a UUID)")
-    application = open_application()
-    try:
+    with command_application() as application:
         application.revoke_credential(CONSOLE, cid)
-    except NotFound as e:
-        fail(str(e), EXIT_NOT_FOUND)
-    except PocdirError as e:
-        fail(str(e))
-    except (OperationalError, PersistenceError) as e:
-        fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
-    finally:
-        application.close()
     out.print(f"revoked credential {cid}", highlight=False)
 
 

@@ -56,12 +56,14 @@ def _change(
     by: Principal,
     state: str,
     response: Response,
-    command: Callable[[PocDirectory, str], object],
+    if_match: str | None,
+    command: Callable[[PocDirectory, str, int | None], object],
 ) -> EntryPublic:
-    """Check R15 before anything, run the command, and answer with the entry as it now is."""
+    """Check R15 before anything, run ``command(application, code, expected_version)``, and
+    answer with the entry as it now is, with its new ETag."""
     code = state.strip().upper()
     check_acts_for(by, code)
-    command(services.application, code)
+    command(services.application, code, expected_version(if_match))
     return _entry(services, code, response)
 
 
@@ -82,7 +84,12 @@ def register(
     response: Response,
 ) -> EntryPublic:
     return _change(
-        services, by, state, response, lambda app, c: app.register_state(by, c, body.effective_on)
+        services,
+        by,
+        state,
+        response,
+        None,
+        lambda app, c, _: app.register_state(by, c, body.effective_on),
     )
 
 
@@ -96,13 +103,13 @@ def add_contact(
     if_match: IfMatch = None,
 ) -> EntryPublic:
     contact = Contact.from_dict(body.contact.model_dump())
-    version = expected_version(if_match)
     return _change(
         services,
         by,
         state,
         response,
-        lambda app, c: app.add_contact(by, c, contact, body.effective_on, version),
+        if_match,
+        lambda app, c, v: app.add_contact(by, c, contact, body.effective_on, v),
     )
 
 
@@ -121,13 +128,13 @@ def update_contact(
     contact = Contact.from_dict(body.contact.model_dump())
     if contact.contact_id != contact_id:
         raise ValidationError("the contact's contact_id must be the one in the path")
-    version = expected_version(if_match)
     return _change(
         services,
         by,
         state,
         response,
-        lambda app, c: app.update_contact(by, c, contact, body.effective_on, version),
+        if_match,
+        lambda app, c, v: app.update_contact(by, c, contact, body.effective_on, v),
     )
 
 
@@ -143,13 +150,13 @@ def remove_contact(
     effective_on: date | None = None,
     if_match: IfMatch = None,
 ) -> EntryPublic:
-    version = expected_version(if_match)
     return _change(
         services,
         by,
         state,
         response,
-        lambda app, c: app.remove_contact(by, c, contact_id, effective_on, version),
+        if_match,
+        lambda app, c, v: app.remove_contact(by, c, contact_id, effective_on, v),
     )
 
 
@@ -166,14 +173,14 @@ def set_coordination_contact(
     response: Response,
     if_match: IfMatch = None,
 ) -> EntryPublic:
-    version = expected_version(if_match)
     return _change(
         services,
         by,
         state,
         response,
-        lambda app, c: app.set_coordination_contact(
-            by, c, body.contact_id, body.effective_on, version
+        if_match,
+        lambda app, c, v: app.set_coordination_contact(
+            by, c, body.contact_id, body.effective_on, v
         ),
     )
 
@@ -191,14 +198,14 @@ def set_preferred_channel(
     response: Response,
     if_match: IfMatch = None,
 ) -> EntryPublic:
-    version = expected_version(if_match)
     return _change(
         services,
         by,
         state,
         response,
-        lambda app, c: app.set_preferred_channel(
-            by, c, body.contact_id, body.channel, body.effective_on, version
+        if_match,
+        lambda app, c, v: app.set_preferred_channel(
+            by, c, body.contact_id, body.channel, body.effective_on, v
         ),
     )
 
@@ -215,8 +222,9 @@ def confirm(
     response: Response,
     if_match: IfMatch = None,
 ) -> EntryPublic:
-    version = expected_version(if_match)
-    return _change(services, by, state, response, lambda app, c: app.confirm_entry(by, c, version))
+    return _change(
+        services, by, state, response, if_match, lambda app, c, v: app.confirm_entry(by, c, v)
+    )
 
 
 @router.post(
@@ -232,11 +240,11 @@ def withdraw(
     response: Response,
     if_match: IfMatch = None,
 ) -> EntryPublic:
-    version = expected_version(if_match)
     return _change(
         services,
         by,
         state,
         response,
-        lambda app, c: app.withdraw_entry(by, c, body.effective_on, version),
+        if_match,
+        lambda app, c, v: app.withdraw_entry(by, c, body.effective_on, v),
     )
