@@ -22,6 +22,7 @@ from api.routers import (
     consents,
     directory,
     entries,
+    needs,
     notifications,
     reads,
     review,
@@ -42,6 +43,7 @@ ROUTERS = (
     audit.router,
     transparency.router,
     checks.router,
+    needs.router,
     review.router,
 )
 

@@ -336,3 +336,39 @@ def test_reviewers_read_the_report_and_never_contact_details(api: Api) -> None:
         assert "Botnet" not in text
     assert_error(api.call("GET", f"/review/report?{period}", api.auth(Role.SECRETARIAT)), 403)
     assert_error(api.call("GET", f"/review/report?{period}&format=csv&table=nope", reviewer), 404)
+
+
+def test_a_need_is_matched_with_an_offer_and_fulfilled(api: Api) -> None:
+    for code in ("FRA", "DEU"):
+        register(api, code)
+    need = api.call(
+        "POST",
+        "/needs",
+        api.as_state("FRA"),
+        json={"category": "forensics", "text": "Help analysing a disk image"},
+    )
+    assert need.status_code == 201, need.text
+    nid = need.json()["id"]
+    assert_error(
+        api.call("POST", f"/needs/{nid}/offers", api.as_state("FRA"), json={"text": "self"}), 422
+    )
+    offered = api.call(
+        "POST", f"/needs/{nid}/offers", api.as_state("DEU"), json={"text": "Our CERT can help"}
+    )
+    assert offered.status_code == 200, offered.text
+    assert_error(
+        api.call(
+            "POST", f"/needs/{nid}/acceptance", api.as_state("DEU"), json={"offering_state": "DEU"}
+        ),
+        403,
+    )
+    matched = api.call(
+        "POST", f"/needs/{nid}/acceptance", api.as_state("FRA"), json={"offering_state": "DEU"}
+    )
+    assert matched.json()["status"] == "matched" and matched.json()["matched_with"] == "DEU"
+    done = api.call("POST", f"/needs/{nid}/fulfilment", api.as_state("FRA"))
+    assert done.json()["status"] == "fulfilled"
+    listed = api.call("GET", "/needs", api.auth(Role.SECRETARIAT)).json()
+    assert [(n["id"], n["matched_with"]) for n in listed] == [(nid, "DEU")]
+    assert "disk image" not in str(listed)
+    assert_error(api.call("GET", "/needs", api.auth(Role.REVIEWER)), 422)
