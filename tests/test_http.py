@@ -371,4 +371,4 @@ def test_a_need_is_matched_with_an_offer_and_fulfilled(api: Api) -> None:
     listed = api.call("GET", "/needs", api.auth(Role.SECRETARIAT)).json()
     assert [(n["id"], n["matched_with"]) for n in listed] == [(nid, "DEU")]
     assert "disk image" not in str(listed)
-    assert_error(api.call("GET", "/needs", api.auth(Role.REVIEWER)), 422)
+    assert_error(api.call("GET", "/needs", api.auth(Role.REVIEWER)), 403)
