@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Depends, Header, Response
 
 from api.deps import ServicesDep, StatePrincipal
 from api.routers.directory import entry_public, etag
@@ -22,8 +22,7 @@ from api.schemas import (
 from domain.application import PocDirectory
 from domain.errors import ValidationError
 from domain.state_entry import check_acts_for
-from domain.values import Contact, Principal
-from infra.wiring import Services
+from domain.values import Contact
 
 router = APIRouter(prefix="/entries", tags=["own entry"])
 
@@ -45,119 +44,70 @@ def expected_version(if_match: str | None) -> int | None:
     return int(raw)
 
 
-def _entry(services: Services, code: str, response: Response) -> EntryPublic:
-    entry = entry_public(services.queries().view_entry(code))
-    response.headers["ETag"] = etag(entry.version)
-    return entry
+class OwnEntry:
+    """A dependency: the caller's own entry (R15 is checked before anything else), with what
+    every change needs, the caller's ``If-Match`` and the response to put the ETag on."""
+
+    def __init__(
+        self,
+        state: str,
+        by: StatePrincipal,
+        services: ServicesDep,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> None:
+        self.code = state.strip().upper()
+        check_acts_for(by, self.code)
+        self.by, self.services, self.response, self.if_match = by, services, response, if_match
+
+    def read(self) -> EntryPublic:
+        entry = entry_public(self.services.queries().view_entry(self.code))
+        self.response.headers["ETag"] = etag(entry.version)
+        return entry
+
+    def change(self, command: Callable[[PocDirectory, str, int | None], object]) -> EntryPublic:
+        """Run ``command(application, code, expected_version)`` and answer with the entry
+        as it now is, with its new ETag."""
+        command(self.services.application, self.code, expected_version(self.if_match))
+        return self.read()
 
 
-def _change(
-    services: Services,
-    by: Principal,
-    state: str,
-    response: Response,
-    if_match: str | None,
-    command: Callable[[PocDirectory, str, int | None], object],
-) -> EntryPublic:
-    """Check R15 before anything, run ``command(application, code, expected_version)``, and
-    answer with the entry as it now is, with its new ETag."""
-    code = state.strip().upper()
-    check_acts_for(by, code)
-    command(services.application, code, expected_version(if_match))
-    return _entry(services, code, response)
+Own = Annotated[OwnEntry, Depends()]
 
 
 @router.get("/{state}", response_model=EntryPublic, summary="Your own entry, with its ETag")
-def get_own_entry(
-    state: str, by: StatePrincipal, services: ServicesDep, response: Response
-) -> EntryPublic:
-    check_acts_for(by, state.strip().upper())
-    return _entry(services, state.strip().upper(), response)
+def get_own_entry(own: Own) -> EntryPublic:
+    return own.read()
 
 
 @router.post("/{state}", response_model=EntryPublic, status_code=201, summary="Register your State")
-def register(
-    state: str,
-    body: RegisterCreate,
-    by: StatePrincipal,
-    services: ServicesDep,
-    response: Response,
-) -> EntryPublic:
-    return _change(
-        services,
-        by,
-        state,
-        response,
-        None,
-        lambda app, c, _: app.register_state(by, c, body.effective_on),
-    )
+def register(body: RegisterCreate, own: Own) -> EntryPublic:
+    return own.change(lambda app, c, _: app.register_state(own.by, c, body.effective_on))
 
 
 @router.post("/{state}/contacts", response_model=EntryPublic, summary="Add a contact")
-def add_contact(
-    state: str,
-    body: ContactChange,
-    by: StatePrincipal,
-    services: ServicesDep,
-    response: Response,
-    if_match: IfMatch = None,
-) -> EntryPublic:
+def add_contact(body: ContactChange, own: Own) -> EntryPublic:
     contact = Contact.from_dict(body.contact.model_dump())
-    return _change(
-        services,
-        by,
-        state,
-        response,
-        if_match,
-        lambda app, c, v: app.add_contact(by, c, contact, body.effective_on, v),
-    )
+    return own.change(lambda app, c, v: app.add_contact(own.by, c, contact, body.effective_on, v))
 
 
 @router.put(
     "/{state}/contacts/{contact_id}", response_model=EntryPublic, summary="Update a contact"
 )
-def update_contact(
-    state: str,
-    contact_id: str,
-    body: ContactChange,
-    by: StatePrincipal,
-    services: ServicesDep,
-    response: Response,
-    if_match: IfMatch = None,
-) -> EntryPublic:
+def update_contact(contact_id: str, body: ContactChange, own: Own) -> EntryPublic:
     contact = Contact.from_dict(body.contact.model_dump())
     if contact.contact_id != contact_id:
         raise ValidationError("the contact's contact_id must be the one in the path")
-    return _change(
-        services,
-        by,
-        state,
-        response,
-        if_match,
-        lambda app, c, v: app.update_contact(by, c, contact, body.effective_on, v),
+    return own.change(
+        lambda app, c, v: app.update_contact(own.by, c, contact, body.effective_on, v)
     )
 
 
 @router.delete(
     "/{state}/contacts/{contact_id}", response_model=EntryPublic, summary="Remove a contact"
 )
-def remove_contact(
-    state: str,
-    contact_id: str,
-    by: StatePrincipal,
-    services: ServicesDep,
-    response: Response,
-    effective_on: date | None = None,
-    if_match: IfMatch = None,
-) -> EntryPublic:
-    return _change(
-        services,
-        by,
-        state,
-        response,
-        if_match,
-        lambda app, c, v: app.remove_contact(by, c, contact_id, effective_on, v),
-    )
+def remove_contact(contact_id: str, own: Own, effective_on: date | None = None) -> EntryPublic:
+    return own.change(lambda app, c, v: app.remove_contact(own.by, c, contact_id, effective_on, v))
 
 
 @router.put(
@@ -165,23 +115,11 @@ def remove_contact(
     response_model=EntryPublic,
     summary="Name the coordination contact (R3)",
 )
-def set_coordination_contact(
-    state: str,
-    body: ContactRef,
-    by: StatePrincipal,
-    services: ServicesDep,
-    response: Response,
-    if_match: IfMatch = None,
-) -> EntryPublic:
-    return _change(
-        services,
-        by,
-        state,
-        response,
-        if_match,
+def set_coordination_contact(body: ContactRef, own: Own) -> EntryPublic:
+    return own.change(
         lambda app, c, v: app.set_coordination_contact(
-            by, c, body.contact_id, body.effective_on, v
-        ),
+            own.by, c, body.contact_id, body.effective_on, v
+        )
     )
 
 
@@ -190,23 +128,11 @@ def set_coordination_contact(
     response_model=EntryPublic,
     summary="Say where communications should start (R3)",
 )
-def set_preferred_channel(
-    state: str,
-    body: PreferredChannelCreate,
-    by: StatePrincipal,
-    services: ServicesDep,
-    response: Response,
-    if_match: IfMatch = None,
-) -> EntryPublic:
-    return _change(
-        services,
-        by,
-        state,
-        response,
-        if_match,
+def set_preferred_channel(body: PreferredChannelCreate, own: Own) -> EntryPublic:
+    return own.change(
         lambda app, c, v: app.set_preferred_channel(
-            by, c, body.contact_id, body.channel, body.effective_on, v
-        ),
+            own.by, c, body.contact_id, body.channel, body.effective_on, v
+        )
     )
 
 
@@ -215,16 +141,8 @@ def set_preferred_channel(
     response_model=EntryPublic,
     summary="Confirm the entry is current (R5, yearly)",
 )
-def confirm(
-    state: str,
-    by: StatePrincipal,
-    services: ServicesDep,
-    response: Response,
-    if_match: IfMatch = None,
-) -> EntryPublic:
-    return _change(
-        services, by, state, response, if_match, lambda app, c, v: app.confirm_entry(by, c, v)
-    )
+def confirm(own: Own) -> EntryPublic:
+    return own.change(lambda app, c, v: app.confirm_entry(own.by, c, v))
 
 
 @router.post(
@@ -232,19 +150,5 @@ def confirm(
     response_model=EntryPublic,
     summary="Withdraw from the directory (history is kept)",
 )
-def withdraw(
-    state: str,
-    body: EffectiveOn,
-    by: StatePrincipal,
-    services: ServicesDep,
-    response: Response,
-    if_match: IfMatch = None,
-) -> EntryPublic:
-    return _change(
-        services,
-        by,
-        state,
-        response,
-        if_match,
-        lambda app, c, v: app.withdraw_entry(by, c, body.effective_on, v),
-    )
+def withdraw(body: EffectiveOn, own: Own) -> EntryPublic:
+    return own.change(lambda app, c, v: app.withdraw_entry(own.by, c, body.effective_on, v))
