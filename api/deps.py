@@ -17,7 +17,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import DATABASE_ERRORS, ServiceUnavailable
-from domain.application import PocDirectory
 from domain.errors import NotAuthenticated, NotPermitted
 from domain.values import Principal, Role
 from infra.settings import Settings
@@ -73,17 +72,12 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_application(services: ServicesDep) -> PocDirectory:
-    return services.application
-
-
 async def get_queries(services: ServicesDep) -> DirectoryQueries:
     """Queries over the views. Every route that reads them also authenticates, and
     ``get_principal`` has then brought them up to date (in the same worker-thread trip)."""
     return DirectoryQueries(services.view)
 
 
-ApplicationDep = Annotated[PocDirectory, Depends(get_application)]
 QueriesDep = Annotated[DirectoryQueries, Depends(get_queries)]
 
 bearer = HTTPBearer(auto_error=False, description="A token from `pocdir principals add`")
