@@ -355,6 +355,17 @@ class PocDirectory(Application[UUID]):
                 return notification, True
         raise NotFound("no such notification")
 
+    def check_party_to_exchange(self, by: Principal, aggregate_id: UUID) -> None:
+        """``aggregate_id`` is a notification or consent that ``by``'s State is party to;
+        anything else does not exist for it (``NotFound``), as for reads of exchanges."""
+        try:
+            aggregate: object = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound("no such event") from None
+        parties = aggregate.parties if isinstance(aggregate, Notification | SharingConsent) else ()
+        if by.role is not Role.STATE or by.state not in parties:
+            raise NotFound("no such event")
+
     def _change_notification(
         self, by: Principal, notification_id: UUID, change: Callable[[Notification], None]
     ) -> Notification:

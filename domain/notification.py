@@ -101,19 +101,16 @@ class Notification(PocdirAggregate):
 
         def apply(self, n: Notification) -> None:
             n.status = NotificationStatus.RESPONDED
-            n.responses += 1
             n.response_log.append((self.timestamp, self.response, self.assistance_requested))
             n.assistance_requested = n.assistance_requested or self.assistance_requested
 
     class Closed(PocdirAggregate.Event):
         def apply(self, n: Notification) -> None:
             n.status = NotificationStatus.CLOSED
-            n.closed_or_withdrawn_at = self.timestamp
 
     class Withdrawn(PocdirAggregate.Event):
         def apply(self, n: Notification) -> None:
             n.status = NotificationStatus.WITHDRAWN
-            n.closed_or_withdrawn_at = self.timestamp
 
     def __init__(
         self,
@@ -134,10 +131,12 @@ class Notification(PocdirAggregate):
         self.statement = statement
         self.status = NotificationStatus.SENT
         self.acknowledged_at: datetime | None = None
-        self.responses = 0
         self.response_log: list[tuple[datetime, Text, bool]] = []
         self.assistance_requested = False
-        self.closed_or_withdrawn_at: datetime | None = None
+
+    @property
+    def responses(self) -> int:
+        return len(self.response_log)
 
     @property
     def parties(self) -> tuple[str, str]:

@@ -108,6 +108,17 @@ class TreeStore:
     def create_tables(self) -> None:
         raise NotImplementedError
 
+    def table_names(self, **dialect: str) -> dict[str, str]:
+        """What ``_TABLES`` is formatted with: the qualified names, and the dialect's types."""
+        return dict(
+            leaves=self.leaves,
+            nodes=self.nodes,
+            head=self.head_table,
+            checkpoints=self.checkpoints_table,
+            keys=self.keys_table,
+            **dialect,
+        )
+
     @contextmanager
     def read(self, *, snapshot: bool = True) -> Iterator[Cursor]:
         """A read-only cursor; with ``snapshot`` all its statements see one snapshot. Proofs
@@ -412,16 +423,7 @@ class SQLiteTreeStore(TreeStore):
         super().__init__(recorder)
 
     def create_tables(self) -> None:
-        names = dict(
-            leaves=self.leaves,
-            nodes=self.nodes,
-            head=self.head_table,
-            checkpoints=self.checkpoints_table,
-            keys=self.keys_table,
-            int="INTEGER",
-            blob="BLOB",
-            without_rowid=" WITHOUT ROWID",
-        )
+        names = self.table_names(int="INTEGER", blob="BLOB", without_rowid=" WITHOUT ROWID")
         with self.datastore.transaction(commit=True) as c:
             for statement in _TABLES:
                 c.execute(statement.format(**names))
@@ -467,16 +469,7 @@ class PostgresTreeStore(TreeStore):
         return f'"{schema}"."{table}"'
 
     def create_tables(self) -> None:
-        names = dict(
-            leaves=self.leaves,
-            nodes=self.nodes,
-            head=self.head_table,
-            checkpoints=self.checkpoints_table,
-            keys=self.keys_table,
-            int="bigint",
-            blob="bytea",
-            without_rowid="",
-        )
+        names = self.table_names(int="bigint", blob="bytea", without_rowid="")
         with self.write_connection() as c:
             c.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
             for statement in _TABLES:

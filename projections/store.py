@@ -91,6 +91,22 @@ class ViewRecorder(Protocol):
     def reset(self, application_name: str) -> None: ...
 
 
+class _ViewBackend:
+    """What both backends' view recorders derive from their own ``write`` and ``get_many``."""
+
+    def write(self, tracking: Tracking, rows: Rows) -> None:
+        raise NotImplementedError
+
+    def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def apply(self, tracking: Tracking, changes: Changes) -> None:
+        self.write(tracking, split_changes(changes))
+
+    def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        return self.get_many(kind, [key]).get(key)
+
+
 #: Rows per SQLite ``INSERT`` (three parameters each, under SQLite's limit of 32,766).
 SQLITE_ROWS_PER_INSERT = 1000
 
@@ -106,7 +122,7 @@ def _sqlite_upsert(rows: int) -> str:
     )
 
 
-class SQLiteViewRecorder(SQLiteTrackingRecorder):
+class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
     def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
 
@@ -117,9 +133,6 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder):
             "kind TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, "
             "PRIMARY KEY (kind, key)) WITHOUT ROWID",
         ]
-
-    def apply(self, tracking: Tracking, changes: Changes) -> None:
-        self.write(tracking, split_changes(changes))
 
     def write(self, tracking: Tracking, rows: Rows) -> None:
         """Upsert and delete ``rows`` and advance ``tracking`` in one transaction."""
@@ -135,9 +148,6 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder):
             if deletes:
                 c.executemany(f"DELETE FROM {VIEW_TABLE} WHERE kind = ? AND key = ?", deletes)
             self._insert_tracking(c, tracking)
-
-    def get(self, kind: str, key: str) -> dict[str, Any] | None:
-        return self.get_many(kind, [key]).get(key)
 
     def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         keys = list(keys)
@@ -177,7 +187,7 @@ class SQLiteViewRecorder(SQLiteTrackingRecorder):
             c.execute("DELETE FROM tracking WHERE application_name = ?", (application_name,))
 
 
-class PostgresViewRecorder(PostgresTrackingRecorder):
+class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.view_table = (Identifier(self.datastore.schema), Identifier(VIEW_TABLE))
@@ -191,9 +201,6 @@ class PostgresViewRecorder(PostgresTrackingRecorder):
 
     def _sql(self, text: str) -> Any:
         return SQL(text).format(*self.view_table)
-
-    def apply(self, tracking: Tracking, changes: Changes) -> None:
-        self.write(tracking, split_changes(changes))
 
     def write(self, tracking: Tracking, rows: Rows) -> None:
         """Upsert and delete ``rows`` and advance ``tracking`` in one transaction.
@@ -224,9 +231,6 @@ class PostgresViewRecorder(PostgresTrackingRecorder):
                     self._sql("DELETE FROM {0}.{1} WHERE kind = %s AND key = %s"), deletes
                 )
             self._insert_tracking(curs, tracking)
-
-    def get(self, kind: str, key: str) -> dict[str, Any] | None:
-        return self.get_many(kind, [key]).get(key)
 
     def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         keys = list(keys)

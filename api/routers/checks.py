@@ -16,7 +16,7 @@ from api.deps import (
     StateOrSecretariat,
     StatePrincipal,
 )
-from api.routers.notifications import parse_id
+from api.routers.common import parse_id
 from api.schemas import Strict
 from projections.review import check_summaries
 

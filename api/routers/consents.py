@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from api.deps import QueriesDep, ServicesDep, StateOrSecretariat, StatePrincipal
-from api.routers.notifications import parse_id
+from api.routers.common import parse_id
 from api.schemas import ConsentCreate, ConsentPublic
 from domain.consent import SharingConsent
 from domain.values import Principal

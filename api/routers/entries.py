@@ -23,6 +23,7 @@ from domain.application import PocDirectory
 from domain.errors import ValidationError
 from domain.state_entry import check_acts_for
 from domain.values import Contact
+from projections.queries import DirectoryQueries
 
 router = APIRouter(prefix="/entries", tags=["own entry"])
 
@@ -61,14 +62,16 @@ class OwnEntry:
         self.by, self.services, self.response, self.if_match = by, services, response, if_match
 
     def read(self) -> EntryPublic:
-        entry = entry_public(self.services.queries().view_entry(self.code))
+        """The entry from the view (authentication brought it up to date), with its ETag."""
+        entry = entry_public(DirectoryQueries(self.services.view).view_entry(self.code))
         self.response.headers["ETag"] = etag(entry.version)
         return entry
 
     def change(self, command: Callable[[PocDirectory, str, int | None], object]) -> EntryPublic:
         """Run ``command(application, code, expected_version)`` and answer with the entry
-        as it now is, with its new ETag."""
+        as it now is (the view caught up with the change), with its new ETag."""
         command(self.services.application, self.code, expected_version(self.if_match))
+        self.services.catch_up()
         return self.read()
 
 

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.deps import QueriesDep, ServicesDep, StateOrSecretariat, StatePrincipal
-from api.routers.notifications import parse_id, text
+from api.routers.common import parse_id, text
 from api.schemas import Strict, TextIn, TextPublic
 from domain.capacity import CapacityNeed
 from projections.review import NEED

@@ -18,30 +18,17 @@ from api.deps import (
     StateOrSecretariat,
     StatePrincipal,
 )
+from api.routers.common import parse_id, text
 from api.schemas import (
     NotificationCreate,
     NotificationMetaPublic,
     NotificationPublic,
     ResponseCreate,
-    TextIn,
 )
-from domain.errors import NotFound
 from domain.notification import Notification
-from domain.values import Principal, Text
+from domain.values import Principal
 
 router = APIRouter(tags=["notifications"])
-
-
-def parse_id(raw: str, what: str = "notification") -> UUID:
-    """Ids are UUIDs; anything else names nothing (404, not 422, so probing reveals nothing)."""
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise NotFound(f"no such {what}") from None
-
-
-def text(value: TextIn | str) -> Text:
-    return Text.from_dict(value if isinstance(value, str) else value.model_dump())
 
 
 def meta(n: Notification) -> dict[str, Any]:
@@ -128,16 +115,15 @@ def exchanges(_: SecretariatPrincipal, queries: QueriesDep) -> list[dict[str, An
     summary="One notification: content for its parties and consented third States",
 )
 def get_one(
-    notification_id: str, by: StateOrSecretariat, services: ServicesDep
+    notification_id: str, by: StateOrSecretariat, services: ServicesDep, queries: QueriesDep
 ) -> NotificationPublic | NotificationMetaPublic:
     nid = parse_id(notification_id)
-    consents: list[UUID] = []
-    if by.state is not None:
-        consents = [
-            UUID(c["id"])
-            for c in services.queries().consents_for_notification(str(nid))
-            if c["third_state"] == by.state and c["status"] == "effective"
-        ]
+    # A generator: the consents are looked up only if the caller is a State not party to it.
+    consents = (
+        UUID(c["id"])
+        for c in queries.consents_for_notification(str(nid))
+        if c["third_state"] == by.state and c["status"] == "effective"
+    )
     notification, readable = services.application.read_notification(by, nid, consents)
     if readable:
         return content(notification)

@@ -6,18 +6,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from api.deps import AuditorOrState, AuditorPrincipal, ServicesDep
-from api.routers.notifications import parse_id
-from domain.consent import SharingConsent
+from api.routers.common import parse_id
 from domain.errors import NotFound, ValidationError
-from domain.notification import Notification
-from domain.values import Principal, Role
-from infra.wiring import Services
+from domain.values import Role
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -90,19 +86,6 @@ def keys(_: AuditorPrincipal, services: ServicesDep) -> list[str]:
     return services.transparency.verifier_keys()
 
 
-def _check_own_exchange(services: Services, by: Principal, aggregate_id: UUID) -> None:
-    """A State may prove only events of exchanges it is party to; others do not exist."""
-    try:
-        aggregate: object = services.application.repository.get(aggregate_id)
-    except AggregateNotFoundError:
-        raise NotFound("no such event") from None
-    parties: tuple[str, ...] = ()
-    if isinstance(aggregate, Notification | SharingConsent):
-        parties = tuple(aggregate.parties)
-    if by.state not in parties:
-        raise NotFound("no such event")
-
-
 @router.get(
     "/proofs/inclusion",
     response_model=InclusionProofPublic,
@@ -126,7 +109,7 @@ def inclusion(
         if aggregate_id is not None and version is not None:
             aid = parse_id(aggregate_id, "event")
             if by.role is Role.STATE:
-                _check_own_exchange(services, by, aid)
+                services.application.check_party_to_exchange(by, aid)
             return transparency.inclusion_proof_for(aid, version, size).to_json()
         if index is None:
             raise ValidationError("give either index, or aggregate_id and version")
@@ -135,7 +118,7 @@ def inclusion(
             rows = services.application.recorder.select_notifications(position, 1)
             if not rows:
                 raise NotFound("no such event")
-            _check_own_exchange(services, by, UUID(str(rows[0].originator_id)))
+            services.application.check_party_to_exchange(by, UUID(str(rows[0].originator_id)))
         return transparency.inclusion_proof(index, size).to_json()
 
 
