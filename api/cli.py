@@ -28,10 +28,9 @@ from domain.errors import NotFound, PocdirError
 from infra.chain import VerificationError
 from infra.settings import Settings, SettingsError
 from infra.verify import chained_recorder, verify_record
-from infra.wiring import build_application, build_directory_view
+from infra.wiring import build_application, build_directory_view, build_view_runner
 from projections.asof import directory_as_of
 from projections.queries import DirectoryQueries, history_csv
-from projections.runner import ViewRunner
 
 app = typer.Typer(
     help="pocdir: the Points of Contact directory's hash-chained record.",
@@ -228,7 +227,7 @@ def directory_view(
             yield DirectoryQueries(directory_as_of(application, position=at_position, day=as_of))
             return
         view = build_directory_view(application, settings)
-        runner = ViewRunner(application, view)
+        runner = build_view_runner(application, view, settings)
         behind = (application.recorder.max_notification_id() or 0) - runner.position
         with _progress() as progress:
             task = progress.add_task("updating views", total=max(behind, 0))
@@ -413,7 +412,8 @@ def replay() -> None:
     settings = _settings()
     application = open_application()
     try:
-        runner = ViewRunner(application, build_directory_view(application, settings))
+        view = build_directory_view(application, settings)
+        runner = build_view_runner(application, view, settings)
         total = application.recorder.max_notification_id() or 0
         with _progress() as progress:
             task = progress.add_task("rebuilding views", total=total)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -19,7 +20,7 @@ from infra.settings import Settings
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
 from projections.queries import DirectoryQueries
-from projections.runner import ViewRunner
+from projections.runner import DIRECTORY_VIEW, ViewRunner
 from projections.store import PostgresViewRecorder, SQLiteViewRecorder, ViewRecorder
 
 SQLITE_FACTORY = "infra.store:ChainedSQLiteFactory"
@@ -55,10 +56,33 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
 
 
 def build_directory_view(app: PocDirectory, settings: Settings) -> ViewRecorder:
-    """The directory view's recorder, in the same database as the record."""
+    """The directory view's recorder, in the same database as the record. A view in an
+    earlier layout is emptied here, so that the runner rebuilds it from the record."""
     factory: Any = app.factory
     view_class = SQLiteViewRecorder if settings.backend == "sqlite" else PostgresViewRecorder
-    return factory.tracking_recorder(view_class)  # type: ignore[no-any-return]
+    view: ViewRecorder = factory.tracking_recorder(view_class)
+    view.reset_if_outdated(DIRECTORY_VIEW)
+    return view
+
+
+#: The application whose connections ``open_directory_view``'s view uses. An application
+#: closes them when it is collected, so it is kept for as long as that view is in use.
+_view_owner: PocDirectory | None = None
+
+
+def open_directory_view(settings: Settings) -> ViewRecorder:
+    """The directory view alone, with connections of its own: what a rebuild's writer
+    process opens (``projections.writer``), once per process."""
+    global _view_owner
+    if _view_owner is not None:
+        _view_owner.close()
+    _view_owner = build_application(settings)
+    return build_directory_view(_view_owner, settings)
+
+
+def build_view_runner(app: PocDirectory, view: ViewRecorder, settings: Settings) -> ViewRunner:
+    """The runner of ``view``, whose rebuilds write from a process of their own."""
+    return ViewRunner(app, view, open_writer_view=partial(open_directory_view, settings))
 
 
 def build_application(
@@ -146,4 +170,5 @@ def build_services(
     except BaseException:
         application.close()
         raise
-    return Services(settings, application, view, ViewRunner(application, view), transparency)
+    runner = build_view_runner(application, view, settings)
+    return Services(settings, application, view, runner, transparency)

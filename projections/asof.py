@@ -15,6 +15,7 @@ from typing import Any
 from eventsourcing.application import Application
 
 from projections.directory import project_directory
+from projections.history import HistoryItem, HistoryRow
 
 READ_BATCH = 1000
 
@@ -24,6 +25,7 @@ class MemoryView:
 
     def __init__(self) -> None:
         self.docs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.items: list[HistoryRow] = []
 
     def get(self, kind: str, key: str) -> dict[str, Any] | None:
         doc = self.docs.get((kind, key))
@@ -31,6 +33,9 @@ class MemoryView:
 
     def put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
         self.docs[(kind, key)] = doc
+
+    def add_item(self, item: HistoryRow) -> None:
+        self.items.append(item)
 
     def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         return {k: d for k in keys if (d := self.get(kind, k)) is not None}
@@ -43,6 +48,19 @@ class MemoryView:
             copy.deepcopy(d)
             for (k, key), d in sorted(self.docs.items())
             if k == kind and start <= key < stop
+        ]
+
+    def history(
+        self, state: str, start: str | None = None, end: str | None = None
+    ) -> list[dict[str, Any]]:
+        """As ``ViewRecorder.history``, over the items folded in (none for the directory
+        as of a past date, which projects the directory alone)."""
+        return [
+            i.to_dict()
+            for i in map(HistoryItem._make, sorted(self.items))
+            if i.state == state
+            and (start is None or i.at[:10] >= start)
+            and (end is None or i.at[:10] <= end)
         ]
 
 

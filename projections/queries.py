@@ -17,7 +17,7 @@ from domain.errors import NotFound, ValidationError
 from domain.members import check_member_state, member_states
 from domain.taxonomy import check_incident_type, check_level
 from projections.directory import ENTRY
-from projections.history import CONSENT, HISTORY, NOTIFICATION
+from projections.history import CONSENT, NOTIFICATION
 
 #: Columns of a history export, in order; every item has a subset of them.
 HISTORY_COLUMNS = (
@@ -72,6 +72,10 @@ class DirectoryView(Protocol):
     def all(self, kind: str) -> list[dict[str, Any]]: ...
 
     def key_range(self, kind: str, start: str, stop: str) -> list[dict[str, Any]]: ...
+
+    def history(
+        self, state: str, start: str | None = None, end: str | None = None
+    ) -> list[dict[str, Any]]: ...
 
 
 class DirectoryQueries:
@@ -139,13 +143,11 @@ class DirectoryQueries:
         code = check_member_state(code)
         if start is not None and end is not None and start > end:
             raise ValidationError("the period's start is after its end")
-        items = self.view.key_range(HISTORY, f"{code}:", f"{code};")
-        return [
-            i
-            for i in items
-            if (start is None or i["at"][:10] >= start.isoformat())
-            and (end is None or i["at"][:10] <= end.isoformat())
-        ]
+        return self.view.history(
+            code,
+            start.isoformat() if start is not None else None,
+            end.isoformat() if end is not None else None,
+        )
 
     def inbox(self, code: str) -> list[dict[str, Any]]:
         """Metadata of the notifications ``code`` received, oldest first (no content)."""
@@ -173,8 +175,7 @@ class DirectoryQueries:
             docs = [
                 d
                 for d in docs
-                if code in d["parties"]
-                or (d["third_state"] == code and d["status"] == "effective")
+                if code in d["parties"] or (d["third_state"] == code and d["status"] == "effective")
             ]
         return sorted(docs, key=lambda d: (d["requested_at"], d["id"]))
 

@@ -19,7 +19,7 @@ from domain.application import PocDirectory
 from domain.clock import SimulatedClock
 from domain.errors import NotFound, ValidationError
 from domain.values import Contact, Text
-from infra.wiring import build_directory_view
+from infra.wiring import build_directory_view, build_view_runner
 from projections.asof import directory_as_of
 from projections.queries import DirectoryQueries, history_csv
 from projections.runner import DIRECTORY_VIEW, ViewRunner
@@ -154,26 +154,43 @@ def _simulate(backend: Backend) -> None:
     )
 
 
+#: A runner in its own process, slowed down so that it can be killed mid-stream: following
+#: the record (``catch_up``: writer thread) or rebuilding (``rebuild``: writer process).
 KILLABLE_RUNNER = """
 import sys, time
 from infra.settings import Settings
-from infra.wiring import build_application, build_directory_view
-from projections.runner import ViewRunner
+from infra.wiring import build_application, build_directory_view, build_view_runner
 settings = Settings.from_env()
 app = build_application(settings)
-runner = ViewRunner(app, build_directory_view(app, settings))
-runner.catch_up(batch=20, on_progress=lambda position: time.sleep(0.05))
+runner = build_view_runner(app, build_directory_view(app, settings), settings)
+slowly = lambda position: time.sleep(0.05)
+if sys.argv[1] == "rebuild":
+    runner.rebuild(batch=20, on_progress=slowly)
+else:
+    runner.catch_up(batch=20, on_progress=slowly)
 """
 
 
+def rebuilt_view(app: PocDirectory, backend: Backend) -> list[tuple[str, str, str]]:
+    """Rebuild the view as ``pocdir replay`` does (batches written by a writer process;
+    small ones, so that there are many) and return its dump."""
+    view = build_directory_view(app, backend.settings)
+    assert build_view_runner(app, view, backend.settings).rebuild(batch=50) == (
+        app.recorder.max_notification_id()
+    )
+    return view.dump()
+
+
+@pytest.mark.parametrize("mode", ["catch_up", "rebuild"])
 def test_a_runner_killed_mid_stream_resumes_with_nothing_lost_or_counted_twice(
-    backend: Backend, app: PocDirectory
+    backend: Backend, app: PocDirectory, mode: str
 ) -> None:
     _simulate(backend)
     total = app.recorder.max_notification_id()
     view = build_directory_view(app, backend.settings)
+    view.reset(DIRECTORY_VIEW)
     env = {**os.environ, "POCDIR_DATABASE_URL": backend.url}
-    proc = subprocess.Popen([sys.executable, "-c", KILLABLE_RUNNER], env=env)
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE_RUNNER, mode], env=env)
     deadline = time.monotonic() + 60
     while (view.max_tracking_id(DIRECTORY_VIEW) or 0) < 100 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -181,27 +198,30 @@ def test_a_runner_killed_mid_stream_resumes_with_nothing_lost_or_counted_twice(
     proc.wait()
     killed_at = view.max_tracking_id(DIRECTORY_VIEW) or 0
     assert 0 < killed_at < total  # it really was killed mid-stream
+    time.sleep(0.5)  # a rebuild's writer process dies with it: nothing more is written
+    assert view.max_tracking_id(DIRECTORY_VIEW) == killed_at
 
     runner = ViewRunner(app, view)
     assert runner.catch_up() == total - killed_at  # resumed where the kill left it
     incremental = view.dump()
-    assert runner.rebuild() == total
-    rebuilt = view.dump()
+    rebuilt = rebuilt_view(app, backend)
     assert incremental == rebuilt
-    runner.rebuild()
-    assert view.dump() == rebuilt  # two rebuilds give identical output
+    assert rebuilt_view(app, backend) == rebuilt  # two rebuilds give identical output
 
 
+@pytest.mark.parametrize("mode", ["catch_up", "rebuild"])
 def test_a_batch_overtaken_by_another_runner_is_not_written_and_stops_the_runner(
-    backend: Backend, app: PocDirectory
+    backend: Backend, app: PocDirectory, mode: str
 ) -> None:
-    """Batches are written by the runner's writer thread; a write that fails (here: another
-    runner has moved the view past it) must stop the runner with the error, write nothing of
-    that batch, and leave the view as the other runner made it."""
+    """Batches are written by the runner's writer thread (``catch_up``) or writer process
+    (``rebuild``); a write that fails (here: another runner has moved the view past it) must
+    stop the runner with the error, write nothing of that batch, and leave the view as the
+    other runner made it."""
     _simulate(backend)
     total = app.recorder.max_notification_id()
     view = build_directory_view(app, backend.settings)
     other = ViewRunner(app, build_directory_view(app, backend.settings))
+    runner = build_view_runner(app, view, backend.settings)
     overtaken: list[int] = []
 
     def overtake(position: int) -> None:
@@ -210,12 +230,31 @@ def test_a_batch_overtaken_by_another_runner_is_not_written_and_stops_the_runner
             other.catch_up()  # the other runner takes the view to the end meanwhile
 
     with pytest.raises(IntegrityError):
-        ViewRunner(app, view).catch_up(batch=20, on_progress=overtake)
+        if mode == "rebuild":
+            runner.rebuild(batch=20, on_progress=overtake)
+        else:
+            runner.catch_up(batch=20, on_progress=overtake)
     assert len(overtaken) == 1 and overtaken[0] < total  # it failed mid-stream
     assert view.max_tracking_id(DIRECTORY_VIEW) == total
-    caught_up = view.dump()
-    ViewRunner(app, view).rebuild()
-    assert view.dump() == caught_up
+    assert view.dump() == rebuilt_view(app, backend)
+
+
+def test_a_view_kept_in_the_earlier_layout_is_rebuilt_with_its_history(
+    backend: Backend, app: PocDirectory
+) -> None:
+    """Before history items had a table of their own they were documents of kind
+    ``history``. Opening such a view empties it, so that the runner builds it again from
+    the record, history included, instead of serving an empty history."""
+    register_fra(app)
+    q = queries(app, backend)
+    expected = q.history("FRA")
+    assert expected
+    backend.execute("DELETE FROM view_history")
+    backend.execute(
+        "INSERT INTO view_documents VALUES (%s, %s, %s)",
+        ("history", "FRA:00000000000000000001", '{"event":"entry Registered"}'),
+    )
+    assert queries(app, backend).history("FRA") == expected
 
 
 def test_a_server_following_from_its_last_position_survives_another_process_moving_on(
