@@ -16,9 +16,10 @@ For each backend (a SQLite file, a PostgreSQL schema) it
 * reads and decodes every event (``app.recorder.select_notifications`` in pages of
   ``--batch``, ``app.mapper.to_domain_event`` on each): the floor for any replay. Run once
   before and once after the rebuild; the faster pass is the reference (the conservative one);
-* rebuilds every view (``ViewRunner(app, view).rebuild(batch=--batch)``: directory, late
-  notices and per-State histories, written to the view tables in the same database) and reports
-  events/s and the ratio rebuild / read+decode (goal >= 0.50);
+* rebuilds every view as ``pocdir replay`` does (``build_view_runner(app, view,
+  settings).rebuild(batch=--batch)``: directory, late notices, review facts and per-State
+  histories, written to the view tables in the same database by a writer process) and
+  reports events/s and the ratio rebuild / read+decode (goal >= 0.50);
 * measures projection lag under a steady write load: a writer runs the service's real commands
   (send, acknowledge, respond, close: one event each) at ``--rate`` events/s for ``--duration``
   s through its own application instance, while a runner thread calls ``catch_up`` again and
@@ -65,6 +66,7 @@ import multiprocessing
 import os
 import pstats
 import random
+import resource
 import secrets
 import shlex
 import sys
@@ -96,9 +98,15 @@ from domain.state_entry import StateEntry
 from domain.taxonomy import INCIDENT_TYPES, Level
 from domain.values import Contact, Principal, Role, Text
 from infra.settings import Settings
-from infra.wiring import build_application, build_directory_view, eventsourcing_env
+from infra.wiring import (
+    build_application,
+    build_directory_view,
+    build_view_runner,
+    eventsourcing_env,
+    open_directory_view,
+)
 from projections.runner import DIRECTORY_VIEW, REBUILD_BATCH, ViewRunner, project_views
-from projections.store import VIEW_TABLE, ViewRecorder
+from projections.store import HISTORY_TABLE, VIEW_TABLE, ViewRecorder
 
 GOAL_RATIO = 0.50
 START = datetime(2025, 1, 6, 8, 0, tzinfo=UTC)
@@ -385,23 +393,22 @@ class Store:
                 )
 
     def view_counts(self) -> dict[str, int]:
-        """Documents per kind in the view table (read directly, for the report)."""
+        """Documents per kind in the view table, and history items (as ``history``), read
+        directly, for the report."""
+        documents = f"SELECT kind, count(*) FROM {VIEW_TABLE} GROUP BY kind"
+        items = f"SELECT 'history', count(*) FROM {HISTORY_TABLE}"
         if self.backend == "sqlite":
             import sqlite3
 
             with contextlib.closing(sqlite3.connect(self.location)) as conn:
-                rows = conn.execute(
-                    f"SELECT kind, count(*) FROM {VIEW_TABLE} GROUP BY kind ORDER BY kind"
-                ).fetchall()
+                rows = conn.execute(documents).fetchall() + conn.execute(items).fetchall()
         else:
             assert self.pg_url is not None
             with psycopg.connect(_pg_conninfo(self.pg_url)) as conn:
-                rows = conn.execute(
-                    sql.SQL("SELECT kind, count(*) FROM {}.{} GROUP BY kind ORDER BY kind").format(
-                        sql.Identifier(self.location), sql.Identifier(VIEW_TABLE)
-                    )
-                ).fetchall()
-        return {str(k): int(n) for k, n in rows}
+                conn.execute(sql.SQL("SET search_path TO {}").format(
+                    sql.Identifier(self.location)))
+                rows = conn.execute(documents).fetchall() + conn.execute(items).fetchall()
+        return {str(k): int(n) for k, n in sorted(rows)}
 
     def topic_counts(self, table: str) -> dict[str, int]:
         """Stored events per type (``Class.Event`` of the topic), read directly."""
@@ -473,6 +480,8 @@ class Pass:
     events: int
     seconds: float
     cpu_seconds: float
+    #: CPU of the processes it started and waited for (a rebuild's writer process).
+    child_cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -496,10 +505,18 @@ def read_decode(app: Any, batch: int) -> Pass:
     return Pass(count, time.perf_counter() - started, time.process_time() - cpu)
 
 
-def rebuild(app: Any, view: ViewRecorder, batch: int) -> Pass:
-    cpu, started = time.process_time(), time.perf_counter()
-    count = ViewRunner(app, view).rebuild(batch=batch)
-    return Pass(count, time.perf_counter() - started, time.process_time() - cpu)
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rebuild(app: Any, view: ViewRecorder, batch: int, settings: Settings) -> Pass:
+    """As ``pocdir replay`` does it: the runner that ``build_view_runner`` makes (batches
+    written by a writer process)."""
+    cpu, children, started = time.process_time(), _children_cpu(), time.perf_counter()
+    count = build_view_runner(app, view, settings).rebuild(batch=batch)
+    return Pass(count, time.perf_counter() - started, time.process_time() - cpu,
+                _children_cpu() - children)
 
 
 @dataclass
@@ -723,8 +740,8 @@ _STEPS = [
     ("  point reads: ViewRecorder.get (misses)", "projections/store.py", "get"),
     ("  project_directory", "projections/directory.py", "project_directory"),
     ("  project_history", "projections/history.py", "project_history"),
-    ("serialise: split_changes (canonical JSON)", "projections/store.py", "split_changes"),
-    ("wait for the writer thread (Future.result)", "concurrent/futures/_base.py", "result"),
+    ("serialise: split_changes", "projections/store.py", "split_changes"),
+    ("wait for the writer process (Future.result)", "concurrent/futures/_base.py", "result"),
     ("tracking: view.max_tracking_id", "", "max_tracking_id"),
 ]
 
@@ -759,19 +776,13 @@ class _Clock:
 
 
 class _ClockedView:
-    """The view recorder with its reads (``get_many``: a batch's prefetch; ``get``: a
-    document neither prefetched nor in memory) and writes (``write``: one transaction per
-    batch, in the runner's writer thread) timed."""
+    """The view recorder with its reads timed (``get_many``: a batch's prefetch; ``get``: a
+    document neither prefetched nor in memory). Its writes run in the writer process."""
 
     def __init__(self, view: ViewRecorder, clock: _Clock) -> None:
-        self._view, self._clock = view, clock
+        self._view = view
         self.get = clock.wrap("reads", view.get)
         self.get_many = clock.wrap("prefetch", view.get_many)
-        self._write = clock.wrap("writes", view.write)
-
-    def write(self, tracking: Any, rows: Any) -> None:
-        self._clock.calls["documents"] += len(rows[0]) + len(rows[1])
-        self._write(tracking, rows)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._view, name)
@@ -789,7 +800,7 @@ class _ClockedApp:
 
 
 def breakdown_phase(app: PocDirectory, view: ViewRecorder, args: argparse.Namespace,
-                    title: str) -> list[str]:
+                    settings: Settings, title: str) -> list[str]:
     """Rebuild the first ``--breakdown-events`` events without a profiler, timing each step
     around the unchanged ``ViewRunner`` (thin wrappers: a clock read before and after)."""
     clock = _Clock()
@@ -798,9 +809,18 @@ def breakdown_phase(app: PocDirectory, view: ViewRecorder, args: argparse.Namesp
         _ClockedApp(app, args.breakdown_events, clock),  # type: ignore[arg-type]
         _ClockedView(view, clock),  # type: ignore[arg-type]
         projector=clock.wrap("project", project_views),
+        open_writer_view=partial(open_directory_view, settings),
     )
     serialise = runner_module.split_changes
-    runner_module.split_changes = clock.wrap("serialise", serialise)  # type: ignore[assignment]
+    timed_serialise = clock.wrap("serialise", serialise)
+
+    def counted_serialise(*args: Any) -> Any:
+        rows = timed_serialise(*args)
+        clock.calls["documents"] += len(rows.upserts) + len(rows.deletes)
+        clock.calls["items"] += len(rows.items)
+        return rows
+
+    runner_module.split_changes = counted_serialise  # type: ignore[assignment]
     try:
         started = time.perf_counter()
         events = runner.rebuild(batch=args.batch)
@@ -815,12 +835,10 @@ def breakdown_phase(app: PocDirectory, view: ViewRecorder, args: argparse.Namesp
         ("project, in memory (project_views less reads)", calls["project"],
          sec["project"] - sec["reads"]),
         ("view point reads (view.get: misses)", calls["reads"], sec["reads"]),
-        ("serialise (split_changes: canonical JSON)", calls["serialise"], sec["serialise"]),
+        ("serialise (split_changes)", calls["serialise"], sec["serialise"]),
     ]
-    rows.append(("rest (loop, reset, waiting for the writer)", 0,
+    rows.append(("rest (loop, reset, starting and waiting for the writer)", 0,
                  total - sum(r[2] for r in rows)))
-    rows.append(("writer thread: view.write (overlaps the above)", calls["writes"],
-                 sec["writes"]))
     lines = [
         f"===== breakdown: {title}, first {events:,} events, no profiler: {total:.1f} s, "
         f"{events / total:,.0f} events/s =====",
@@ -831,22 +849,23 @@ def breakdown_phase(app: PocDirectory, view: ViewRecorder, args: argparse.Namesp
                      f"{1e6 * seconds / events:>10.1f}{seconds / total:>7.0%}")
     lines.append(f"  per event: {calls['reads'] / events:.2f} view point reads (documents "
                  f"neither prefetched nor in memory), {calls['documents'] / events:.2f} "
-                 "documents written")
+                 f"documents and {calls['items'] / events:.2f} history items written (by the "
+                 "writer process, not timed here)")
     return lines
 
 
 def profile_phase(app: PocDirectory, view: ViewRecorder, args: argparse.Namespace,
-                  title: str) -> list[str]:
+                  settings: Settings, title: str) -> list[str]:
     """cProfile a rebuild of the first ``--profile-events`` events (the view is reset first,
     so it is left holding only those). Returns the report lines."""
     capped = _CappedApp(app, args.profile_events)
     view.reset(DIRECTORY_VIEW)
     lines = [f"===== profile: {title}, first {args.profile_events:,} events "
              "(cProfile inflates Python calls; read it for shares, not rates; it sees the "
-             "main thread only, not the writer thread's writes) ====="]
+             "runner's thread only, not the writer process's writes) ====="]
     profile = cProfile.Profile()
     profile.enable()
-    result = rebuild(capped, view, args.batch)
+    result = rebuild(capped, view, args.batch, settings)
     profile.disable()
     lines.append(f"rebuild: {result.events:,} events in {result.seconds:.1f} s under the "
                  f"profiler ({result.rate:,.0f} events/s)")
@@ -991,7 +1010,7 @@ def measure_backend(
                 f"{p.rate:,.0f} events/s")
 
         read_pass()
-        rb = rebuild(app, view, args.batch)
+        rb = rebuild(app, view, args.batch, store.settings)
         say(f"rebuild            : {rb.events:,} events in {rb.seconds:.1f} s, "
             f"{rb.rate:,.0f} events/s")
         for _ in range(1, args.read_passes):
@@ -1012,8 +1031,10 @@ def measure_backend(
         if args.profile == "always" or (args.profile == "auto" and result.ratio < GOAL_RATIO):
             say(f"ratio {result.ratio:.3f} < {GOAL_RATIO}: profiling"
                 if result.ratio < GOAL_RATIO else "profiling")
-            result.profile = breakdown_phase(app, view, args, f"{backend} rebuild")
-            result.profile += profile_phase(app, view, args, f"{backend} rebuild")
+            result.profile = breakdown_phase(app, view, args, store.settings,
+                                             f"{backend} rebuild")
+            result.profile += profile_phase(app, view, args, store.settings,
+                                            f"{backend} rebuild")
         return result
     finally:
         app.close()
@@ -1041,7 +1062,8 @@ def report(args: argparse.Namespace, results: list[BackendResult]) -> None:
         mix = ", ".join(f"{k} {v:,}" for k, v in r.topics.items())
         print(f"{'':<11}{r.events:,} events: {mix}")
         docs = ", ".join(f"{k} {v:,}" for k, v in r.docs.items())
-        print(f"{'':<11}view documents after rebuild: {docs}; store size {r.size}")
+        print(f"{'':<11}view documents and history items after rebuild: {docs}; "
+              f"store size {r.size}")
     print(rule)
     print(f"{'backend':<11}{'measure':<44}{'events/s':>12}{'ratio':>9}{'goal':>10}  result")
     print(rule)
@@ -1060,7 +1082,8 @@ def report(args: argparse.Namespace, results: list[BackendResult]) -> None:
         read = r.read
         print(f"{'':<11}{'  client CPU per event, read+decode / rebuild':<44}"
               f"{1e6 * read.cpu_seconds / read.events:>9.0f} us / "
-              f"{1e6 * rb.cpu_seconds / rb.events:.0f} us")
+              f"{1e6 * rb.cpu_seconds / rb.events:.0f} us "
+              f"+ writer process {1e6 * rb.child_cpu_seconds / rb.events:.0f} us")
         print(f"{'':<11}{'  wall time per event, read+decode / rebuild':<44}"
               f"{1e6 * read.seconds / read.events:>9.0f} us / "
               f"{1e6 * rb.seconds / rb.events:.0f} us")
