@@ -218,7 +218,6 @@ class _ViewBackend:
 
 #: Rows per SQLite ``INSERT`` (at most 21 parameters each, under SQLite's limit of 32,766).
 SQLITE_ROWS_PER_INSERT = 1000
-_ASSISTANCE = HISTORY_FIELDS.index("assistance_requested")
 
 
 @functools.lru_cache(maxsize=64)
@@ -272,7 +271,8 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
         ]
 
     def write(self, tracking: Tracking, rows: Rows) -> None:
-        """Upsert and delete ``rows`` and advance ``tracking`` in one transaction."""
+        """Upsert and delete documents, insert history items and advance ``tracking``, in
+        one transaction."""
         upserts, deletes, items = rows
         with self.datastore.transaction(commit=True) as c:
             c.execute(f"PRAGMA cache_size = {VIEW_CACHE_KIB}")
@@ -371,11 +371,12 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
         return SQL(text).format(*self.view_table)  # type: ignore[arg-type]
 
     def write(self, tracking: Tracking, rows: Rows) -> None:
-        """Upsert and delete ``rows`` and advance ``tracking`` in one transaction.
+        """Upsert and delete documents, insert history items and advance ``tracking``, in
+        one transaction.
 
-        The upserts are copied (``COPY``) into a temporary table and merged with one
-        ``INSERT ... ON CONFLICT``: one round trip for the whole batch, where
-        ``executemany`` sent and adapted each row in Python."""
+        Items are copied (``COPY``) straight into their table. The upserts are copied into
+        a temporary table and merged with one ``INSERT ... ON CONFLICT``: one round trip
+        for the whole batch, where ``executemany`` sent and adapted each row in Python."""
         upserts, deletes, items = rows
         with self.datastore.transaction(commit=True) as curs:
             # Items are inserted, never replaced: one event's item appears in one batch only.
