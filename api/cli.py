@@ -10,6 +10,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from datetime import date
 from enum import StrEnum
@@ -31,6 +32,7 @@ from infra.verify import chained_recorder, verify_record
 from infra.wiring import build_application, build_directory_view, build_view_runner
 from projections.asof import directory_as_of
 from projections.queries import DirectoryQueries, history_csv
+from projections.runner import REBUILD_BATCH
 
 app = typer.Typer(
     help="pocdir: the Points of Contact directory's hash-chained record.",
@@ -407,7 +409,12 @@ def history(
 
 
 @app.command()
-def replay() -> None:
+def replay(
+    batch: Annotated[
+        int,
+        typer.Option(min=1, help="Events per transaction (more: faster, and more memory)."),
+    ] = REBUILD_BATCH,
+) -> None:
     """Drop every view and rebuild it from the record."""
     settings = _settings()
     application = open_application()
@@ -417,9 +424,17 @@ def replay() -> None:
         total = application.recorder.max_notification_id() or 0
         with _progress() as progress:
             task = progress.add_task("rebuilding views", total=total)
-            count = runner.rebuild(on_progress=lambda pos: progress.update(task, completed=pos))
+            count = runner.rebuild(
+                batch, on_progress=lambda pos: progress.update(task, completed=pos)
+            )
     except (OperationalError, PersistenceError) as e:
         fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
+    except BrokenProcessPool:
+        fail(
+            "the process writing the views stopped; the views end at the last batch it "
+            "wrote: run `pocdir replay` again",
+            EXIT_UNAVAILABLE,
+        )
     finally:
         application.close()
     out.print(f"views rebuilt from {count} events")

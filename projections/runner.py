@@ -206,17 +206,15 @@ class ViewRunner:
         request. If another process moved the view on meanwhile, the first write fails on
         its tracking position (``IntegrityError``) and nothing is written; call again
         without ``from_last``."""
-        return self._catch_up(batch, on_progress, from_last, partial(ThreadWriter, self.view))
+        with self._forgetting_position_on_error():
+            return self._project(batch, on_progress, from_last, partial(ThreadWriter, self.view))
 
-    def _catch_up(
-        self,
-        batch: int,
-        on_progress: Callable[[int], None] | None,
-        from_last: bool,
-        open_writer: Callable[[], BatchWriter],
-    ) -> int:
+    @contextmanager
+    def _forgetting_position_on_error(self) -> Iterator[None]:
+        """A failed run leaves the view wherever its last committed batch took it: the next
+        run reads the position from the view, not from this runner's memory."""
         try:
-            return self._project(batch, on_progress, from_last, open_writer)
+            yield
         except BaseException:
             self.last_position = None
             raise
@@ -289,5 +287,5 @@ class ViewRunner:
             if self.open_writer_view is not None
             else partial(ThreadWriter, self.view)
         )
-        with collection_paused():
-            return self._catch_up(batch, on_progress, False, open_writer)
+        with collection_paused(), self._forgetting_position_on_error():
+            return self._project(batch, on_progress, False, open_writer)

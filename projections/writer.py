@@ -25,15 +25,17 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Protocol
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import PersistenceError, Tracking
 
 from projections.store import Rows, ViewRecorder
 
 #: Linux's ``prctl`` option that has the kernel signal a process when its parent dies.
 _PR_SET_PDEATHSIG = 1
 
-#: The writer process's view recorder (set by ``_open``, in the writer process only).
+#: The writer process's view recorder (set by ``_open``, in the writer process only), or
+#: why it could not be opened.
 _view: ViewRecorder | None = None
+_not_opened: PersistenceError | None = None
 
 
 def _die_with_parent() -> None:
@@ -47,14 +49,17 @@ def _die_with_parent() -> None:
 
 
 def _open(open_view: Callable[[], ViewRecorder]) -> None:
-    global _view
+    global _view, _not_opened
     _die_with_parent()
-    _view = open_view()
+    try:
+        _view = open_view()
+    except PersistenceError as e:  # e.g. the database is down: raised in the runner by the
+        _not_opened = e  # first write (an initializer's error would only be logged)
 
 
 def _write(tracking: Tracking, rows: Rows) -> None:
-    if _view is None:  # pragma: no cover - the pool's initializer always runs first
-        raise RuntimeError("the writer process has no view")
+    if _view is None:
+        raise _not_opened or RuntimeError("the writer process has no view")
     _view.write(tracking, rows)
 
 

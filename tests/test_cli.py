@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from infra.wiring import build_application, build_directory_view
 from tests.conftest import Backend
 
 POCDIR = [sys.executable, "-c", "from api.cli import main; main()"]
@@ -64,3 +65,25 @@ def test_an_unreachable_postgres_exits_three_without_a_traceback() -> None:
     result = run("postgresql://postgres@127.0.0.1:1/nowhere", "verify")
     assert result.returncode == 3
     assert "Traceback" not in result.stderr
+
+
+def test_replay_rebuilds_the_same_views_and_refuses_a_batch_below_one(backend: Backend) -> None:
+    """``pocdir replay`` as a user runs it: batches written from its writer process (small
+    batches, so that there are many), and views equal to those kept incrementally."""
+    simulated = run(backend.url, "simulate", "--states", "8", "--days", "30", "--seed", "3")
+    assert simulated.returncode == 0
+    assert run(backend.url, "pending").returncode == 0  # brings the views up to date
+    app = build_application(backend.settings)
+    try:
+        view = build_directory_view(app, backend.settings)
+        incremental = view.dump()
+        assert any(kind == "history" for kind, _, _ in incremental)
+        replay = run(backend.url, "replay", "--batch", "50")
+        assert replay.returncode == 0, replay.stderr
+        assert f"views rebuilt from {app.recorder.max_notification_id()} events" in replay.stdout
+        assert view.dump() == incremental
+    finally:
+        app.close()
+    refused = run(backend.url, "replay", "--batch", "0")
+    assert refused.returncode == 2
+    assert "--batch" in refused.stderr and "Traceback" not in refused.stderr
