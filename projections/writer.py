@@ -39,10 +39,11 @@ _not_opened: PersistenceError | None = None
 
 
 def _die_with_parent() -> None:
-    """Have the kernel kill this process as soon as the runner's does (Linux only).
-    Otherwise a writer whose runner was killed could commit one more batch after a new
-    runner has started from the view's position; that runner's batch would then fail on its
-    tracking position. Elsewhere the writer still stops at its next read of the queue."""
+    """Have the kernel kill this process as soon as the runner's does (Linux only; the
+    signal follows the thread that started the process, which is the one rebuilding).
+    Otherwise a writer whose runner was killed lingers, and could commit one more batch
+    after a new runner has started from the view's position; that runner's batch would then
+    fail on its tracking position. (Elsewhere: no such guarantee.)"""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
