@@ -1,14 +1,15 @@
 """Keeps views up to date with the stored sequence, exactly once.
 
 Events are read in position order after the view's tracking position, projected in batches,
-and each batch's document changes are written with the batch's last position in one
-transaction. A runner killed at any point leaves the view at the end of its last committed
-batch and the next runner resumes there: nothing lost, nothing counted twice.
+and each batch's document changes and history items are written with the batch's last
+position in one transaction. A runner killed at any point leaves the view at the end of its
+last committed batch and the next runner resumes there: nothing lost, nothing counted twice.
 
 Why it is fast enough to rebuild a large record: a batch's events are decoded first, the
 documents they will read are fetched in one query per kind, and documents the runner itself
 committed earlier in the same ``catch_up`` are kept in memory (bounded), so most events need
-no read from the view at all.
+no read from the view at all. A rebuild also pauses the garbage collector and, given
+``open_writer_view``, writes from a process of its own while it projects the next batch.
 """
 
 from __future__ import annotations
