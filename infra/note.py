@@ -69,6 +69,24 @@ def key_id(name: str, public_key: bytes) -> bytes:
     ).digest()[:4]
 
 
+def _key_parts(text: str, what: str, layout: str) -> tuple[str, str, bytes]:
+    """Split a serialised key (``name+keyid+base64``, ``what`` naming it in errors) into its
+    checked name, its key id as written, and its 32 Ed25519 key bytes. The caller checks
+    the id against the key it builds."""
+    parts = text.split("+", 2)
+    if len(parts) != 3:
+        raise KeyFormatError(f"a {what} is {layout}")
+    name, hex_id, encoded = parts
+    check_key_name(name)
+    try:
+        raw = unb64(encoded)
+    except ValueError as e:
+        raise KeyFormatError(f"{what}: {e}") from None
+    if len(raw) != 33 or raw[:1] != SIGNATURE_TYPE_ED25519:
+        raise KeyFormatError(f"{what} is not an Ed25519 key (type 0x01, 32 bytes)")
+    return name, hex_id, raw[1:]
+
+
 @dataclass(frozen=True)
 class VerifierKey:
     name: str
@@ -83,18 +101,8 @@ class VerifierKey:
 
     @classmethod
     def parse(cls, text: str) -> VerifierKey:
-        parts = text.strip().split("+", 2)
-        if len(parts) != 3:
-            raise KeyFormatError("a verifier key is name+keyid+base64key")
-        name, hex_id, encoded = parts
-        check_key_name(name)
-        try:
-            raw = unb64(encoded)
-        except ValueError as e:
-            raise KeyFormatError(f"verifier key: {e}") from None
-        if len(raw) != 33 or raw[:1] != SIGNATURE_TYPE_ED25519:
-            raise KeyFormatError("verifier key is not an Ed25519 key (type 0x01, 32 bytes)")
-        key = cls(name, raw[1:])
+        name, hex_id, raw = _key_parts(text.strip(), "verifier key", "name+keyid+base64key")
+        key = cls(name, raw)
         if hex_id.lower() != key.key_id.hex() or len(hex_id) != 8:
             raise KeyFormatError(
                 f"verifier key id {hex_id[:8]!r} does not match its name and key "
@@ -145,18 +153,10 @@ class SignerKey:
         text = text.strip()
         if not text.startswith(PRIVATE_KEY_PREFIX):
             raise KeyFormatError("a signing key file starts with PRIVATE+KEY+")
-        parts = text[len(PRIVATE_KEY_PREFIX) :].split("+", 2)
-        if len(parts) != 3:
-            raise KeyFormatError("a signing key is PRIVATE+KEY+name+keyid+base64key")
-        name, hex_id, encoded = parts
-        check_key_name(name)
-        try:
-            raw = unb64(encoded)
-        except ValueError as e:
-            raise KeyFormatError(f"signing key: {e}") from None
-        if len(raw) != 33 or raw[:1] != SIGNATURE_TYPE_ED25519:
-            raise KeyFormatError("signing key is not an Ed25519 key (type 0x01, 32 bytes)")
-        key = cls(name, raw[1:])
+        name, hex_id, raw = _key_parts(
+            text[len(PRIVATE_KEY_PREFIX) :], "signing key", "PRIVATE+KEY+name+keyid+base64key"
+        )
+        key = cls(name, raw)
         if hex_id.lower() != key.verifier.key_id.hex():
             raise KeyFormatError("signing key id does not match its name and key")
         return key

@@ -106,10 +106,10 @@ def dumps(doc: dict[str, Any]) -> str:
     return _encode(doc)
 
 
-def split_changes(changes: Changes, items: Iterable[HistoryRow] = ()) -> Rows:
+def split_changes(changes: Changes, items: list[HistoryRow] | None = None) -> Rows:
     """Rows to upsert (kind, key, canonical JSON), keys to delete and items to insert.
     Serialising here, not when the rows are written, leaves the caller free to change the
-    documents afterwards."""
+    documents afterwards. ``items`` is taken as it is: the caller adds none afterwards."""
     upserts: list[tuple[str, str, str]] = []
     deletes: list[tuple[str, str]] = []
     encode = _encode
@@ -118,7 +118,7 @@ def split_changes(changes: Changes, items: Iterable[HistoryRow] = ()) -> Rows:
             deletes.append((kind, key))
         else:
             upserts.append((kind, key, encode(doc)))
-    return Rows(upserts, deletes, list(items))
+    return Rows(upserts, deletes, items if items is not None else [])
 
 
 #: Per-connection staging table for a batch's upserts on PostgreSQL (emptied on commit).

@@ -213,12 +213,11 @@ def test_a_capacity_need_goes_open_matched_fulfilled_with_offers_from_other_stat
     assert app.get_need(other.id).status is NeedStatus.WITHDRAWN
 
 
-def test_a_need_may_cite_a_response_that_asked_for_assistance_by_a_party_only(
-    app: PocDirectory,
-) -> None:
+def fra_notifies_deu(app: PocDirectory) -> Notification:
+    """FRA, DEU and ITA register; FRA notifies DEU of a botnet."""
     for code in ("FRA", "DEU", "ITA"):
         register(app, code, "technical")
-    n = app.send_notification(
+    return app.send_notification(
         state("FRA"),
         "DEU",
         "malware",
@@ -226,6 +225,12 @@ def test_a_need_may_cite_a_response_that_asked_for_assistance_by_a_party_only(
         [{"kind": "ipv4", "value": "192.0.2.1"}],
         good_faith_attested=True,
     )
+
+
+def test_a_need_may_cite_a_response_that_asked_for_assistance_by_a_party_only(
+    app: PocDirectory,
+) -> None:
+    n = fra_notifies_deu(app)
     app.acknowledge_notification(state("DEU"), n.id)
     responded = app.respond_to_notification(
         state("DEU"), n.id, Text.english_only("We need help"), assistance_requested=True
@@ -246,16 +251,7 @@ def test_taxonomy_doc_lists_every_capacity_building_category() -> None:
 def test_the_report_counts_consent_decisions_but_not_consented_reads(
     backend: Backend, app: PocDirectory, clock: SimulatedClock
 ) -> None:
-    for code in ("FRA", "DEU", "ITA"):
-        register(app, code, "technical")
-    n = app.send_notification(
-        state("FRA"),
-        "DEU",
-        "malware",
-        Text.english_only("Botnet"),
-        [{"kind": "ipv4", "value": "192.0.2.1"}],
-        good_faith_attested=True,
-    )
+    n = fra_notifies_deu(app)
     consent = app.request_consent(state("FRA"), n.id, "ITA")
     app.grant_consent(state("DEU"), consent.id)
     _, readable = app.read_notification(state("ITA"), n.id, [consent.id])
