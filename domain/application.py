@@ -11,11 +11,12 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import Any, Final, TypeVar, final
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Transcoding
 from eventsourcing.utils import Environment
 
 from domain.base import PocdirAggregate
@@ -70,6 +71,45 @@ def _value_transcoding(cls: Any, name: str) -> Transcoding:
     return _ValueAsDict()
 
 
+@final
+class WithheldContent:
+    """What an exchange's content (a description, a response, a text, supporting information
+    with its indicators) decodes to in events read for the views (``facts_mapper``).
+
+    Why: the views hold the facts of an interaction, never its content, and are read by the
+    Secretariat and by reviewers, who never read content. Withholding it when decoding makes
+    that structural, not a matter of each projector leaving it alone. It is also nearly half
+    of the cost of decoding a record: indicators are validated and normalised again on every
+    read, and a rebuild decodes every event."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<withheld content>"
+
+
+#: The one instance: content fields of facts-decoded events are this object.
+WITHHELD: Final = WithheldContent()
+#: The transcodings (by stored name) whose values are an exchange's content.
+CONTENT_TRANSCODINGS: Final = ("text", "supporting_information")
+
+
+class _WithheldTranscoding(Transcoding):
+    """Decodes content to ``WITHHELD`` without reading it; refuses to encode, so that an
+    event decoded for the views can never be stored back in place of the real one."""
+
+    type = WithheldContent
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def encode(self, obj: Any) -> Any:
+        raise TypeError("withheld content cannot be stored: this event was decoded for the views")
+
+    def decode(self, data: Any) -> WithheldContent:
+        return WITHHELD
+
+
 class PocDirectory(Application[UUID]):
     """pocdir's application service over the hash-chained record."""
 
@@ -97,6 +137,19 @@ class PocDirectory(Application[UUID]):
         transcoder.register(_value_transcoding(Text, "text"))
         transcoder.register(_value_transcoding(Contact, "contact"))
         transcoder.register(_value_transcoding(SupportingInformation, "supporting_information"))
+
+    @cached_property
+    def facts_mapper(self) -> Mapper[UUID]:
+        """Decodes stored events for the views: as ``mapper`` does (same cipher, same
+        compressor, same transcodings), except that content decodes to ``WITHHELD``
+        (``WithheldContent``). Read-only: it refuses to encode withheld content."""
+        transcoder = self.factory.transcoder()
+        if not isinstance(transcoder, JSONTranscoder):  # pragma: no cover - configuration
+            raise TypeError("the views decode events with the JSON transcoder only")
+        self.register_transcodings(transcoder)
+        for name in CONTENT_TRANSCODINGS:
+            transcoder.register(_WithheldTranscoding(name))
+        return self.factory.mapper(transcoder=transcoder)
 
     # -- loading ----------------------------------------------------------------------------
 

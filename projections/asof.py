@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from eventsourcing.application import Application
-
+from domain.application import PocDirectory
 from projections.directory import project_directory
 from projections.history import HistoryItem, HistoryRow
 
@@ -65,7 +64,7 @@ class MemoryView:
 
 
 def directory_as_of(
-    app: Application, *, position: int | None = None, day: date | None = None
+    app: PocDirectory, *, position: int | None = None, day: date | None = None
 ) -> MemoryView:
     """The directory documents as they stood at ``position`` (inclusive), or at the end of
     ``day``. Events are in time order (one clock stamps them as they are stored)."""
@@ -76,7 +75,7 @@ def directory_as_of(
             start, READ_BATCH, stop=position, inclusive_of_start=False
         )
         for notification in notifications:
-            event: Any = app.mapper.to_domain_event(notification)
+            event: Any = app.facts_mapper.to_domain_event(notification)
             if day is not None and event.timestamp.date() > day:
                 return view
             project_directory(event, notification.id, view)

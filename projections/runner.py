@@ -22,9 +22,9 @@ from functools import partial
 from itertools import islice
 from typing import Any
 
-from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 
+from domain.application import PocDirectory
 from projections.directory import directory_reads, project_directory
 from projections.history import HistoryDocuments, HistoryRow, history_reads, project_history
 from projections.review import project_review
@@ -168,7 +168,7 @@ class ViewRunner:
 
     def __init__(
         self,
-        app: Application,
+        app: PocDirectory,
         view: ViewRecorder,
         name: str = DIRECTORY_VIEW,
         projector: Projector = project_views,
@@ -236,7 +236,7 @@ class ViewRunner:
             return 0
         known = KnownDocuments()
         select = self.app.recorder.select_notifications
-        decode = self.app.mapper.to_domain_event
+        decode = self.app.facts_mapper.to_domain_event  # content withheld: see its docstring
         writing: Changes = {}
         pending: Future[None] | None = None
         pending_events, position = 0, start
