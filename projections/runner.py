@@ -5,6 +5,10 @@ and each batch's document changes and history items are written with the batch's
 position in one transaction. A runner killed at any point leaves the view at the end of its
 last committed batch and the next runner resumes there: nothing lost, nothing counted twice.
 
+Events are decoded with every exchange's content withheld (``PocDirectory.facts_mapper``): no
+view holds content, so no projector receives it, and a rebuild does not validate again the
+indicators it would throw away.
+
 Why it is fast enough to rebuild a large record: a batch's events are decoded first, the
 documents they will read are fetched in one query per kind, and documents the runner itself
 committed earlier in the same ``catch_up`` are kept in memory (bounded), so most events need
