@@ -110,13 +110,17 @@ class VerifierKey:
             )
         return key
 
-    def verify(self, message: bytes, signature: bytes) -> bool:
-        """True if the Ed25519 signature is valid (a building block; ``open_note`` raises)."""
+    def verify(self, message: bytes, signature: bytes) -> None:
+        """Raise ``SignatureInvalid`` unless ``signature`` is this key's Ed25519 signature of
+        ``message``: a verifier that returned ``False`` could be ignored by its caller."""
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
         except InvalidSignature:
-            return False
-        return True
+            raise SignatureInvalid(
+                f"the signature by {self.name} does not verify: the checkpoint was altered",
+                expected=f"a valid Ed25519 signature by {self}",
+                computed="an invalid signature",
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -289,12 +293,7 @@ def open_checkpoint(note: str, keys: list[VerifierKey]) -> SignedCheckpoint:
         key = known.get((name, kid))
         if key is None:
             continue
-        if not key.verify(text.encode("utf-8"), signature):
-            raise SignatureInvalid(
-                f"the signature by {name} does not verify: the checkpoint was altered",
-                expected=f"a valid Ed25519 signature by {key}",
-                computed="an invalid signature",
-            )
+        key.verify(text.encode("utf-8"), signature)
         verified.append(key)
     if not verified:
         raise UnknownSigner(

@@ -459,3 +459,12 @@ def test_a_checkpoint_of_another_log_is_refused(
     )
     with pytest.raises(CheckpointError, match="another log"):
         verify_against_checkpoint(app, transparency, other, [KEY.verifier])
+
+
+def test_a_verifier_key_raises_on_a_signature_of_other_bytes_naming_the_key() -> None:
+    signature = KEY.sign(b"size 7")
+    KEY.verifier.verify(b"size 7", signature)
+    with pytest.raises(SignatureInvalid) as failure:
+        KEY.verifier.verify(b"size 8", signature)
+    assert failure.value.expected == f"a valid Ed25519 signature by {KEY.verifier}"
+    assert failure.value.computed == "an invalid signature"
