@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ CONTENT = {
 
 
 @pytest.fixture
-def encrypted_app(backend: Backend) -> Any:
+def encrypted_app(backend: Backend) -> Iterator[PocDirectory]:
     """An application over an encrypted record: the views decrypt as the record does."""
     key = base64.b64encode(os.urandom(32)).decode()
     app = build_application(
