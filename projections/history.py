@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol
 from domain.capacity import CapacityNeed
 from domain.check import CommunicationCheck
 from domain.consent import SharingConsent
-from domain.notification import Notification
+from domain.notification import Notification, NotificationStatus
 from domain.state_entry import StateEntry, code_of_entry
 from projections.directory import Documents
 from projections.review import review_history
@@ -121,18 +121,17 @@ def project_history(event: Any, position: int, docs: HistoryDocuments) -> None:
         review_history(event, docs, item)
 
 
-#: What the recipient's and the sender's timelines (in that order) call each later event.
-_NOTIFICATION_VERBS: dict[type, tuple[str, str]] = {
-    Notification.Acknowledged: ("acknowledged", "acknowledgement received"),
-    Notification.Responded: ("responded", "response received"),
-    Notification.Closed: ("closed by sender", "closed"),
-    Notification.Withdrawn: ("withdrawn by sender", "withdrawn"),
-}
-_STATUS_AFTER: dict[type, str] = {
-    Notification.Acknowledged: "acknowledged",
-    Notification.Responded: "responded",
-    Notification.Closed: "closed",
-    Notification.Withdrawn: "withdrawn",
+#: For each later event: what the recipient's and the sender's timelines (in that order)
+#: call it, and the notification's status after it.
+_AFTER_SENT: dict[type, tuple[str, str, NotificationStatus]] = {
+    Notification.Acknowledged: (
+        "acknowledged",
+        "acknowledgement received",
+        NotificationStatus.ACKNOWLEDGED,
+    ),
+    Notification.Responded: ("responded", "response received", NotificationStatus.RESPONDED),
+    Notification.Closed: ("closed by sender", "closed", NotificationStatus.CLOSED),
+    Notification.Withdrawn: ("withdrawn by sender", "withdrawn", NotificationStatus.WITHDRAWN),
 }
 
 
@@ -154,7 +153,7 @@ def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) ->
                 "sent_at": at,
                 "acknowledged_at": None,
                 "first_response_at": None,
-                "status": "sent",
+                "status": NotificationStatus.SENT.value,
             },
         )
         add((sender, position, at, "notification sent", recipient, incident_type, nid))
@@ -174,9 +173,9 @@ def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) ->
             meta["first_response_at"] = at
             to_respond = _hours(event.timestamp, meta["sent_at"])
         assistance = True if event.assistance_requested else None
-    meta["status"] = _STATUS_AFTER[kind]
+    recipient_verb, sender_verb, status = _AFTER_SENT[kind]
+    meta["status"] = status.value
     docs.put(NOTIFICATION, nid, meta)
-    recipient_verb, sender_verb = _NOTIFICATION_VERBS[kind]
     for code, verb, counterpart in (
         (recipient, recipient_verb, sender),
         (sender, sender_verb, recipient),

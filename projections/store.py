@@ -106,7 +106,7 @@ def dumps(doc: dict[str, Any]) -> str:
     return _encode(doc)
 
 
-def split_changes(changes: Changes, items: list[HistoryRow] | None = None) -> Rows:
+def split_changes(changes: Changes, items: list[HistoryRow]) -> Rows:
     """Rows to upsert (kind, key, canonical JSON), keys to delete and items to insert.
     Serialising here, not when the rows are written, leaves the caller free to change the
     documents afterwards. ``items`` is taken as it is: the caller adds none afterwards."""
@@ -118,7 +118,7 @@ def split_changes(changes: Changes, items: list[HistoryRow] | None = None) -> Ro
             deletes.append((kind, key))
         else:
             upserts.append((kind, key, encode(doc)))
-    return Rows(upserts, deletes, items if items is not None else [])
+    return Rows(upserts, deletes, items)
 
 
 #: Per-connection staging table for a batch's upserts on PostgreSQL (emptied on commit).
