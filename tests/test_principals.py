@@ -44,6 +44,25 @@ def test_a_revoked_token_gets_401_from_a_running_server(backend: Backend) -> Non
         assert client.get("/directory", headers=who).status_code == 401
 
 
+def test_a_revocation_counts_on_the_next_request_when_another_process_caught_up_the_views(
+    backend: Backend,
+) -> None:
+    """Issue 12, defect 1: the CLI revokes and then reads (``pocdir pending`` brings the views
+    up to date), so the server sees no new events in its views; the token must still fail."""
+    credential_id, token = issued(
+        run(backend.url, "principals", "add", "--role", "state", "--state", "fra").stdout
+    )
+    app = create_app(backend.settings)
+    with TestClient(app) as client:
+        who = {"Authorization": f"Bearer {token}"}
+        assert client.get("/directory", headers=who).status_code == 200
+        assert run(backend.url, "principals", "revoke", credential_id).returncode == 0
+        assert run(backend.url, "pending").returncode == 0
+        assert client.get("/directory", headers=who).status_code == 401
+        write = client.post("/entries/FRA", headers=who, json={})
+        assert write.status_code == 401, write.text
+
+
 def test_bad_principal_options_exit_two_with_one_line() -> None:
     for args in (
         ("principals", "add", "--role", "state"),
