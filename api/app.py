@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import ServiceHolder, holder_for
 from api.errors import DATABASE_ERRORS, ERROR_RESPONSES, install_error_handlers
+from api.middleware import RequestGate
 from api.routers import (
     audit,
     checks,
@@ -60,7 +61,8 @@ def create_app(
 ) -> FastAPI:
     """The API over the record ``settings`` names (default: from ``POCDIR_*``). With
     ``checkpoint_every`` (seconds), it also signs and records a checkpoint on that period."""
-    services = holder or holder_for(settings or Settings.from_env(), clock=clock)
+    settings = settings or Settings.from_env()
+    services = holder or holder_for(settings, clock=clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -80,6 +82,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
+    app.add_middleware(RequestGate, holder=services, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from uuid import uuid4
 
 import typer
 from eventsourcing.persistence import OperationalError, PersistenceError
@@ -23,13 +24,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from api.cli_options import IdempotencyOption as IdempotencyOption
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock, SystemClock
 from domain.errors import NotFound, PocdirError
+from domain.idempotency import IdempotencyKey, request_digest
+from domain.values import Principal
 from infra.chain import VerificationError
 from infra.settings import Settings, SettingsError
 from infra.verify import chained_recorder, verify_record
-from infra.wiring import build_application, build_directory_view, build_view_runner
+from infra.wiring import (
+    build_application,
+    build_directory_view,
+    build_idempotency_keys,
+    build_view_runner,
+)
 from projections.asof import directory_as_of
 from projections.queries import DirectoryQueries, history_csv
 from projections.runner import REBUILD_BATCH
@@ -213,6 +222,34 @@ def command_application(
         fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
     finally:
         application.close()
+
+
+def command_key(
+    application: PocDirectory, by: Principal, command: str, args: Sequence[object], key: str | None
+) -> IdempotencyKey | None:
+    """The idempotency key a writing command records with its events: the caller's, or a
+    fresh one. ``None`` when this command already ran with the caller's key: that is said on
+    stdout and nothing is written again. Exits 2 if the key was used for another command."""
+    digest = request_digest(
+        [command.encode(), *(json.dumps(a, default=str).encode() for a in args)]
+    )
+    if key is None:
+        return IdempotencyKey(by.ref, str(uuid4()), digest)
+    try:
+        keyed = IdempotencyKey(by.ref, key, digest)
+    except PocdirError as e:
+        fail(str(e))
+    row = build_idempotency_keys(application, _settings()).find(keyed)
+    if row is None:
+        return keyed
+    if row.digest != digest:
+        fail("this --idempotency-key was used for a different command; use a new key")
+    out.print(
+        f"already done: this command ran with this idempotency key (record position "
+        f"{row.position}); nothing was written again",
+        highlight=False,
+    )
+    return None
 
 
 @contextmanager

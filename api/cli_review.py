@@ -20,10 +20,12 @@ from api.cli import (
     _date,
     _print_json,
     command_application,
+    command_key,
     directory_view,
     fail,
     out,
 )
+from api.cli_options import IdempotencyOption
 from api.review_html import render_html
 from domain.values import Principal, Role
 from projections.review import check_summaries
@@ -85,13 +87,21 @@ def check_launch(
     ] = None,
     by: ByOption = "secretariat",
     format: FormatOption = TableFormat.TABLE,  # noqa: A002
+    idempotency_key: IdempotencyOption = None,
 ) -> None:
     """Launch a check of every registered State's contacts at one level, or of listed ones."""
     if not 0 < deadline_hours <= 24 * 30:
         fail("--deadline-hours must be more than 0 and at most 720")
     with command_application() as application:
+        secretariat = _secretariat(by)
+        args = [level, deadline_hours, state]
+        key = command_key(application, secretariat, "check launch", args, idempotency_key)
+        if key is None:
+            return
         deadline = application.clock.now() + timedelta(hours=deadline_hours)
-        check = application.launch_check(_secretariat(by), level, deadline, state or None)
+        check = application.launch_check(
+            secretariat, level, deadline, state or None, idempotency=key
+        )
         results = check.results(application.clock.now())
     if format is TableFormat.JSON:
         _print_json(results)
@@ -120,11 +130,16 @@ def check_results(
 def check_close(
     check_id: Annotated[str, typer.Argument(help="the check's id")],
     by: ByOption = "secretariat",
+    idempotency_key: IdempotencyOption = None,
 ) -> None:
     """Close a check after its deadline: the States that have not answered get no answer."""
     cid = _check_id(check_id)
     with command_application() as application:
-        check = application.close_check(_secretariat(by), cid)
+        secretariat = _secretariat(by)
+        key = command_key(application, secretariat, "check close", [cid], idempotency_key)
+        if key is None:
+            return
+        check = application.close_check(secretariat, cid, idempotency=key)
     out.print(f"check {check.id} closed; {len(check.answers)} of {len(check.states)} answered")
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import psycopg
@@ -53,6 +54,12 @@ from infra.chain import (
     LinkRow,
     StoredRow,
     compute_links,
+)
+from infra.idempotency import (
+    IDEMPOTENCY_TABLE,
+    KeyStatements,
+    create_table_statements,
+    record_in_transaction,
 )
 
 CHAIN_TABLE = "event_chain"
@@ -189,6 +196,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     ) -> None:
         self.chain_table_name = chain_table_name
         self.head_cache = HeadCache()
+        self.idempotency_statements = KeyStatements(IDEMPOTENCY_TABLE, "?")
         super().__init__(datastore, events_table_name)
         self.select_head_statement = (
             f"SELECT position, link FROM {chain_table_name} ORDER BY position DESC LIMIT 1"
@@ -219,7 +227,12 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             "leaf_hash BLOB NOT NULL, "
             "link BLOB NOT NULL)"
         )
+        statements += create_table_statements(IDEMPOTENCY_TABLE, "BLOB", "REAL")
         return statements
+
+    def idempotency_transaction(self) -> AbstractContextManager[Any]:
+        """A write transaction for the idempotency-key table (``infra.idempotency``)."""
+        return self.datastore.transaction(commit=True)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -231,6 +244,9 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             with self.datastore.transaction(commit=True) as c:
                 positions = self._insert_events(c, stored_events, **kwargs)
                 head = self._insert_links(c, stored_events, positions) if positions else None
+                key = kwargs.get("idempotency")
+                if key is not None and positions:
+                    record_in_transaction(c, self.idempotency_statements, key, positions[0])
         except BaseException:
             self.head_cache.forget()
             raise
@@ -364,6 +380,16 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             "WHERE e.notification_id >= %s ORDER BY e.notification_id LIMIT %s"
         ).format(*events, *table)
         self.count_links_statement = SQL("SELECT COUNT(*) FROM {0}.{1}").format(*table)
+        keys_table = f"{_quoted(self.datastore.schema)}.{_quoted(IDEMPOTENCY_TABLE)}"
+        self.idempotency_statements = KeyStatements(keys_table)
+        self.sql_create_statements += [
+            Composed([SQL(ddl)])  # type: ignore[arg-type]  # from quoted identifiers only
+            for ddl in create_table_statements(keys_table, "bytea", "double precision")
+        ]
+
+    def idempotency_transaction(self) -> AbstractContextManager[Any]:
+        """A write transaction for the idempotency-key table (``infra.idempotency``)."""
+        return self.datastore.transaction(commit=True)
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         # Several processes starting at once would race on CREATE … IF NOT EXISTS and
@@ -404,6 +430,9 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 if positions is None or len(positions) != len(stored_events):
                     raise ProgrammingError("did not get a position for every inserted event")
                 head = self._insert_links(curs, stored_events, positions)
+                key = kwargs.get("idempotency")
+                if key is not None:
+                    record_in_transaction(curs, self.idempotency_statements, key, positions[0])
         except BaseException:
             self.head_cache.forget()
             raise
@@ -503,6 +532,11 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                     for p, prev, leaf, link in paged(fetch(self.select_links_page), batch)
                 ),
             )
+
+
+def _quoted(identifier: str) -> str:
+    """A PostgreSQL identifier, double-quoted."""
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 #: Seconds a statement waits for a free pooled connection before the library's retry loop

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
@@ -14,8 +15,8 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.application import PocDirectory
 from domain.clock import Clock
-from domain.credential import token_hash
 from domain.values import Principal
+from infra.idempotency import IdempotencyKeys
 from infra.settings import Settings
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
@@ -103,25 +104,22 @@ def build_transparency(app: PocDirectory, settings: Settings) -> Transparency:
     )
 
 
-MAX_REMEMBERED_PRINCIPALS = 10_000
-
-
 @dataclass
 class Services:
-    """What a long-running process (the HTTP server) holds: the application over the record
-    and the views that follow it. Reads first bring the views up to date under a lock, so a
-    caller always reads its own writes, and two threads never project the same events."""
+    """What a long-running process (the HTTP server) holds: the application over the record,
+    the views that follow it, and the idempotency keys. Reads first bring the views up to date
+    under a lock, so a caller always reads its own writes, and two threads never project the
+    same events."""
 
     settings: Settings
     application: PocDirectory
     view: ViewRecorder
     runner: ViewRunner
     transparency: Transparency
+    keys: IdempotencyKeys
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: Growing the Merkle tree is a write; one thread at a time.
     tree_lock: threading.Lock = field(default_factory=threading.Lock)
-    #: Authenticated principals by token hash, valid while the record has not grown.
-    principals: dict[str, Principal] = field(default_factory=dict)
 
     def queries(self) -> DirectoryQueries:
         """Queries over the views, caught up with every event recorded so far."""
@@ -138,22 +136,11 @@ class Services:
                 return self.runner.catch_up()
 
     def authenticate(self, token: str) -> Principal:
-        """Bring the views up to date, then authenticate ``token``.
-
-        Authenticated tokens are remembered until the record grows: any new event (and so any
-        revocation, whichever process recorded it) empties the memory first, so a revoked
-        token is refused on the next request, as when reading the record every time.
-        """
-        if self.catch_up():
-            self.principals.clear()
-        key = token_hash(token)
-        principal = self.principals.get(key)
-        if principal is None:
-            principal = self.application.authenticate(token)
-            if len(self.principals) >= MAX_REMEMBERED_PRINCIPALS:
-                self.principals.clear()
-            self.principals[key] = principal
-        return principal
+        """The principal ``token`` stands for, read from the record itself on every request
+        (one read of one aggregate). Nothing is remembered between requests and nothing
+        depends on the views, so a revocation recorded by any process, however far this
+        process's views have caught up, is refused on the next request."""
+        return self.application.authenticate(token)
 
     def close(self) -> None:
         self.application.close()
@@ -171,4 +158,14 @@ def build_services(
         application.close()
         raise
     runner = build_view_runner(application, view, settings)
-    return Services(settings, application, view, runner, transparency)
+    keys = build_idempotency_keys(application, settings)
+    return Services(settings, application, view, runner, transparency, keys)
+
+
+def build_idempotency_keys(app: PocDirectory, settings: Settings) -> IdempotencyKeys:
+    """The record's idempotency-key table; stored answers are encrypted with the record's
+    cipher when ``POCDIR_CIPHER_KEY`` is set."""
+    recorder: Any = app.recorder
+    return IdempotencyKeys(
+        recorder, app.mapper.cipher, timedelta(hours=settings.idempotency_retention_hours)
+    )
