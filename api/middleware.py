@@ -16,6 +16,7 @@ retry (``infra.idempotency``).
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -52,6 +53,10 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 class BodyTooLarge(Exception):
     """The body passed the limit while it was being read."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body was whole: there is no request to run."""
 
 
 @dataclass
@@ -104,6 +109,8 @@ class RequestGate:
         except BodyTooLarge:
             await self._too_large(scope, receive, send)
             return
+        except ClientGone:
+            return
         replay_receive = _replaying(body, receive)
         raw_key = headers.get(b"idempotency-key")
         if principal is None or raw_key is None or scope["method"] not in WRITE_METHODS:
@@ -137,6 +144,8 @@ class RequestGate:
         size = 0
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
             if message["type"] != "http.request":
                 break
             chunk = message.get("body", b"")
@@ -180,7 +189,7 @@ class RequestGate:
                         scope.get("raw_path") or scope["path"].encode(),
                         scope.get("query_string", b""),
                         *(headers.get(h, b"") for h in DIGESTED_HEADERS),
-                        body,
+                        _canonical(body),
                     ]
                 ),
             )
@@ -266,6 +275,16 @@ class RequestGate:
                 await run_in_threadpool(keys.release, key)
         except DATABASE_ERRORS as e:
             log.warning("idempotency key outcome not stored: %s", type(e).__name__)
+
+
+def _canonical(body: bytes) -> bytes:
+    """A JSON body in one spelling (sorted keys, no spaces), so that a retry whose client
+    serialised the same request differently is still the same request; anything else as is."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body
+    return json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
