@@ -74,8 +74,8 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def get_queries(services: ServicesDep) -> DirectoryQueries:
-    """Queries over the views. Every route that reads them also authenticates, and
-    ``get_principal`` has then brought them up to date (in the same worker-thread trip)."""
+    """Queries over the views. Every route that reads them also authenticates, and the
+    gate has then brought them up to date (``Services.admit``, one worker-thread trip)."""
     return DirectoryQueries(services.view)
 
 
@@ -84,21 +84,22 @@ QueriesDep = Annotated[DirectoryQueries, Depends(get_queries)]
 bearer = HTTPBearer(auto_error=False, description="A token from `pocdir principals add`")
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """The principal the gate (``api.middleware.RequestGate``) authenticated against the
-    record before reading the body; then bring the views up to date, so the request reads its
-    own and everyone's earlier writes. ``credentials`` declares the scheme in OpenAPI."""
+    """The principal the gate (``api.middleware.RequestGate``) admitted: authenticated
+    against the record before any of the body was read, with the views then brought up to
+    date, so the request reads its own and everyone's earlier writes. ``credentials``
+    declares the scheme in OpenAPI."""
     principal = getattr(request.state, "principal", None)
-    if principal is None:  # a route mounted without the gate: authenticate here instead
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise NotAuthenticated("send Authorization: Bearer <token>")
-        principal = services.authenticate(credentials.credentials)
-    services.catch_up()
-    return principal
+    if principal is not None:
+        return principal  # type: ignore[no-any-return]  # request.state is untyped
+    # A route mounted without the gate: admit here instead.
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise NotAuthenticated("send Authorization: Bearer <token>")
+    return await run_in_threadpool(services.admit, credentials.credentials)
 
 
 async def get_idempotency(

@@ -128,7 +128,7 @@ class RequestGate:
             return None
         try:
             services = await self._services()
-            return await run_in_threadpool(services.authenticate, token.strip())
+            return await run_in_threadpool(services.admit, token.strip())
         except NotAuthenticated as e:
             await _unauthenticated(scope, receive, send, str(e))
         except DATABASE_ERRORS:

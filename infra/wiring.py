@@ -142,6 +142,13 @@ class Services:
         process's views have caught up, is refused on the next request."""
         return self.application.authenticate(token)
 
+    def admit(self, token: str) -> Principal:
+        """Authenticate ``token``, then bring the views up to date, so the request reads its
+        own and everyone's earlier writes: one trip to a worker thread per request."""
+        principal = self.authenticate(token)
+        self.catch_up()
+        return principal
+
     def close(self) -> None:
         self.application.close()
 
