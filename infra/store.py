@@ -17,10 +17,13 @@ last stored link. The guarantees:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
 from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
 
 import psycopg
 from eventsourcing.persistence import (
@@ -83,6 +86,10 @@ class ChainedRecorder(Protocol):
     ) -> int: ...
 
     def linked_page(self, start: int, limit: int) -> list[LinkedRow]: ...
+
+    def record_absence(self) -> str | None: ...
+
+    def has_rows(self) -> bool: ...
 
 
 def paged(fetch: Callable[[int], Sequence[Any]], batch: int) -> Iterator[Any]:
@@ -177,6 +184,49 @@ def _link_exists(position: int, cause: Exception) -> ChainBroken:
 
 # -- SQLite ------------------------------------------------------------------------------------
 
+#: The tables a pocdir record has on SQLite (``docs/audit-format.md`` §1 and §4).
+SQLITE_RECORD_TABLES = ("stored_events", CHAIN_TABLE)
+
+
+def _is_memory(path: str) -> bool:
+    return path == ":memory:" or "mode=memory" in path
+
+
+def _sqlite_file(path: str) -> str:
+    """The file that ``path`` (a file name or a ``file:`` URI) names."""
+    return urlsplit(path).path if path.startswith("file:") else path
+
+
+def read_only_sqlite_uri(path: str) -> str:
+    """A URI that opens ``path`` read-only: SQLite then never creates the file or writes it."""
+    if path.startswith("file:"):
+        return f"{path}{'&' if '?' in path else '?'}mode=ro"
+    return f"file:{quote(path)}?mode=ro"
+
+
+def sqlite_record_absence(path: str) -> str | None:
+    """Why there is no pocdir record at ``path``, or None if there is one, found without
+    creating anything (the file is opened read-only, and only if it exists).
+
+    Raises the library's ``OperationalError`` if the file exists but cannot be read as a
+    database (a directory, a file that is not a database, no permission)."""
+    if _is_memory(path):
+        return "an in-memory database holds no record"
+    file = _sqlite_file(path)
+    if not os.path.lexists(file):
+        return "the file does not exist"
+    try:
+        with closing(sqlite3.connect(read_only_sqlite_uri(path), uri=True)) as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    except sqlite3.Error as e:
+        raise OperationalError(f"cannot read {file} as an SQLite database: {e}") from e
+    names = {name for (name,) in rows}
+    for table in SQLITE_RECORD_TABLES:
+        if table not in names:
+            return f"the database has no pocdir record (no table {table})"
+    return None
+
+
 
 class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     """SQLite recorder that links every event in the transaction that inserts it."""
@@ -209,6 +259,10 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             "WHERE e.rowid >= ? ORDER BY e.rowid LIMIT ?"
         )
         self.count_links_statement = f"SELECT COUNT(*) FROM {chain_table_name}"
+        self.has_rows_statement = (
+            f"SELECT EXISTS (SELECT 1 FROM {events_table_name}) "
+            f"OR EXISTS (SELECT 1 FROM {chain_table_name})"
+        )
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
@@ -284,6 +338,23 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(self.select_linked_page, (start, limit))
             return [tuple(r) for r in c.fetchall()]  # type: ignore[misc]
+
+    def has_rows(self) -> bool:
+        """Whether any event or link row is stored, at any position."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.has_rows_statement)
+            return bool(c.fetchone()[0])
+
+    def record_absence(self) -> str | None:
+        """Why this database holds no pocdir record, or None (see ``sqlite_record_absence``,
+        which a read-only command calls before it opens the record at all)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            names = {row[0] for row in c.fetchall()}
+        for table in (self.events_table_name, self.chain_table_name):
+            if table not in names:
+                return f"the database has no pocdir record (no table {table})"
+        return None
 
     def iter_stored_rows(self, batch: int = READ_BATCH) -> Generator[StoredRow, None, None]:
         """The whole record, from one read transaction (one WAL snapshot), so events
@@ -364,6 +435,33 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             "WHERE e.notification_id >= %s ORDER BY e.notification_id LIMIT %s"
         ).format(*events, *table)
         self.count_links_statement = SQL("SELECT COUNT(*) FROM {0}.{1}").format(*table)
+        self.has_rows_statement = SQL(
+            "SELECT EXISTS (SELECT 1 FROM {0}.{1}) OR EXISTS (SELECT 1 FROM {2}.{3})"
+        ).format(*events, *table)
+
+    def has_rows(self) -> bool:
+        """Whether any event or link row is stored, at any position."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as c:
+            c.execute(self.has_rows_statement)
+            row = c.fetchone()
+        return bool(row and row[0])
+
+    def record_absence(self) -> str | None:
+        """Why the schema holds no pocdir record, or None; reads the catalogue only, so a
+        read-only command creates no schema and no table."""
+        schema = self.datastore.schema
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as c:
+            c.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+            if c.fetchone() is None:
+                return f"the schema {schema} does not exist"
+            for table in (self.events_table_name, self.chain_table_name):
+                c.execute(
+                    "SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+                    (schema, table),
+                )
+                if c.fetchone() is None:
+                    return f"the schema {schema} has no pocdir record (no table {table})"
+        return None
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         # Several processes starting at once would race on CREATE … IF NOT EXISTS and

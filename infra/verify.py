@@ -19,6 +19,11 @@ def chained_recorder(app: Application) -> ChainedRecorder:
     return recorder  # type: ignore[return-value]
 
 
+def record_is_empty(recorder: ChainedRecorder) -> bool:
+    """No event and no link is stored (a row at any position, even a forged one, counts)."""
+    return not recorder.has_rows()
+
+
 def verify_record(
     app: Application, on_progress: Callable[[int], None] | None = None
 ) -> VerificationResult:
