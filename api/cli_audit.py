@@ -71,8 +71,9 @@ def transparency(
     settings = _settings()
     application = open_application(mode=mode)
     try:
-        yield application, build_transparency(
-            application, settings, read_only=mode is OpenMode.READ_ONLY
+        yield (
+            application,
+            build_transparency(application, settings, read_only=mode is OpenMode.READ_ONLY),
         )
     except (OperationalError, PersistenceError) as e:
         fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)

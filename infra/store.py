@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
@@ -40,6 +40,8 @@ from eventsourcing.postgres import (
 )
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
     SQLiteCursor,
     SQLiteDatastore,
     SQLiteFactory,
@@ -53,7 +55,9 @@ from infra.chain import (
     GENESIS_LINK,
     GENESIS_POSITION,
     ChainBroken,
+    IdSpelling,
     LinkRow,
+    MalformedValue,
     StoredRow,
     compute_links,
 )
@@ -76,6 +80,9 @@ LinkedRow = tuple[int, Any, Any, Any, Any, Any, Any, Any]
 
 class ChainedRecorder(Protocol):
     """What verification, audit export and benchmarks need from either backend."""
+
+    #: The text spelling of originator ids in the rows this recorder reads for verification.
+    id_spelling: IdSpelling
 
     def chain_head(self) -> tuple[int, bytes]: ...
 
@@ -227,9 +234,33 @@ def sqlite_record_absence(path: str) -> str | None:
     return None
 
 
+def _stored_text(data: bytes) -> str | MalformedValue:
+    """SQLite text as stored: SQLite does not check that text is UTF-8, and Python's default
+    decoding raises for the whole read (reported as an unreachable database). A value that
+    does not decode is kept for the verifier to report at its position."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return MalformedValue("text", data)
+
+
+@contextmanager
+def text_as_stored(c: SQLiteCursor) -> Iterator[None]:
+    """Within a read of the record for verification, decode text with ``_stored_text``."""
+    conn = c.sqlite_cursor.connection
+    previous = conn.text_factory
+    conn.text_factory = _stored_text
+    try:
+        yield
+    finally:
+        conn.text_factory = previous
+
 
 class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     """SQLite recorder that links every event in the transaction that inserts it."""
+
+    #: Ids are read as stored, in the ``TEXT`` column, where pocdir writes ``UUID.hex``.
+    id_spelling = IdSpelling.HEX
 
     def __init__(
         self,
@@ -319,7 +350,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         """Pass every event joined with its link, page by page in position order, to
         ``visit``, from one read transaction; return the number of links in that snapshot
         (more links than events means a link without its event)."""
-        with self.datastore.transaction(commit=False) as c:
+        with self.datastore.transaction(commit=False) as c, text_as_stored(c):
 
             def page(start: int) -> Sequence[Any]:
                 c.execute(self.select_linked_page, (start, batch))
@@ -359,8 +390,9 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     def iter_stored_rows(self, batch: int = READ_BATCH) -> Generator[StoredRow, None, None]:
         """The whole record, from one read transaction (one WAL snapshot), so events
         committed meanwhile are neither half-seen nor reported as faults. Originator ids are
-        yielded as stored (hex text), so a non-canonical spelling is caught."""
-        with self.datastore.transaction(commit=False) as c:
+        yielded as stored (hex text), so any other spelling is caught, and text that is not
+        UTF-8 as a ``MalformedValue``."""
+        with self.datastore.transaction(commit=False) as c, text_as_stored(c):
 
             def fetch(statement: str) -> Callable[[int], Sequence[Any]]:
                 def page(start: int) -> Sequence[Any]:
@@ -375,8 +407,34 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             )
 
 
+class CheckedSQLiteConnectionPool(SQLiteConnectionPool):
+    """The library's pool, except that a file that cannot be read as a database (not a
+    database at all, say) raises the library's ``OperationalError`` like any other database
+    error: the library lets the ``sqlite3`` error of its first statement escape."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        try:
+            return super()._create_connection()
+        except sqlite3.Error as e:
+            raise OperationalError(f"cannot read {self.db_name} as an SQLite database: {e}") from e
+
+
 class ChainedSQLiteFactory(SQLiteFactory):
     application_recorder_class = ChainedSQLiteApplicationRecorder
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        pool = self.datastore.pool
+        self.datastore.pool = CheckedSQLiteConnectionPool(
+            db_name=pool.db_name,
+            lock_timeout=pool.lock_timeout,
+            pool_size=pool.pool_size,
+            max_overflow=pool.max_overflow,
+            pool_timeout=pool.pool_timeout,
+            max_age=pool.max_age,
+            pre_ping=pool.pre_ping,
+        )
+        pool.close()  # unused: it has opened no connection yet
 
 
 # -- PostgreSQL --------------------------------------------------------------------------------
@@ -384,6 +442,9 @@ class ChainedSQLiteFactory(SQLiteFactory):
 
 class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
     """PostgreSQL recorder that links every event in the transaction that inserts it."""
+
+    #: Ids are ``uuid`` values, read as such or as ``::text`` (the canonical form).
+    id_spelling = IdSpelling.CANONICAL
 
     def __init__(
         self,

@@ -36,7 +36,7 @@ from psycopg.rows import tuple_row
 
 from infra.chain import GENESIS_LINK, FastChainWalk, NeedsDetailedWalk
 from infra.merkle import AuditError, CompactRange, NodeId
-from infra.store import DDL_LOCK_KEY
+from infra.store import DDL_LOCK_KEY, text_as_stored
 
 #: Events checked and added to the tree per transaction.
 CATCH_UP_BATCH = 20000
@@ -296,7 +296,7 @@ class TreeStore:
             )
 
     def _extend(self, c: Cursor, head: TreeHead, rows: Sequence[tuple[Any, ...]]) -> None:
-        walk = FastChainWalk()
+        walk = FastChainWalk(self.recorder.id_spelling)
         walk.head_position, walk.head_link = head.position, head.link
         try:
             walk.check_page(rows)
@@ -465,8 +465,9 @@ class SQLiteTreeStore(TreeStore):
             yield c
 
     def linked_page(self, c: Cursor, after: int, batch: int) -> Sequence[tuple[Any, ...]]:
-        c.execute(self.recorder.select_linked_page, (after + 1, batch))
-        return [tuple(r) for r in c.fetchall()]
+        with text_as_stored(c):  # type: ignore[arg-type]
+            c.execute(self.recorder.select_linked_page, (after + 1, batch))
+            return [tuple(r) for r in c.fetchall()]
 
     def position_of(self, aggregate_id: UUID, version: int) -> int | None:
         with self.read() as c:

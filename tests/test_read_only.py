@@ -36,7 +36,9 @@ READ_ONLY_COMMANDS: list[tuple[str, ...]] = [
 
 def _args(command: tuple[str, ...], tmp_path: Path) -> list[str]:
     checkpoint = tmp_path / "kept-checkpoint.txt"
-    checkpoint.write_text("pocdir.example/record\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n")
+    checkpoint.write_text(
+        "pocdir.example/record\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"
+    )
     bundle = tmp_path / "bundle"
     return [a.format(checkpoint=checkpoint, bundle=bundle) for a in command]
 
