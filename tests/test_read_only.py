@@ -4,6 +4,7 @@ or table behind; an empty record is not "intact"."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import psycopg
@@ -129,3 +130,30 @@ def test_reading_the_sqlite_path_setting_creates_no_directory(tmp_path: Path) ->
     settings = Settings.from_env({"POCDIR_DATABASE_URL": f"sqlite:///{tmp_path}/a/b/x.sqlite3"})
     assert settings.sqlite_path == f"{tmp_path}/a/b/x.sqlite3"
     assert not (tmp_path / "a").exists()
+
+
+def test_an_empty_record_is_not_exported_and_an_empty_bundle_is_not_intact(
+    backend: Backend, tmp_path: Path
+) -> None:
+    build_application(backend.settings).close()
+    exported = run(backend.url, "audit", "export", str(tmp_path / "bundle"))
+    assert exported.returncode == 2, (exported.stdout, exported.stderr)
+    assert "the record is empty: no events" in exported.stderr
+    assert not (tmp_path / "bundle").exists()
+    empty = tmp_path / "empty-bundle"
+    (empty / "checkpoints").mkdir(parents=True)
+    (empty / "records.jsonl").write_text("")
+    (empty / "keys.txt").write_text("")
+    digest = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # of no bytes
+    manifest = {
+        "format": "pocdir-audit-bundle/1",
+        "origin": "pocdir.example/record",
+        "records": {"file": "records.jsonl", "count": 0, "sha256": digest},
+        "checkpoints": [],
+        "keys": {"file": "keys.txt", "count": 0, "sha256": digest},
+    }
+    (empty / "manifest.json").write_text(json.dumps(manifest))
+    checked = run(backend.url, "audit", "verify", str(empty))
+    assert checked.returncode == 2, (checked.stdout, checked.stderr)
+    assert "the bundle is empty: no records" in checked.stderr
+    assert "intact" not in checked.stdout
