@@ -238,6 +238,7 @@ def audit_export(
 ) -> None:
     """Write the offline audit bundle: records, checkpoints, keys and a manifest."""
     with transparency(OpenMode.READ_ONLY) as (application, service):
+        fail_if_empty(application)
         try:
             summary = export_bundle(application, service, directory)
         except (FileExistsError, OSError) as e:
@@ -270,6 +271,8 @@ def audit_verify(
         failed(e)
     except OSError as e:
         fail(f"cannot read the bundle: {e}")
+    if result.records == 0:  # like an empty record: nothing was verified
+        fail("the bundle is empty: no records")
     out.print(f"bundle intact: {result.records} records checked", highlight=False)
     out.print(f"head position: {result.head_position}", highlight=False)
     out.print(f"head hash:     {result.head_hash}", highlight=False)
