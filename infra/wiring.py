@@ -22,6 +22,7 @@ from infra.settings import Settings
 from infra.store import read_only_sqlite_uri, sqlite_record_absence
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
+from infra.verify import chained_recorder
 from projections.queries import DirectoryQueries
 from projections.runner import DIRECTORY_VIEW, ViewRunner
 from projections.store import PostgresViewRecorder, SQLiteViewRecorder, ViewRecorder
@@ -137,7 +138,7 @@ def build_application(
         _raise_if_missing(settings, sqlite_record_absence(settings.sqlite_path))
     probe = PocDirectory(eventsourcing_env(settings, read_only=True), clock=clock, new_id=new_id)
     try:
-        _raise_if_missing(settings, probe.recorder.record_absence())  # type: ignore[attr-defined]
+        _raise_if_missing(settings, chained_recorder(probe).record_absence())
     except BaseException:
         probe.close()
         raise
