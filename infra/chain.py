@@ -293,7 +293,9 @@ def _record_of(row: StoredRow, spelling: IdSpelling) -> bytes:
     if type(row.state) is not bytes:
         raise altered("its state is not bytes", "state as bytes", describe_value(row.state))
     if type(row.topic) is not str:
-        raise altered("its topic is not text", "topic as UTF-8 text", describe_value(row.topic))
+        undecodable = isinstance(row.topic, MalformedValue) and row.topic.stored_type == "text"
+        reason = "its topic is not valid UTF-8" if undecodable else "its topic is not text"
+        raise altered(reason, "topic as UTF-8 text", describe_value(row.topic))
     version = row.originator_version
     if type(version) is not int or not 0 <= version < 2**64:
         raise altered(
