@@ -32,8 +32,10 @@ from domain.idempotency import IdempotencyKey, request_digest
 from domain.values import Principal
 from infra.chain import VerificationError
 from infra.settings import Settings, SettingsError
-from infra.verify import chained_recorder, verify_record
+from infra.verify import chained_recorder, record_is_empty, verify_record
 from infra.wiring import (
+    OpenMode,
+    RecordMissing,
     build_application,
     build_directory_view,
     build_idempotency_keys,
@@ -70,12 +72,25 @@ def _settings() -> Settings:
         fail(str(e))
 
 
-def open_application(clock: SimulatedClock | None = None, **kwargs: object) -> PocDirectory:
+def open_application(
+    clock: SimulatedClock | None = None, mode: OpenMode = OpenMode.CREATE, **kwargs: object
+) -> PocDirectory:
+    """The record for one command. A command that only reads passes ``OpenMode.READ_ONLY``
+    or ``OpenMode.EXISTING``: with no record there it exits 2 having created nothing."""
     settings = _settings()
     try:
-        return build_application(settings, clock=clock, **kwargs)  # type: ignore[arg-type]
+        return build_application(settings, clock=clock, mode=mode, **kwargs)  # type: ignore[arg-type]
+    except RecordMissing as e:
+        fail(str(e))
     except (OperationalError, PersistenceError) as e:
         fail(f"cannot open the database: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
+
+
+def fail_if_empty(application: PocDirectory) -> None:
+    """An empty record is not "intact": say so and exit 2, for an auditor who mistyped the
+    record's location into a database that some writer created."""
+    if record_is_empty(chained_recorder(application)):
+        fail("the record is empty: no events")
 
 
 def _progress() -> Progress:
@@ -103,10 +118,10 @@ def verify(
         from api import cli_audit
 
         return cli_audit.verify_checkpoint(checkpoint, key)
-    application = open_application()
+    application = open_application(mode=OpenMode.READ_ONLY)
     try:
+        fail_if_empty(application)
         total = application.recorder.max_notification_id() or 0
-        chained_recorder(application)
         with _progress() as progress:
             task = progress.add_task("verifying", total=total)
             result = verify_record(
@@ -209,11 +224,11 @@ def _date(value: str | None, option: str) -> date | None:
 
 @contextmanager
 def command_application(
-    clock: SimulatedClock | None = None, **kwargs: object
+    clock: SimulatedClock | None = None, mode: OpenMode = OpenMode.CREATE, **kwargs: object
 ) -> Iterator[PocDirectory]:
     """The record, opened for one command: a refusal exits 4 (not found) or 2 with its one
     line, a database error exits 3, and the application is closed in every case."""
-    application = open_application(clock, **kwargs)
+    application = open_application(clock, mode, **kwargs)
     try:
         yield application
     except PocdirError as e:
@@ -260,9 +275,10 @@ def directory_view(
     come from the views, never from scanning the event table. With ``as_of`` or
     ``at_position``, the directory is computed from the record as it stood then."""
     settings = _settings()
-    application = open_application()
+    past = as_of is not None or at_position is not None
+    application = open_application(mode=OpenMode.READ_ONLY if past else OpenMode.EXISTING)
     try:
-        if as_of is not None or at_position is not None:
+        if past:
             yield DirectoryQueries(directory_as_of(application, position=at_position, day=as_of))
             return
         view = build_directory_view(application, settings)

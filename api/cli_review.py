@@ -27,9 +27,11 @@ from api.cli import (
 )
 from api.cli_options import IdempotencyOption
 from api.review_html import render_html
+from domain.errors import ValidationError
 from domain.values import Principal, Role
+from infra.wiring import OpenMode
 from projections.review import check_summaries
-from projections.review_report import build_report, report_csv, report_json
+from projections.review_report import build_report, check_period, report_csv, report_json
 
 check_app = typer.Typer(
     help="Communication checks (ping tests) of the States' contacts, run by the Secretariat.",
@@ -121,7 +123,7 @@ def check_results(
 ) -> None:
     """Each State's result: answered in time, answered late, no answer (or awaiting)."""
     cid = _check_id(check_id)
-    with command_application() as application:
+    with command_application(mode=OpenMode.READ_ONLY) as application:
         results = application.check_results(_secretariat(by), cid)
     _print_results(results, format)
 
@@ -193,6 +195,10 @@ def review(
         fail("give --from and --to")
     if out_path is None and format is not ReportFormat.JSON:
         fail(f"--out is required for --format {format}")
+    try:
+        check_period(start, end)  # bad input is named before the record is opened
+    except ValidationError as e:
+        fail(str(e))
     with directory_view() as queries:
         report = build_report(queries.view, start, end)
     if out_path is None:

@@ -111,15 +111,14 @@ class Settings:
 
     @property
     def sqlite_path(self) -> str:
+        """The SQLite database named by the URL. Reading it creates nothing: a writer makes
+        the file's directory when it opens the record (``infra.wiring``), a reader never."""
         prefix = "sqlite:///"
         if not self.database_url.startswith(prefix) or self.database_url == prefix:
             raise SettingsError(
                 "POCDIR_DATABASE_URL for SQLite is sqlite:///relative/path or sqlite:////abs/path"
             )
-        path = self.database_url[len(prefix) :]
-        if path != ":memory:" and not path.startswith("file:"):
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.database_url[len(prefix) :]
 
     @property
     def postgres(self) -> PostgresParams:
