@@ -52,7 +52,8 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console()
-err = Console(stderr=True)
+#: Errors are one line whatever the width, so scripts can read them (never wrapped).
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_INVALID_RECORD = 1
 EXIT_USAGE = 2
