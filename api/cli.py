@@ -62,9 +62,14 @@ def _settings() -> Settings:
 
 
 def open_application(clock: SimulatedClock | None = None, **kwargs: object) -> PocDirectory:
+    """The record, once its cipher key is known to be the record's (else exit 2: a wrong,
+    missing or newly set ``POCDIR_CIPHER_KEY``). ``needs_key=False`` for commands that read
+    the stored bytes only and decode no event."""
     settings = _settings()
     try:
         return build_application(settings, clock=clock, **kwargs)  # type: ignore[arg-type]
+    except SettingsError as e:
+        fail(str(e))
     except (OperationalError, PersistenceError) as e:
         fail(f"cannot open the database: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
 
@@ -94,7 +99,7 @@ def verify(
         from api import cli_audit
 
         return cli_audit.verify_checkpoint(checkpoint, key)
-    application = open_application()
+    application = open_application(needs_key=False)
     try:
         total = application.recorder.max_notification_id() or 0
         chained_recorder(application)
@@ -157,6 +162,8 @@ def simulate(
             report = simulator.run(on_day=lambda d: progress.update(task, completed=d))
     except PocdirError as e:  # a simulator bug: the simulator only issues valid commands
         fail(f"simulation stopped: {type(e).__name__}: {e}", 1)
+    except SettingsError as e:  # the key, found wrong by the first write's own check
+        fail(str(e))
     except (OperationalError, PersistenceError) as e:
         fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
     finally:
@@ -209,6 +216,8 @@ def command_application(
         yield application
     except PocdirError as e:
         fail(str(e), EXIT_NOT_FOUND if isinstance(e, NotFound) else EXIT_USAGE)
+    except SettingsError as e:  # the key, found wrong by the first write's own check
+        fail(str(e))
     except (OperationalError, PersistenceError) as e:
         fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
     finally:

@@ -16,12 +16,19 @@ from domain.application import PocDirectory
 from domain.clock import Clock
 from domain.credential import token_hash
 from domain.values import Principal
+from infra.keycheck import check_record_key
 from infra.settings import Settings
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
 from projections.queries import DirectoryQueries
 from projections.runner import DIRECTORY_VIEW, ViewRunner
-from projections.store import PostgresViewRecorder, SQLiteViewRecorder, ViewRecorder
+from projections.store import (
+    MAIN_TABLES,
+    PostgresViewRecorder,
+    SQLiteViewRecorder,
+    ViewRecorder,
+    ViewTables,
+)
 
 SQLITE_FACTORY = "infra.store:ChainedSQLiteFactory"
 POSTGRES_FACTORY = "infra.store:ChainedPostgresFactory"
@@ -55,13 +62,19 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def build_directory_view(app: PocDirectory, settings: Settings) -> ViewRecorder:
+def build_directory_view(
+    app: PocDirectory, settings: Settings, tables: ViewTables = MAIN_TABLES
+) -> ViewRecorder:
     """The directory view's recorder, in the same database as the record. A view in an
-    earlier layout is emptied here, so that the runner rebuilds it from the record."""
+    earlier layout is emptied here, so that the runner rebuilds it from the record.
+    ``tables``: the views that are read, or a rebuild's copy (``SHADOW_TABLES``)."""
     factory: Any = app.factory
     view_class = SQLiteViewRecorder if settings.backend == "sqlite" else PostgresViewRecorder
-    view: ViewRecorder = factory.tracking_recorder(view_class)
-    view.reset_if_outdated(DIRECTORY_VIEW)
+    view: ViewRecorder = view_class(factory.datastore, tables=tables)
+    if factory.env_create_table():
+        view.create_table()  # type: ignore[attr-defined]
+    if tables == MAIN_TABLES:
+        view.reset_if_outdated(DIRECTORY_VIEW)
     return view
 
 
@@ -70,14 +83,15 @@ def build_directory_view(app: PocDirectory, settings: Settings) -> ViewRecorder:
 _view_owner: PocDirectory | None = None
 
 
-def open_directory_view(settings: Settings) -> ViewRecorder:
-    """The directory view alone, with connections of its own: what a rebuild's writer
-    process opens (``projections.writer``), once per process."""
+def open_directory_view(settings: Settings, tables: ViewTables = MAIN_TABLES) -> ViewRecorder:
+    """The directory view alone (or a rebuild's copy of it, ``tables``), with connections of
+    its own: what a rebuild's writer process opens (``projections.writer``), once per
+    process."""
     global _view_owner
     if _view_owner is not None:
         _view_owner.close()
     _view_owner = build_application(settings)
-    return build_directory_view(_view_owner, settings)
+    return build_directory_view(_view_owner, settings, tables)
 
 
 def build_view_runner(app: PocDirectory, view: ViewRecorder, settings: Settings) -> ViewRunner:
@@ -90,9 +104,20 @@ def build_application(
     *,
     clock: Clock | None = None,
     new_id: Callable[[], UUID] = uuid4,
+    needs_key: bool = True,
 ) -> PocDirectory:
-    """The application service over the chained store that ``settings`` names."""
-    return PocDirectory(eventsourcing_env(settings), clock=clock, new_id=new_id)
+    """The application service over the chained store that ``settings`` names, once its
+    cipher key is known to be the record's (``infra.keycheck``): a key that is not, or a key
+    on a plaintext record, raises ``CipherKeyMismatch``, and so does no key on an encrypted
+    record unless ``needs_key`` is False (for what reads the stored bytes only and decodes
+    no event: verification, audit export, proofs, checkpoints)."""
+    app = PocDirectory(eventsourcing_env(settings), clock=clock, new_id=new_id)
+    try:
+        check_record_key(app.recorder, settings, needs_key=needs_key)
+    except BaseException:
+        app.close()
+        raise
+    return app
 
 
 def build_transparency(app: PocDirectory, settings: Settings) -> Transparency:

@@ -137,7 +137,7 @@ def test_a_rebuild_that_fails_midway_leaves_the_old_views_intact(backend: Backen
             def projector(event: Any, pos: int, docs: Any) -> None:
                 nonlocal seen
                 seen += 1
-                if seen > 25:
+                if seen > 5:
                     raise RuntimeError("the rebuild stops here")
                 project(event, pos, docs)
 
