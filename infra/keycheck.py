@@ -28,7 +28,12 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from eventsourcing.cryptography import AESCipher
@@ -138,3 +143,72 @@ def check_record_key(recorder: Any, settings: Settings, *, needs_key: bool = Tru
     if record is not None and record != ours and not (tolerated and record.encrypted):
         raise ours.refuse(record)
     recorder.key_check = ours
+
+
+# -- the demo's key (``pocdir keys cipher-init``, which ``make run`` calls) -------------------
+
+
+def ensure_key_file(path: Path) -> tuple[str, bool]:
+    """The base64 AES-256 key in ``path``, created first (mode 0600, never overwritten) if
+    it does not exist; and whether it was created. A file that does not hold a valid key is
+    a ``SettingsError``. The key is never printed."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text(encoding="ascii", errors="replace").strip()
+        try:
+            Settings(cipher_key=key).validate()
+        except SettingsError:
+            problem = f"{path} does not hold a cipher key (base64, 16-32 bytes)"
+            raise SettingsError(problem) from None
+        return key, False
+    except OSError as e:
+        raise SettingsError(f"cannot create {path}: {e.strerror}") from None
+    key = AESCipher.create_key(32)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(key + "\n")
+    return key, True
+
+
+def sqlite_file(settings: Settings) -> Path | None:
+    """The SQLite file ``settings`` names (without creating its directory), or None for
+    PostgreSQL or an in-memory database."""
+    prefix = "sqlite:///"
+    if settings.backend != "sqlite" or not settings.database_url.startswith(prefix):
+        return None
+    path = settings.database_url[len(prefix) :]
+    return None if path == ":memory:" or path.startswith("file:") else Path(path)
+
+
+def judge_sqlite_record(path: Path, settings: Settings) -> KeyCheck | None:
+    """The key check of the record in the SQLite file ``path`` (None: no file, or no event
+    and no key recorded), read without creating or changing anything."""
+    if not path.is_file():
+        return None
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if KEY_TABLE in tables:
+            row = conn.execute(
+                f"SELECT key_check_value, algorithm FROM {KEY_TABLE} WHERE status = ?", (ACTIVE,)
+            ).fetchone()
+            if row:
+                return KeyCheck(row[0], row[1])
+        if "stored_events" in tables:
+            first = conn.execute("SELECT state FROM stored_events ORDER BY rowid LIMIT 1")
+            row = first.fetchone()
+            if row and isinstance(row[0], bytes):
+                return judge_first_event(row[0], settings)
+    return None
+
+
+def move_aside(path: Path, why: str) -> Path:
+    """Rename the SQLite file ``path`` and its -wal, -shm and -journal files together to
+    ``<name>.<why>-<UTC time>``; return the new path of the database file."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.{why}-{stamp}")
+    for suffix in ("-wal", "-shm", "-journal"):
+        companion = Path(f"{path}{suffix}")
+        if companion.exists():
+            companion.rename(Path(f"{target}{suffix}"))
+    path.rename(target)
+    return target

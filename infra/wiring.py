@@ -16,7 +16,7 @@ from domain.application import PocDirectory
 from domain.clock import Clock
 from domain.credential import token_hash
 from domain.values import Principal
-from infra.keycheck import check_record_key
+from infra.keycheck import check_record_key, record_cipher
 from infra.settings import Settings
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
@@ -70,7 +70,10 @@ def build_directory_view(
     ``tables``: the views that are read, or a rebuild's copy (``SHADOW_TABLES``)."""
     factory: Any = app.factory
     view_class = SQLiteViewRecorder if settings.backend == "sqlite" else PostgresViewRecorder
-    view: ViewRecorder = view_class(factory.datastore, tables=tables)
+    # With a key, the views' documents are encrypted with the record's own cipher.
+    view: ViewRecorder = view_class(
+        factory.datastore, tables=tables, cipher=record_cipher(settings)
+    )
     if factory.env_create_table():
         view.create_table()  # type: ignore[attr-defined]
     if tables == MAIN_TABLES:

@@ -15,6 +15,7 @@ with its document changes.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 from collections.abc import Callable, Iterable
@@ -22,7 +23,7 @@ from functools import partial
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, NamedTuple, Protocol
 
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import Cipher, IntegrityError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.sql import SQL, Identifier
@@ -155,6 +156,8 @@ STAGING_TABLE = "pg_temp.pocdir_view_staging"
 
 
 class ViewRecorder(Protocol):
+    tables: ViewTables
+
     def max_tracking_id(self, application_name: str) -> int | None: ...
 
     def write(self, tracking: Tracking, rows: Rows) -> None: ...
@@ -199,7 +202,40 @@ def _history_filter(
 
 
 class _ViewBackend:
-    """What both backends' view recorders derive from their own primitives."""
+    """What both backends' view recorders derive from their own primitives.
+
+    With a ``cipher`` (the record's, when ``POCDIR_CIPHER_KEY`` is set), every document is
+    stored encrypted: entries hold contact details, and with a key set nothing confidential
+    may be written to the database in clear (R13). History items stay in clear: they are
+    the facts the review queries by column (States, times, types, ids), never a contact
+    detail or any content. Kinds and keys (State codes, ids, days) stay in clear too, so
+    that documents are still found by them."""
+
+    cipher: Cipher | None = None
+
+    def _seal(self, upserts: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+        cipher = self.cipher
+        if cipher is None:
+            return upserts
+        b64 = base64.b64encode
+        return [
+            (kind, key, SEALED + b64(cipher.encrypt(doc.encode())).decode("ascii"))
+            for kind, key, doc in upserts
+        ]
+
+    def _unseal(self, stored: str) -> str:
+        if self.cipher is None:
+            return stored
+        if not stored.startswith(SEALED):
+            raise ValueError("a view document is not encrypted: the view needs a rebuild")
+        return self.cipher.decrypt(base64.b64decode(stored[len(SEALED) :])).decode()
+
+    def _load(self, stored: str) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self._unseal(stored))
+        return loaded
+
+    def _sample_document(self) -> str | None:
+        raise NotImplementedError
 
     def write(self, tracking: Tracking, rows: Rows) -> None:
         raise NotImplementedError
@@ -241,13 +277,22 @@ class _ViewBackend:
 
     def reset_if_outdated(self, application_name: str) -> bool:
         """Empty a view written before history items had a table of their own (they were
-        documents of kind ``history``); the runner then rebuilds it from the record, which
-        is the only source of truth. Returns whether it did."""
-        if not self._holds_kind(HISTORY):
+        documents of kind ``history``), or whose documents are not encrypted as this
+        recorder's cipher says (written before views were encrypted); the runner then
+        rebuilds it from the record, which is the only source of truth. Returns whether
+        it did."""
+        sample = self._sample_document()
+        layout_ok = sample is None or sample.startswith(SEALED) == (self.cipher is not None)
+        if layout_ok and not self._holds_kind(HISTORY):
             return False
         self.reset(application_name)
         return True
 
+
+#: How a document encrypted with the record's cipher starts (then base64 of the cipher's
+#: output: nonce, tag, ciphertext). A view in the other form (plain JSON under a key, or
+#: encrypted documents without one) is in an earlier layout, and is rebuilt.
+SEALED = "aes-gcm:"
 
 #: Rows per SQLite ``INSERT`` (at most 21 parameters each, under SQLite's limit of 32,766).
 SQLITE_ROWS_PER_INSERT = 1000
@@ -291,9 +336,14 @@ def _sqlite_item(row: Any) -> HistoryItem:
 
 class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
     def __init__(
-        self, datastore: SQLiteDatastore, *, tables: ViewTables = MAIN_TABLES, **kwargs: Any
+        self,
+        datastore: SQLiteDatastore,
+        *,
+        tables: ViewTables = MAIN_TABLES,
+        cipher: Cipher | None = None,
+        **kwargs: Any,
     ) -> None:
-        self.tables = tables
+        self.tables, self.cipher = tables, cipher
         super().__init__(datastore, **kwargs)
 
     def construct_create_table_statements(self) -> list[str]:
@@ -327,7 +377,7 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
                 c,
                 self.tables.documents,
                 ("kind", "key", "doc"),
-                sorted(upserts),
+                sorted(self._seal(upserts)),
                 "ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc",
             )
             # Items are inserted, never replaced: one event's item appears in one batch only.
@@ -348,14 +398,14 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
                 f"AND key IN ({','.join('?' * len(keys))})",
                 [kind, *keys],
             )
-            return {row[0]: json.loads(row[1]) for row in c.fetchall()}
+            return {row[0]: self._load(row[1]) for row in c.fetchall()}
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(
                 f"SELECT doc FROM {self.tables.documents} WHERE kind = ? ORDER BY key", (kind,)
             )
-            return [json.loads(row[0]) for row in c.fetchall()]
+            return [self._load(row[0]) for row in c.fetchall()]
 
     def key_range(self, kind: str, start: str, stop: str) -> list[dict[str, Any]]:
         """Documents whose key is in [start, stop), in key order."""
@@ -365,7 +415,7 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
                 "ORDER BY key",
                 (kind, start, stop),
             )
-            return [json.loads(row[0]) for row in c.fetchall()]
+            return [self._load(row[0]) for row in c.fetchall()]
 
     def _select_history(
         self, state: str | None, start: str | None, end: str | None
@@ -382,7 +432,13 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
     def _dump_documents(self) -> list[tuple[str, str, str]]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT kind, key, doc FROM {self.tables.documents}")
-            return [(r[0], r[1], r[2]) for r in c.fetchall()]
+            return [(r[0], r[1], self._unseal(r[2])) for r in c.fetchall()]
+
+    def _sample_document(self) -> str | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT doc FROM {self.tables.documents} LIMIT 1")
+            row = c.fetchone()
+        return str(row[0]) if row else None
 
     def _holds_kind(self, kind: str) -> bool:
         with self.datastore.transaction(commit=False) as c:
@@ -390,9 +446,14 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
             return c.fetchone() is not None
 
     def reset(self, application_name: str) -> None:
+        """Empty the view, overwriting what it held (``secure_delete``): it may be a view
+        from before documents were encrypted, whose contact details must not stay in free
+        pages."""
         with self.datastore.transaction(commit=True) as c:
+            c.execute("PRAGMA secure_delete = ON")
             c.execute(f"DELETE FROM {self.tables.documents}")
             c.execute(f"DELETE FROM {self.tables.history}")
+            c.execute("PRAGMA secure_delete = OFF")
             c.execute("DELETE FROM tracking WHERE application_name = ?", (application_name,))
 
     def open_shadow(self, application_name: str) -> SQLiteViewRecorder:
@@ -401,7 +462,7 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
             for table in SHADOW_TABLES:
                 c.execute(f"DROP TABLE IF EXISTS {table}")
             c.execute("DELETE FROM tracking WHERE application_name = ?", (application_name,))
-        shadow = type(self)(self.datastore, tables=SHADOW_TABLES)
+        shadow = type(self)(self.datastore, tables=SHADOW_TABLES, cipher=self.cipher)
         shadow.create_table()
         return shadow
 
@@ -409,8 +470,8 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
         """Make ``shadow``'s tables these views', in one transaction, unless these views are
         further on (then False: catch the shadow up and try again). Readers see the old
         views or the new ones, never a mix; nothing is dropped until then."""
-        if not isinstance(shadow, SQLiteViewRecorder) or shadow.tables == self.tables:
-            raise TypeError("swap_in takes this view's shadow")
+        if shadow.tables == self.tables:
+            raise ValueError("swap_in takes this view's shadow, not the view itself")
         with self.datastore.transaction(commit=True) as c:
             # A write first, so the transaction holds the write lock before it reads.
             c.execute(
@@ -434,10 +495,15 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
 
 class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
     def __init__(
-        self, datastore: PostgresDatastore, *, tables: ViewTables = MAIN_TABLES, **kwargs: Any
+        self,
+        datastore: PostgresDatastore,
+        *,
+        tables: ViewTables = MAIN_TABLES,
+        cipher: Cipher | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(datastore, **kwargs)
-        self.tables = tables
+        self.tables, self.cipher = tables, cipher
         schema = Identifier(self.datastore.schema)
         self.view_table = (schema, Identifier(tables.documents), Identifier(tables.history))
         self.sql_create_statements.append(
@@ -491,7 +557,7 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
                     "ON COMMIT DELETE ROWS"
                 )
                 with curs.copy(f"COPY {STAGING_TABLE} (kind, key, doc) FROM STDIN") as copy:
-                    for row in upserts:
+                    for row in self._seal(upserts):
                         copy.write_row(row)
                 curs.execute(
                     self._sql(
@@ -515,12 +581,12 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
                 self._sql("SELECT key, doc FROM {0}.{1} WHERE kind = %s AND key = ANY(%s)"),
                 (kind, keys),
             )
-            return {row["key"]: json.loads(row["doc"]) for row in curs.fetchall()}
+            return {row["key"]: self._load(row["doc"]) for row in curs.fetchall()}
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._sql("SELECT doc FROM {0}.{1} WHERE kind = %s ORDER BY key"), (kind,))
-            return [json.loads(row["doc"]) for row in curs.fetchall()]
+            return [self._load(row["doc"]) for row in curs.fetchall()]
 
     def key_range(self, kind: str, start: str, stop: str) -> list[dict[str, Any]]:
         """Documents whose key is in [start, stop), in key order."""
@@ -532,7 +598,7 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
                 ),
                 (kind, start, stop),
             )
-            return [json.loads(row["doc"]) for row in curs.fetchall()]
+            return [self._load(row["doc"]) for row in curs.fetchall()]
 
     def _select_history(
         self, state: str | None, start: str | None, end: str | None
@@ -551,7 +617,13 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
     def _dump_documents(self) -> list[tuple[str, str, str]]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._sql("SELECT kind, key, doc FROM {0}.{1}"))
-            return [(r["kind"], r["key"], r["doc"]) for r in curs.fetchall()]
+            return [(r["kind"], r["key"], self._unseal(r["doc"])) for r in curs.fetchall()]
+
+    def _sample_document(self) -> str | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._sql("SELECT doc FROM {0}.{1} LIMIT 1"))
+            row = curs.fetchone()
+        return str(row["doc"]) if row else None
 
     def _holds_kind(self, kind: str) -> bool:
         with self.datastore.transaction(commit=False) as curs:
@@ -583,7 +655,7 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
                 ),
                 (application_name,),
             )
-        shadow = type(self)(self.datastore, tables=SHADOW_TABLES)
+        shadow = type(self)(self.datastore, tables=SHADOW_TABLES, cipher=self.cipher)
         shadow.create_table()
         return shadow
 
@@ -591,8 +663,8 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
         """Make ``shadow``'s tables these views', in one transaction, unless these views are
         further on (then False: catch the shadow up and try again). Readers see the old
         views or the new ones, never a mix; nothing is dropped until then."""
-        if not isinstance(shadow, PostgresViewRecorder) or shadow.tables == self.tables:
-            raise TypeError("swap_in takes this view's shadow")
+        if shadow.tables == self.tables:
+            raise ValueError("swap_in takes this view's shadow, not the view itself")
         schema = Identifier(self.datastore.schema)
         tracking = SQL("{0}.{1}").format(schema, Identifier(self.tracking_table_name))
         with self.datastore.transaction(commit=True) as curs:

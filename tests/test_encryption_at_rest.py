@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from domain.clock import SimulatedClock
 from domain.values import Contact, Text
 from infra.settings import Settings
 from infra.wiring import build_application, build_directory_view, build_view_runner
-from tests.conftest import START, contact_data, state
+from tests.conftest import START, Backend, contact_data, state
 from tests.test_cli import POCDIR
 from tests.test_outage import Cluster, cluster  # noqa: F401 - the throwaway cluster fixture
 
@@ -198,7 +199,13 @@ def test_cipher_init_moves_a_plaintext_demo_record_aside(tmp_path: Path) -> None
     assert cli(url, "simulate", "--states", "3", "--days", "5").returncode == 0  # no key
     moved = cli(url, "keys", "cipher-init", str(key_file))
     assert moved.returncode == 0, moved.stderr
-    aside = [p for p in tmp_path.iterdir() if p.name.startswith("pocdir.sqlite3.plaintext-")]
+    aside = [
+        p
+        for p in tmp_path.iterdir()
+        if p.name.startswith("pocdir.sqlite3.plaintext-")
+        and "-wal" not in p.name[-4:]
+        and not p.name.endswith(("-shm", "-journal"))
+    ]
     assert aside and not db.exists()
     assert "moved" in moved.stdout and aside[0].name in moved.stdout
     key = key_file.read_text().strip()
@@ -212,7 +219,37 @@ def test_cipher_init_moves_a_plaintext_demo_record_aside(tmp_path: Path) -> None
 
 def test_make_run_gives_every_command_the_demo_key() -> None:
     makefile = (Path(__file__).parent.parent / "Makefile").read_text()
+    keyed = re.search(r"^KEYED\s*:=\s*(.+)$", makefile, re.MULTILINE)
+    assert keyed and "POCDIR_CIPHER_KEY" in keyed.group(1)
+    makefile = makefile.replace("$(KEYED)", keyed.group(1))
     recipe = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
     commands = [line for line in recipe if "pocdir " in line]
     assert any("keys cipher-init" in line for line in commands)
     assert all("POCDIR_CIPHER_KEY" in line for line in commands if "cipher-init" not in line)
+
+
+def test_views_written_in_clear_before_they_were_encrypted_are_rebuilt_encrypted(
+    backend: Backend,
+) -> None:
+    """An encrypted record whose views were written before views were encrypted: opening
+    the views empties them, and the runner writes them again, encrypted."""
+    settings = Settings(database_url=backend.url, cipher_key=KEY)
+    app = build_application(settings, clock=SimulatedClock(START))
+    try:
+        write_confidential(app)
+        build_view_runner(app, build_directory_view(app, settings), settings).catch_up()
+        earlier = build_directory_view(app, settings)
+        entry = earlier.get("entry", "FRA")
+        for kind, key, doc in earlier.dump():  # as an earlier version left them: in clear
+            backend.execute(
+                "UPDATE view_documents SET doc = %s WHERE kind = %s AND key = %s",
+                (doc, kind, key),
+            )
+        assert MARKERS["e-mail"] in str(backend.execute("SELECT doc FROM view_documents"))
+        view = build_directory_view(app, settings)
+        build_view_runner(app, view, settings).catch_up()
+        assert view.get("entry", "FRA") == entry
+        stored = " ".join(str(r[0]) for r in backend.execute("SELECT doc FROM view_documents"))
+        assert MARKERS["e-mail"] not in stored and stored
+    finally:
+        app.close()
