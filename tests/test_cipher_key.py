@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.cli_serve import CONSOLE
 from domain.values import Role
+from infra.keycheck import CipherKeyMismatch
 from infra.settings import Settings
 from infra.wiring import build_application, build_directory_view, build_view_runner
 from tests.conftest import Backend
@@ -249,3 +250,23 @@ def test_an_app_under_another_key_answers_503_never_500(
             answer = client.get(path, headers={"Authorization": f"Bearer {token}"})
             assert answer.status_code == 503, (path, answer.status_code, answer.text)
             assert "POCDIR_CIPHER_KEY" in answer.json()["detail"]
+
+
+def test_two_processes_starting_on_an_empty_record_with_different_keys_cannot_both_write(
+    backend: Backend,
+) -> None:
+    """Both find the record empty, so both start; the first write records its key, in the
+    same transaction, and the other's first write is refused and leaves nothing."""
+    first = build_application(settings(backend, KEY_1))
+    second = build_application(settings(backend, KEY_2))
+    try:
+        first.issue_credential(CONSOLE, Role.AUDITOR, None)
+        written = event_count(backend)
+        with pytest.raises(CipherKeyMismatch, match="POCDIR_CIPHER_KEY"):
+            second.issue_credential(CONSOLE, Role.AUDITOR, None)
+        assert event_count(backend) == written
+        first.issue_credential(CONSOLE, Role.AUDITOR, None)  # the first goes on
+        assert event_count(backend) == written + 1
+    finally:
+        first.close()
+        second.close()
