@@ -32,7 +32,7 @@ from infra.verify import chained_recorder, verify_record
 from infra.wiring import build_application, build_directory_view, build_view_runner
 from projections.asof import directory_as_of
 from projections.queries import DirectoryQueries, history_csv
-from projections.runner import REBUILD_BATCH
+from projections.runner import REBUILD_BATCH, RebuildNotSwapped
 
 app = typer.Typer(
     help="pocdir: the Points of Contact directory's hash-chained record.",
@@ -424,7 +424,8 @@ def replay(
         typer.Option(min=1, help="Events per transaction (more: faster, and more memory)."),
     ] = REBUILD_BATCH,
 ) -> None:
-    """Drop every view and rebuild it from the record."""
+    """Rebuild every view from the record into a copy, then swap it in; a replay that fails
+    leaves the views as they were."""
     settings = _settings()
     application = open_application()
     try:
@@ -440,10 +441,14 @@ def replay(
         fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
     except BrokenProcessPool:
         fail(
-            "the process writing the views stopped; the views end at the last batch it "
-            "wrote: run `pocdir replay` again",
+            "the process writing the rebuilt views stopped; the views are as they were: "
+            "run `pocdir replay` again",
             EXIT_UNAVAILABLE,
         )
+    except RebuildNotSwapped as e:
+        fail(f"{e}; the views are as they were: run `pocdir replay` again", EXIT_UNAVAILABLE)
+    except SettingsError as e:
+        fail(str(e))
     finally:
         application.close()
     out.print(f"views rebuilt from {count} events")

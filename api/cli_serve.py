@@ -87,7 +87,8 @@ def serve(
     log.info("pocdir serves %s", settings.backend)
     log.info(
         "to get a token: pocdir principals add --role state --state FRA "
-        "(or --role secretariat | auditor | reviewer); then send Authorization: Bearer <token>"
+        "(or --role secretariat | auditor | reviewer; with this server's POCDIR_CIPHER_KEY); "
+        "then send Authorization: Bearer <token>"
     )
     log.info("API docs at http://%s:%d/docs", host, port)
     if review_period:
