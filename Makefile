@@ -24,16 +24,20 @@ install: $(STAMP)
 
 # The simulated period starts on 2025-01-06; 400 days take it past the first annual deadlines.
 DEMO_END := 2026-02-10
+# The demo runs encrypted (R13): its key is made once, in var/ (git-ignored), mode 0600.
+DEMO_KEY := var/demo-cipher.key
+KEYED    := POCDIR_CIPHER_KEY="$$(cat $(DEMO_KEY))"
 
 ## run: simulate a year for all 193 States (once), verify it, show the views, serve the API.
 run: $(STAMP)
 	@mkdir -p var
-	$(BIN)/pocdir simulate --states 193 --days 400 --seed 1 --if-empty
-	$(BIN)/pocdir verify
-	$(BIN)/pocdir pending --today $(DEMO_END)
-	$(BIN)/pocdir route DEU malware --level technical
-	$(BIN)/pocdir review --from 2025-01-06 --to $(DEMO_END) --out var/review.html
-	$(BIN)/pocdir serve --host 127.0.0.1 --port 8000 --review-period 2025-01-06:$(DEMO_END)
+	$(BIN)/pocdir keys cipher-init $(DEMO_KEY)
+	$(KEYED) $(BIN)/pocdir simulate --states 193 --days 400 --seed 1 --if-empty
+	$(KEYED) $(BIN)/pocdir verify
+	$(KEYED) $(BIN)/pocdir pending --today $(DEMO_END)
+	$(KEYED) $(BIN)/pocdir route DEU malware --level technical
+	$(KEYED) $(BIN)/pocdir review --from 2025-01-06 --to $(DEMO_END) --out var/review.html
+	$(KEYED) $(BIN)/pocdir serve --host 127.0.0.1 --port 8000 --review-period 2025-01-06:$(DEMO_END)
 
 ## browser: Debian's headless Chromium and its driver, for the review report's rendering test.
 browser:

@@ -43,7 +43,7 @@ from infra.wiring import (
 )
 from projections.asof import directory_as_of
 from projections.queries import DirectoryQueries, history_csv
-from projections.runner import REBUILD_BATCH
+from projections.runner import REBUILD_BATCH, RebuildNotSwapped
 
 app = typer.Typer(
     help="pocdir: the Points of Contact directory's hash-chained record.",
@@ -76,12 +76,15 @@ def _settings() -> Settings:
 def open_application(
     clock: SimulatedClock | None = None, mode: OpenMode = OpenMode.CREATE, **kwargs: object
 ) -> PocDirectory:
-    """The record for one command. A command that only reads passes ``OpenMode.READ_ONLY``
-    or ``OpenMode.EXISTING``: with no record there it exits 2 having created nothing."""
+    """The record for one command, once its cipher key is known to be the record's (else
+    exit 2: a wrong, missing or newly set ``POCDIR_CIPHER_KEY``). A command that only reads
+    passes ``OpenMode.READ_ONLY`` or ``OpenMode.EXISTING``: with no record there it exits 2
+    having created nothing. ``needs_key=False`` for commands that read the stored bytes only
+    and decode no event."""
     settings = _settings()
     try:
         return build_application(settings, clock=clock, mode=mode, **kwargs)  # type: ignore[arg-type]
-    except RecordMissing as e:
+    except (RecordMissing, SettingsError) as e:
         fail(str(e))
     except (OperationalError, PersistenceError) as e:
         fail(f"cannot open the database: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
@@ -119,7 +122,7 @@ def verify(
         from api import cli_audit
 
         return cli_audit.verify_checkpoint(checkpoint, key)
-    application = open_application(mode=OpenMode.READ_ONLY)
+    application = open_application(mode=OpenMode.READ_ONLY, needs_key=False)
     try:
         fail_if_empty(application)
         total = application.recorder.max_notification_id() or 0
@@ -182,6 +185,8 @@ def simulate(
             report = simulator.run(on_day=lambda d: progress.update(task, completed=d))
     except PocdirError as e:  # a simulator bug: the simulator only issues valid commands
         fail(f"simulation stopped: {type(e).__name__}: {e}", 1)
+    except SettingsError as e:  # the key, found wrong by the first write's own check
+        fail(str(e))
     except (OperationalError, PersistenceError) as e:
         fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
     finally:
@@ -234,6 +239,8 @@ def command_application(
         yield application
     except PocdirError as e:
         fail(str(e), EXIT_NOT_FOUND if isinstance(e, NotFound) else EXIT_USAGE)
+    except SettingsError as e:  # the key, found wrong by the first write's own check
+        fail(str(e))
     except (OperationalError, PersistenceError) as e:
         fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
     finally:
@@ -469,7 +476,8 @@ def replay(
         typer.Option(min=1, help="Events per transaction (more: faster, and more memory)."),
     ] = REBUILD_BATCH,
 ) -> None:
-    """Drop every view and rebuild it from the record."""
+    """Rebuild every view from the record into a copy, then swap it in; a replay that fails
+    leaves the views as they were."""
     settings = _settings()
     application = open_application()
     try:
@@ -485,10 +493,14 @@ def replay(
         fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
     except BrokenProcessPool:
         fail(
-            "the process writing the views stopped; the views end at the last batch it "
-            "wrote: run `pocdir replay` again",
+            "the process writing the rebuilt views stopped; the views are as they were: "
+            "run `pocdir replay` again",
             EXIT_UNAVAILABLE,
         )
+    except RebuildNotSwapped as e:
+        fail(f"{e}; the views are as they were: run `pocdir replay` again", EXIT_UNAVAILABLE)
+    except SettingsError as e:
+        fail(str(e))
     finally:
         application.close()
     out.print(f"views rebuilt from {count} events")

@@ -9,9 +9,11 @@ computed values on stderr); 2 bad input or settings; 3 the database could not be
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, NoReturn
 from uuid import UUID
@@ -35,8 +37,10 @@ from api.cli import (
 from domain.application import PocDirectory
 from infra.audit import export_bundle, verify_against_checkpoint, verify_bundle
 from infra.chain import VerificationError
+from infra.keycheck import ensure_key_file, judge_sqlite_record, key_check, move_aside, sqlite_file
 from infra.merkle import AuditError, ProofRequestInvalid
 from infra.note import KeyFormatError, SignerKey, VerifierKey
+from infra.settings import SettingsError
 from infra.transparency import NotRecorded, SigningKeyMissing, Transparency
 from infra.wiring import OpenMode, build_transparency
 
@@ -69,7 +73,7 @@ def transparency(
     command that only reads opens an existing record (``READ_ONLY``: without even the
     tree's tables); ``checkpoint`` may create one."""
     settings = _settings()
-    application = open_application(mode=mode)
+    application = open_application(mode=mode, needs_key=False)  # stored bytes only
     try:
         yield (
             application,
@@ -284,3 +288,40 @@ def audit_verify(
 
 
 __all__ = ["register", "verify_checkpoint", "KeyOption", "EXIT_USAGE"]
+
+
+@keys_app.command("cipher-init")
+def keys_cipher_init(
+    path: Annotated[Path, typer.Argument(help="the key file (created once, mode 0600)")],
+) -> None:
+    """For `make run`: create a cipher key in PATH once (never printed), and move aside a
+    SQLite record at POCDIR_DATABASE_URL that is not encrypted (from an older demo), so
+    that the demo never mixes a plaintext record with an encrypted one."""
+    settings = _settings()
+    try:
+        key, created = ensure_key_file(path)
+    except SettingsError as e:
+        fail(str(e))
+    if created:
+        out.print(f"created a demo cipher key in {path} (mode 0600, git-ignored)", soft_wrap=True)
+    else:
+        out.print(f"using the demo cipher key in {path}", soft_wrap=True)
+    keyed = replace(settings, cipher_key=key)
+    database = sqlite_file(settings)
+    if database is None:
+        return
+    try:
+        record = judge_sqlite_record(database, keyed)
+    except sqlite3.Error as e:
+        fail(f"cannot read {database}: {e}", EXIT_UNAVAILABLE)
+    if record is None or record == key_check(keyed):
+        return
+    if record.encrypted:
+        fail(f"{database} is encrypted with another key than {path}'s: move it aside yourself")
+    aside = move_aside(database, "plaintext")
+    out.print(
+        f"{database} held a record without encryption (from an older demo): moved it to "
+        f"{aside}; the demo starts an encrypted record",
+        soft_wrap=True,
+        highlight=False,
+    )

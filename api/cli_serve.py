@@ -12,6 +12,7 @@ from eventsourcing.persistence import OperationalError, PersistenceError
 from api.cli_options import IdempotencyOption
 from domain.clock import SimulatedClock
 from domain.values import Principal, Role
+from infra.settings import Settings, SettingsError
 
 #: The operator's console on the server's host acts as the Secretariat (it onboards States
 #: and issues credentials); this is the principal recorded on what it does.
@@ -88,12 +89,16 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     settings = _settings()
+    if checkpoint_every is not None and checkpoint_every <= 0:
+        fail("--checkpoint-every must be a positive number of seconds")
     if demo_if_empty:
         _load_demo_year()
+    _check_cipher_key(settings)
     log.info("pocdir serves %s", settings.backend)
     log.info(
         "to get a token: pocdir principals add --role state --state FRA "
-        "(or --role secretariat | auditor | reviewer); then send Authorization: Bearer <token>"
+        "(or --role secretariat | auditor | reviewer; with this server's POCDIR_CIPHER_KEY); "
+        "then send Authorization: Bearer <token>"
     )
     log.info("API docs at http://%s:%d/docs", host, port)
     if review_period:
@@ -109,6 +114,22 @@ def serve(
         fail("--checkpoint-every must be a positive number of seconds")
     app = create_app(settings, checkpoint_every=checkpoint_every)
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def _check_cipher_key(settings: Settings) -> None:
+    """Refuse to start (exit 2, one line) under a cipher key that is not the record's. If the
+    database is down, serve anyway: the key is checked when the services are first built,
+    and a mismatch then answers 503 (``api.errors``)."""
+    from api.cli import fail
+    from api.errors import DATABASE_ERRORS
+    from infra.wiring import build_application
+
+    try:
+        build_application(settings).close()
+    except SettingsError as e:
+        fail(str(e))
+    except DATABASE_ERRORS as e:
+        log.warning("database unreachable at start (%s); serving anyway", type(e).__name__)
 
 
 def _load_demo_year() -> None:

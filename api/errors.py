@@ -30,6 +30,7 @@ from domain.errors import (
     StaleVersion,
     ValidationError,
 )
+from infra.keycheck import CipherKeyMismatch
 from infra.merkle import AuditError, ProofRequestInvalid
 from infra.transparency import NotRecorded
 
@@ -158,7 +159,15 @@ def _record_not_intact(_: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "record_not_intact", str(exc))
 
 
+def _key_mismatch(_: Request, exc: Exception) -> JSONResponse:
+    """The server's key is not the record's (found when its services were first built, as
+    the database was down when it started): nothing can be served until the operator
+    restarts it with the right key. The message names the setting, never a key."""
+    return error_response(503, "misconfigured", f"the server cannot read the record: {exc}")
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(CipherKeyMismatch, _key_mismatch)
     app.add_exception_handler(PocdirError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

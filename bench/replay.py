@@ -783,9 +783,13 @@ class _ClockedView:
     document neither prefetched nor in memory). Its writes run in the writer process."""
 
     def __init__(self, view: ViewRecorder, clock: _Clock) -> None:
-        self._view = view
+        self._view, self._clock = view, clock
         self.get = clock.wrap("reads", view.get)
         self.get_many = clock.wrap("prefetch", view.get_many)
+
+    def open_shadow(self, name: str) -> _ClockedView:
+        """A rebuild projects into a copy of the view: time its reads the same way."""
+        return _ClockedView(self._view.open_shadow(name), self._clock)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._view, name)
@@ -817,8 +821,8 @@ def breakdown_phase(app: PocDirectory, view: ViewRecorder, args: argparse.Namesp
     serialise = runner_module.split_changes
     timed_serialise = clock.wrap("serialise", serialise)
 
-    def counted_serialise(*args: Any) -> Any:
-        rows = timed_serialise(*args)
+    def counted_serialise(*args: Any, **kwargs: Any) -> Any:
+        rows = timed_serialise(*args, **kwargs)
         clock.calls["documents"] += len(rows.upserts) + len(rows.deletes)
         clock.calls["items"] += len(rows.items)
         return rows

@@ -5,8 +5,9 @@
                                ``postgresql://user[:password]@host[:port]/db[?schema=name]``.
                                Default: ``sqlite:///var/pocdir.sqlite3``.
 ``POCDIR_CIPHER_KEY``          Optional. Base64 AES key (16, 24 or 32 bytes) to encrypt event
-                               state at rest with AES-GCM (R13). ``openssl rand -base64 32``
-                               makes one. Keep it out of the repository.
+                               state and view documents at rest with AES-GCM (R13).
+                               ``openssl rand -base64 32`` makes one. Keep it out of the
+                               repository. It must be the record's own (``infra.keycheck``).
 ``POCDIR_ORIGIN``              Origin line of signed checkpoints and default signing key name:
                                a schema-less URL naming this log, without spaces or ``+``.
                                Default: ``pocdir.example/record``.

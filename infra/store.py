@@ -22,6 +22,8 @@ import sqlite3
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
@@ -67,6 +69,7 @@ from infra.idempotency import (
     create_table_statements,
     record_in_transaction,
 )
+from infra.keycheck import ACTIVE, KEY_TABLE, KeyCheck
 
 CHAIN_TABLE = "event_chain"
 
@@ -185,6 +188,46 @@ def link_rows(
     return [(r.position, r.prev_position, r.leaf_hash, r.link) for r in rows]
 
 
+#: ``record_keys`` (``infra.keycheck``): which key encrypts the record. Not part of the chain.
+KEY_COLUMNS = (
+    "key_check_value {0} PRIMARY KEY, algorithm {0} NOT NULL, check_method {0} NOT NULL, "
+    "added_at {0} NOT NULL, status {0} NOT NULL"
+)
+
+
+class KeyConfirmation:
+    """The key check of the process's key (set by ``infra.keycheck.check_record_key``),
+    confirmed in the transaction of the recorder's first write: the record's active key is
+    recorded there if the record has none yet, then compared under the write lock, so two
+    processes starting on an empty record with different keys cannot both write."""
+
+    def __init__(self) -> None:
+        self.key_check: KeyCheck | None = None
+        self.confirmed = False
+
+    def statements(self, table: str, placeholder: str) -> tuple[str, str]:
+        values = ", ".join([placeholder] * 5)
+        return (
+            f"INSERT INTO {table} SELECT {values} WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {table} WHERE status = '{ACTIVE}')",
+            f"SELECT key_check_value, algorithm FROM {table} WHERE status = '{ACTIVE}'",
+        )
+
+    def confirm(self, execute: Callable[[str, Sequence[Any]], Any], table: str, ph: str) -> bool:
+        """Record and compare the key in the caller's transaction; True if it did so (then
+        ``confirmed`` is to be set once that transaction has committed)."""
+        ours = self.key_check
+        if ours is None or self.confirmed:
+            return False
+        insert, select = self.statements(table, ph)
+        execute(insert, ours.row(datetime.now(UTC).isoformat()))
+        rows = execute(select, ())
+        active = {KeyCheck(r[0], r[1]) for r in rows}
+        if active != {ours}:
+            raise ours.refuse(next(iter(active - {ours})))
+        return True
+
+
 def _link_exists(position: int, cause: Exception) -> ChainBroken:
     return ChainBroken(
         position,
@@ -262,6 +305,11 @@ def text_as_stored(c: SQLiteCursor) -> Iterator[None]:
         conn.text_factory = previous
 
 
+def _fetch_all(c: SQLiteCursor, sql: str, params: Sequence[Any]) -> list[Any]:
+    c.execute(sql, params)
+    return list(c.fetchall())
+
+
 class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     """SQLite recorder that links every event in the transaction that inserts it."""
 
@@ -277,6 +325,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         self.chain_table_name = chain_table_name
         self.head_cache = HeadCache()
         self.idempotency_statements = KeyStatements(IDEMPOTENCY_TABLE, "?")
+        self.keys = KeyConfirmation()
         super().__init__(datastore, events_table_name)
         self.select_head_statement = (
             f"SELECT position, link FROM {chain_table_name} ORDER BY position DESC LIMIT 1"
@@ -312,11 +361,46 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             "link BLOB NOT NULL)"
         )
         statements += create_table_statements(IDEMPOTENCY_TABLE, "BLOB", "REAL")
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {KEY_TABLE} ({KEY_COLUMNS.format('TEXT')}) WITHOUT ROWID"
+        )
         return statements
 
     def idempotency_transaction(self) -> AbstractContextManager[Any]:
         """A write transaction for the idempotency-key table (``infra.idempotency``)."""
         return self.datastore.transaction(commit=True)
+
+    @property
+    def key_check(self) -> KeyCheck | None:
+        return self.keys.key_check
+
+    @key_check.setter
+    def key_check(self, value: KeyCheck | None) -> None:
+        self.keys.key_check, self.keys.confirmed = value, False
+
+    def _table_exists(self, c: SQLiteCursor, table: str) -> bool:
+        c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+        return c.fetchone() is not None
+
+    def active_key(self) -> KeyCheck | None:
+        """The record's active key check, or None (no row, or no table: nothing created)."""
+        with self.datastore.transaction(commit=False) as c:
+            if not self._table_exists(c, KEY_TABLE):
+                return None
+            c.execute(
+                f"SELECT key_check_value, algorithm FROM {KEY_TABLE} WHERE status = ?", (ACTIVE,)
+            )
+            row = c.fetchone()
+        return KeyCheck(row[0], row[1]) if row else None
+
+    def first_event_state(self) -> bytes | None:
+        """The stored state of the record's first event, or None if it has none."""
+        with self.datastore.transaction(commit=False) as c:
+            if not self._table_exists(c, self.events_table_name):
+                return None
+            c.execute(f"SELECT state FROM {self.events_table_name} ORDER BY rowid LIMIT 1")
+            row = c.fetchone()
+        return bytes(row[0]) if row and isinstance(row[0], bytes | memoryview) else None
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -331,11 +415,16 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 key = kwargs.get("idempotency")
                 if key is not None and positions:
                     record_in_transaction(c, self.idempotency_statements, key, positions[0])
+                confirmed = bool(positions) and self.keys.confirm(
+                    partial(_fetch_all, c), KEY_TABLE, "?"
+                )
         except BaseException:
             self.head_cache.forget()
             raise
         if head is not None:
             self.head_cache.committed(head)
+        if confirmed:
+            self.keys.confirmed = True
         return positions
 
     def _insert_links(
@@ -472,6 +561,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         self.check_identifier_length(chain_table_name)
         self.chain_table_name = chain_table_name
         self.head_cache = HeadCache()
+        self.keys = KeyConfirmation()
         # The library's lock statements and NOTIFY, sent in one round trip (no parameters).
         self.lock_and_notify_statement = SQL("; ").join(
             [
@@ -488,6 +578,12 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 "leaf_hash bytea NOT NULL, "
                 "link bytea NOT NULL)"
             ).format(*table)
+        )
+        self.key_table = f'"{self.datastore.schema}"."{KEY_TABLE}"'
+        self.sql_create_statements.append(
+            SQL("CREATE TABLE IF NOT EXISTS {0}.{1} (" + KEY_COLUMNS.format("text") + ")").format(
+                Identifier(self.datastore.schema), Identifier(KEY_TABLE)
+            )
         )
         self.select_head_statement = SQL(
             "SELECT position, link FROM {0}.{1} ORDER BY position DESC LIMIT 1"
@@ -591,11 +687,63 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 key = kwargs.get("idempotency")
                 if key is not None:
                     record_in_transaction(curs, self.idempotency_statements, key, positions[0])
+                confirmed = self.keys.confirm(self._fetch_in(curs), self.key_table, "%s")
         except BaseException:
             self.head_cache.forget()
             raise
         self.head_cache.committed(head)
+        if confirmed:
+            self.keys.confirmed = True
         return positions
+
+    @staticmethod
+    def _fetch_in(curs: Cursor[DictRow]) -> Callable[[str, Sequence[Any]], Any]:
+        def execute(sql: str, params: Sequence[Any]) -> Any:
+            curs.execute(sql.encode(), params, prepare=False)  # type: ignore[call-overload]
+            return [tuple(r.values()) for r in curs.fetchall()] if curs.description else []
+
+        return execute
+
+    @property
+    def key_check(self) -> KeyCheck | None:
+        return self.keys.key_check
+
+    @key_check.setter
+    def key_check(self, value: KeyCheck | None) -> None:
+        self.keys.key_check, self.keys.confirmed = value, False
+
+    def _exists(self, curs: Cursor[DictRow], table: str) -> bool:
+        curs.execute(
+            "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) AS t",
+            (self.datastore.schema, table),
+        )
+        row = curs.fetchone()
+        return row is not None and row["t"] is not None
+
+    @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
+    def active_key(self) -> KeyCheck | None:
+        """The record's active key check, or None (no row, or no table: nothing created)."""
+        with self.datastore.transaction(commit=False) as curs:
+            if not self._exists(curs, KEY_TABLE):
+                return None
+            select = f"SELECT key_check_value, algorithm FROM {self.key_table} WHERE status = %s"
+            curs.execute(select.encode(), (ACTIVE,))  # type: ignore[call-overload]
+            row = curs.fetchone()
+        return KeyCheck(row["key_check_value"], row["algorithm"]) if row else None
+
+    @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
+    def first_event_state(self) -> bytes | None:
+        """The stored state of the record's first event, or None if it has none."""
+        with self.datastore.transaction(commit=False) as curs:
+            if not self._exists(curs, self.events_table_name):
+                return None
+            curs.execute(
+                SQL("SELECT state FROM {0}.{1} ORDER BY notification_id LIMIT 1").format(
+                    Identifier(self.datastore.schema), Identifier(self.events_table_name)
+                )
+            )
+            row = curs.fetchone()
+        return bytes(row["state"]) if row and row["state"] is not None else None
 
     def _insert_links(
         self,

@@ -19,6 +19,7 @@ from domain.application import PocDirectory
 from domain.clock import Clock
 from domain.values import Principal
 from infra.idempotency import IdempotencyKeys
+from infra.keycheck import check_record_key, record_cipher
 from infra.settings import Settings
 from infra.store import read_only_sqlite_uri, sqlite_record_absence
 from infra.transparency import Transparency, load_signer
@@ -26,7 +27,13 @@ from infra.tree_store import build_tree_store
 from infra.verify import chained_recorder
 from projections.queries import DirectoryQueries
 from projections.runner import DIRECTORY_VIEW, ViewRunner
-from projections.store import PostgresViewRecorder, SQLiteViewRecorder, ViewRecorder
+from projections.store import (
+    MAIN_TABLES,
+    PostgresViewRecorder,
+    SQLiteViewRecorder,
+    ViewRecorder,
+    ViewTables,
+)
 
 SQLITE_FACTORY = "infra.store:ChainedSQLiteFactory"
 POSTGRES_FACTORY = "infra.store:ChainedPostgresFactory"
@@ -90,13 +97,22 @@ def eventsourcing_env(settings: Settings, *, read_only: bool = False) -> dict[st
     return env
 
 
-def build_directory_view(app: PocDirectory, settings: Settings) -> ViewRecorder:
+def build_directory_view(
+    app: PocDirectory, settings: Settings, tables: ViewTables = MAIN_TABLES
+) -> ViewRecorder:
     """The directory view's recorder, in the same database as the record. A view in an
-    earlier layout is emptied here, so that the runner rebuilds it from the record."""
+    earlier layout is emptied here, so that the runner rebuilds it from the record.
+    ``tables``: the views that are read, or a rebuild's copy (``SHADOW_TABLES``)."""
     factory: Any = app.factory
     view_class = SQLiteViewRecorder if settings.backend == "sqlite" else PostgresViewRecorder
-    view: ViewRecorder = factory.tracking_recorder(view_class)
-    view.reset_if_outdated(DIRECTORY_VIEW)
+    # With a key, the views' documents are encrypted with the record's own cipher.
+    view: ViewRecorder = view_class(
+        factory.datastore, tables=tables, cipher=record_cipher(settings)
+    )
+    if factory.env_create_table():
+        view.create_table()  # type: ignore[attr-defined]
+    if tables == MAIN_TABLES:
+        view.reset_if_outdated(DIRECTORY_VIEW)
     return view
 
 
@@ -105,14 +121,15 @@ def build_directory_view(app: PocDirectory, settings: Settings) -> ViewRecorder:
 _view_owner: PocDirectory | None = None
 
 
-def open_directory_view(settings: Settings) -> ViewRecorder:
-    """The directory view alone, with connections of its own: what a rebuild's writer
-    process opens (``projections.writer``), once per process."""
+def open_directory_view(settings: Settings, tables: ViewTables = MAIN_TABLES) -> ViewRecorder:
+    """The directory view alone (or a rebuild's copy of it, ``tables``), with connections of
+    its own: what a rebuild's writer process opens (``projections.writer``), once per
+    process."""
     global _view_owner
     if _view_owner is not None:
         _view_owner.close()
     _view_owner = build_application(settings)
-    return build_directory_view(_view_owner, settings)
+    return build_directory_view(_view_owner, settings, tables)
 
 
 def build_view_runner(app: PocDirectory, view: ViewRecorder, settings: Settings) -> ViewRunner:
@@ -126,12 +143,31 @@ def build_application(
     clock: Clock | None = None,
     new_id: Callable[[], UUID] = uuid4,
     mode: OpenMode = OpenMode.CREATE,
+    needs_key: bool = True,
 ) -> PocDirectory:
     """The application service over the chained store that ``settings`` names.
 
     ``mode`` says whether the record may be created (a writer, the default) or must exist
     (``RecordMissing`` otherwise, having created nothing: no file, directory, schema or
-    table), and whether it is opened read-only (``OpenMode``)."""
+    table), and whether it is opened read-only (``OpenMode``).
+
+    The record is returned once its cipher key is known to be the record's
+    (``infra.keycheck``): a key that is not, or a key on a plaintext record, raises
+    ``CipherKeyMismatch``, and so does no key on an encrypted record unless ``needs_key`` is
+    False (for what reads the stored bytes only and decodes no event: verification, audit
+    export, proofs, checkpoints)."""
+    app = _open(settings, clock, new_id, mode)
+    try:
+        check_record_key(app.recorder, settings, needs_key=needs_key)
+    except BaseException:
+        app.close()
+        raise
+    return app
+
+
+def _open(
+    settings: Settings, clock: Clock | None, new_id: Callable[[], UUID], mode: OpenMode
+) -> PocDirectory:
     if mode is OpenMode.CREATE:
         _make_sqlite_directory(settings)
         return PocDirectory(eventsourcing_env(settings), clock=clock, new_id=new_id)
@@ -246,5 +282,5 @@ def build_idempotency_keys(app: PocDirectory, settings: Settings) -> Idempotency
     cipher when ``POCDIR_CIPHER_KEY`` is set."""
     recorder: Any = app.recorder
     return IdempotencyKeys(
-        recorder, app.mapper.cipher, timedelta(hours=settings.idempotency_retention_hours)
+        recorder, record_cipher(settings), timedelta(hours=settings.idempotency_retention_hours)
     )

@@ -32,7 +32,13 @@ from domain.application import PocDirectory
 from projections.directory import directory_reads, project_directory
 from projections.history import HistoryDocuments, HistoryRow, history_reads, project_history
 from projections.review import project_review
-from projections.store import Changes, ViewRecorder, split_changes
+from projections.store import (
+    SHADOW_SUFFIX,
+    SHADOW_TABLES,
+    Changes,
+    ViewRecorder,
+    split_changes,
+)
 from projections.writer import BatchWriter, ProcessWriter, ThreadWriter
 
 Projector = Callable[[Any, int, HistoryDocuments], None]
@@ -63,6 +69,14 @@ REBUILD_BATCH = 10_000
 #: consent's events are usually a few thousand positions apart, so this holds nearly every
 #: document a later event reads; one that was dropped is read from the view again.
 KNOWN_LIMIT = 50_000
+#: How many times a rebuild catches up before it gives up swapping its views in (each time,
+#: events recorded meanwhile moved one copy past the other).
+SWAP_ATTEMPTS = 20
+
+
+class RebuildNotSwapped(RuntimeError):
+    """The record kept growing faster than a rebuild could catch up; the views are as they
+    were (the rebuilt copy is left aside and dropped by the next rebuild)."""
 
 
 class KnownDocuments:
@@ -168,7 +182,8 @@ class ViewRunner:
 
     ``open_writer_view`` (optional) opens another recorder of the same view, in a process
     of its own: a rebuild then writes its batches from there (``projections.writer``). It
-    must be picklable, e.g. a ``functools.partial`` of a module-level function."""
+    takes the tables to open as ``tables=`` (a ``ViewTables``) and must be picklable, e.g. a
+    ``functools.partial`` of a module-level function."""
 
     def __init__(
         self,
@@ -177,7 +192,7 @@ class ViewRunner:
         name: str = DIRECTORY_VIEW,
         projector: Projector = project_views,
         reads: Reads = views_read,
-        open_writer_view: Callable[[], ViewRecorder] | None = None,
+        open_writer_view: Callable[..., ViewRecorder] | None = None,
     ) -> None:
         self.app, self.view, self.name = app, view, name
         self.projector, self.reads = projector, reads
@@ -270,7 +285,7 @@ class ViewRunner:
                 for p, event in events:
                     self.projector(event, p, docs)
                 # Serialised before the next batch runs.
-                rows = split_changes(docs.changes, docs.items)
+                rows = split_changes(docs.changes, docs.items, after=start)
                 start = notifications[-1].id
                 written()
                 writing, position, pending_events = docs.changes, start, len(notifications)
@@ -284,13 +299,32 @@ class ViewRunner:
     def rebuild(
         self, batch: int = REBUILD_BATCH, on_progress: Callable[[int], None] | None = None
     ) -> int:
-        """Drop the view and project the whole record again: with the garbage collector
-        paused, and from a writer process when the runner has ``open_writer_view``."""
-        self.view.reset(self.name)
+        """Project the whole record again into a copy of the views beside them, then swap it
+        in, in one transaction: with the garbage collector paused, and from a writer process
+        when the runner has ``open_writer_view``. Return how many events the copy holds.
+
+        Why a copy: the views are never dropped before their rebuild has succeeded. A
+        rebuild that fails (an event it cannot decode, a crash, a kill) leaves the views as
+        they were, still followed by the server; the next rebuild drops the copy it left.
+        The copy is swapped in only when it is at least as far as the views (it catches up
+        with the record first), so that the views never go back; a process that followed
+        the old views then finds its next batch refused (``Rows.after``) and reads the
+        position again, so it projects no event twice."""
+        shadow_name = self.name + SHADOW_SUFFIX
+        shadow = self.view.open_shadow(shadow_name)
+        copy = ViewRunner(self.app, shadow, shadow_name, self.projector, self.reads)
         open_writer: Callable[[], BatchWriter] = (
-            partial(ProcessWriter, self.open_writer_view)
+            partial(ProcessWriter, partial(self.open_writer_view, tables=SHADOW_TABLES))
             if self.open_writer_view is not None
-            else partial(ThreadWriter, self.view)
+            else partial(ThreadWriter, shadow)
         )
         with collection_paused(), self._forgetting_position_on_error():
-            return self._project(batch, on_progress, False, open_writer)
+            count = copy._project(batch, on_progress, False, open_writer)
+            for _ in range(SWAP_ATTEMPTS):
+                count += copy.catch_up(batch)
+                if self.view.swap_in(shadow, shadow_name, self.name):
+                    self.last_position = None
+                    return count
+        raise RebuildNotSwapped(
+            f"the record grew during {SWAP_ATTEMPTS} attempts to swap in the rebuilt views"
+        )

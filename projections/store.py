@@ -15,6 +15,7 @@ with its document changes.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 from collections.abc import Callable, Iterable
@@ -22,7 +23,7 @@ from functools import partial
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, NamedTuple, Protocol
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Cipher, IntegrityError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.sql import SQL, Identifier
@@ -31,6 +32,22 @@ from projections.history import HISTORY, HISTORY_FIELDS, HistoryItem, HistoryRow
 
 VIEW_TABLE = "view_documents"
 HISTORY_TABLE = "view_history"
+
+
+class ViewTables(NamedTuple):
+    """The two tables of one copy of the views."""
+
+    documents: str
+    history: str
+
+
+#: The views that are read.
+MAIN_TABLES = ViewTables(VIEW_TABLE, HISTORY_TABLE)
+#: Where a rebuild writes, until it has succeeded and is swapped in (``swap_in``), so that
+#: a rebuild that fails leaves the views as they were.
+SHADOW_TABLES = ViewTables(f"{VIEW_TABLE}_rebuild", f"{HISTORY_TABLE}_rebuild")
+#: The shadow's tracking name is the view's with this suffix.
+SHADOW_SUFFIX = "~rebuild"
 #: SQL types of the history columns that are not text, per backend.
 _HISTORY_TYPES = {
     "position": ("INTEGER", "bigint"),
@@ -56,6 +73,10 @@ class Rows(NamedTuple):
     upserts: list[tuple[str, str, str]]
     deletes: list[tuple[str, str]]
     items: list[HistoryRow]
+    #: The position the batch follows: the write fails (``IntegrityError``) unless the view
+    #: is still there, so a runner that missed another process's write (or a rebuild's
+    #: swap) never projects an event twice. None: not checked.
+    after: int | None = None
 
 
 def _history_columns(backend: int) -> str:
@@ -106,7 +127,7 @@ def dumps(doc: dict[str, Any]) -> str:
     return _encode(doc)
 
 
-def split_changes(changes: Changes, items: list[HistoryRow]) -> Rows:
+def split_changes(changes: Changes, items: list[HistoryRow], after: int | None = None) -> Rows:
     """Rows to upsert (kind, key, canonical JSON), keys to delete and items to insert.
     Serialising here, not when the rows are written, leaves the caller free to change the
     documents afterwards. ``items`` is taken as it is: the caller adds none afterwards."""
@@ -118,7 +139,16 @@ def split_changes(changes: Changes, items: list[HistoryRow]) -> Rows:
             deletes.append((kind, key))
         else:
             upserts.append((kind, key, encode(doc)))
-    return Rows(upserts, deletes, items)
+    return Rows(upserts, deletes, items, after)
+
+
+def _check_follows(tracking: Tracking, after: int | None, current: int | None) -> None:
+    """Refuse a batch that does not follow the view's position (see ``Rows.after``)."""
+    if after is not None and (current or 0) != after:
+        raise IntegrityError(
+            f"{tracking.application_name} is at position {current or 0}, not {after}: "
+            "another process moved it; read its position again"
+        )
 
 
 #: Per-connection staging table for a batch's upserts on PostgreSQL (emptied on commit).
@@ -126,6 +156,8 @@ STAGING_TABLE = "pg_temp.pocdir_view_staging"
 
 
 class ViewRecorder(Protocol):
+    tables: ViewTables
+
     def max_tracking_id(self, application_name: str) -> int | None: ...
 
     def write(self, tracking: Tracking, rows: Rows) -> None: ...
@@ -148,6 +180,10 @@ class ViewRecorder(Protocol):
 
     def reset_if_outdated(self, application_name: str) -> bool: ...
 
+    def open_shadow(self, application_name: str) -> ViewRecorder: ...
+
+    def swap_in(self, shadow: ViewRecorder, shadow_name: str, application_name: str) -> bool: ...
+
 
 def _history_filter(
     placeholder: str, state: str | None, start: str | None, end: str | None
@@ -166,7 +202,40 @@ def _history_filter(
 
 
 class _ViewBackend:
-    """What both backends' view recorders derive from their own primitives."""
+    """What both backends' view recorders derive from their own primitives.
+
+    With a ``cipher`` (the record's, when ``POCDIR_CIPHER_KEY`` is set), every document is
+    stored encrypted: entries hold contact details, and with a key set nothing confidential
+    may be written to the database in clear (R13). History items stay in clear: they are
+    the facts the review queries by column (States, times, types, ids), never a contact
+    detail or any content. Kinds and keys (State codes, ids, days) stay in clear too, so
+    that documents are still found by them."""
+
+    cipher: Cipher | None = None
+
+    def _seal(self, upserts: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+        cipher = self.cipher
+        if cipher is None:
+            return upserts
+        b64 = base64.b64encode
+        return [
+            (kind, key, SEALED + b64(cipher.encrypt(doc.encode())).decode("ascii"))
+            for kind, key, doc in upserts
+        ]
+
+    def _unseal(self, stored: str) -> str:
+        if self.cipher is None:
+            return stored
+        if not stored.startswith(SEALED):
+            raise ValueError("a view document is not encrypted: the view needs a rebuild")
+        return self.cipher.decrypt(base64.b64decode(stored[len(SEALED) :])).decode()
+
+    def _load(self, stored: str) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self._unseal(stored))
+        return loaded
+
+    def _sample_document(self) -> str | None:
+        raise NotImplementedError
 
     def write(self, tracking: Tracking, rows: Rows) -> None:
         raise NotImplementedError
@@ -208,13 +277,22 @@ class _ViewBackend:
 
     def reset_if_outdated(self, application_name: str) -> bool:
         """Empty a view written before history items had a table of their own (they were
-        documents of kind ``history``); the runner then rebuilds it from the record, which
-        is the only source of truth. Returns whether it did."""
-        if not self._holds_kind(HISTORY):
+        documents of kind ``history``), or whose documents are not encrypted as this
+        recorder's cipher says (written before views were encrypted); the runner then
+        rebuilds it from the record, which is the only source of truth. Returns whether
+        it did."""
+        sample = self._sample_document()
+        layout_ok = sample is None or sample.startswith(SEALED) == (self.cipher is not None)
+        if layout_ok and not self._holds_kind(HISTORY):
             return False
         self.reset(application_name)
         return True
 
+
+#: How a document encrypted with the record's cipher starts (then base64 of the cipher's
+#: output: nonce, tag, ciphertext). A view in the other form (plain JSON under a key, or
+#: encrypted documents without one) is in an earlier layout, and is rebuilt.
+SEALED = "aes-gcm:"
 
 #: Rows per SQLite ``INSERT`` (at most 21 parameters each, under SQLite's limit of 32,766).
 SQLITE_ROWS_PER_INSERT = 1000
@@ -241,11 +319,11 @@ def _sqlite_insert_all(
         c.execute(statement, [v for row in chunk for v in row])
 
 
-def _sqlite_insert_items(c: Any, items: list[HistoryRow]) -> None:
+def _sqlite_insert_items(c: Any, table: str, items: list[HistoryRow]) -> None:
     """Binding costs per parameter, and a notification's item leaves the last dozen or so
     of its 21 columns empty: each item is bound only up to its last fact."""
     for columns, rows in _by_last_fact(items).items():
-        _sqlite_insert_all(c, HISTORY_TABLE, columns, rows)
+        _sqlite_insert_all(c, table, columns, rows)
 
 
 def _sqlite_item(row: Any) -> HistoryItem:
@@ -257,38 +335,57 @@ def _sqlite_item(row: Any) -> HistoryItem:
 
 
 class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
-    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        datastore: SQLiteDatastore,
+        *,
+        tables: ViewTables = MAIN_TABLES,
+        cipher: Cipher | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.tables, self.cipher = tables, cipher
         super().__init__(datastore, **kwargs)
 
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
-            f"CREATE TABLE IF NOT EXISTS {VIEW_TABLE} ("
+            f"CREATE TABLE IF NOT EXISTS {self.tables.documents} ("
             "kind TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, "
             "PRIMARY KEY (kind, key)) WITHOUT ROWID",
-            f"CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} ({_history_columns(0)}, "
+            f"CREATE TABLE IF NOT EXISTS {self.tables.history} ({_history_columns(0)}, "
             "PRIMARY KEY (state, position)) WITHOUT ROWID",
         ]
 
     def write(self, tracking: Tracking, rows: Rows) -> None:
         """Upsert and delete documents, insert history items and advance ``tracking``, in
         one transaction."""
-        upserts, deletes, items = rows
+        upserts, deletes, items, after = rows
         with self.datastore.transaction(commit=True) as c:
             c.execute(f"PRAGMA cache_size = {VIEW_CACHE_KIB}")
+            if after is not None:
+                # A write first, so the transaction holds the write lock before it reads.
+                c.execute(
+                    "UPDATE tracking SET notification_id = notification_id "
+                    "WHERE application_name = ?",
+                    (tracking.application_name,),
+                )
+                current = self._max_tracking_id(tracking.application_name, c)
+                _check_follows(tracking, after, current)
             # In key order, each row lands next to the previous one in the table's b-tree:
             # about three times faster than in the batch's order for a large view.
             _sqlite_insert_all(
                 c,
-                VIEW_TABLE,
+                self.tables.documents,
                 ("kind", "key", "doc"),
-                sorted(upserts),
+                sorted(self._seal(upserts)),
                 "ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc",
             )
             # Items are inserted, never replaced: one event's item appears in one batch only.
-            _sqlite_insert_items(c, items)
+            _sqlite_insert_items(c, self.tables.history, items)
             if deletes:
-                c.executemany(f"DELETE FROM {VIEW_TABLE} WHERE kind = ? AND key = ?", deletes)
+                c.executemany(
+                    f"DELETE FROM {self.tables.documents} WHERE kind = ? AND key = ?", deletes
+                )
             self._insert_tracking(c, tracking)
 
     def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -297,26 +394,28 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
             return {}
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT key, doc FROM {VIEW_TABLE} WHERE kind = ? "
+                f"SELECT key, doc FROM {self.tables.documents} WHERE kind = ? "
                 f"AND key IN ({','.join('?' * len(keys))})",
                 [kind, *keys],
             )
-            return {row[0]: json.loads(row[1]) for row in c.fetchall()}
+            return {row[0]: self._load(row[1]) for row in c.fetchall()}
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(f"SELECT doc FROM {VIEW_TABLE} WHERE kind = ? ORDER BY key", (kind,))
-            return [json.loads(row[0]) for row in c.fetchall()]
+            c.execute(
+                f"SELECT doc FROM {self.tables.documents} WHERE kind = ? ORDER BY key", (kind,)
+            )
+            return [self._load(row[0]) for row in c.fetchall()]
 
     def key_range(self, kind: str, start: str, stop: str) -> list[dict[str, Any]]:
         """Documents whose key is in [start, stop), in key order."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT doc FROM {VIEW_TABLE} WHERE kind = ? AND key >= ? AND key < ? "
+                f"SELECT doc FROM {self.tables.documents} WHERE kind = ? AND key >= ? AND key < ? "
                 "ORDER BY key",
                 (kind, start, stop),
             )
-            return [json.loads(row[0]) for row in c.fetchall()]
+            return [self._load(row[0]) for row in c.fetchall()]
 
     def _select_history(
         self, state: str | None, start: str | None, end: str | None
@@ -324,7 +423,7 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
         where, params = _history_filter("?", state, start, end)
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT {', '.join(HISTORY_FIELDS)} FROM {HISTORY_TABLE}{where} "
+                f"SELECT {', '.join(HISTORY_FIELDS)} FROM {self.tables.history}{where} "
                 "ORDER BY state, position",
                 params,
             )
@@ -332,26 +431,81 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
 
     def _dump_documents(self) -> list[tuple[str, str, str]]:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(f"SELECT kind, key, doc FROM {VIEW_TABLE}")
-            return [(r[0], r[1], r[2]) for r in c.fetchall()]
+            c.execute(f"SELECT kind, key, doc FROM {self.tables.documents}")
+            return [(r[0], r[1], self._unseal(r[2])) for r in c.fetchall()]
+
+    def _sample_document(self) -> str | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT doc FROM {self.tables.documents} LIMIT 1")
+            row = c.fetchone()
+        return str(row[0]) if row else None
 
     def _holds_kind(self, kind: str) -> bool:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(f"SELECT 1 FROM {VIEW_TABLE} WHERE kind = ? LIMIT 1", (kind,))
+            c.execute(f"SELECT 1 FROM {self.tables.documents} WHERE kind = ? LIMIT 1", (kind,))
             return c.fetchone() is not None
 
     def reset(self, application_name: str) -> None:
+        """Empty the view, overwriting what it held (``secure_delete``): it may be a view
+        from before documents were encrypted, whose contact details must not stay in free
+        pages."""
         with self.datastore.transaction(commit=True) as c:
-            c.execute(f"DELETE FROM {VIEW_TABLE}")
-            c.execute(f"DELETE FROM {HISTORY_TABLE}")
+            c.execute("PRAGMA secure_delete = ON")
+            c.execute(f"DELETE FROM {self.tables.documents}")
+            c.execute(f"DELETE FROM {self.tables.history}")
+            c.execute("PRAGMA secure_delete = OFF")
             c.execute("DELETE FROM tracking WHERE application_name = ?", (application_name,))
+
+    def open_shadow(self, application_name: str) -> SQLiteViewRecorder:
+        """Empty shadow tables for a rebuild (those of a failed one are dropped first)."""
+        with self.datastore.transaction(commit=True) as c:
+            for table in SHADOW_TABLES:
+                c.execute(f"DROP TABLE IF EXISTS {table}")
+            c.execute("DELETE FROM tracking WHERE application_name = ?", (application_name,))
+        shadow = type(self)(self.datastore, tables=SHADOW_TABLES, cipher=self.cipher)
+        shadow.create_table()
+        return shadow
+
+    def swap_in(self, shadow: ViewRecorder, shadow_name: str, application_name: str) -> bool:
+        """Make ``shadow``'s tables these views', in one transaction, unless these views are
+        further on (then False: catch the shadow up and try again). Readers see the old
+        views or the new ones, never a mix; nothing is dropped until then."""
+        if shadow.tables == self.tables:
+            raise ValueError("swap_in takes this view's shadow, not the view itself")
+        with self.datastore.transaction(commit=True) as c:
+            # A write first, so the transaction holds the write lock before it reads.
+            c.execute(
+                "UPDATE tracking SET notification_id = notification_id WHERE application_name = ?",
+                (application_name,),
+            )
+            if (self._max_tracking_id(application_name, c) or 0) > (
+                self._max_tracking_id(shadow_name, c) or 0
+            ):
+                return False
+            for old, new in zip(self.tables, shadow.tables, strict=True):
+                c.execute(f"DROP TABLE {old}")
+                c.execute(f"ALTER TABLE {new} RENAME TO {old}")
+            c.execute("DELETE FROM tracking WHERE application_name = ?", (application_name,))
+            c.execute(
+                "UPDATE tracking SET application_name = ? WHERE application_name = ?",
+                (application_name, shadow_name),
+            )
+        return True
 
 
 class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
-    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        tables: ViewTables = MAIN_TABLES,
+        cipher: Cipher | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(datastore, **kwargs)
+        self.tables, self.cipher = tables, cipher
         schema = Identifier(self.datastore.schema)
-        self.view_table = (schema, Identifier(VIEW_TABLE), Identifier(HISTORY_TABLE))
+        self.view_table = (schema, Identifier(tables.documents), Identifier(tables.history))
         self.sql_create_statements.append(
             self._sql(
                 "CREATE TABLE IF NOT EXISTS {0}.{1} ("
@@ -377,8 +531,19 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
         Items are copied (``COPY``) straight into their table. The upserts are copied into
         a temporary table and merged with one ``INSERT ... ON CONFLICT``: one round trip
         for the whole batch, where ``executemany`` sent and adapted each row in Python."""
-        upserts, deletes, items = rows
+        upserts, deletes, items, after = rows
         with self.datastore.transaction(commit=True) as curs:
+            if after is not None:
+                curs.execute(
+                    SQL(
+                        "SELECT notification_id FROM {0}.{1} WHERE application_name = %s FOR UPDATE"
+                    ).format(
+                        Identifier(self.datastore.schema), Identifier(self.tracking_table_name)
+                    ),
+                    (tracking.application_name,),
+                )
+                tracked = curs.fetchone()
+                _check_follows(tracking, after, tracked["notification_id"] if tracked else None)
             # Items are inserted, never replaced: one event's item appears in one batch only.
             for columns, group in _by_last_fact(items).items():
                 copy_items = self._sql(f"COPY {{0}}.{{2}} ({', '.join(columns)}) FROM STDIN")
@@ -392,7 +557,7 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
                     "ON COMMIT DELETE ROWS"
                 )
                 with curs.copy(f"COPY {STAGING_TABLE} (kind, key, doc) FROM STDIN") as copy:
-                    for row in upserts:
+                    for row in self._seal(upserts):
                         copy.write_row(row)
                 curs.execute(
                     self._sql(
@@ -416,12 +581,12 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
                 self._sql("SELECT key, doc FROM {0}.{1} WHERE kind = %s AND key = ANY(%s)"),
                 (kind, keys),
             )
-            return {row["key"]: json.loads(row["doc"]) for row in curs.fetchall()}
+            return {row["key"]: self._load(row["doc"]) for row in curs.fetchall()}
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._sql("SELECT doc FROM {0}.{1} WHERE kind = %s ORDER BY key"), (kind,))
-            return [json.loads(row["doc"]) for row in curs.fetchall()]
+            return [self._load(row["doc"]) for row in curs.fetchall()]
 
     def key_range(self, kind: str, start: str, stop: str) -> list[dict[str, Any]]:
         """Documents whose key is in [start, stop), in key order."""
@@ -433,7 +598,7 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
                 ),
                 (kind, start, stop),
             )
-            return [json.loads(row["doc"]) for row in curs.fetchall()]
+            return [self._load(row["doc"]) for row in curs.fetchall()]
 
     def _select_history(
         self, state: str | None, start: str | None, end: str | None
@@ -452,7 +617,13 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
     def _dump_documents(self) -> list[tuple[str, str, str]]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._sql("SELECT kind, key, doc FROM {0}.{1}"))
-            return [(r["kind"], r["key"], r["doc"]) for r in curs.fetchall()]
+            return [(r["kind"], r["key"], self._unseal(r["doc"])) for r in curs.fetchall()]
+
+    def _sample_document(self) -> str | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._sql("SELECT doc FROM {0}.{1} LIMIT 1"))
+            row = curs.fetchone()
+        return str(row["doc"]) if row else None
 
     def _holds_kind(self, kind: str) -> bool:
         with self.datastore.transaction(commit=False) as curs:
@@ -471,3 +642,66 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
                 ),
                 (application_name,),
             )
+
+    def open_shadow(self, application_name: str) -> PostgresViewRecorder:
+        """Empty shadow tables for a rebuild (those of a failed one are dropped first)."""
+        schema = Identifier(self.datastore.schema)
+        with self.datastore.transaction(commit=True) as curs:
+            for table in SHADOW_TABLES:
+                curs.execute(SQL("DROP TABLE IF EXISTS {0}.{1}").format(schema, Identifier(table)))
+            curs.execute(
+                SQL("DELETE FROM {0}.{1} WHERE application_name = %s").format(
+                    schema, Identifier(self.tracking_table_name)
+                ),
+                (application_name,),
+            )
+        shadow = type(self)(self.datastore, tables=SHADOW_TABLES, cipher=self.cipher)
+        shadow.create_table()
+        return shadow
+
+    def swap_in(self, shadow: ViewRecorder, shadow_name: str, application_name: str) -> bool:
+        """Make ``shadow``'s tables these views', in one transaction, unless these views are
+        further on (then False: catch the shadow up and try again). Readers see the old
+        views or the new ones, never a mix; nothing is dropped until then."""
+        if shadow.tables == self.tables:
+            raise ValueError("swap_in takes this view's shadow, not the view itself")
+        schema = Identifier(self.datastore.schema)
+        tracking = SQL("{0}.{1}").format(schema, Identifier(self.tracking_table_name))
+        with self.datastore.transaction(commit=True) as curs:
+            # View writes update the tracking table: none can commit until this one has.
+            curs.execute(SQL("LOCK TABLE {0} IN SHARE ROW EXCLUSIVE MODE").format(tracking))
+            positions = []
+            for name in (application_name, shadow_name):
+                curs.execute(
+                    SQL(
+                        "SELECT max(notification_id) AS n FROM {0} WHERE application_name = %s"
+                    ).format(tracking),
+                    (name,),
+                )
+                row = curs.fetchone()
+                positions.append(row["n"] if row else None)
+            if (positions[0] or 0) > (positions[1] or 0):
+                return False
+            for old, new in zip(self.tables, shadow.tables, strict=True):
+                curs.execute(SQL("DROP TABLE {0}.{1}").format(schema, Identifier(old)))
+                curs.execute(
+                    SQL("ALTER TABLE {0}.{1} RENAME TO {2}").format(
+                        schema, Identifier(new), Identifier(old)
+                    )
+                )
+                curs.execute(
+                    SQL("ALTER INDEX {0}.{1} RENAME TO {2}").format(
+                        schema, Identifier(f"{new}_pkey"), Identifier(f"{old}_pkey")
+                    )
+                )
+            curs.execute(
+                SQL("DELETE FROM {0} WHERE application_name = %s").format(tracking),
+                (application_name,),
+            )
+            curs.execute(
+                SQL("UPDATE {0} SET application_name = %s WHERE application_name = %s").format(
+                    tracking
+                ),
+                (application_name, shadow_name),
+            )
+        return True

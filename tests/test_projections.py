@@ -23,6 +23,7 @@ from infra.wiring import build_directory_view, build_view_runner
 from projections.asof import directory_as_of
 from projections.queries import DirectoryQueries, history_csv
 from projections.runner import DIRECTORY_VIEW, ViewRunner
+from projections.store import SHADOW_SUFFIX, SHADOW_TABLES
 from tests.conftest import START, Backend, contact_data, state
 
 
@@ -185,24 +186,28 @@ def rebuilt_view(app: PocDirectory, backend: Backend) -> list[tuple[str, str, st
 def test_a_runner_killed_mid_stream_resumes_with_nothing_lost_or_counted_twice(
     backend: Backend, app: PocDirectory, mode: str
 ) -> None:
+    """A rebuild writes a copy of the views and swaps it in at the end: killed mid-stream,
+    it leaves the views as they were (here: empty) and its copy is dropped by the next."""
     _simulate(backend)
     total = app.recorder.max_notification_id()
     view = build_directory_view(app, backend.settings)
     view.reset(DIRECTORY_VIEW)
+    written = DIRECTORY_VIEW if mode == "catch_up" else DIRECTORY_VIEW + SHADOW_SUFFIX
     env = {**os.environ, "POCDIR_DATABASE_URL": backend.url}
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE_RUNNER, mode], env=env)
     deadline = time.monotonic() + 60
-    while (view.max_tracking_id(DIRECTORY_VIEW) or 0) < 100 and time.monotonic() < deadline:
+    while (view.max_tracking_id(written) or 0) < 100 and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed_at = view.max_tracking_id(DIRECTORY_VIEW) or 0
+    killed_at = view.max_tracking_id(written) or 0
     assert 0 < killed_at < total  # it really was killed mid-stream
     time.sleep(0.5)  # a rebuild's writer process dies with it: nothing more is written
-    assert view.max_tracking_id(DIRECTORY_VIEW) == killed_at
+    assert view.max_tracking_id(written) == killed_at
+    resumes_from = killed_at if mode == "catch_up" else 0  # a rebuild left the views alone
 
     runner = ViewRunner(app, view)
-    assert runner.catch_up() == total - killed_at  # resumed where the kill left it
+    assert runner.catch_up() == total - resumes_from  # resumed where the kill left it
     incremental = view.dump()
     rebuilt = rebuilt_view(app, backend)
     assert incremental == rebuilt
@@ -214,14 +219,20 @@ def test_a_batch_overtaken_by_another_runner_is_not_written_and_stops_the_runner
     backend: Backend, app: PocDirectory, mode: str
 ) -> None:
     """Batches are written by the runner's writer thread (``catch_up``) or writer process
-    (``rebuild``); a write that fails (here: another runner has moved the view past it) must
-    stop the runner with the error, write nothing of that batch, and leave the view as the
-    other runner made it."""
+    (``rebuild``, into its copy of the views); a write that fails (here: another runner has
+    moved the view, or the copy, past it) must stop the runner with the error, write
+    nothing of that batch, and leave the view as the other runner made it (a rebuild's
+    views: as they were)."""
     _simulate(backend)
     total = app.recorder.max_notification_id()
     view = build_directory_view(app, backend.settings)
-    other = ViewRunner(app, build_directory_view(app, backend.settings))
     runner = build_view_runner(app, view, backend.settings)
+    if mode == "rebuild":
+        copy = build_directory_view(app, backend.settings, SHADOW_TABLES)
+        other = ViewRunner(app, copy, DIRECTORY_VIEW + SHADOW_SUFFIX)
+    else:
+        other = ViewRunner(app, build_directory_view(app, backend.settings))
+    before = view.dump()
     overtaken: list[int] = []
 
     def overtake(position: int) -> None:
@@ -235,8 +246,11 @@ def test_a_batch_overtaken_by_another_runner_is_not_written_and_stops_the_runner
         else:
             runner.catch_up(batch=20, on_progress=overtake)
     assert len(overtaken) == 1 and overtaken[0] < total  # it failed mid-stream
-    assert view.max_tracking_id(DIRECTORY_VIEW) == total
-    assert view.dump() == rebuilt_view(app, backend)
+    assert other.view.max_tracking_id(other.name) == total
+    if mode == "rebuild":
+        assert view.dump() == before and runner.position == 0
+    else:
+        assert view.dump() == rebuilt_view(app, backend)
 
 
 def test_a_view_kept_in_the_earlier_layout_is_rebuilt_with_its_history(
