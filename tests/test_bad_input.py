@@ -1,0 +1,164 @@
+"""Bad input that once reached a 500: texts that are not Unicode, unicode digits where ASCII
+ones are meant, and dates whose arithmetic leaves the calendar. Each is refused with the JSON
+error shape (HTTP) or one line and exit 2 (CLI), saying what to fix, and writes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from domain.clock import SimulatedClock
+from domain.errors import ValidationError
+from domain.values import Contact, Text
+from tests.conftest import Backend, contact_data
+from tests.http_support import Api, api_for
+
+#: A lone UTF-16 surrogate as JSON spells it: valid JSON, but not a Unicode scalar value, so
+#: no UTF-8 text holds it.
+SURROGATE = "\\ud800"
+
+
+@pytest.fixture
+def api(backend: Backend, clock: SimulatedClock) -> Iterator[Api]:
+    with api_for(backend.settings, clock) as a:
+        yield a
+
+
+def register(api: Api, code: str) -> None:
+    who = api.as_state(code)
+    assert api.call("POST", f"/entries/{code}", who, json={}).status_code == 201
+    r = api.call("POST", f"/entries/{code}/contacts", who, json={"contact": contact_data("cert")})
+    assert r.status_code == 200, r.text
+
+
+def raw_json(api: Api, method: str, path: str, who: dict[str, str], body: str) -> Any:
+    """Send ``body`` as it is: the JSON escape of a surrogate must reach the server intact."""
+    headers = {**who, "Content-Type": "application/json"}
+    return api.client.request(method, path, headers=headers, content=body.encode("ascii"))
+
+
+def with_surrogate(document: dict[str, Any], *path: str) -> str:
+    """``document`` as JSON, with the string at ``path`` holding a lone surrogate."""
+    marker = "@@surrogate@@"
+    target = document
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = marker
+    return json.dumps(document).replace(marker, f"abc{SURROGATE}def")
+
+
+def assert_refused_naming(r: Any, field: str) -> None:
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert set(body) == {"error", "detail"}, body
+    assert field in body["detail"] and "Unicode" in body["detail"], body
+
+
+def events(api: Api) -> int:
+    return len(api.application.recorder.select_notifications(0, 10_000))
+
+
+NOTIFICATION: dict[str, Any] = {
+    "recipient": "DEU",
+    "incident_type": "malware",
+    "description": "Botnet C2 observed",
+    "indicators": [{"kind": "ipv4", "value": "203.0.113.7"}],
+    "good_faith_attested": True,
+}
+
+
+def test_a_surrogate_in_a_notification_description_is_refused(api: Api) -> None:
+    register(api, "FRA")
+    register(api, "DEU")
+    before = events(api)
+    body = with_surrogate(dict(NOTIFICATION), "description")
+    r = raw_json(api, "POST", "/notifications", api.as_state("FRA"), body)
+    assert_refused_naming(r, "description")
+    assert events(api) == before
+
+
+def test_a_surrogate_in_supporting_text_is_refused(api: Api) -> None:
+    register(api, "FRA")
+    register(api, "DEU")
+    body = with_surrogate(dict(NOTIFICATION), "supporting_text")
+    r = raw_json(api, "POST", "/notifications", api.as_state("FRA"), body)
+    assert_refused_naming(r, "supporting_text")
+
+
+def test_a_surrogate_in_a_response_is_refused(api: Api) -> None:
+    register(api, "FRA")
+    register(api, "DEU")
+    sent = api.call("POST", "/notifications", api.as_state("FRA"), json=NOTIFICATION).json()
+    deu = api.as_state("DEU")
+    api.call("POST", f"/notifications/{sent['id']}/acknowledgement", deu)
+    body = with_surrogate({"response": ""}, "response")
+    r = raw_json(api, "POST", f"/notifications/{sent['id']}/responses", deu, body)
+    assert_refused_naming(r, "response")
+
+
+def test_a_surrogate_in_a_need_is_refused(api: Api) -> None:
+    register(api, "FRA")
+    body = with_surrogate({"category": "forensics", "text": ""}, "text")
+    r = raw_json(api, "POST", "/needs", api.as_state("FRA"), body)
+    assert_refused_naming(r, "text")
+
+
+def test_a_surrogate_in_an_offer_is_refused(api: Api) -> None:
+    register(api, "FRA")
+    register(api, "DEU")
+    need = api.call(
+        "POST", "/needs", api.as_state("FRA"), json={"category": "forensics", "text": "Help"}
+    ).json()
+    body = with_surrogate({"text": ""}, "text")
+    r = raw_json(api, "POST", f"/needs/{need['id']}/offers", api.as_state("DEU"), body)
+    assert_refused_naming(r, "text")
+
+
+def test_a_surrogate_in_a_contacts_agency_is_refused(api: Api) -> None:
+    register(api, "FRA")
+    before = events(api)
+    body = with_surrogate({"contact": contact_data("x")}, "contact", "agency")
+    r = raw_json(api, "POST", "/entries/FRA/contacts", api.as_state("FRA"), body)
+    assert_refused_naming(r, "agency")
+    assert events(api) == before
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["agency", "function", "english", "secure", "email"],
+)
+def test_the_domain_refuses_every_free_text_of_a_contact_that_is_not_unicode(field: str) -> None:
+    """Every caller (HTTP, CLI, simulator) builds contacts here, so the check is here."""
+    bad = "abc\ud800def"
+    data = contact_data("x")
+    if field == "english":
+        data["agency"] = {"language": "fr", "text": "Agence", "english": bad}
+    elif field == "secure":
+        data["channels"] = [{"kind": "secure", "address": bad, "fingerprint": "a" * 40}]
+    elif field == "email":
+        data["channels"] = [{"kind": "email", "address": f"{bad}@example.org"}]
+    else:
+        data[field] = bad
+    with pytest.raises(ValidationError, match="Unicode"):
+        Contact.from_dict(data)
+
+
+def test_the_domain_refuses_a_text_that_is_not_unicode_naming_the_field() -> None:
+    with pytest.raises(ValidationError, match="^description: .*Unicode"):
+        Text.from_dict("abc\udfffdef", field="description")
+    with pytest.raises(ValidationError, match="english.*Unicode"):
+        Text.parse("fr", "texte", "abc\ud800")
+
+
+def test_an_error_whose_message_holds_a_surrogate_is_still_a_json_error() -> None:
+    """Messages quote names of fields and, at most, short escaped values; should one ever
+    carry text that is not Unicode, the refusal must still be sent, not become a 500."""
+    from api.errors import error_response
+
+    r = error_response(422, "invalid", "unknown key 'a\ud800b'")
+    body = json.loads(bytes(r.body))
+    assert body["error"] == "invalid" and body["detail"].startswith("unknown key 'a")
