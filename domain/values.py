@@ -28,11 +28,28 @@ _PHONE_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 _FINGERPRINT_RE = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
 
 
+def check_unicode(value: str, field: str) -> str:
+    """``value``, if UTF-8 can hold it: every character a Unicode scalar value.
+
+    A lone UTF-16 surrogate is not one, yet JSON spells it (``"\\ud800"``) and Python
+    decodes undecodable command-line bytes to such surrogates. Events are stored as UTF-8
+    JSON, so such text is invalid input, refused here with the field's name (never the text).
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValidationError(
+            f"{field}: not valid Unicode text (a lone surrogate at character {e.start + 1}); "
+            "send the text as UTF-8"
+        ) from None
+    return value
+
+
 def _require_str(data: Mapping[str, Any], key: str, what: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{what}: '{key}' is required and must be a non-empty string")
-    return value.strip()
+    return check_unicode(value.strip(), f"{what}.{key}")
 
 
 @dataclass(frozen=True)
@@ -48,46 +65,56 @@ class Text:
     english: str | None = None
 
     @classmethod
-    def parse(cls, language: str, text: str, english: str | None = None) -> Text:
-        """Validate R6 and length limits. ``english`` must be absent for English text."""
+    def parse(
+        cls, language: str, text: str, english: str | None = None, *, field: str = "text"
+    ) -> Text:
+        """Validate R6, length limits and that the text is Unicode (UTF-8 can hold it).
+        ``english`` must be absent for English text. ``field`` names the text in messages
+        (e.g. ``description``), so the caller learns which of several texts to fix."""
         if language not in UN_LANGUAGES:
             raise ValidationError(
-                f"language {language[:10]!r} is not an official UN language; "
+                f"{field}: language {language[:10]!r} is not an official UN language; "
                 f"use one of: {', '.join(UN_LANGUAGES)}"
             )
-        text = text.strip()
+        text = check_unicode(text, field).strip()
         if not text:
-            raise ValidationError("text must not be empty")
+            raise ValidationError(f"{field} must not be empty")
         if len(text) > MAX_TEXT:
-            raise ValidationError(f"text is longer than {MAX_TEXT} characters")
+            raise ValidationError(f"{field} is longer than {MAX_TEXT} characters")
+        if english is not None:
+            english = check_unicode(english, f"{field}.english")
         if language == "en":
             if english is not None and english.strip() and english.strip() != text:
-                raise ValidationError("English text takes no separate 'english' translation")
+                raise ValidationError(f"{field}: English text takes no separate 'english'")
             return cls("en", text, None)
         if english is None or not english.strip():
             raise TranslationRequired(
-                f"text in {UN_LANGUAGES[language]} needs an English translation in 'english' (R6)"
+                f"{field} in {UN_LANGUAGES[language]} needs an English translation in "
+                "'english' (R6)"
             )
         if len(english) > MAX_TEXT:
-            raise ValidationError(f"english translation is longer than {MAX_TEXT} characters")
+            raise ValidationError(f"{field}.english is longer than {MAX_TEXT} characters")
         return cls(language, text, english.strip())
 
     @classmethod
-    def english_only(cls, text: str) -> Text:
-        return cls.parse("en", text)
+    def english_only(cls, text: str, *, field: str = "text") -> Text:
+        return cls.parse("en", text, field=field)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | str) -> Text:
+    def from_dict(cls, data: Mapping[str, Any] | str, *, field: str = "text") -> Text:
         """Accept ``{"language", "text", "english"}`` or a bare string (English)."""
         if isinstance(data, str):
-            return cls.parse("en", data)
+            return cls.parse("en", data, field=field)
         if not isinstance(data, Mapping):
-            raise ValidationError("text must be a string or an object with language and text")
+            raise ValidationError(f"{field} must be a string or an object with language and text")
         english = data.get("english")
         if english is not None and not isinstance(english, str):
-            raise ValidationError("'english' must be a string")
+            raise ValidationError(f"{field}: 'english' must be a string")
         return cls.parse(
-            _require_str(data, "language", "text"), _require_str(data, "text", "text"), english
+            _require_str(data, "language", field),
+            _require_str(data, "text", field),
+            english,
+            field=field,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,8 +253,8 @@ class Contact:
         return cls(
             contact_id=contact_id,
             level=level,
-            agency=Text.from_dict(data.get("agency", "")),
-            function=Text.from_dict(data.get("function", "")),
+            agency=Text.from_dict(data.get("agency", ""), field="contact.agency"),
+            function=Text.from_dict(data.get("function", ""), field="contact.function"),
             channels=channels,
             languages=tuple(dict.fromkeys(languages)),
             time_zone=time_zone,

@@ -17,6 +17,7 @@ def parse_id(raw: str, what: str = "notification") -> UUID:
         raise NotFound(f"no such {what}") from None
 
 
-def text(value: TextIn | str) -> Text:
-    """Free text as sent: a bare string (English) or ``{language, text, english}`` (R6)."""
-    return Text.from_dict(value if isinstance(value, str) else value.model_dump())
+def text(value: TextIn | str, field: str) -> Text:
+    """Free text as sent: a bare string (English) or ``{language, text, english}`` (R6).
+    ``field`` is the body's field, named in any refusal."""
+    return Text.from_dict(value if isinstance(value, str) else value.model_dump(), field=field)

@@ -74,7 +74,9 @@ def need_public(n: CapacityNeed) -> NeedPublic:
 @router.post("", response_model=NeedPublic, status_code=201, summary="Record a need (R16)")
 def record(body: NeedCreate, by: StatePrincipal, services: ServicesDep) -> NeedPublic:
     cited = parse_id(body.notification_id) if body.notification_id is not None else None
-    return need_public(services.application.record_need(by, body.category, text(body.text), cited))
+    return need_public(
+        services.application.record_need(by, body.category, text(body.text, "text"), cited)
+    )
 
 
 @router.get("", response_model=list[NeedSummaryPublic], summary="Every need, oldest first")
@@ -91,7 +93,9 @@ def get_one(need_id: str, _: StateOrSecretariat, services: ServicesDep) -> NeedP
 @router.post("/{need_id}/offers", response_model=NeedPublic, summary="Offer assistance")
 def offer(need_id: str, body: OfferCreate, by: StatePrincipal, services: ServicesDep) -> NeedPublic:
     need_uuid = parse_id(need_id, "need")
-    return need_public(services.application.offer_assistance(by, need_uuid, text(body.text)))
+    return need_public(
+        services.application.offer_assistance(by, need_uuid, text(body.text, "text"))
+    )
 
 
 @router.post("/{need_id}/acceptance", response_model=NeedPublic, summary="Accept an offer")

@@ -74,9 +74,9 @@ def send(body: NotificationCreate, by: StatePrincipal, services: ServicesDep) ->
         by,
         body.recipient,
         body.incident_type,
-        text(body.description),
+        text(body.description, "description"),
         [i.model_dump() for i in body.indicators],
-        text(body.supporting_text) if body.supporting_text is not None else None,
+        text(body.supporting_text, "supporting_text") if body.supporting_text is not None else None,
         body.good_faith_attested,
     )
     return content(notification)
@@ -159,7 +159,7 @@ def respond(
         services.application.respond_to_notification,
         by,
         notification_id,
-        text(body.response),
+        text(body.response, "response"),
         body.assistance_requested,
     )
 
