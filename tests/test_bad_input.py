@@ -162,3 +162,37 @@ def test_an_error_whose_message_holds_a_surrogate_is_still_a_json_error() -> Non
     r = error_response(422, "invalid", "unknown key 'a\ud800b'")
     body = json.loads(bytes(r.body))
     assert body["error"] == "invalid" and body["detail"].startswith("unknown key 'a")
+
+
+def raw_headers_request(api: Api, method: str, path: str, headers: dict[str, bytes]) -> Any:
+    """A request whose header values are sent as these exact bytes. The test client
+    re-encodes headers as UTF-8; a real client may send any byte, which servers decode as
+    Latin-1 (byte 0xB2 becomes '²')."""
+    import asyncio
+
+    import httpx
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=api.client.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            return await c.request(method, path, headers=headers, json={})
+
+    return asyncio.run(send())
+
+
+@pytest.mark.parametrize(
+    "value", [b'"\xb2"', b"\xb2", b'W/"1\xb9"', b'"\xd9\xa3"', b'"\xef\xbc\x93"']
+)
+def test_an_if_match_with_a_digit_other_than_0_to_9_gets_422(api: Api, value: bytes) -> None:
+    register(api, "FRA")
+    token = api.token("state", "FRA").encode("ascii")
+    before = events(api)
+    r = raw_headers_request(
+        api,
+        "POST",
+        "/entries/FRA/confirmation",
+        {"Authorization": b"Bearer " + token, "If-Match": value},
+    )
+    assert r.status_code == 422, r.text
+    assert "If-Match" in r.json()["detail"]
+    assert events(api) == before
