@@ -196,3 +196,35 @@ def test_an_if_match_with_a_digit_other_than_0_to_9_gets_422(api: Api, value: by
     assert r.status_code == 422, r.text
     assert "If-Match" in r.json()["detail"]
     assert events(api) == before
+
+
+def test_a_review_period_the_calendar_cannot_end_gets_422_naming_the_valid_range(
+    api: Api,
+) -> None:
+    reviewer = api.auth("reviewer")
+    r = api.call("GET", "/review/report?from=9999-12-01&to=9999-12-31", reviewer)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert "0001-01-01" in detail and "9998-12-31" in detail, detail
+    last = api.call("GET", "/review/report?from=9998-12-01&to=9998-12-31", reviewer)
+    assert last.status_code == 200, last.text
+
+
+def test_pocdir_review_refuses_a_period_the_calendar_cannot_end_with_one_line(
+    sqlite_backend: Backend,
+) -> None:
+    from tests.test_cli import run
+
+    result = run(
+        sqlite_backend.url,
+        "review",
+        "--from",
+        "9999-12-01",
+        "--to",
+        "9999-12-31",
+        "--format",
+        "json",
+    )
+    assert result.returncode == 2, result.stderr
+    assert "9998-12-31" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
