@@ -228,3 +228,56 @@ def test_pocdir_review_refuses_a_period_the_calendar_cannot_end_with_one_line(
     assert result.returncode == 2, result.stderr
     assert "9998-12-31" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# -- other inputs of the same kinds ----------------------------------------------------------
+
+#: Digits of another script, which Python's \d, str.isdigit, int() and UUID() all accept.
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"hours": "Mon-Fri 0٨:00-18:00"},
+        {
+            "channels": [
+                {"kind": "phone", "address": "+33 " + "1 23 45 67 89".translate(ARABIC_INDIC)}
+            ]
+        },
+    ],
+)
+def test_contact_hours_and_phone_numbers_take_only_ascii_digits(override: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Contact.from_dict(contact_data("x", **override))
+
+
+def test_an_id_spelt_with_other_digits_names_nothing(api: Api) -> None:
+    """One resource, one spelling: UUID() reads '١' as 1, so a re-spelt id used to reach the
+    notification (and would reach any need, consent or check)."""
+    register(api, "FRA")
+    register(api, "DEU")
+    sent = api.call("POST", "/notifications", api.as_state("FRA"), json=NOTIFICATION).json()
+    respelt = sent["id"].translate(ARABIC_INDIC)
+    assert respelt != sent["id"]
+    r = api.call("GET", f"/notifications/{respelt}", api.as_state("FRA"))
+    assert r.status_code == 404, r.text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("directory", "--at-position", "99999999999999999999"),
+        ("proof", "inclusion", "0", "--size", "99999999999999999999"),
+        ("proof", "consistency", "1", "99999999999999999999"),
+    ],
+)
+def test_cli_positions_and_sizes_beyond_what_the_record_stores_get_one_line(
+    sqlite_backend: Backend, args: tuple[str, ...]
+) -> None:
+    from tests.test_cli import run
+
+    assert run(sqlite_backend.url, "simulate", "--states", "2", "--days", "2").returncode == 0
+    result = run(sqlite_backend.url, *args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
