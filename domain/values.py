@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from domain.errors import TranslationRequired, ValidationError
@@ -20,11 +21,14 @@ from domain.taxonomy import UN_LANGUAGES, Level, check_incident_type, check_leve
 MAX_TEXT = 4000
 _DAY = r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _DAYS = rf"{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*"
-_HOURS_RE = re.compile(rf"^(24/7|({_DAYS} )?([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d)$")
+# re.ASCII: \d would otherwise also match other scripts' digits ('٣'), stored as sent.
+_HOURS_RE = re.compile(
+    rf"^(24/7|({_DAYS} )?([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d)$", re.ASCII
+)
 _CONTACT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}$")
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-_PHONE_RE = re.compile(r"^\+[1-9]\d{6,14}$")
+_PHONE_RE = re.compile(r"^\+[1-9]\d{6,14}$", re.ASCII)
 _FINGERPRINT_RE = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
 
 
@@ -43,6 +47,15 @@ def check_unicode(value: str, field: str) -> str:
             "send the text as UTF-8"
         ) from None
     return value
+
+
+def parse_uuid(raw: str) -> UUID:
+    """An id as a caller spells it: hexadecimal digits in ASCII, in any form ``UUID`` reads.
+    ``UUID`` itself (through ``int``) also reads other scripts' digits ('١' as 1), which would
+    give one resource several spellings. Raises ``ValueError`` for anything else."""
+    if not raw.isascii():
+        raise ValueError("an id is written in ASCII")
+    return UUID(raw)
 
 
 def _require_str(data: Mapping[str, Any], key: str, what: str) -> str:

@@ -280,4 +280,5 @@ def test_cli_positions_and_sizes_beyond_what_the_record_stores_get_one_line(
     assert run(sqlite_backend.url, "simulate", "--states", "2", "--days", "2").returncode == 0
     result = run(sqlite_backend.url, *args)
     assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and str(2**62) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

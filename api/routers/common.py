@@ -6,13 +6,13 @@ from uuid import UUID
 
 from api.schemas import TextIn
 from domain.errors import NotFound
-from domain.values import Text
+from domain.values import Text, parse_uuid
 
 
 def parse_id(raw: str, what: str = "notification") -> UUID:
     """Ids are UUIDs; anything else names nothing (404, not 422, so probing reveals nothing)."""
     try:
-        return UUID(raw)
+        return parse_uuid(raw)
     except ValueError:
         raise NotFound(f"no such {what}") from None
 
