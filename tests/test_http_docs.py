@@ -1,0 +1,73 @@
+"""The API's documentation pages work offline and put no third-party script on its origin:
+``/docs`` loads Swagger UI from the server itself, and the documentation routes need no
+token (a browser cannot send one to ``/docs``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import Backend
+from tests.http_support import Api, api_for
+
+
+@pytest.fixture
+def api(sqlite_backend: Backend) -> Iterator[Api]:
+    """Serving documentation does not touch the record: SQLite only."""
+    with api_for(sqlite_backend.settings) as a:
+        yield a
+
+
+class References(HTMLParser):
+    """Every URL the page makes the browser load: src and href attributes, and URLs in
+    its inline scripts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_script = tag == "script"
+        self.urls += [v for k, v in attrs if k in ("src", "href") and v is not None]
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.urls += re.findall(r"""['"]((?:https?:)?//[^'"]+|/[^'"\s]*)['"]""", data)
+
+
+CONTENT_TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
+
+
+def test_docs_load_swagger_ui_from_the_server_itself_without_a_token(api: Api) -> None:
+    page = api.client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    parser = References()
+    parser.feed(page.text)
+    assert parser.urls, "the page loads nothing: Swagger UI is missing"
+    for url in parser.urls:
+        parts = urlsplit(url)
+        assert not parts.scheme and not parts.netloc, f"{url} is not on the API's origin"
+    assets = [u for u in parser.urls if u.rsplit(".", 1)[-1] in ("js", "css", "png")]
+    assert {u.rsplit(".", 1)[-1] for u in assets} >= {"js", "css"}, parser.urls
+    for url in assets:
+        served = api.client.get(url)
+        assert served.status_code == 200, url
+        expected = CONTENT_TYPES["." + url.rsplit(".", 1)[-1]]
+        assert expected in served.headers["content-type"], (url, served.headers)
+        assert len(served.content) > 1000, url
+    assert "/openapi.json" in parser.urls
+    spec = api.client.get("/openapi.json")
+    assert spec.status_code == 200 and spec.json()["info"]["title"] == "pocdir"
+
+
+def test_redoc_is_not_served_from_a_cdn(api: Api) -> None:
+    """ReDoc would load its script from a CDN: it is not served."""
+    assert api.client.get("/redoc").status_code == 404
