@@ -282,3 +282,25 @@ def test_cli_positions_and_sizes_beyond_what_the_record_stores_get_one_line(
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and str(2**62) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("check", "launch", "--by", "sec\udcffretariat"),
+        ("keys", "generate", "{tmp}/key", "--name", "origin\udcff"),
+    ],
+)
+def test_cli_arguments_that_are_not_utf8_get_one_line(
+    sqlite_backend: Backend, tmp_path: Any, args: tuple[str, ...]
+) -> None:
+    """Python gives undecodable argument bytes (here 0xFF) as lone surrogates: an acting
+    official's id is recorded on events, a key name is signed, and neither can hold them."""
+    from tests.test_cli import run
+
+    assert run(sqlite_backend.url, "simulate", "--states", "2", "--days", "2").returncode == 0
+    result = run(sqlite_backend.url, *(a.format(tmp=tmp_path) for a in args))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "UTF-8" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "key").exists()
