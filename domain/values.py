@@ -312,6 +312,10 @@ class Principal:
     def __post_init__(self) -> None:
         if (self.role is Role.STATE) != (self.state is not None):
             raise ValidationError("a principal has a State code if and only if its role is state")
+        # Recorded on every event it causes (``ref``), so it must be text UTF-8 can hold.
+        check_unicode(self.id, "the acting principal's id")
+        if self.state is not None:
+            check_unicode(self.state, "the acting principal's State code")
 
     @property
     def ref(self) -> str:
