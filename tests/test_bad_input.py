@@ -304,3 +304,14 @@ def test_cli_arguments_that_are_not_utf8_get_one_line(
     assert "Traceback" not in result.stderr and "UTF-8" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "key").exists()
+
+
+def test_a_simulation_longer_than_the_calendar_allows_gets_one_line(
+    sqlite_backend: Backend,
+) -> None:
+    from tests.test_cli import run
+
+    result = run(sqlite_backend.url, "simulate", "--states", "2", "--days", "99999999")
+    assert result.returncode == 2, result.stderr
+    assert "--days" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
