@@ -315,3 +315,30 @@ def test_a_simulation_longer_than_the_calendar_allows_gets_one_line(
     assert result.returncode == 2, result.stderr
     assert "--days" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_surrogate_sent_as_raw_bytes_is_refused_too(api: Api) -> None:
+    """Python's JSON decoder reads the UTF-8-like bytes of a surrogate (ED A0 80) as one."""
+    register(api, "FRA")
+    body = b'{"category": "forensics", "text": "abc\xed\xa0\x80def"}'
+    headers = {**api.as_state("FRA"), "Content-Type": "application/json"}
+    assert_refused_naming(api.client.post("/needs", headers=headers, content=body), "text")
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/directory/%ED%A0%80"),
+        ("GET", "/directory/FRA/route?incident_type=%ED%A0%80"),
+        ("DELETE", "/entries/FRA/contacts/%ED%A0%80"),
+        ("GET", "/notifications/%ED%A0%80"),
+    ],
+)
+def test_path_and_query_parameters_that_are_not_utf8_get_a_json_4xx(
+    api: Api, method: str, path: str
+) -> None:
+    """Paths and queries are decoded with replacement characters, so no surrogate reaches a
+    route from them; this holds the answer to the JSON error shape."""
+    register(api, "FRA")
+    r = api.call(method, path, api.as_state("FRA"))
+    assert 400 <= r.status_code < 500 and set(r.json()) == {"error", "detail"}, r.text
