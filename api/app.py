@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import ServiceHolder, holder_for
 from api.errors import DATABASE_ERRORS, ERROR_RESPONSES, install_error_handlers
+from api.middleware import RequestGate
 from api.public import HEALTH_PATH, OPENAPI_PATH, install_docs
 from api.routers import (
     audit,
@@ -62,7 +63,8 @@ def create_app(
 ) -> FastAPI:
     """The API over the record ``settings`` names (default: from ``POCDIR_*``). With
     ``checkpoint_every`` (seconds), it also signs and records a checkpoint on that period."""
-    services = holder or holder_for(settings or Settings.from_env(), clock=clock)
+    settings = settings or Settings.from_env()
+    services = holder or holder_for(settings, clock=clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -85,6 +87,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = services
+    app.add_middleware(RequestGate, holder=services, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     install_docs(app)
     for router in ROUTERS:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, overload
+from uuid import uuid4
 
 import typer
 from eventsourcing.persistence import OperationalError, PersistenceError
@@ -23,13 +24,23 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from api.cli_options import IdempotencyOption as IdempotencyOption
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock, SystemClock
 from domain.errors import NotFound, PocdirError
+from domain.idempotency import IdempotencyKey, request_digest
+from domain.values import Principal
 from infra.chain import VerificationError
 from infra.settings import Settings, SettingsError
-from infra.verify import chained_recorder, verify_record
-from infra.wiring import build_application, build_directory_view, build_view_runner
+from infra.verify import chained_recorder, record_is_empty, verify_record
+from infra.wiring import (
+    OpenMode,
+    RecordMissing,
+    build_application,
+    build_directory_view,
+    build_idempotency_keys,
+    build_view_runner,
+)
 from projections.asof import directory_as_of
 from projections.queries import DirectoryQueries, history_csv
 from projections.runner import REBUILD_BATCH
@@ -41,7 +52,8 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console()
-err = Console(stderr=True)
+#: Errors are one line whatever the width, so scripts can read them (never wrapped).
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_INVALID_RECORD = 1
 EXIT_USAGE = 2
@@ -61,12 +73,25 @@ def _settings() -> Settings:
         fail(str(e))
 
 
-def open_application(clock: SimulatedClock | None = None, **kwargs: object) -> PocDirectory:
+def open_application(
+    clock: SimulatedClock | None = None, mode: OpenMode = OpenMode.CREATE, **kwargs: object
+) -> PocDirectory:
+    """The record for one command. A command that only reads passes ``OpenMode.READ_ONLY``
+    or ``OpenMode.EXISTING``: with no record there it exits 2 having created nothing."""
     settings = _settings()
     try:
-        return build_application(settings, clock=clock, **kwargs)  # type: ignore[arg-type]
+        return build_application(settings, clock=clock, mode=mode, **kwargs)  # type: ignore[arg-type]
+    except RecordMissing as e:
+        fail(str(e))
     except (OperationalError, PersistenceError) as e:
         fail(f"cannot open the database: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
+
+
+def fail_if_empty(application: PocDirectory) -> None:
+    """An empty record is not "intact": say so and exit 2, for an auditor who mistyped the
+    record's location into a database that some writer created."""
+    if record_is_empty(chained_recorder(application)):
+        fail("the record is empty: no events")
 
 
 def _progress() -> Progress:
@@ -94,10 +119,10 @@ def verify(
         from api import cli_audit
 
         return cli_audit.verify_checkpoint(checkpoint, key)
-    application = open_application()
+    application = open_application(mode=OpenMode.READ_ONLY)
     try:
+        fail_if_empty(application)
         total = application.recorder.max_notification_id() or 0
-        chained_recorder(application)
         with _progress() as progress:
             task = progress.add_task("verifying", total=total)
             result = verify_record(
@@ -220,11 +245,11 @@ def _date(value: str | None, option: str) -> date | None:
 
 @contextmanager
 def command_application(
-    clock: SimulatedClock | None = None, **kwargs: object
+    clock: SimulatedClock | None = None, mode: OpenMode = OpenMode.CREATE, **kwargs: object
 ) -> Iterator[PocDirectory]:
     """The record, opened for one command: a refusal exits 4 (not found) or 2 with its one
     line, a database error exits 3, and the application is closed in every case."""
-    application = open_application(clock, **kwargs)
+    application = open_application(clock, mode, **kwargs)
     try:
         yield application
     except PocdirError as e:
@@ -235,6 +260,34 @@ def command_application(
         application.close()
 
 
+def command_key(
+    application: PocDirectory, by: Principal, command: str, args: Sequence[object], key: str | None
+) -> IdempotencyKey | None:
+    """The idempotency key a writing command records with its events: the caller's, or a
+    fresh one. ``None`` when this command already ran with the caller's key: that is said on
+    stdout and nothing is written again. Exits 2 if the key was used for another command."""
+    digest = request_digest(
+        [command.encode(), *(json.dumps(a, default=str).encode() for a in args)]
+    )
+    if key is None:
+        return IdempotencyKey(by.ref, str(uuid4()), digest)
+    try:
+        keyed = IdempotencyKey(by.ref, key, digest)
+    except PocdirError as e:
+        fail(str(e))
+    row = build_idempotency_keys(application, _settings()).find(keyed)
+    if row is None:
+        return keyed
+    if row.digest != digest:
+        fail("this --idempotency-key was used for a different command; use a new key")
+    out.print(
+        f"already done: this command ran with this idempotency key (record position "
+        f"{row.position}); nothing was written again",
+        highlight=False,
+    )
+    return None
+
+
 @contextmanager
 def directory_view(
     as_of: date | None = None, at_position: int | None = None
@@ -243,9 +296,10 @@ def directory_view(
     come from the views, never from scanning the event table. With ``as_of`` or
     ``at_position``, the directory is computed from the record as it stood then."""
     settings = _settings()
-    application = open_application()
+    past = as_of is not None or at_position is not None
+    application = open_application(mode=OpenMode.READ_ONLY if past else OpenMode.EXISTING)
     try:
-        if as_of is not None or at_position is not None:
+        if past:
             yield DirectoryQueries(directory_as_of(application, position=at_position, day=as_of))
             return
         view = build_directory_view(application, settings)

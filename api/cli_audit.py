@@ -29,6 +29,7 @@ from api.cli import (
     bounded,
     err,
     fail,
+    fail_if_empty,
     open_application,
     out,
 )
@@ -39,7 +40,7 @@ from infra.chain import VerificationError
 from infra.merkle import AuditError, ProofRequestInvalid
 from infra.note import KeyFormatError, SignerKey, VerifierKey
 from infra.transparency import NotRecorded, SigningKeyMissing, Transparency
-from infra.wiring import build_transparency
+from infra.wiring import OpenMode, build_transparency
 
 keys_app = typer.Typer(help="Checkpoint signing keys (C2SP signed-note Ed25519).")
 proof_app = typer.Typer(help="Merkle proofs (RFC 9162) as JSON, hashes in base64.")
@@ -63,12 +64,19 @@ def failed(e: AuditError | VerificationError) -> NoReturn:
 
 
 @contextmanager
-def transparency() -> Iterator[tuple[PocDirectory, Transparency]]:
-    """The record and its transparency service, with the CLI's error mapping."""
+def transparency(
+    mode: OpenMode = OpenMode.EXISTING,
+) -> Iterator[tuple[PocDirectory, Transparency]]:
+    """The record and its transparency service, with the CLI's error mapping. ``mode``: a
+    command that only reads opens an existing record (``READ_ONLY``: without even the
+    tree's tables); ``checkpoint`` may create one."""
     settings = _settings()
-    application = open_application()
+    application = open_application(mode=mode)
     try:
-        yield application, build_transparency(application, settings)
+        yield (
+            application,
+            build_transparency(application, settings, read_only=mode is OpenMode.READ_ONLY),
+        )
     except (OperationalError, PersistenceError) as e:
         fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
     except ProofRequestInvalid as e:
@@ -89,7 +97,7 @@ def _print_json(data: object) -> None:
 
 def checkpoint() -> None:
     """Bring the Merkle tree up to date, sign a checkpoint, record it and print the note."""
-    with transparency() as (_, service):
+    with transparency(OpenMode.CREATE) as (_, service):
         view = service.record_checkpoint()
     sys.stdout.write(view.note)
 
@@ -118,7 +126,7 @@ def keys_public(
     """Print the verifier key of POCDIR_SIGNING_KEY_FILE (name+keyid+base64key)."""
     settings = _settings()
     if all_keys:
-        with transparency() as (_, service):
+        with transparency(OpenMode.READ_ONLY) as (_, service):
             keys = service.verifier_keys()
         for key in keys:
             out.print(key, highlight=False, soft_wrap=True)
@@ -203,7 +211,8 @@ def verify_checkpoint(checkpoint_file: Path, keys: list[str] | None) -> None:
     """``pocdir verify --checkpoint FILE``: the whole chain, then the checkpoint against it."""
     note = _read_text(checkpoint_file, "checkpoint")
     trusted = _trusted_keys(keys)
-    with transparency() as (application, service):
+    with transparency(OpenMode.READ_ONLY) as (application, service):
+        fail_if_empty(application)
         keys_used = trusted or service.trusted_keys()
         total = application.recorder.max_notification_id() or 0
         with _progress() as progress:
@@ -233,7 +242,8 @@ def audit_export(
     directory: Annotated[Path, typer.Argument(help="a new or empty directory")],
 ) -> None:
     """Write the offline audit bundle: records, checkpoints, keys and a manifest."""
-    with transparency() as (application, service):
+    with transparency(OpenMode.READ_ONLY) as (application, service):
+        fail_if_empty(application)
         try:
             summary = export_bundle(application, service, directory)
         except (FileExistsError, OSError) as e:
@@ -266,6 +276,8 @@ def audit_verify(
         failed(e)
     except OSError as e:
         fail(f"cannot read the bundle: {e}")
+    if result.records == 0:  # like an empty record: nothing was verified
+        fail("the bundle is empty: no records")
     out.print(f"bundle intact: {result.records} records checked", highlight=False)
     out.print(f"head position: {result.head_position}", highlight=False)
     out.print(f"head hash:     {result.head_hash}", highlight=False)

@@ -20,14 +20,18 @@ from api.cli import (
     _date,
     _print_json,
     command_application,
+    command_key,
     directory_view,
     fail,
     out,
 )
+from api.cli_options import IdempotencyOption
 from api.review_html import render_html
+from domain.errors import ValidationError
 from domain.values import Principal, Role, parse_uuid
+from infra.wiring import OpenMode
 from projections.review import check_summaries
-from projections.review_report import build_report, report_csv, report_json
+from projections.review_report import build_report, check_period, report_csv, report_json
 
 check_app = typer.Typer(
     help="Communication checks (ping tests) of the States' contacts, run by the Secretariat.",
@@ -85,13 +89,21 @@ def check_launch(
     ] = None,
     by: ByOption = "secretariat",
     format: FormatOption = TableFormat.TABLE,  # noqa: A002
+    idempotency_key: IdempotencyOption = None,
 ) -> None:
     """Launch a check of every registered State's contacts at one level, or of listed ones."""
     if not 0 < deadline_hours <= 24 * 30:
         fail("--deadline-hours must be more than 0 and at most 720")
     with command_application() as application:
+        secretariat = _secretariat(by)
+        args = [level, deadline_hours, state]
+        key = command_key(application, secretariat, "check launch", args, idempotency_key)
+        if key is None:
+            return
         deadline = application.clock.now() + timedelta(hours=deadline_hours)
-        check = application.launch_check(_secretariat(by), level, deadline, state or None)
+        check = application.launch_check(
+            secretariat, level, deadline, state or None, idempotency=key
+        )
         results = check.results(application.clock.now())
     if format is TableFormat.JSON:
         _print_json(results)
@@ -111,7 +123,7 @@ def check_results(
 ) -> None:
     """Each State's result: answered in time, answered late, no answer (or awaiting)."""
     cid = _check_id(check_id)
-    with command_application() as application:
+    with command_application(mode=OpenMode.READ_ONLY) as application:
         results = application.check_results(_secretariat(by), cid)
     _print_results(results, format)
 
@@ -120,11 +132,16 @@ def check_results(
 def check_close(
     check_id: Annotated[str, typer.Argument(help="the check's id")],
     by: ByOption = "secretariat",
+    idempotency_key: IdempotencyOption = None,
 ) -> None:
     """Close a check after its deadline: the States that have not answered get no answer."""
     cid = _check_id(check_id)
     with command_application() as application:
-        check = application.close_check(_secretariat(by), cid)
+        secretariat = _secretariat(by)
+        key = command_key(application, secretariat, "check close", [cid], idempotency_key)
+        if key is None:
+            return
+        check = application.close_check(secretariat, cid, idempotency=key)
     out.print(f"check {check.id} closed; {len(check.answers)} of {len(check.states)} answered")
 
 
@@ -178,6 +195,10 @@ def review(
         fail("give --from and --to")
     if out_path is None and format is not ReportFormat.JSON:
         fail(f"--out is required for --format {format}")
+    try:
+        check_period(start, end)  # bad input is named before the record is opened
+    except ValidationError as e:
+        fail(str(e))
     with directory_view() as queries:
         report = build_report(queries.view, start, end)
     if out_path is None:

@@ -9,6 +9,7 @@ from uuid import UUID
 import typer
 from eventsourcing.persistence import OperationalError, PersistenceError
 
+from api.cli_options import IdempotencyOption
 from domain.clock import SimulatedClock
 from domain.values import Principal, Role
 
@@ -26,12 +27,17 @@ def add_principal(
     state: Annotated[
         str | None, typer.Option(help="the State's ISO 3166-1 alpha-3 code (role state)")
     ] = None,
+    idempotency_key: IdempotencyOption = None,
 ) -> None:
     """Issue a credential and print its bearer token once; only its hash is kept."""
-    from api.cli import command_application, out
+    from api.cli import command_application, command_key, out
 
     with command_application() as application:
-        credential, token = application.issue_credential(CONSOLE, role, state)
+        key = command_key(application, CONSOLE, "principals add", [role, state], idempotency_key)
+        if key is None:
+            out.print("its bearer token was shown then, and is not kept", highlight=False)
+            return
+        credential, token = application.issue_credential(CONSOLE, role, state, idempotency=key)
     who = f"{role} {credential.state}" if credential.state else str(role)
     out.print(f"issued credential {credential.id} for {who}", highlight=False)
     out.print("bearer token (shown once, keep it secret):", highlight=False)
@@ -41,16 +47,20 @@ def add_principal(
 @principals.command("revoke")
 def revoke_principal(
     credential_id: Annotated[str, typer.Argument(help="the credential id")],
+    idempotency_key: IdempotencyOption = None,
 ) -> None:
     """Revoke a credential; requests with its token get 401 from now on."""
-    from api.cli import command_application, fail, out
+    from api.cli import command_application, command_key, fail, out
 
     try:
         cid = UUID(credential_id)
     except ValueError:
         fail(f"{credential_id[:40]!r} is not a credential id (a UUID)")
     with command_application() as application:
-        application.revoke_credential(CONSOLE, cid)
+        key = command_key(application, CONSOLE, "principals revoke", [cid], idempotency_key)
+        if key is None:
+            return
+        application.revoke_credential(CONSOLE, cid, idempotency=key)
     out.print(f"revoked credential {cid}", highlight=False)
 
 

@@ -12,12 +12,13 @@ import threading
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import DATABASE_ERRORS, ServiceUnavailable
 from domain.errors import NotAuthenticated, NotPermitted
+from domain.idempotency import IdempotencyKey
 from domain.values import Principal, Role
 from infra.settings import Settings
 from infra.wiring import Services, build_services
@@ -73,8 +74,8 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def get_queries(services: ServicesDep) -> DirectoryQueries:
-    """Queries over the views. Every route that reads them also authenticates, and
-    ``get_principal`` has then brought them up to date (in the same worker-thread trip)."""
+    """Queries over the views. Every route that reads them also authenticates, and the
+    gate has then brought them up to date (``Services.admit``, one worker-thread trip)."""
     return DirectoryQueries(services.view)
 
 
@@ -83,15 +84,46 @@ QueriesDep = Annotated[DirectoryQueries, Depends(get_queries)]
 bearer = HTTPBearer(auto_error=False, description="A token from `pocdir principals add`")
 
 
-def get_principal(
+async def get_principal(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """Authenticate against the record (a revocation counts at once), then bring the views
-    up to date, so the request reads its own and everyone's earlier writes."""
+    """The principal the gate (``api.middleware.RequestGate``) admitted: authenticated
+    against the record before any of the body was read, with the views then brought up to
+    date, so the request reads its own and everyone's earlier writes. ``credentials``
+    declares the scheme in OpenAPI."""
+    principal = getattr(request.state, "principal", None)
+    if principal is not None:
+        return principal  # type: ignore[no-any-return]  # request.state is untyped
+    # A route mounted without the gate: admit here instead.
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("send Authorization: Bearer <token>")
-    return services.authenticate(credentials.credentials)
+    return await run_in_threadpool(services.admit, credentials.credentials)
+
+
+async def get_idempotency(
+    request: Request,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description=(
+                "Optional, on every write: a key you choose (1-255 visible ASCII characters, "
+                "e.g. a UUID). A retry with the same key and request returns the first answer "
+                "and writes nothing; the same key with another request gets 422; while the "
+                "first is still running, 409. Keys are kept for "
+                "POCDIR_IDEMPOTENCY_RETENTION_HOURS (at least 24 hours)."
+            ),
+        ),
+    ] = None,
+) -> IdempotencyKey | None:
+    """The key the gate reserved for this request, for the command to write with its
+    events (``domain.idempotency``)."""
+    return getattr(request.state, "idempotency", None)
+
+
+Idempotency = Annotated[IdempotencyKey | None, Depends(get_idempotency)]
 
 
 class allow:  # noqa: N801 - reads as a dependency: Depends(allow(Role.STATE))

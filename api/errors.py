@@ -50,9 +50,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         401: "Missing, unknown or revoked bearer token",
         403: "Authenticated, but this role or principal may not do this",
         404: "No such resource, or not one the principal may know of",
-        409: "Conflicts with the current state, or a concurrent change",
+        409: "Conflicts with the current state, a concurrent change, or a request with the "
+        "same Idempotency-Key still in flight",
         412: "If-Match names a version that is no longer current",
-        422: "Invalid input; the detail says which field and why",
+        413: "The request body is larger than the server accepts (POCDIR_MAX_BODY_BYTES)",
+        422: "Invalid input, or an Idempotency-Key reused for a different request",
         503: "The database is unreachable; retry after the Retry-After seconds",
     }.items()
 }

@@ -27,6 +27,7 @@ from domain.application import PocDirectory
 from domain.capacity import CAPACITY_CATEGORIES, NeedStatus
 from domain.clock import SimulatedClock
 from domain.consent import ConsentStatus
+from domain.idempotency import IdempotencyKey, request_digest
 from domain.members import member_states
 from domain.notification import NotificationStatus
 from domain.taxonomy import INCIDENT_TYPES, Level
@@ -133,6 +134,14 @@ class Simulator:
         codes = sorted(self.rng.sample(sorted(member_states()), states))
         self.personas = {code: self._persona(code) for code in codes}
         self.active: list[str] = []
+        self._keys = itertools.count(1)
+        self._key_prefix = f"simulate-{seed}-{app.recorder.max_notification_id() or 0}"
+
+    def next_key(self) -> IdempotencyKey:
+        """Each command's idempotency key, as a client would send one: derived from the seed
+        and the record's head when the run started, so the same run writes the same keys."""
+        key = f"{self._key_prefix}-{next(self._keys)}"
+        return IdempotencyKey("simulator", key, request_digest([key.encode()]))
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -243,7 +252,7 @@ class Simulator:
 
     def register(self, code: str) -> None:
         persona, by = self.personas[code], self.principal(code)
-        self.app.register_state(by, code)
+        self.app.register_state(by, code, idempotency=self.next_key())
         self.commands["register"] += 1
         levels = self.rng.choice(
             (
@@ -254,14 +263,18 @@ class Simulator:
         )
         for index, level in enumerate(levels, start=1):
             contact_id = f"{'dip' if level is Level.DIPLOMATIC else 'tech'}-{index}"
-            self.app.add_contact(by, code, self._contact(persona, contact_id, level))
+            self.app.add_contact(
+                by, code, self._contact(persona, contact_id, level), idempotency=self.next_key()
+            )
             persona.contacts.append(contact_id)
             self.commands["add contact"] += 1
         coordinator = persona.contacts[0]
-        self.app.set_coordination_contact(by, code, coordinator)
+        self.app.set_coordination_contact(by, code, coordinator, idempotency=self.next_key())
         self.commands["set coordination contact"] += 1
         if self.rng.random() < 0.4:
-            self.app.set_preferred_channel(by, code, coordinator, "email")
+            self.app.set_preferred_channel(
+                by, code, coordinator, "email", idempotency=self.next_key()
+            )
             self.commands["set preferred channel"] += 1
         self.active.append(code)
         if persona.diligent:
@@ -273,7 +286,7 @@ class Simulator:
     def confirm(self, code: str) -> None:
         if code not in self.active:
             return
-        self.app.confirm_entry(self.principal(code), code)
+        self.app.confirm_entry(self.principal(code), code, idempotency=self.next_key())
         self.commands["confirm annually"] += 1
         self.later(timedelta(days=self.rng.randrange(320, 360)), lambda: self.confirm(code))
 
@@ -290,20 +303,20 @@ class Simulator:
         effective_on = max(entry.registered_on, self.clock.now().date() - timedelta(days=delay))
         if entry.preferred and entry.preferred[0] == contact_id:
             return  # keep the preferred channel stable in the simulation
-        self.app.update_contact(by, code, changed, effective_on)
+        self.app.update_contact(by, code, changed, effective_on, idempotency=self.next_key())
         self.commands["update contact"] += 1
 
     def withdraw(self, code: str) -> None:
         if code not in self.active:
             return
-        self.app.withdraw_entry(self.principal(code), code)
+        self.app.withdraw_entry(self.principal(code), code, idempotency=self.next_key())
         self.active.remove(code)
         self.commands["withdraw entry"] += 1
         if self.rng.random() < 0.5:
             self.later(timedelta(days=self.rng.randrange(10, 60)), lambda: self.rejoin(code))
 
     def rejoin(self, code: str) -> None:
-        self.app.rejoin(self.principal(code), code)
+        self.app.rejoin(self.principal(code), code, idempotency=self.next_key())
         self.active.append(code)
         self.commands["rejoin"] += 1
 
@@ -342,6 +355,7 @@ class Simulator:
             self._text(persona, 1),
             self._indicators(),
             good_faith_attested=True,
+            idempotency=self.next_key(),
         )
         self.commands["send notification"] += 1
         nid = notification.id
@@ -358,14 +372,18 @@ class Simulator:
     def withdraw_notification(self, nid: UUID) -> None:
         n = self.app.get_notification(nid)
         if n.status is NotificationStatus.SENT:
-            self.app.withdraw_notification(self.principal(n.sender), nid)
+            self.app.withdraw_notification(
+                self.principal(n.sender), nid, idempotency=self.next_key()
+            )
             self.commands["withdraw notification"] += 1
 
     def acknowledge(self, nid: UUID) -> None:
         n = self.app.get_notification(nid)
         if n.status is not NotificationStatus.SENT:
             return
-        self.app.acknowledge_notification(self.principal(n.recipient), nid)
+        self.app.acknowledge_notification(
+            self.principal(n.recipient), nid, idempotency=self.next_key()
+        )
         self.commands["acknowledge"] += 1
         if self.rng.random() < 0.8:
             self.later(timedelta(hours=self.rng.randrange(4, 24 * 7)), lambda: self.respond(nid))
@@ -382,7 +400,11 @@ class Simulator:
         if assistance:
             text = "We lack the capacity to respond in full and ask for technical assistance."
         self.app.respond_to_notification(
-            self.principal(n.recipient), nid, Text.english_only(text), assistance
+            self.principal(n.recipient),
+            nid,
+            Text.english_only(text),
+            assistance,
+            idempotency=self.next_key(),
         )
         self.commands["respond (assistance asked)" if assistance else "respond"] += 1
         if assistance and self.review_rng.random() < 0.6:
@@ -398,7 +420,7 @@ class Simulator:
     def close(self, nid: UUID) -> None:
         n = self.app.get_notification(nid)
         if n.status in (NotificationStatus.ACKNOWLEDGED, NotificationStatus.RESPONDED):
-            self.app.close_notification(self.principal(n.sender), nid)
+            self.app.close_notification(self.principal(n.sender), nid, idempotency=self.next_key())
             self.commands["close notification"] += 1
 
     def request_consent(self, nid: UUID) -> None:
@@ -408,7 +430,10 @@ class Simulator:
             return
         requester = self.rng.choice(n.parties)
         consent = self.app.request_consent(
-            self.principal(requester), nid, self.rng.choice(third_candidates)
+            self.principal(requester),
+            nid,
+            self.rng.choice(third_candidates),
+            idempotency=self.next_key(),
         )
         self.commands["request consent"] += 1
         other = n.recipient if requester == n.sender else n.sender
@@ -420,7 +445,7 @@ class Simulator:
 
     def decide_consent(self, cid: UUID, party: str) -> None:
         if self.rng.random() < 0.7:
-            self.app.grant_consent(self.principal(party), cid)
+            self.app.grant_consent(self.principal(party), cid, idempotency=self.next_key())
             self.commands["grant consent"] += 1
             if self.rng.random() < 0.2:
                 self.later(
@@ -428,12 +453,12 @@ class Simulator:
                     lambda: self.revoke_consent(cid, party),
                 )
         else:
-            self.app.deny_consent(self.principal(party), cid)
+            self.app.deny_consent(self.principal(party), cid, idempotency=self.next_key())
             self.commands["deny consent"] += 1
 
     def revoke_consent(self, cid: UUID, party: str) -> None:
         if self.app.get_consent(cid).status is ConsentStatus.EFFECTIVE:
-            self.app.revoke_consent(self.principal(party), cid)
+            self.app.revoke_consent(self.principal(party), cid, idempotency=self.next_key())
             self.commands["revoke consent"] += 1
 
     # -- review activity: communication checks and capacity building (R16, R17) -------------
@@ -458,7 +483,7 @@ class Simulator:
 
     def confirm_late(self, code: str) -> None:
         if code in self.active:
-            self.app.confirm_entry(self.principal(code), code)
+            self.app.confirm_entry(self.principal(code), code, idempotency=self.next_key())
             self.commands["confirm annually (late)"] += 1
 
     def launch_check(self, level: Level, subset: bool) -> None:
@@ -476,7 +501,9 @@ class Simulator:
         states = sorted(rng.sample(candidates, min(len(candidates), 20))) if subset else None
         hours = 48 if level is Level.TECHNICAL else 120
         deadline = self.clock.now() + timedelta(hours=hours)
-        check = self.app.launch_check(SECRETARIAT, str(level), deadline, states)
+        check = self.app.launch_check(
+            SECRETARIAT, str(level), deadline, states, idempotency=self.next_key()
+        )
         self.commands["launch check"] += 1
         for code in check.states:
             responsive = self.personas[code].responsive
@@ -496,11 +523,13 @@ class Simulator:
             return
         entry = self.app.get_entry(code)
         contact_id = next(c.contact_id for c in entry.contacts.values() if c.level == check.level)
-        self.app.answer_check(self.principal(code), check_id, contact_id)
+        self.app.answer_check(
+            self.principal(code), check_id, contact_id, idempotency=self.next_key()
+        )
         self.commands["answer check"] += 1
 
     def close_check(self, check_id: UUID) -> None:
-        self.app.close_check(SECRETARIAT, check_id)
+        self.app.close_check(SECRETARIAT, check_id, idempotency=self.next_key())
         self.commands["close check"] += 1
 
     def record_need(self, code: str, notification_id: UUID | None) -> None:
@@ -512,7 +541,9 @@ class Simulator:
             text = Text.parse(persona.language, _NEED_TEXT[persona.language], _NEED_ENGLISH)
         else:
             text = Text.english_only(_NEED_ENGLISH)
-        need = self.app.record_need(self.principal(code), category, text, notification_id)
+        need = self.app.record_need(
+            self.principal(code), category, text, notification_id, idempotency=self.next_key()
+        )
         self.commands["record capacity need"] += 1
         offers = rng.choice((0, 1, 1, 2, 3))
         for _ in range(offers):
@@ -526,7 +557,12 @@ class Simulator:
         if need.status is not NeedStatus.OPEN or not candidates:
             return
         offering = rng.choice(candidates)
-        self.app.offer_assistance(self.principal(offering), need_id, Text.english_only(_OFFER_TEXT))
+        self.app.offer_assistance(
+            self.principal(offering),
+            need_id,
+            Text.english_only(_OFFER_TEXT),
+            idempotency=self.next_key(),
+        )
         self.commands["offer assistance"] += 1
         if not need.offers and rng.random() < 0.85:
             self.later(
@@ -537,7 +573,9 @@ class Simulator:
         rng, need = self.review_rng, self.app.get_need(need_id)
         if need.status is not NeedStatus.OPEN:
             return
-        self.app.accept_offer(self.principal(need.state), need_id, offering)
+        self.app.accept_offer(
+            self.principal(need.state), need_id, offering, idempotency=self.next_key()
+        )
         self.commands["accept offer"] += 1
         draw = rng.random()
         if draw < 0.7:
@@ -548,13 +586,13 @@ class Simulator:
     def fulfil(self, need_id: UUID) -> None:
         need = self.app.get_need(need_id)
         if need.status is NeedStatus.MATCHED:
-            self.app.fulfil_need(self.principal(need.state), need_id)
+            self.app.fulfil_need(self.principal(need.state), need_id, idempotency=self.next_key())
             self.commands["fulfil need"] += 1
 
     def withdraw_need(self, need_id: UUID) -> None:
         need = self.app.get_need(need_id)
         if need.status in (NeedStatus.OPEN, NeedStatus.MATCHED):
-            self.app.withdraw_need(self.principal(need.state), need_id)
+            self.app.withdraw_need(self.principal(need.state), need_id, idempotency=self.next_key())
             self.commands["withdraw need"] += 1
 
 

@@ -453,8 +453,9 @@ def verify_phase(app: PocDirectory, args: argparse.Namespace, rnd: int, title: s
     """Time ``verify_record`` (reads the database) and raw hashing of the same bytes,
     alternately, best of ``VERIFY_REPEATS`` each."""
     # The same canonical record bytes verification hashes, read once, outside the timing.
+    spelling = chained_recorder(app).id_spelling
     records = [
-        encode_record(r.position, r.originator_id, r.originator_version, r.topic, r.state)  # type: ignore[arg-type]
+        encode_record(r.position, r.originator_id, r.originator_version, r.topic, r.state, spelling)  # type: ignore[arg-type]
         for r in stored_rows(app)
     ]
     profiler = Profiler(args.profile and rnd == 1, title)

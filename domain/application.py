@@ -35,6 +35,7 @@ from domain.errors import (
     StaleVersion,
     ValidationError,
 )
+from domain.idempotency import IdempotencyKey, KeyAlreadyRecorded, RequestInFlight
 from domain.members import check_member_state, member_states
 from domain.notification import Notification, SupportingInformation
 from domain.state_entry import StateEntry, state_entry_id
@@ -179,9 +180,21 @@ class PocDirectory(Application[UUID]):
     def get_consent(self, consent_id: UUID) -> SharingConsent:
         return self._get(SharingConsent, consent_id, "consent")
 
-    def _save(self, *aggregates: PocdirAggregate) -> None:
+    def _save(
+        self, *aggregates: PocdirAggregate, idempotency: IdempotencyKey | None = None
+    ) -> None:
+        """Save the aggregates' new events in one transaction, with the caller's idempotency
+        key if it sent one (written in that same transaction, ``domain.idempotency``)."""
         try:
-            self.save(*aggregates)
+            if idempotency is None:
+                self.save(*aggregates)
+            else:
+                self.save(*aggregates, idempotency=idempotency)
+        except KeyAlreadyRecorded:
+            raise RequestInFlight(
+                "another request with this Idempotency-Key was recorded meanwhile; "
+                "retry to get its outcome"
+            ) from None
         except IntegrityError:
             raise ConcurrentChange(
                 "someone else changed this first; read it again and retry"
@@ -199,13 +212,18 @@ class PocDirectory(Application[UUID]):
     # -- StateEntry -------------------------------------------------------------------------
 
     def register_state(
-        self, by: Principal, code: str, effective_on: date | None = None
+        self,
+        by: Principal,
+        code: str,
+        effective_on: date | None = None,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> StateEntry:
         code = check_member_state(code)
         if state_entry_id(code) in self.repository:
             raise AlreadyExists(f"{code} is already registered")
         entry = StateEntry.register(code, by, self.clock.now(), effective_on)
-        self._save(entry)
+        self._save(entry, idempotency=idempotency)
         return entry
 
     def _change_entry(
@@ -215,6 +233,7 @@ class PocDirectory(Application[UUID]):
         change: Callable[[StateEntry, datetime, date], None],
         effective_on: date | None = None,
         expected_version: int | None = None,
+        idempotency: IdempotencyKey | None = None,
     ) -> StateEntry:
         """Load the entry, check the caller's version, apply ``change(entry, at, effective_on)``
         (``effective_on`` defaults to today) and save."""
@@ -222,7 +241,7 @@ class PocDirectory(Application[UUID]):
         entry = self.get_entry(code)
         self.check_version(entry, expected_version)
         change(entry, at, effective_on or at.date())
-        self._save(entry)
+        self._save(entry, idempotency=idempotency)
         return entry
 
     def add_contact(
@@ -232,6 +251,8 @@ class PocDirectory(Application[UUID]):
         contact: Contact,
         effective_on: date | None = None,
         expected_version: int | None = None,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> StateEntry:
         return self._change_entry(
             by,
@@ -239,6 +260,7 @@ class PocDirectory(Application[UUID]):
             lambda e, at, on: e.add_contact(contact, by, at, on),
             effective_on,
             expected_version,
+            idempotency,
         )
 
     def update_contact(
@@ -248,6 +270,8 @@ class PocDirectory(Application[UUID]):
         contact: Contact,
         effective_on: date | None = None,
         expected_version: int | None = None,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> StateEntry:
         return self._change_entry(
             by,
@@ -255,6 +279,7 @@ class PocDirectory(Application[UUID]):
             lambda e, at, on: e.update_contact(contact, by, at, on),
             effective_on,
             expected_version,
+            idempotency,
         )
 
     def remove_contact(
@@ -264,6 +289,8 @@ class PocDirectory(Application[UUID]):
         contact_id: str,
         effective_on: date | None = None,
         expected_version: int | None = None,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> StateEntry:
         return self._change_entry(
             by,
@@ -271,6 +298,7 @@ class PocDirectory(Application[UUID]):
             lambda e, at, on: e.remove_contact(contact_id, by, at, on),
             effective_on,
             expected_version,
+            idempotency,
         )
 
     def set_coordination_contact(
@@ -280,6 +308,8 @@ class PocDirectory(Application[UUID]):
         contact_id: str,
         effective_on: date | None = None,
         expected_version: int | None = None,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> StateEntry:
         return self._change_entry(
             by,
@@ -287,6 +317,7 @@ class PocDirectory(Application[UUID]):
             lambda e, at, on: e.set_coordination_contact(contact_id, by, at, on),
             effective_on,
             expected_version,
+            idempotency,
         )
 
     def set_preferred_channel(
@@ -297,6 +328,8 @@ class PocDirectory(Application[UUID]):
         channel_kind: str,
         effective_on: date | None = None,
         expected_version: int | None = None,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> StateEntry:
         return self._change_entry(
             by,
@@ -304,13 +337,19 @@ class PocDirectory(Application[UUID]):
             lambda e, at, on: e.set_preferred_channel(contact_id, channel_kind, by, at, on),
             effective_on,
             expected_version,
+            idempotency,
         )
 
     def confirm_entry(
-        self, by: Principal, code: str, expected_version: int | None = None
+        self,
+        by: Principal,
+        code: str,
+        expected_version: int | None = None,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> StateEntry:
         return self._change_entry(
-            by, code, lambda e, at, _: e.confirm(by, at), None, expected_version
+            by, code, lambda e, at, _: e.confirm(by, at), None, expected_version, idempotency
         )
 
     def withdraw_entry(
@@ -319,9 +358,16 @@ class PocDirectory(Application[UUID]):
         code: str,
         effective_on: date | None = None,
         expected_version: int | None = None,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> StateEntry:
         return self._change_entry(
-            by, code, lambda e, at, on: e.withdraw(by, at, on), effective_on, expected_version
+            by,
+            code,
+            lambda e, at, on: e.withdraw(by, at, on),
+            effective_on,
+            expected_version,
+            idempotency,
         )
 
     def rejoin(
@@ -330,9 +376,16 @@ class PocDirectory(Application[UUID]):
         code: str,
         effective_on: date | None = None,
         expected_version: int | None = None,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> StateEntry:
         return self._change_entry(
-            by, code, lambda e, at, on: e.rejoin(by, at, on), effective_on, expected_version
+            by,
+            code,
+            lambda e, at, on: e.rejoin(by, at, on),
+            effective_on,
+            expected_version,
+            idempotency,
         )
 
     # -- Notification -----------------------------------------------------------------------
@@ -346,6 +399,8 @@ class PocDirectory(Application[UUID]):
         indicators: Iterable[Mapping[str, Any]] = (),
         supporting_text: Text | None = None,
         good_faith_attested: bool = False,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> Notification:
         """R7: both States must be in the directory; the recipient must not have withdrawn."""
         if by.role is not Role.STATE or by.state is None:
@@ -366,7 +421,7 @@ class PocDirectory(Application[UUID]):
             SupportingInformation.parse(indicators, supporting_text),
             good_faith_attested,
         )
-        self._save(notification)
+        self._save(notification, idempotency=idempotency)
         return notification
 
     def get_notification_for(self, by: Principal, notification_id: UUID) -> Notification:
@@ -420,16 +475,24 @@ class PocDirectory(Application[UUID]):
             raise NotFound("no such event")
 
     def _change_notification(
-        self, by: Principal, notification_id: UUID, change: Callable[[Notification], None]
+        self,
+        by: Principal,
+        notification_id: UUID,
+        change: Callable[[Notification], None],
+        idempotency: IdempotencyKey | None,
     ) -> Notification:
         notification = self.get_notification_for(by, notification_id)
         change(notification)
-        self._save(notification)
+        self._save(notification, idempotency=idempotency)
         return notification
 
-    def acknowledge_notification(self, by: Principal, notification_id: UUID) -> Notification:
+    def acknowledge_notification(
+        self, by: Principal, notification_id: UUID, *, idempotency: IdempotencyKey | None = None
+    ) -> Notification:
         at = self.clock.now()
-        return self._change_notification(by, notification_id, lambda n: n.acknowledge(by, at))
+        return self._change_notification(
+            by, notification_id, lambda n: n.acknowledge(by, at), idempotency
+        )
 
     def respond_to_notification(
         self,
@@ -437,24 +500,42 @@ class PocDirectory(Application[UUID]):
         notification_id: UUID,
         response: Text,
         assistance_requested: bool = False,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> Notification:
         at = self.clock.now()
         return self._change_notification(
-            by, notification_id, lambda n: n.respond(by, at, response, assistance_requested)
+            by,
+            notification_id,
+            lambda n: n.respond(by, at, response, assistance_requested),
+            idempotency,
         )
 
-    def close_notification(self, by: Principal, notification_id: UUID) -> Notification:
+    def close_notification(
+        self, by: Principal, notification_id: UUID, *, idempotency: IdempotencyKey | None = None
+    ) -> Notification:
         at = self.clock.now()
-        return self._change_notification(by, notification_id, lambda n: n.close(by, at))
+        return self._change_notification(
+            by, notification_id, lambda n: n.close(by, at), idempotency
+        )
 
-    def withdraw_notification(self, by: Principal, notification_id: UUID) -> Notification:
+    def withdraw_notification(
+        self, by: Principal, notification_id: UUID, *, idempotency: IdempotencyKey | None = None
+    ) -> Notification:
         at = self.clock.now()
-        return self._change_notification(by, notification_id, lambda n: n.withdraw(by, at))
+        return self._change_notification(
+            by, notification_id, lambda n: n.withdraw(by, at), idempotency
+        )
 
     # -- SharingConsent ---------------------------------------------------------------------
 
     def request_consent(
-        self, by: Principal, notification_id: UUID, third_state: str
+        self,
+        by: Principal,
+        notification_id: UUID,
+        third_state: str,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> SharingConsent:
         """R11: ask the other party to share this exchange with a registered third State."""
         notification = self.get_notification_for(by, notification_id)
@@ -466,7 +547,7 @@ class PocDirectory(Application[UUID]):
         consent = SharingConsent.request(
             self.new_id(), by, self.clock.now(), notification.id, notification.parties, third_state
         )
-        self._save(consent)
+        self._save(consent, idempotency=idempotency)
         return consent
 
     def get_consent_for(self, by: Principal, consent_id: UUID) -> SharingConsent:
@@ -479,40 +560,57 @@ class PocDirectory(Application[UUID]):
         return consent
 
     def _change_consent(
-        self, by: Principal, consent_id: UUID, change: Callable[[SharingConsent], None]
+        self,
+        by: Principal,
+        consent_id: UUID,
+        change: Callable[[SharingConsent], None],
+        idempotency: IdempotencyKey | None,
     ) -> SharingConsent:
         consent = self.get_consent_for(by, consent_id)
         change(consent)
-        self._save(consent)
+        self._save(consent, idempotency=idempotency)
         return consent
 
-    def grant_consent(self, by: Principal, consent_id: UUID) -> SharingConsent:
+    def grant_consent(
+        self, by: Principal, consent_id: UUID, *, idempotency: IdempotencyKey | None = None
+    ) -> SharingConsent:
         at = self.clock.now()
-        return self._change_consent(by, consent_id, lambda c: c.grant(by, at))
+        return self._change_consent(by, consent_id, lambda c: c.grant(by, at), idempotency)
 
-    def deny_consent(self, by: Principal, consent_id: UUID) -> SharingConsent:
+    def deny_consent(
+        self, by: Principal, consent_id: UUID, *, idempotency: IdempotencyKey | None = None
+    ) -> SharingConsent:
         at = self.clock.now()
-        return self._change_consent(by, consent_id, lambda c: c.deny(by, at))
+        return self._change_consent(by, consent_id, lambda c: c.deny(by, at), idempotency)
 
-    def revoke_consent(self, by: Principal, consent_id: UUID) -> SharingConsent:
+    def revoke_consent(
+        self, by: Principal, consent_id: UUID, *, idempotency: IdempotencyKey | None = None
+    ) -> SharingConsent:
         at = self.clock.now()
-        return self._change_consent(by, consent_id, lambda c: c.revoke(by, at))
+        return self._change_consent(by, consent_id, lambda c: c.revoke(by, at), idempotency)
 
     # -- Credentials ------------------------------------------------------------------------
 
     def issue_credential(
-        self, by: Principal, role: Role, state: str | None = None
+        self,
+        by: Principal,
+        role: Role,
+        state: str | None = None,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> tuple[Credential, str]:
         """Issue a credential; the token is returned once and only its hash is recorded."""
         token = new_token()
         credential = Credential.issue(by, self.clock.now(), token, role, state)
-        self._save(credential)
+        self._save(credential, idempotency=idempotency)
         return credential, token
 
-    def revoke_credential(self, by: Principal, credential_id: UUID) -> Credential:
+    def revoke_credential(
+        self, by: Principal, credential_id: UUID, *, idempotency: IdempotencyKey | None = None
+    ) -> Credential:
         credential = self._get(Credential, credential_id, "credential")
         credential.revoke(by, self.clock.now())
-        self._save(credential)
+        self._save(credential, idempotency=idempotency)
         return credential
 
     def authenticate(self, token: str) -> Principal:
@@ -554,6 +652,8 @@ class PocDirectory(Application[UUID]):
         level: str,
         deadline: datetime,
         states: Iterable[str] | None = None,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> CommunicationCheck:
         """The Secretariat pings every registered State with a contact at ``level``, or the
         listed ones (each must be registered, not withdrawn, with a contact at that level)."""
@@ -580,10 +680,17 @@ class PocDirectory(Application[UUID]):
         check = CommunicationCheck.launch(
             self.new_id(), by, self.clock.now(), level, codes, deadline
         )
-        self._save(check)
+        self._save(check, idempotency=idempotency)
         return check
 
-    def answer_check(self, by: Principal, check_id: UUID, contact_id: str) -> CommunicationCheck:
+    def answer_check(
+        self,
+        by: Principal,
+        check_id: UUID,
+        contact_id: str,
+        *,
+        idempotency: IdempotencyKey | None = None,
+    ) -> CommunicationCheck:
         """A State confirms receipt of the check through its contact ``contact_id``."""
         check = self.get_check(check_id)
         if by.role is not Role.STATE or by.state is None:
@@ -596,13 +703,15 @@ class PocDirectory(Application[UUID]):
                 "answer through a contact at the check's level"
             )
         check.answer(by, self.clock.now(), contact_id)
-        self._save(check)
+        self._save(check, idempotency=idempotency)
         return check
 
-    def close_check(self, by: Principal, check_id: UUID) -> CommunicationCheck:
+    def close_check(
+        self, by: Principal, check_id: UUID, *, idempotency: IdempotencyKey | None = None
+    ) -> CommunicationCheck:
         check = self.get_check(check_id)
         check.close(by, self.clock.now())
-        self._save(check)
+        self._save(check, idempotency=idempotency)
         return check
 
     def check_results(self, by: Principal, check_id: UUID) -> dict[str, Any]:
@@ -616,6 +725,8 @@ class PocDirectory(Application[UUID]):
         category: str,
         text: Text,
         notification_id: UUID | None = None,
+        *,
+        idempotency: IdempotencyKey | None = None,
     ) -> CapacityNeed:
         """R16: a registered State records a capacity-building need, optionally citing a
         notification it is party to (typically one whose response asked for assistance)."""
@@ -627,31 +738,49 @@ class PocDirectory(Application[UUID]):
         need = CapacityNeed.record(
             self.new_id(), by, self.clock.now(), category, text, notification_id
         )
-        self._save(need)
+        self._save(need, idempotency=idempotency)
         return need
 
-    def _change_need(self, need_id: UUID, change: Callable[[CapacityNeed], None]) -> CapacityNeed:
+    def _change_need(
+        self,
+        need_id: UUID,
+        change: Callable[[CapacityNeed], None],
+        idempotency: IdempotencyKey | None,
+    ) -> CapacityNeed:
         need = self.get_need(need_id)
         change(need)
-        self._save(need)
+        self._save(need, idempotency=idempotency)
         return need
 
-    def offer_assistance(self, by: Principal, need_id: UUID, text: Text) -> CapacityNeed:
+    def offer_assistance(
+        self, by: Principal, need_id: UUID, text: Text, *, idempotency: IdempotencyKey | None = None
+    ) -> CapacityNeed:
         if by.role is not Role.STATE or by.state is None:
             raise NotPermitted("only a State offers assistance")
         self.get_active_entry(by.state)
         at = self.clock.now()
-        return self._change_need(need_id, lambda n: n.offer(by, at, text))
+        return self._change_need(need_id, lambda n: n.offer(by, at, text), idempotency)
 
-    def accept_offer(self, by: Principal, need_id: UUID, offering_state: str) -> CapacityNeed:
+    def accept_offer(
+        self,
+        by: Principal,
+        need_id: UUID,
+        offering_state: str,
+        *,
+        idempotency: IdempotencyKey | None = None,
+    ) -> CapacityNeed:
         at = self.clock.now()
         code = check_member_state(offering_state)
-        return self._change_need(need_id, lambda n: n.accept(by, at, code))
+        return self._change_need(need_id, lambda n: n.accept(by, at, code), idempotency)
 
-    def fulfil_need(self, by: Principal, need_id: UUID) -> CapacityNeed:
+    def fulfil_need(
+        self, by: Principal, need_id: UUID, *, idempotency: IdempotencyKey | None = None
+    ) -> CapacityNeed:
         at = self.clock.now()
-        return self._change_need(need_id, lambda n: n.fulfil(by, at))
+        return self._change_need(need_id, lambda n: n.fulfil(by, at), idempotency)
 
-    def withdraw_need(self, by: Principal, need_id: UUID) -> CapacityNeed:
+    def withdraw_need(
+        self, by: Principal, need_id: UUID, *, idempotency: IdempotencyKey | None = None
+    ) -> CapacityNeed:
         at = self.clock.now()
-        return self._change_need(need_id, lambda n: n.withdraw(by, at))
+        return self._change_need(need_id, lambda n: n.withdraw(by, at), idempotency)

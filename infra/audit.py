@@ -32,7 +32,13 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 
-from infra.chain import ChainVerifier, StoredRow, canonical_originator_id
+from infra.chain import (
+    ChainVerifier,
+    IdSpelling,
+    MalformedValue,
+    StoredRow,
+    canonical_originator_id,
+)
 from infra.merkle import EMPTY_ROOT, AuditError, CompactRange, b64
 from infra.note import (
     CheckpointError,
@@ -128,31 +134,51 @@ def verify_against_checkpoint(
 # -- export ------------------------------------------------------------------------------------
 
 
-def _b64_or_none(value: Any) -> str | None:
-    return b64(value) if isinstance(value, bytes) else None
-
-
-def _id_text(value: Any) -> Any:
-    if isinstance(value, UUID | str):
-        try:
-            return canonical_originator_id(value).decode("ascii")
-        except ValueError:
-            return str(value)  # exported as stored: the verifier reports it
+def _as_stored(value: Any) -> Any:
+    """A stored value that does not have its column's type as pocdir writes it, in JSON
+    (``docs/audit-format.md`` §13): ``{"stored_type": ..., "base64" | "text": ...}`` for bytes
+    and text, the value itself for a number or NULL. The bundle's verifier reports it."""
+    if isinstance(value, MalformedValue):
+        return {"stored_type": value.stored_type, "base64": b64(value.data)}
+    if isinstance(value, bytes):
+        return {"stored_type": "blob", "base64": b64(value)}
+    if isinstance(value, str):
+        return {"stored_type": "text", "text": value}
     return value
 
 
-def record_line(row: StoredRow) -> str:
-    """One line of ``records.jsonl``: the stored event and its link, as stored."""
+def _bytes_field(value: Any) -> Any:
+    return b64(value) if isinstance(value, bytes) else _as_stored(value)
+
+
+def _id_field(value: Any, spelling: IdSpelling) -> Any:
+    """The canonical form of an id stored in ``spelling`` (the one pocdir writes there);
+    any other value as stored, so that no re-spelling passes for a canonical id."""
+    if isinstance(value, UUID | str):
+        try:
+            return canonical_originator_id(value, spelling).decode("ascii")
+        except ValueError:
+            pass
+    return _as_stored(value)
+
+
+def _plain_field(value: Any, kind: type) -> Any:
+    return value if type(value) is kind else _as_stored(value)
+
+
+def record_line(row: StoredRow, spelling: IdSpelling = IdSpelling.CANONICAL) -> str:
+    """One line of ``records.jsonl``: the stored event and its link, as stored; ``spelling``
+    is the one its source holds for originator ids."""
     return json.dumps(
         {
             "position": row.position,
-            "prev_position": row.prev_position,
-            "originator_id": _id_text(row.originator_id),
-            "originator_version": row.originator_version,
-            "topic": row.topic,
-            "state": _b64_or_none(row.state),
-            "leaf_hash": _b64_or_none(row.leaf_hash),
-            "link": _b64_or_none(row.link),
+            "prev_position": _plain_field(row.prev_position, int),
+            "originator_id": _id_field(row.originator_id, spelling),
+            "originator_version": _plain_field(row.originator_version, int),
+            "topic": _plain_field(row.topic, str),
+            "state": _bytes_field(row.state),
+            "leaf_hash": _bytes_field(row.leaf_hash),
+            "link": _bytes_field(row.link),
         },
         ensure_ascii=False,
         separators=(",", ":"),
@@ -203,12 +229,13 @@ def export_bundle(app: Application, transparency: Transparency, directory: Path)
         )
     (directory / KEYS).write_text("".join(f"{k}\n" for k in keys), encoding="utf-8")
     count, first, last = 0, None, None
+    recorder = chained_recorder(app)
     with (
         (directory / RECORDS).open("w", encoding="utf-8") as out,
-        closing(chained_recorder(app).iter_stored_rows()) as rows,
+        closing(recorder.iter_stored_rows()) as rows,
     ):
         for row in rows:
-            out.write(record_line(row) + "\n")
+            out.write(record_line(row, recorder.id_spelling) + "\n")
             count += 1
             first = row.position if first is None else first
             last = row.position
@@ -318,13 +345,16 @@ def _records(path: Path) -> Iterator[StoredRow]:
         for number, line in enumerate(f, start=1):
             try:
                 data = json.loads(line)
+                position = data["position"]
+                if type(position) is not int:
+                    raise TypeError("position is not an integer")
                 yield StoredRow(
-                    position=data["position"],
-                    originator_id=data["originator_id"],
-                    originator_version=data["originator_version"],
-                    topic=data["topic"],
+                    position=position,
+                    originator_id=_stored(data["originator_id"]),
+                    originator_version=_stored(data["originator_version"]),
+                    topic=_stored(data["topic"]),
                     state=_unb64(data["state"]),
-                    prev_position=data["prev_position"],
+                    prev_position=_stored(data["prev_position"]),
                     leaf_hash=_unb64(data["leaf_hash"]),
                     link=_unb64(data["link"]),
                 )
@@ -336,9 +366,30 @@ def _records(path: Path) -> Iterator[StoredRow]:
                 ) from None
 
 
-def _unb64(value: Any) -> bytes | None:
+def _stored(value: Any) -> Any:
+    """A field as exported: a value of another type than its column's, written by
+    ``_as_stored``, comes back as a ``MalformedValue``, which the chain walk reports."""
+    if not isinstance(value, dict):
+        return value
+    kind = value.get("stored_type")
+    if not isinstance(kind, str) or not (
+        set(value) == {"stored_type", "base64"} or set(value) == {"stored_type", "text"}
+    ):
+        raise TypeError("a value as stored has a stored_type and its base64 or text")
+    if "text" in value:
+        if not isinstance(value["text"], str):
+            raise TypeError("text as stored must be a string")
+        return MalformedValue(kind, value["text"].encode("utf-8", "surrogatepass"))
+    if not isinstance(value["base64"], str):
+        raise TypeError("bytes must be base64 strings")
+    return MalformedValue(kind, base64.b64decode(value["base64"], validate=True))
+
+
+def _unb64(value: Any) -> Any:
     if value is None:
         return None
+    if isinstance(value, dict):
+        return _stored(value)
     if not isinstance(value, str):
         raise TypeError("bytes must be base64 strings")
     return base64.b64decode(value, validate=True)

@@ -20,6 +20,8 @@ import hashlib
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import Enum
+from typing import cast
 from uuid import UUID
 
 #: RFC 9162 §2.1.1: prefix of a leaf hash.
@@ -37,28 +39,110 @@ _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 
 
-def canonical_originator_id(originator_id: UUID | str) -> bytes:
+class IdSpelling(Enum):
+    """The one text spelling of an originator id that a source of rows holds.
+
+    The eventsourcing library finds an aggregate's events by exact match on the stored
+    spelling, so a row spelled any other way, even naming the same UUID, would be left out
+    when its aggregate is loaded (a credential could no longer be revoked). So each source
+    accepts only the spelling pocdir writes there; a UUID value (PostgreSQL's ``uuid``, read
+    as such) has no spelling and is always accepted.
+    """
+
+    #: SQLite's ``TEXT`` column: 32 lowercase hex digits, no hyphens (``UUID.hex``).
+    HEX = "32 lowercase hex digits"
+    #: PostgreSQL's ``uuid`` as ``::text``, and the audit bundle: the 36-character form.
+    CANONICAL = "the 36-character canonical form"
+
+    def spell(self, uuid: UUID) -> str:
+        return uuid.hex if self is IdSpelling.HEX else str(uuid)
+
+
+@dataclass(frozen=True)
+class MalformedValue:
+    """A stored value that no column holds when pocdir writes it: text that is not valid
+    UTF-8 (SQLite does not check), or a value exported from such a column (the audit
+    bundle). The verifier reports it as ``RecordAltered``; it is never encoded."""
+
+    stored_type: str
+    data: bytes
+
+    def describe(self) -> str:
+        if self.stored_type == "blob":
+            return f"a blob of {len(self.data)} bytes"
+        try:
+            text = self.data.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"{self.stored_type} that is not valid UTF-8 ({len(self.data)} bytes)"
+        return f"{self.stored_type} {text[:60]!r}"
+
+
+def describe_value(value: object) -> str:
+    """What a stored value is, for the ``computed`` side of an error (never its content)."""
+    if isinstance(value, MalformedValue):
+        return value.describe()
+    if isinstance(value, bytes):
+        return f"a blob of {len(value)} bytes"
+    if isinstance(value, str):
+        return f"text {value[:60]!r}"
+    return f"a {type(value).__name__} ({str(value)[:40]})"
+
+
+class IdSpellingError(ValueError):
+    """An originator id that is not a UUID in the spelling its source holds."""
+
+    def __init__(self, reason: str, *, expected: str, computed: str) -> None:
+        self.reason = reason
+        self.expected = expected
+        self.computed = computed
+        super().__init__(f"{reason} (expected {expected}, computed {computed})")
+
+
+def canonical_originator_id(
+    originator_id: UUID | str, spelling: IdSpelling = IdSpelling.CANONICAL
+) -> bytes:
     """A UUID as its 36-character lowercase hyphenated form, in ASCII.
 
-    Text ids are accepted only in a canonical spelling (SQLite stores 32 lowercase hex
-    digits): the library finds an aggregate's events by exact match, so a re-spelled id would
-    hide events while naming the same UUID. Raises ``ValueError`` for any other spelling.
+    A text id is accepted only in ``spelling``, the one its source holds (see
+    ``IdSpelling``); raises ``IdSpellingError`` for anything else.
     """
     if isinstance(originator_id, UUID):
         return str(originator_id).encode("ascii")
     if not isinstance(originator_id, str):
-        raise ValueError(f"originator id is a {type(originator_id).__name__}, not a UUID")
-    uuid = UUID(originator_id)
-    if originator_id not in (uuid.hex, str(uuid)):
-        raise ValueError("originator id is not in canonical lowercase form")
+        raise IdSpellingError(
+            "originator id is not a UUID as pocdir writes it",
+            expected=f"a UUID in {spelling.value}",
+            computed=describe_value(originator_id),
+        )
+    try:
+        uuid = UUID(originator_id)
+    except ValueError:
+        raise IdSpellingError(
+            "originator id is not a UUID",
+            expected=f"a UUID in {spelling.value}",
+            computed=describe_value(originator_id),
+        ) from None
+    expected = spelling.spell(uuid)
+    if originator_id != expected:
+        raise IdSpellingError(
+            f"originator id is not in the spelling pocdir writes ({spelling.value})",
+            expected=expected,
+            computed=originator_id[:60],
+        )
     return str(uuid).encode("ascii")
 
 
 def encode_record(
-    position: int, originator_id: UUID | str, version: int, topic: str, state: bytes
+    position: int,
+    originator_id: UUID | str,
+    version: int,
+    topic: str,
+    state: bytes,
+    spelling: IdSpelling = IdSpelling.CANONICAL,
 ) -> bytes:
-    """The canonical record of one stored event (see module docstring)."""
-    oid = canonical_originator_id(originator_id)
+    """The canonical record of one stored event (see module docstring); a text id must be
+    in ``spelling``."""
+    oid = canonical_originator_id(originator_id, spelling)
     topic_bytes = topic.encode("utf-8")
     return b"".join(
         (
@@ -96,10 +180,12 @@ def compute_links(
     head_position: int,
     head_link: bytes,
     events: Iterable[tuple[int, UUID | str, int, str, bytes]],
+    spelling: IdSpelling = IdSpelling.CANONICAL,
 ) -> list[LinkRow]:
     """Links for new events ``(position, originator_id, version, topic, state)`` that follow
-    the stored head. Precondition: the caller holds the store's write lock, so the head is
-    the last committed event and no other writer can interleave.
+    the stored head (text ids in ``spelling``; pocdir's writes pass UUID values).
+    Precondition: the caller holds the store's write lock, so the head is the last committed
+    event and no other writer can interleave.
 
     Raises ``ChainBroken`` if a position does not follow the head (the store was tampered
     with, e.g. rows deleted at the tail so that positions were reused).
@@ -115,7 +201,7 @@ def compute_links(
                 expected=f"> {prev_position}",
                 computed=str(position),
             )
-        leaf = leaf_hash(encode_record(position, originator_id, version, topic, state))
+        leaf = leaf_hash(encode_record(position, originator_id, version, topic, state, spelling))
         link = chain_link(prev_link, leaf)
         rows.append(LinkRow(position, prev_position, leaf, link))
         prev_position, prev_link = position, link
@@ -186,10 +272,56 @@ class VerificationResult:
         return self.head_link.hex()
 
 
-class ChainVerifier:
-    """Stateful walk over the record; ``check`` each row in position order."""
+_U64_RANGE = "an integer from 0 to 2**64 - 1"
 
-    def __init__(self) -> None:
+
+def _record_of(row: StoredRow, spelling: IdSpelling) -> bytes:
+    """The canonical record of ``row``, or ``RecordAltered`` naming the first column that
+    cannot be encoded, with what it should be and what is stored (§2 of the audit format)."""
+    position = row.position
+
+    def altered(reason: str, expected: str, computed: str) -> RecordAltered:
+        return RecordAltered(
+            position,
+            f"stored event cannot be encoded: {reason}",
+            expected=expected,
+            computed=computed,
+        )
+
+    if not 0 <= position < 2**64:
+        raise altered("its position is out of range", f"a position, {_U64_RANGE}", str(position))
+    if type(row.state) is not bytes:
+        raise altered("its state is not bytes", "state as bytes", describe_value(row.state))
+    if type(row.topic) is not str:
+        undecodable = isinstance(row.topic, MalformedValue) and row.topic.stored_type == "text"
+        reason = "its topic is not valid UTF-8" if undecodable else "its topic is not text"
+        raise altered(reason, "topic as UTF-8 text", describe_value(row.topic))
+    version = row.originator_version
+    if type(version) is not int or not 0 <= version < 2**64:
+        raise altered(
+            "its version is not an integer that fits",
+            f"a version, {_U64_RANGE}",
+            describe_value(version),
+        )
+    try:
+        oid = cast(UUID | str, row.originator_id)  # not None: checked before (EventMissing)
+        return encode_record(position, oid, version, row.topic, row.state, spelling)
+    except IdSpellingError as e:
+        raise altered(e.reason, e.expected, e.computed) from None
+    except UnicodeError:
+        raise altered(
+            "its topic is not valid Unicode", "topic as UTF-8 text", "text with a lone surrogate"
+        ) from None
+    except struct.error as e:
+        raise altered(f"a value does not fit ({e})", "lengths below 2**32", "too long") from None
+
+
+class ChainVerifier:
+    """Stateful walk over the record; ``check`` each row in position order. ``spelling``
+    is the one text spelling of an originator id that the rows' source holds."""
+
+    def __init__(self, spelling: IdSpelling = IdSpelling.CANONICAL) -> None:
+        self.spelling = spelling
         self.events = 0
         self.head_position = GENESIS_POSITION
         self.head_link = GENESIS_LINK
@@ -234,24 +366,7 @@ class ChainVerifier:
                 expected=f"predecessor {self.head_position}",
                 computed=f"predecessor {row.prev_position}",
             )
-        try:
-            if not (
-                isinstance(row.state, bytes)
-                and isinstance(row.topic, str)
-                and isinstance(row.originator_version, int)
-            ):
-                raise TypeError("a column of the stored event has the wrong type")
-            record = encode_record(
-                position, row.originator_id, row.originator_version, row.topic, row.state
-            )
-        except (ValueError, TypeError, struct.error, UnicodeError) as e:
-            raise RecordAltered(
-                position,
-                f"stored event cannot be encoded ({e})",
-                expected="a well-formed record",
-                computed="malformed",
-            ) from None
-        leaf = leaf_hash(record)
+        leaf = leaf_hash(_record_of(row, self.spelling))
         if leaf != row.leaf_hash:
             raise RecordAltered(
                 position,
@@ -290,7 +405,8 @@ class FastChainWalk:
     and says nothing more: ``ChainVerifier`` over the merged tables then finds and names it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spelling: IdSpelling = IdSpelling.CANONICAL) -> None:
+        self.spelling = spelling
         self.events = 0
         self.head_position = GENESIS_POSITION
         self.head_link = GENESIS_LINK
@@ -301,6 +417,7 @@ class FastChainWalk:
         sha256, pack_u64, pack_u32 = hashlib.sha256, _U64.pack, _U32.pack
         ids, topics = self._ids, self._topics
         head_position, head_link, events = self.head_position, self.head_link, self.events
+        spelling = self.spelling
         for position, oid, version, topic, state, prev, leaf, link in rows:
             if (
                 prev != head_position
@@ -309,13 +426,15 @@ class FastChainWalk:
                 or type(link) is not bytes
                 or type(version) is not int
                 or type(position) is not int
+                or position < 0  # forged (pocdir's start at 1): not encodable
+                or version < 0
             ):
                 raise NeedsDetailedWalk
             oid_part = ids.get(oid)
             if oid_part is None:
                 try:
-                    canonical = canonical_originator_id(oid)  # type: ignore[arg-type]
-                except ValueError:
+                    canonical = canonical_originator_id(oid, spelling)  # type: ignore[arg-type]
+                except (ValueError, TypeError):  # TypeError: an unhashable forged value
                     raise NeedsDetailedWalk from None
                 oid_part = ids[oid] = pack_u32(len(canonical)) + canonical
             topic_part = topics.get(topic)

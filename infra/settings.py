@@ -12,6 +12,11 @@
                                Default: ``pocdir.example/record``.
 ``POCDIR_SIGNING_KEY_FILE``    Optional. Path of the Ed25519 key that signs checkpoints
                                (``pocdir keys generate PATH`` makes one). Never in the repo.
+``POCDIR_MAX_BODY_BYTES``      Largest request body the HTTP API reads; a larger one is
+                               answered 413 without being read. Default: 1048576 (1 MiB).
+``POCDIR_IDEMPOTENCY_RETENTION_HOURS``
+                               How long idempotency keys (and the first answer to each keyed
+                               request) are kept; at least 24. Default: 24.
 =============================  ==============================================================
 """
 
@@ -27,6 +32,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///var/pocdir.sqlite3"
 DEFAULT_ORIGIN = "pocdir.example/record"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+#: Keys must outlive a client's retries for a day at least (the issue's floor).
+MIN_IDEMPOTENCY_RETENTION_HOURS = 24
 
 
 class SettingsError(ValueError):
@@ -49,6 +57,8 @@ class Settings:
     cipher_key: str | None = None
     origin: str = DEFAULT_ORIGIN
     signing_key_file: Path | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    idempotency_retention_hours: int = MIN_IDEMPOTENCY_RETENTION_HOURS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -58,6 +68,10 @@ class Settings:
             cipher_key=env.get("POCDIR_CIPHER_KEY", "").strip() or None,
             origin=env.get("POCDIR_ORIGIN", "").strip() or DEFAULT_ORIGIN,
             signing_key_file=_path(env.get("POCDIR_SIGNING_KEY_FILE", "")),
+            max_body_bytes=_int(env, "POCDIR_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            idempotency_retention_hours=_int(
+                env, "POCDIR_IDEMPOTENCY_RETENTION_HOURS", MIN_IDEMPOTENCY_RETENTION_HOURS
+            ),
         )
         settings.validate()
         return settings
@@ -77,6 +91,12 @@ class Settings:
                 raise SettingsError("POCDIR_CIPHER_KEY must decode to 16, 24 or 32 bytes")
         if any(c.isspace() or c == "+" or ord(c) < 0x20 for c in self.origin):
             raise SettingsError("POCDIR_ORIGIN must not contain spaces or '+'")
+        if not 1024 <= self.max_body_bytes <= 2**31:
+            raise SettingsError("POCDIR_MAX_BODY_BYTES must be between 1024 and 2147483648")
+        if not MIN_IDEMPOTENCY_RETENTION_HOURS <= self.idempotency_retention_hours <= 24 * 366:
+            raise SettingsError(
+                "POCDIR_IDEMPOTENCY_RETENTION_HOURS must be between 24 and 8784 (a year)"
+            )
 
     @property
     def backend(self) -> str:
@@ -91,15 +111,14 @@ class Settings:
 
     @property
     def sqlite_path(self) -> str:
+        """The SQLite database named by the URL. Reading it creates nothing: a writer makes
+        the file's directory when it opens the record (``infra.wiring``), a reader never."""
         prefix = "sqlite:///"
         if not self.database_url.startswith(prefix) or self.database_url == prefix:
             raise SettingsError(
                 "POCDIR_DATABASE_URL for SQLite is sqlite:///relative/path or sqlite:////abs/path"
             )
-        path = self.database_url[len(prefix) :]
-        if path != ":memory:" and not path.startswith("file:"):
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.database_url[len(prefix) :]
 
     @property
     def postgres(self) -> PostgresParams:
@@ -122,6 +141,16 @@ class Settings:
             password=unquote(parts.password or ""),
             schema=schema,
         )
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole-number setting, in ASCII digits only (``int`` would take ``"²"`` or ``"١"``)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise SettingsError(f"{name} must be a whole number, not {raw[:20]!r}")
+    return int(raw)
 
 
 def _path(value: str) -> Path | None:

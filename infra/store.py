@@ -17,10 +17,13 @@ last stored link. The guarantees:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import AbstractContextManager, closing, contextmanager
 from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
 
 import psycopg
 from eventsourcing.persistence import (
@@ -37,6 +40,8 @@ from eventsourcing.postgres import (
 )
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
     SQLiteCursor,
     SQLiteDatastore,
     SQLiteFactory,
@@ -50,9 +55,17 @@ from infra.chain import (
     GENESIS_LINK,
     GENESIS_POSITION,
     ChainBroken,
+    IdSpelling,
     LinkRow,
+    MalformedValue,
     StoredRow,
     compute_links,
+)
+from infra.idempotency import (
+    IDEMPOTENCY_TABLE,
+    KeyStatements,
+    create_table_statements,
+    record_in_transaction,
 )
 
 CHAIN_TABLE = "event_chain"
@@ -74,6 +87,9 @@ LinkedRow = tuple[int, Any, Any, Any, Any, Any, Any, Any]
 class ChainedRecorder(Protocol):
     """What verification, audit export and benchmarks need from either backend."""
 
+    #: The text spelling of originator ids in the rows this recorder reads for verification.
+    id_spelling: IdSpelling
+
     def chain_head(self) -> tuple[int, bytes]: ...
 
     def chain_head_and_size(self) -> tuple[int, bytes, int]: ...
@@ -85,6 +101,10 @@ class ChainedRecorder(Protocol):
     ) -> int: ...
 
     def linked_page(self, start: int, limit: int) -> list[LinkedRow]: ...
+
+    def record_absence(self) -> str | None: ...
+
+    def has_rows(self) -> bool: ...
 
 
 def paged(fetch: Callable[[int], Sequence[Any]], batch: int) -> Iterator[Any]:
@@ -179,9 +199,76 @@ def _link_exists(position: int, cause: Exception) -> ChainBroken:
 
 # -- SQLite ------------------------------------------------------------------------------------
 
+#: The tables a pocdir record has on SQLite (``docs/audit-format.md`` §1 and §4).
+SQLITE_RECORD_TABLES = ("stored_events", CHAIN_TABLE)
+
+
+def _is_memory(path: str) -> bool:
+    return path == ":memory:" or "mode=memory" in path
+
+
+def _sqlite_file(path: str) -> str:
+    """The file that ``path`` (a file name or a ``file:`` URI) names."""
+    return urlsplit(path).path if path.startswith("file:") else path
+
+
+def read_only_sqlite_uri(path: str) -> str:
+    """A URI that opens ``path`` read-only: SQLite then never creates the file or writes it."""
+    if path.startswith("file:"):
+        return f"{path}{'&' if '?' in path else '?'}mode=ro"
+    return f"file:{quote(path)}?mode=ro"
+
+
+def sqlite_record_absence(path: str) -> str | None:
+    """Why there is no pocdir record at ``path``, or None if there is one, found without
+    creating anything (the file is opened read-only, and only if it exists).
+
+    Raises the library's ``OperationalError`` if the file exists but cannot be read as a
+    database (a directory, a file that is not a database, no permission)."""
+    if _is_memory(path):
+        return "an in-memory database holds no record"
+    file = _sqlite_file(path)
+    if not os.path.lexists(file):
+        return "the file does not exist"
+    try:
+        with closing(sqlite3.connect(read_only_sqlite_uri(path), uri=True)) as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    except sqlite3.Error as e:
+        raise OperationalError(f"cannot read {file} as an SQLite database: {e}") from e
+    names = {name for (name,) in rows}
+    for table in SQLITE_RECORD_TABLES:
+        if table not in names:
+            return f"the database has no pocdir record (no table {table})"
+    return None
+
+
+def _stored_text(data: bytes) -> str | MalformedValue:
+    """SQLite text as stored: SQLite does not check that text is UTF-8, and Python's default
+    decoding raises for the whole read (reported as an unreachable database). A value that
+    does not decode is kept for the verifier to report at its position."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return MalformedValue("text", data)
+
+
+@contextmanager
+def text_as_stored(c: SQLiteCursor) -> Iterator[None]:
+    """Within a read of the record for verification, decode text with ``_stored_text``."""
+    conn = c.sqlite_cursor.connection
+    previous = conn.text_factory
+    conn.text_factory = _stored_text
+    try:
+        yield
+    finally:
+        conn.text_factory = previous
+
 
 class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     """SQLite recorder that links every event in the transaction that inserts it."""
+
+    #: Ids are read as stored, in the ``TEXT`` column, where pocdir writes ``UUID.hex``.
+    id_spelling = IdSpelling.HEX
 
     def __init__(
         self,
@@ -191,6 +278,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     ) -> None:
         self.chain_table_name = chain_table_name
         self.head_cache = HeadCache()
+        self.idempotency_statements = KeyStatements(IDEMPOTENCY_TABLE, "?")
         super().__init__(datastore, events_table_name)
         self.select_head_statement = (
             f"SELECT position, link FROM {chain_table_name} ORDER BY position DESC LIMIT 1"
@@ -216,6 +304,10 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             f"WHERE rowid <= c.position) FROM {chain_table_name} c "
             "ORDER BY c.position DESC LIMIT 1"
         )
+        self.has_rows_statement = (
+            f"SELECT EXISTS (SELECT 1 FROM {events_table_name}) "
+            f"OR EXISTS (SELECT 1 FROM {chain_table_name})"
+        )
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
@@ -226,7 +318,12 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             "leaf_hash BLOB NOT NULL, "
             "link BLOB NOT NULL)"
         )
+        statements += create_table_statements(IDEMPOTENCY_TABLE, "BLOB", "REAL")
         return statements
+
+    def idempotency_transaction(self) -> AbstractContextManager[Any]:
+        """A write transaction for the idempotency-key table (``infra.idempotency``)."""
+        return self.datastore.transaction(commit=True)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -238,6 +335,9 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             with self.datastore.transaction(commit=True) as c:
                 positions = self._insert_events(c, stored_events, **kwargs)
                 head = self._insert_links(c, stored_events, positions) if positions else None
+                key = kwargs.get("idempotency")
+                if key is not None and positions:
+                    record_in_transaction(c, self.idempotency_statements, key, positions[0])
         except BaseException:
             self.head_cache.forget()
             raise
@@ -282,7 +382,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         """Pass every event joined with its link, page by page in position order, to
         ``visit``, from one read transaction; return the number of links in that snapshot
         (more links than events means a link without its event)."""
-        with self.datastore.transaction(commit=False) as c:
+        with self.datastore.transaction(commit=False) as c, text_as_stored(c):
 
             def page(start: int) -> Sequence[Any]:
                 c.execute(self.select_linked_page, (start, batch))
@@ -302,11 +402,29 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             c.execute(self.select_linked_page, (start, limit))
             return [tuple(r) for r in c.fetchall()]  # type: ignore[misc]
 
+    def has_rows(self) -> bool:
+        """Whether any event or link row is stored, at any position."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.has_rows_statement)
+            return bool(c.fetchone()[0])
+
+    def record_absence(self) -> str | None:
+        """Why this database holds no pocdir record, or None (see ``sqlite_record_absence``,
+        which a read-only command calls before it opens the record at all)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            names = {row[0] for row in c.fetchall()}
+        for table in (self.events_table_name, self.chain_table_name):
+            if table not in names:
+                return f"the database has no pocdir record (no table {table})"
+        return None
+
     def iter_stored_rows(self, batch: int = READ_BATCH) -> Generator[StoredRow, None, None]:
         """The whole record, from one read transaction (one WAL snapshot), so events
         committed meanwhile are neither half-seen nor reported as faults. Originator ids are
-        yielded as stored (hex text), so a non-canonical spelling is caught."""
-        with self.datastore.transaction(commit=False) as c:
+        yielded as stored (hex text), so any other spelling is caught, and text that is not
+        UTF-8 as a ``MalformedValue``."""
+        with self.datastore.transaction(commit=False) as c, text_as_stored(c):
 
             def fetch(statement: str) -> Callable[[int], Sequence[Any]]:
                 def page(start: int) -> Sequence[Any]:
@@ -321,8 +439,34 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             )
 
 
+class CheckedSQLiteConnectionPool(SQLiteConnectionPool):
+    """The library's pool, except that a file that cannot be read as a database (not a
+    database at all, say) raises the library's ``OperationalError`` like any other database
+    error: the library lets the ``sqlite3`` error of its first statement escape."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        try:
+            return super()._create_connection()
+        except sqlite3.Error as e:
+            raise OperationalError(f"cannot read {self.db_name} as an SQLite database: {e}") from e
+
+
 class ChainedSQLiteFactory(SQLiteFactory):
     application_recorder_class = ChainedSQLiteApplicationRecorder
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        pool = self.datastore.pool
+        self.datastore.pool = CheckedSQLiteConnectionPool(
+            db_name=pool.db_name,
+            lock_timeout=pool.lock_timeout,
+            pool_size=pool.pool_size,
+            max_overflow=pool.max_overflow,
+            pool_timeout=pool.pool_timeout,
+            max_age=pool.max_age,
+            pre_ping=pool.pre_ping,
+        )
+        pool.close()  # unused: it has opened no connection yet
 
 
 # -- PostgreSQL --------------------------------------------------------------------------------
@@ -330,6 +474,9 @@ class ChainedSQLiteFactory(SQLiteFactory):
 
 class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
     """PostgreSQL recorder that links every event in the transaction that inserts it."""
+
+    #: Ids are ``uuid`` values, read as such or as ``::text`` (the canonical form).
+    id_spelling = IdSpelling.CANONICAL
 
     def __init__(
         self,
@@ -386,6 +533,43 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             "WHERE e.notification_id <= c.position) FROM {2}.{3} c "
             "ORDER BY c.position DESC LIMIT 1"
         ).format(*events, *table)
+        keys_table = f"{_quoted(self.datastore.schema)}.{_quoted(IDEMPOTENCY_TABLE)}"
+        self.idempotency_statements = KeyStatements(keys_table)
+        self.sql_create_statements += [
+            Composed([SQL(ddl)])  # type: ignore[arg-type]  # from quoted identifiers only
+            for ddl in create_table_statements(keys_table, "bytea", "double precision")
+        ]
+        self.has_rows_statement = SQL(
+            "SELECT EXISTS (SELECT 1 FROM {0}.{1}) OR EXISTS (SELECT 1 FROM {2}.{3})"
+        ).format(*events, *table)
+
+    def idempotency_transaction(self) -> AbstractContextManager[Any]:
+        """A write transaction for the idempotency-key table (``infra.idempotency``)."""
+        return self.datastore.transaction(commit=True)
+
+    def has_rows(self) -> bool:
+        """Whether any event or link row is stored, at any position."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as c:
+            c.execute(self.has_rows_statement)
+            row = c.fetchone()
+        return bool(row and row[0])
+
+    def record_absence(self) -> str | None:
+        """Why the schema holds no pocdir record, or None; reads the catalogue only, so a
+        read-only command creates no schema and no table."""
+        schema = self.datastore.schema
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as c:
+            c.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+            if c.fetchone() is None:
+                return f"the schema {schema} does not exist"
+            for table in (self.events_table_name, self.chain_table_name):
+                c.execute(
+                    "SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+                    (schema, table),
+                )
+                if c.fetchone() is None:
+                    return f"the schema {schema} has no pocdir record (no table {table})"
+        return None
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         # Several processes starting at once would race on CREATE … IF NOT EXISTS and
@@ -426,6 +610,9 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 if positions is None or len(positions) != len(stored_events):
                     raise ProgrammingError("did not get a position for every inserted event")
                 head = self._insert_links(curs, stored_events, positions)
+                key = kwargs.get("idempotency")
+                if key is not None:
+                    record_in_transaction(curs, self.idempotency_statements, key, positions[0])
         except BaseException:
             self.head_cache.forget()
             raise
@@ -540,6 +727,11 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                     for p, prev, leaf, link in paged(fetch(self.select_links_page), batch)
                 ),
             )
+
+
+def _quoted(identifier: str) -> str:
+    """A PostgreSQL identifier, double-quoted."""
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 #: Seconds a statement waits for a free pooled connection before the library's retry loop

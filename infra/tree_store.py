@@ -36,7 +36,7 @@ from psycopg.rows import tuple_row
 
 from infra.chain import GENESIS_LINK, FastChainWalk, NeedsDetailedWalk
 from infra.merkle import AuditError, CompactRange, NodeId
-from infra.store import DDL_LOCK_KEY
+from infra.store import DDL_LOCK_KEY, text_as_stored
 
 #: Events checked and added to the tree per transaction.
 CATCH_UP_BATCH = 20000
@@ -86,7 +86,9 @@ class TreeStore:
     #: Placeholder style of the driver.
     param = "%s"
 
-    def __init__(self, recorder: Any) -> None:
+    def __init__(self, recorder: Any, *, create: bool = True) -> None:
+        """``create``: create the tables if missing. Without it (a read-only command) a
+        record whose tables were never created has no checkpoints and no keys."""
         self.recorder = recorder
         self.events_table = self.qualify(recorder.events_table_name)
         self.chain_table = self.qualify(recorder.chain_table_name)
@@ -95,7 +97,13 @@ class TreeStore:
         self.head_table = self.qualify("merkle_head")
         self.checkpoints_table = self.qualify("checkpoints")
         self.keys_table = self.qualify("checkpoint_keys")
-        self.create_tables()
+        if create:
+            self.create_tables()
+        self.has_tables = create or self.tables_exist()
+
+    def tables_exist(self) -> bool:
+        """Whether the checkpoint tables exist (they are created together)."""
+        raise NotImplementedError
 
     # -- dialect ------------------------------------------------------------------------------
 
@@ -288,7 +296,7 @@ class TreeStore:
             )
 
     def _extend(self, c: Cursor, head: TreeHead, rows: Sequence[tuple[Any, ...]]) -> None:
-        walk = FastChainWalk()
+        walk = FastChainWalk(self.recorder.id_spelling)
         walk.head_position, walk.head_link = head.position, head.link
         try:
             walk.check_page(rows)
@@ -367,6 +375,8 @@ class TreeStore:
         return None if row is None else _checkpoint_row(row)
 
     def checkpoints(self, size: int | None = None) -> list[StoredCheckpoint]:
+        if not self.has_tables:
+            return []
         """All checkpoints (or those of one size), oldest first."""
         where = "" if size is None else "WHERE tree_size = %s"
         with self.read() as c:
@@ -389,6 +399,8 @@ class TreeStore:
         return None if row is None else _checkpoint_row(row)
 
     def verifier_keys(self) -> list[str]:
+        if not self.has_tables:
+            return []
         with self.read() as c:
             c.execute(
                 f"SELECT verifier_key FROM {self.keys_table} ORDER BY first_used_at, verifier_key"
@@ -418,9 +430,17 @@ _TABLES = (
 class SQLiteTreeStore(TreeStore):
     param = "?"
 
-    def __init__(self, recorder: Any) -> None:
+    def __init__(self, recorder: Any, *, create: bool = True) -> None:
         self.datastore: SQLiteDatastore = recorder.datastore
-        super().__init__(recorder)
+        super().__init__(recorder, create=create)
+
+    def tables_exist(self) -> bool:
+        with self.read() as c:
+            c.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+                ("checkpoints", "checkpoint_keys"),
+            )
+            return int(c.fetchone()[0]) == 2
 
     def create_tables(self) -> None:
         names = self.table_names(int="INTEGER", blob="BLOB", without_rowid=" WITHOUT ROWID")
@@ -445,8 +465,9 @@ class SQLiteTreeStore(TreeStore):
             yield c
 
     def linked_page(self, c: Cursor, after: int, batch: int) -> Sequence[tuple[Any, ...]]:
-        c.execute(self.recorder.select_linked_page, (after + 1, batch))
-        return [tuple(r) for r in c.fetchall()]
+        with text_as_stored(c):  # type: ignore[arg-type]
+            c.execute(self.recorder.select_linked_page, (after + 1, batch))
+            return [tuple(r) for r in c.fetchall()]
 
     def position_of(self, aggregate_id: UUID, version: int) -> int | None:
         with self.read() as c:
@@ -460,9 +481,19 @@ class SQLiteTreeStore(TreeStore):
 
 
 class PostgresTreeStore(TreeStore):
-    def __init__(self, recorder: Any) -> None:
+    def __init__(self, recorder: Any, *, create: bool = True) -> None:
         self.datastore: PostgresDatastore = recorder.datastore
-        super().__init__(recorder)
+        super().__init__(recorder, create=create)
+
+    def tables_exist(self) -> bool:
+        with self.read() as c:
+            c.execute(
+                "SELECT COUNT(*) FROM pg_tables WHERE schemaname = %s "
+                "AND tablename IN ('checkpoints', 'checkpoint_keys')",
+                (self.datastore.schema,),
+            )
+            row = c.fetchone()
+            return row is not None and int(row[0]) == 2
 
     def qualify(self, table: str) -> str:
         schema = self.datastore.schema.replace('"', '""')
@@ -541,8 +572,9 @@ class PostgresTreeStore(TreeStore):
         return None if row is None else int(row[0])
 
 
-def build_tree_store(recorder: Any) -> TreeStore:
-    """The tree store for the application's chained recorder (SQLite or PostgreSQL)."""
+def build_tree_store(recorder: Any, *, create: bool = True) -> TreeStore:
+    """The tree store for the application's chained recorder (SQLite or PostgreSQL);
+    ``create``: create its tables if missing (not for a read-only command)."""
     if isinstance(recorder.datastore, SQLiteDatastore):
-        return SQLiteTreeStore(recorder)
-    return PostgresTreeStore(recorder)
+        return SQLiteTreeStore(recorder, create=create)
+    return PostgresTreeStore(recorder, create=create)

@@ -19,6 +19,11 @@ def chained_recorder(app: Application) -> ChainedRecorder:
     return recorder  # type: ignore[return-value]
 
 
+def record_is_empty(recorder: ChainedRecorder) -> bool:
+    """No event and no link is stored (a row at any position, even a forged one, counts)."""
+    return not recorder.has_rows()
+
+
 def verify_record(
     app: Application, on_progress: Callable[[int], None] | None = None
 ) -> VerificationResult:
@@ -30,7 +35,7 @@ def verify_record(
     first anomaly the detailed walk over both tables finds the first fault and names it.
     """
     recorder = chained_recorder(app)
-    fast = FastChainWalk()
+    fast = FastChainWalk(recorder.id_spelling)
 
     def visit(rows: Sequence[LinkedRow]) -> None:
         fast.check_page(rows)
@@ -49,7 +54,7 @@ def verify_record(
 def _detailed_walk(
     recorder: ChainedRecorder, on_progress: Callable[[int], None] | None
 ) -> VerificationResult:
-    verifier = ChainVerifier()
+    verifier = ChainVerifier(recorder.id_spelling)
     with closing(recorder.iter_stored_rows()) as rows:
         for row in rows:
             verifier.check(row)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import Enum
 from functools import partial
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -14,11 +17,13 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.application import PocDirectory
 from domain.clock import Clock
-from domain.credential import token_hash
 from domain.values import Principal
+from infra.idempotency import IdempotencyKeys
 from infra.settings import Settings
+from infra.store import read_only_sqlite_uri, sqlite_record_absence
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
+from infra.verify import chained_recorder
 from projections.queries import DirectoryQueries
 from projections.runner import DIRECTORY_VIEW, ViewRunner
 from projections.store import PostgresViewRecorder, SQLiteViewRecorder, ViewRecorder
@@ -28,11 +33,39 @@ POSTGRES_FACTORY = "infra.store:ChainedPostgresFactory"
 CIPHER = "eventsourcing.cryptography:AESCipher"
 
 
-def eventsourcing_env(settings: Settings) -> dict[str, str]:
-    """Translate pocdir settings into the library's configuration keys."""
+class OpenMode(Enum):
+    """How a command opens the record."""
+
+    #: A writer: creates the SQLite file and its directory, and the tables, if missing.
+    CREATE = "create"
+    #: An existing record only (``RecordMissing`` otherwise); may write to it, e.g. bring
+    #: the views or the Merkle tree up to date, creating their tables.
+    EXISTING = "existing"
+    #: An existing record only, read-only: creates and writes nothing (SQLite opens the file
+    #: with ``mode=ro``; no CREATE statement is sent on either backend).
+    READ_ONLY = "read_only"
+
+
+class RecordMissing(Exception):  # noqa: N818 - a state of the world, named for the user
+    """There is no pocdir record where the settings point; the message says where and why."""
+
+
+def record_location(settings: Settings) -> str:
+    """Where the record is, for messages: the URL without any password."""
+    if settings.backend == "sqlite":
+        return settings.database_url
+    pg = settings.postgres
+    return f"postgresql://{pg.user}@{pg.host}:{pg.port}/{pg.dbname} (schema {pg.schema})"
+
+
+def eventsourcing_env(settings: Settings, *, read_only: bool = False) -> dict[str, str]:
+    """Translate pocdir settings into the library's configuration keys. ``read_only``: no
+    table is created, and SQLite opens the file read-only."""
     env: dict[str, str] = {}
     if settings.backend == "sqlite":
-        env.update(PERSISTENCE_MODULE=SQLITE_FACTORY, SQLITE_DBNAME=settings.sqlite_path)
+        path = settings.sqlite_path
+        dbname = read_only_sqlite_uri(path) if read_only else path
+        env.update(PERSISTENCE_MODULE=SQLITE_FACTORY, SQLITE_DBNAME=dbname)
         env["SQLITE_LOCK_TIMEOUT"] = "30"
     else:
         pg = settings.postgres
@@ -52,6 +85,8 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         )
     if settings.cipher_key:
         env.update(CIPHER_TOPIC=CIPHER, CIPHER_KEY=settings.cipher_key)
+    if read_only:
+        env["CREATE_TABLE"] = "false"
     return env
 
 
@@ -90,38 +125,73 @@ def build_application(
     *,
     clock: Clock | None = None,
     new_id: Callable[[], UUID] = uuid4,
+    mode: OpenMode = OpenMode.CREATE,
 ) -> PocDirectory:
-    """The application service over the chained store that ``settings`` names."""
+    """The application service over the chained store that ``settings`` names.
+
+    ``mode`` says whether the record may be created (a writer, the default) or must exist
+    (``RecordMissing`` otherwise, having created nothing: no file, directory, schema or
+    table), and whether it is opened read-only (``OpenMode``)."""
+    if mode is OpenMode.CREATE:
+        _make_sqlite_directory(settings)
+        return PocDirectory(eventsourcing_env(settings), clock=clock, new_id=new_id)
+    if settings.backend == "sqlite":
+        _raise_if_missing(settings, sqlite_record_absence(settings.sqlite_path))
+    probe = PocDirectory(eventsourcing_env(settings, read_only=True), clock=clock, new_id=new_id)
+    try:
+        _raise_if_missing(settings, chained_recorder(probe).record_absence())
+    except BaseException:
+        probe.close()
+        raise
+    if mode is OpenMode.READ_ONLY:
+        return probe
+    probe.close()
     return PocDirectory(eventsourcing_env(settings), clock=clock, new_id=new_id)
 
 
-def build_transparency(app: PocDirectory, settings: Settings) -> Transparency:
+def _raise_if_missing(settings: Settings, absence: str | None) -> None:
+    if absence is not None:
+        raise RecordMissing(f"no record at {record_location(settings)}: {absence}")
+
+
+def _make_sqlite_directory(settings: Settings) -> None:
+    """A writer creates the SQLite file's directory (SQLite creates the file itself)."""
+    if settings.backend != "sqlite":
+        return
+    path = settings.sqlite_path
+    if path != ":memory:" and not path.startswith("file:"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def build_transparency(
+    app: PocDirectory, settings: Settings, *, read_only: bool = False
+) -> Transparency:
     """Checkpoints and proofs over ``app``'s record, in the same database. Creates the tree
-    tables if needed; reads the signing key only when a checkpoint is signed."""
+    tables if needed, unless ``read_only`` (then a record without them has no checkpoints);
+    reads the signing key only when a checkpoint is signed."""
     return Transparency(
-        build_tree_store(app.recorder), settings.origin, load_signer(settings.signing_key_file)
+        build_tree_store(app.recorder, create=not read_only),
+        settings.origin,
+        load_signer(settings.signing_key_file),
     )
-
-
-MAX_REMEMBERED_PRINCIPALS = 10_000
 
 
 @dataclass
 class Services:
-    """What a long-running process (the HTTP server) holds: the application over the record
-    and the views that follow it. Reads first bring the views up to date under a lock, so a
-    caller always reads its own writes, and two threads never project the same events."""
+    """What a long-running process (the HTTP server) holds: the application over the record,
+    the views that follow it, and the idempotency keys. Reads first bring the views up to date
+    under a lock, so a caller always reads its own writes, and two threads never project the
+    same events."""
 
     settings: Settings
     application: PocDirectory
     view: ViewRecorder
     runner: ViewRunner
     transparency: Transparency
+    keys: IdempotencyKeys
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: Growing the Merkle tree is a write; one thread at a time.
     tree_lock: threading.Lock = field(default_factory=threading.Lock)
-    #: Authenticated principals by token hash, valid while the record has not grown.
-    principals: dict[str, Principal] = field(default_factory=dict)
 
     def queries(self) -> DirectoryQueries:
         """Queries over the views, caught up with every event recorded so far."""
@@ -138,21 +208,17 @@ class Services:
                 return self.runner.catch_up()
 
     def authenticate(self, token: str) -> Principal:
-        """Bring the views up to date, then authenticate ``token``.
+        """The principal ``token`` stands for, read from the record itself on every request
+        (one read of one aggregate). Nothing is remembered between requests and nothing
+        depends on the views, so a revocation recorded by any process, however far this
+        process's views have caught up, is refused on the next request."""
+        return self.application.authenticate(token)
 
-        Authenticated tokens are remembered until the record grows: any new event (and so any
-        revocation, whichever process recorded it) empties the memory first, so a revoked
-        token is refused on the next request, as when reading the record every time.
-        """
-        if self.catch_up():
-            self.principals.clear()
-        key = token_hash(token)
-        principal = self.principals.get(key)
-        if principal is None:
-            principal = self.application.authenticate(token)
-            if len(self.principals) >= MAX_REMEMBERED_PRINCIPALS:
-                self.principals.clear()
-            self.principals[key] = principal
+    def admit(self, token: str) -> Principal:
+        """Authenticate ``token``, then bring the views up to date, so the request reads its
+        own and everyone's earlier writes: one trip to a worker thread per request."""
+        principal = self.authenticate(token)
+        self.catch_up()
         return principal
 
     def close(self) -> None:
@@ -171,4 +237,14 @@ def build_services(
         application.close()
         raise
     runner = build_view_runner(application, view, settings)
-    return Services(settings, application, view, runner, transparency)
+    keys = build_idempotency_keys(application, settings)
+    return Services(settings, application, view, runner, transparency, keys)
+
+
+def build_idempotency_keys(app: PocDirectory, settings: Settings) -> IdempotencyKeys:
+    """The record's idempotency-key table; stored answers are encrypted with the record's
+    cipher when ``POCDIR_CIPHER_KEY`` is set."""
+    recorder: Any = app.recorder
+    return IdempotencyKeys(
+        recorder, app.mapper.cipher, timedelta(hours=settings.idempotency_retention_hours)
+    )

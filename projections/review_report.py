@@ -138,8 +138,8 @@ def _snapshot(state: dict[str, Any], day: date) -> dict[str, Any] | None:
     return found
 
 
-def build_report(view: DirectoryView, start: date, end: date) -> dict[str, Any]:
-    """The review report for the days ``start``..``end`` inclusive, as a JSON-able dict."""
+def check_period(start: date, end: date) -> None:
+    """Refuse a period no report covers (``ValidationError``), before any record is read."""
     if not isinstance(start, date) or not isinstance(end, date):
         raise ValidationError("the period needs a first and a last day")
     if start < FIRST_DAY or end > LAST_DAY:
@@ -150,6 +150,11 @@ def build_report(view: DirectoryView, start: date, end: date) -> dict[str, Any]:
         raise ValidationError("the period's start is after its end")
     if (end - start).days > MAX_PERIOD_DAYS:
         raise ValidationError(f"a report covers at most {MAX_PERIOD_DAYS} days")
+
+
+def build_report(view: DirectoryView, start: date, end: date) -> dict[str, Any]:
+    """The review report for the days ``start``..``end`` inclusive, as a JSON-able dict."""
+    check_period(start, end)
     period_end = datetime.combine(end + timedelta(days=1), time(0), tzinfo=UTC)
     states = view.all(REVIEW_STATE)
     return {

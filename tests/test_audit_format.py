@@ -7,7 +7,7 @@ tests read the example out of the document and recompute it three ways: with ``i
 using only ``hashlib`` and ``struct``, and with the Python snippet printed in the document. They
 also check that the reference verifier accepts the example and names the right failure, at the
 right position, when it is tampered with: a changed byte, a dropped event, an originator id
-re-spelled out of its canonical lowercase form, and columns of the wrong type. Finally they check
+re-spelled out of the spelling pocdir writes, and columns of the wrong type. Finally they check
 that what §5.1 says about reading the record (one snapshot, from the lowest possible position)
 is what ``infra.store`` does.
 """
@@ -107,25 +107,28 @@ def example() -> tuple[ExampleEvent, ...]:
 _LOWER_HEX_DIGITS = "0123456789abcdef"
 
 
-def independent_canonical_id(text: str) -> bytes:
-    """§2: exactly 32 lowercase hex digits (SQLite) or the 36-character lowercase hyphenated
-    form; any other spelling is refused. 36 ASCII bytes out."""
-    if len(text) == 36 and all(text[i] == "-" for i in (8, 13, 18, 23)):
+def independent_canonical_id(text: str, sqlite: bool = False) -> bytes:
+    """§2: exactly 32 lowercase hex digits as SQLite stores it (``sqlite``), or else (PostgreSQL's
+    ``uuid::text``, the bundle) exactly the 36-character lowercase hyphenated form; any other
+    spelling is refused. 36 ASCII bytes out."""
+    if sqlite:
+        digits = text
+    elif len(text) == 36 and all(text[i] == "-" for i in (8, 13, 18, 23)):
         digits = text.replace("-", "")
     else:
-        digits = text
+        raise ValueError(f"not the 36-character form: {text!r}")
     if len(digits) != 32 or any(c not in _LOWER_HEX_DIGITS for c in digits):
-        raise ValueError(f"not a UUID in canonical lowercase form: {text!r}")
+        raise ValueError(f"not a UUID in the spelling pocdir writes: {text!r}")
     d = digits
     return f"{d[0:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:32]}".encode("ascii")
 
 
 def independent_record(
-    position: int, originator_id: str, version: int, topic: str, state: bytes
+    position: int, originator_id: str, version: int, topic: str, state: bytes, sqlite: bool = False
 ) -> bytes:
     """§2: u64be(position) ‖ u32be(len(id)) ‖ id ‖ u64be(version) ‖ u32be(len(topic)) ‖ topic
     ‖ u32be(len(state)) ‖ state."""
-    oid = independent_canonical_id(originator_id)
+    oid = independent_canonical_id(originator_id, sqlite)
     topic_bytes = topic.encode("utf-8")
     return (
         struct.pack(">Q", position)
@@ -218,27 +221,42 @@ def test_worked_example_in_audit_format_doc_is_recomputed_by_an_independent_impl
 
 
 @pytest.mark.parametrize(
-    "spell",
-    [lambda e: e.sqlite_originator_id, lambda e: e.originator_id],
+    ("spell", "spelling"),
+    [
+        (lambda e: e.sqlite_originator_id, chain.IdSpelling.HEX),
+        (lambda e: e.originator_id, chain.IdSpelling.CANONICAL),
+    ],
     ids=["sqlite-32-lowercase-hex", "hyphenated-lowercase"],
 )
-def test_both_canonical_spellings_of_the_originator_id_give_the_same_record(
-    spell: Callable[[ExampleEvent], str],
+def test_the_spelling_each_source_holds_gives_the_same_record_and_the_other_is_refused(
+    spell: Callable[[ExampleEvent], str], spelling: chain.IdSpelling
 ) -> None:
+    """§2: SQLite holds 32 hex digits, PostgreSQL's ``uuid::text`` and the bundle the 36-character
+    form; each source accepts only its own spelling, since the library finds an aggregate's
+    events by the exact stored text (a re-spelled credential could not be revoked)."""
+    sqlite = spelling is chain.IdSpelling.HEX
     for e in example():
         spelled = spell(e)
         canonical = independent_record(
             e.position, e.originator_id, e.originator_version, e.topic, e.state
         )
         assert (
-            independent_record(e.position, spelled, e.originator_version, e.topic, e.state)
+            independent_record(e.position, spelled, e.originator_version, e.topic, e.state, sqlite)
             == canonical
         )
         assert (
-            chain.encode_record(e.position, spelled, e.originator_version, e.topic, e.state)
+            chain.encode_record(
+                e.position, spelled, e.originator_version, e.topic, e.state, spelling
+            )
             == canonical
         )
-        assert chain.canonical_originator_id(spelled) == e.originator_id.encode("ascii")
+        assert chain.canonical_originator_id(spelled, spelling) == e.originator_id.encode("ascii")
+        other = e.originator_id if sqlite else e.sqlite_originator_id
+        with pytest.raises(chain.IdSpellingError, match="not in the spelling pocdir writes") as no:
+            chain.canonical_originator_id(other, spelling)
+        assert (no.value.expected, no.value.computed) == (spelled, other)
+        with pytest.raises(ValueError):
+            independent_record(e.position, other, e.originator_version, e.topic, e.state, sqlite)
 
 
 #: Spellings of the same UUID that §2 refuses: a fault of the row, not the same record.
@@ -261,12 +279,18 @@ def test_a_non_canonical_spelling_of_the_originator_id_cannot_be_encoded(
     for e in example():
         spelled = spell(e)
         assert spelled != e.sqlite_originator_id and spelled != e.originator_id
-        with pytest.raises(ValueError, match="not in canonical lowercase form"):
-            chain.canonical_originator_id(spelled)
-        with pytest.raises(ValueError):
-            chain.encode_record(e.position, spelled, e.originator_version, e.topic, e.state)
-        with pytest.raises(ValueError):
-            independent_record(e.position, spelled, e.originator_version, e.topic, e.state)
+        for spelling in chain.IdSpelling:
+            with pytest.raises(ValueError, match="not in the spelling pocdir writes"):
+                chain.canonical_originator_id(spelled, spelling)
+            with pytest.raises(ValueError):
+                chain.encode_record(
+                    e.position, spelled, e.originator_version, e.topic, e.state, spelling
+                )
+        for sqlite in (True, False):
+            with pytest.raises(ValueError):
+                independent_record(
+                    e.position, spelled, e.originator_version, e.topic, e.state, sqlite
+                )
 
 
 @pytest.mark.parametrize("index", [0, 1, 2], ids=["position-1", "position-2", "position-4"])
@@ -279,13 +303,20 @@ def test_an_upper_case_originator_id_is_reported_as_record_altered_at_that_posit
     rows = [
         dataclasses.replace(e.stored_row(), originator_id=e.sqlite_originator_id) for e in events
     ]
-    assert verify(rows).head_hash == events[-1].link.hex()  # as stored: accepted
-    rows[index] = dataclasses.replace(
-        rows[index], originator_id=events[index].sqlite_originator_id.upper()
-    )
-    with pytest.raises(chain.RecordAltered, match="not in canonical lowercase form") as caught:
-        verify(rows)
-    assert caught.value.position == events[index].position
+    sqlite = chain.IdSpelling.HEX
+    assert verify(rows, sqlite).head_hash == events[-1].link.hex()  # as stored: accepted
+    for respelled in (
+        events[index].sqlite_originator_id.upper(),
+        events[index].originator_id,  # §2: the 36-character form is not what SQLite holds
+    ):
+        rows[index] = dataclasses.replace(rows[index], originator_id=respelled)
+        with pytest.raises(
+            chain.RecordAltered, match="not in the spelling pocdir writes"
+        ) as caught:
+            verify(rows, sqlite)
+        assert caught.value.position == events[index].position
+        assert caught.value.expected == events[index].sqlite_originator_id
+        assert caught.value.computed == respelled
 
 
 def test_python_snippet_in_audit_format_doc_verifies_the_worked_example() -> None:
@@ -306,26 +337,33 @@ def test_python_snippet_in_audit_format_doc_verifies_the_worked_example() -> Non
         )
         for e in example()
     ]
-    assert namespace["verify"](rows) == example()[-1].link.hex()
+    verify = namespace["verify"]
+    assert verify(rows, True) == example()[-1].link.hex()
     with pytest.raises(ValueError, match="ChainBroken at position 4"):
-        namespace["verify"]([rows[0], rows[2]])
+        verify([rows[0], rows[2]], True)
     hyphenated = [
         (e.position, e.originator_id, *row[2:]) for e, row in zip(example(), rows, strict=True)
     ]
-    assert namespace["verify"](hyphenated) == example()[-1].link.hex()
+    assert verify(hyphenated, False) == example()[-1].link.hex()  # PostgreSQL's uuid::text
+    with pytest.raises(ValueError, match="RecordAltered at position 1"):
+        verify(hyphenated, True)  # §2: SQLite holds 32 hex digits, not the 36-character form
+    with pytest.raises(ValueError, match="RecordAltered at position 1"):
+        verify(rows, False)
     upper_case = [rows[0], (rows[1][0], rows[1][1].upper(), *rows[1][2:]), rows[2]]
     with pytest.raises(ValueError, match="RecordAltered at position 2"):
-        namespace["verify"](upper_case)
+        verify(upper_case, True)
     forged_link = [*rows[:2], (*rows[2][:7], bytes(32))]
     with pytest.raises(ValueError, match="LinkMismatch at position 4"):
-        namespace["verify"](forged_link)
+        verify(forged_link, True)
 
 
 # -- the reference verifier on the example -----------------------------------------------------
 
 
-def verify(rows: list[chain.StoredRow]) -> chain.VerificationResult:
-    verifier = chain.ChainVerifier()
+def verify(
+    rows: list[chain.StoredRow], spelling: chain.IdSpelling = chain.IdSpelling.CANONICAL
+) -> chain.VerificationResult:
+    verifier = chain.ChainVerifier(spelling)
     for row in rows:
         verifier.check(row)
     return verifier.result
@@ -420,7 +458,7 @@ def test_the_failure_table_names_the_column_type_checks() -> None:
         assert f"`{column}`" in link_types
     event_types = next(line for line in table.splitlines() if "not bytes, `topic`" in line)
     assert event_types.startswith("| `RecordAltered`")
-    assert "canonical lowercase form" in event_types
+    assert "not in the spelling pocdir writes" in event_types
 
 
 # -- reading the record (§5.1) ------------------------------------------------------------------
@@ -455,6 +493,11 @@ def _merged(events: list[store.EventRow], links: list[chain.LinkRow]) -> Iterato
     return store.merge_stored_rows(iter(events), iter(links))
 
 
+def verify_stored(rows: list[chain.StoredRow]) -> chain.VerificationResult:
+    """``verify`` of rows as SQLite stores them (ids in 32 hex digits)."""
+    return verify(rows, chain.IdSpelling.HEX)
+
+
 def _rows_of_the_example() -> tuple[list[store.EventRow], list[chain.LinkRow]]:
     events = example()
     return (
@@ -468,11 +511,11 @@ def _rows_of_the_example() -> tuple[list[store.EventRow], list[chain.LinkRow]]:
 
 def test_an_event_forged_below_position_one_is_walked_and_reported_as_unlinked() -> None:
     event_rows, link_rows = _rows_of_the_example()
-    assert verify(list(_merged(event_rows, link_rows))).head_hash == example()[-1].link.hex()
+    assert verify_stored(list(_merged(event_rows, link_rows))).head_hash == example()[-1].link.hex()
     for position in (0, -1, store.FIRST_POSITION):
         forged = (position, *event_rows[0][1:])
         with pytest.raises(chain.UnlinkedEvent) as caught:
-            verify(list(_merged([forged, *event_rows], link_rows)))
+            verify_stored(list(_merged([forged, *event_rows], link_rows)))
         assert caught.value.position == position
 
 
@@ -480,7 +523,7 @@ def test_a_link_forged_below_position_one_is_walked_and_reported_as_event_missin
     event_rows, link_rows = _rows_of_the_example()
     forged = chain.LinkRow(-1, 0, link_rows[0].leaf_hash, link_rows[0].link)
     with pytest.raises(chain.EventMissing) as caught:
-        verify(list(_merged(event_rows, [forged, *link_rows])))
+        verify_stored(list(_merged(event_rows, [forged, *link_rows])))
     assert caught.value.position == -1
 
 
@@ -489,16 +532,16 @@ def test_a_linked_pair_forged_at_a_negative_position_cannot_be_encoded() -> None
     forged_event = (-1, *event_rows[0][1:])
     forged_link = chain.LinkRow(-1, 0, link_rows[0].leaf_hash, link_rows[0].link)
     with pytest.raises(chain.RecordAltered, match="cannot be encoded") as caught:
-        verify(list(_merged([forged_event, *event_rows], [forged_link, *link_rows])))
+        verify_stored(list(_merged([forged_event, *event_rows], [forged_link, *link_rows])))
     assert caught.value.position == -1
 
 
 def test_a_linked_pair_forged_at_position_zero_breaks_the_first_genuine_link() -> None:
     event_rows, link_rows = _rows_of_the_example()
     _, oid, version, topic, state = event_rows[0]
-    leaf = chain.leaf_hash(chain.encode_record(0, oid, version, topic, state))
+    leaf = chain.leaf_hash(chain.encode_record(0, oid, version, topic, state, chain.IdSpelling.HEX))
     forged_link = chain.LinkRow(0, 0, leaf, chain.chain_link(chain.GENESIS_LINK, leaf))
     rows = list(_merged([(0, oid, version, topic, state), *event_rows], [forged_link, *link_rows]))
     with pytest.raises(chain.LinkMismatch) as caught:
-        verify(rows)
+        verify_stored(rows)
     assert caught.value.position == 1

@@ -87,3 +87,15 @@ def test_replay_rebuilds_the_same_views_and_refuses_a_batch_below_one(backend: B
     refused = run(backend.url, "replay", "--batch", "0")
     assert refused.returncode == 2
     assert "--batch" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_an_error_is_one_line_however_narrow_the_terminal(tmp_path: Path) -> None:
+    """A script reading stderr gets the whole message on one line, not wrapped at 80."""
+    missing = tmp_path / ("a-long-directory-name-" * 4) / "pocdir.sqlite3"
+    env = {**os.environ, "POCDIR_DATABASE_URL": f"sqlite:///{missing}", "COLUMNS": "80"}
+    result = subprocess.run(
+        [*POCDIR, "verify"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert len(result.stderr.strip()) > 80

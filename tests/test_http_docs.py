@@ -78,8 +78,9 @@ def test_docs_load_swagger_ui_from_the_server_itself_without_a_token(api: Api) -
 
 
 def test_redoc_is_not_served_from_a_cdn(api: Api) -> None:
-    """ReDoc would load its script from a CDN: it is not served."""
-    assert api.client.get("/redoc").status_code == 404
+    """ReDoc would load its script from a CDN: it is not served, and not public."""
+    assert api.client.get("/redoc").status_code == 401
+    assert api.call("GET", "/redoc", api.auth("auditor")).status_code == 404
 
 
 def test_docs_render_in_headless_chromium_loading_only_from_the_server(

@@ -44,6 +44,25 @@ def test_a_revoked_token_gets_401_from_a_running_server(backend: Backend) -> Non
         assert client.get("/directory", headers=who).status_code == 401
 
 
+def test_a_revocation_counts_on_the_next_request_when_another_process_caught_up_the_views(
+    backend: Backend,
+) -> None:
+    """Issue 12, defect 1: the CLI revokes and then reads (``pocdir pending`` brings the views
+    up to date), so the server sees no new events in its views; the token must still fail."""
+    credential_id, token = issued(
+        run(backend.url, "principals", "add", "--role", "state", "--state", "fra").stdout
+    )
+    app = create_app(backend.settings)
+    with TestClient(app) as client:
+        who = {"Authorization": f"Bearer {token}"}
+        assert client.get("/directory", headers=who).status_code == 200
+        assert run(backend.url, "principals", "revoke", credential_id).returncode == 0
+        assert run(backend.url, "pending").returncode == 0
+        assert client.get("/directory", headers=who).status_code == 401
+        write = client.post("/entries/FRA", headers=who, json={})
+        assert write.status_code == 401, write.text
+
+
 def test_bad_principal_options_exit_two_with_one_line() -> None:
     for args in (
         ("principals", "add", "--role", "state"),
@@ -54,3 +73,24 @@ def test_bad_principal_options_exit_two_with_one_line() -> None:
         result = run("sqlite:///:memory:", *args)
         assert result.returncode == 2, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_cli_write_run_again_with_its_idempotency_key_writes_nothing(backend: Backend) -> None:
+    """The CLI passes an idempotency key with each write; a retry with the same key (after a
+    timeout, say) writes nothing twice, and the key cannot be reused for another command."""
+    add = ("principals", "add", "--role", "auditor", "--idempotency-key", "onboard-1")
+    first = run(backend.url, *add)
+    assert first.returncode == 0, first.stderr
+    credential_id, _ = issued(first.stdout)
+    head = backend.execute(f"SELECT MAX({backend.position_column}) FROM {backend.events_table}")
+    again = run(backend.url, *add)
+    assert again.returncode == 0, again.stderr
+    assert "already done" in again.stdout and "pocdir_" not in again.stdout
+    other = run(
+        backend.url, "principals", "revoke", credential_id, "--idempotency-key", "onboard-1"
+    )
+    assert other.returncode == 2 and "different command" in other.stderr
+    assert (
+        backend.execute(f"SELECT MAX({backend.position_column}) FROM {backend.events_table}")
+        == head
+    )

@@ -350,7 +350,7 @@ def test_a_respelled_originator_id_is_detected(
     sqlite_backend.execute(
         "UPDATE stored_events SET originator_id = UPPER(originator_id) WHERE rowid = 9"
     )
-    with pytest.raises(RecordAltered, match="canonical") as info:
+    with pytest.raises(RecordAltered, match="not in the spelling pocdir writes") as info:
         verify_record(app)
     assert info.value.position == 9
 
@@ -389,11 +389,11 @@ def test_the_fast_walk_and_the_detailed_walk_agree_on_an_intact_record(
 ) -> None:
     populate(app, clock)
     recorder = chained_recorder(app)
-    verifier = ChainVerifier()
+    verifier = ChainVerifier(recorder.id_spelling)
     for row in recorder.iter_stored_rows(batch=3):
         verifier.check(row)
     assert verify_record(app) == verifier.result
-    fast = FastChainWalk()  # and the fast walk alone accepts it, with no fallback
+    fast = FastChainWalk(recorder.id_spelling)  # the fast walk alone accepts it, no fallback
     assert recorder.walk_linked(fast.check_page, batch=4) == 10
     assert fast.result == verifier.result
 

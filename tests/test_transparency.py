@@ -171,11 +171,13 @@ def rewrite(app: PocDirectory, backend: Backend, position: int) -> None:
         f"UPDATE {backend.events_table} SET state = %s WHERE {backend.position_column} = %s",
         (b'{"rewritten":true}', position),
     )
-    rows = list(chained_recorder(app).iter_stored_rows())
+    recorder = chained_recorder(app)
+    rows = list(recorder.iter_stored_rows())
     links = compute_links(
         0,
         bytes(32),
         [(r.position, r.originator_id, r.originator_version, r.topic, r.state) for r in rows],  # type: ignore[misc]
+        recorder.id_spelling,
     )
     for link in links:
         backend.execute(

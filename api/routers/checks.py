@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, Field
 
 from api.deps import (
+    Idempotency,
     QueriesDep,
     SecretariatPrincipal,
     ServicesDep,
@@ -55,9 +56,11 @@ class CheckResultsPublic(BaseModel):
 
 
 @router.post("", response_model=CheckResultsPublic, status_code=201, summary="Launch a check")
-def launch(body: CheckCreate, by: SecretariatPrincipal, services: ServicesDep) -> Any:
+def launch(
+    body: CheckCreate, by: SecretariatPrincipal, services: ServicesDep, key: Idempotency
+) -> Any:
     app = services.application
-    check = app.launch_check(by, body.level, body.deadline, body.states)
+    check = app.launch_check(by, body.level, body.deadline, body.states, idempotency=key)
     return check.results(app.clock.now())
 
 
@@ -73,15 +76,20 @@ def results(check_id: str, by: SecretariatPrincipal, services: ServicesDep) -> A
 
 @router.post("/{check_id}/answer", response_model=dict[str, Any], summary="Confirm receipt")
 def answer(
-    check_id: str, body: CheckAnswerCreate, by: StatePrincipal, services: ServicesDep
+    check_id: str,
+    body: CheckAnswerCreate,
+    by: StatePrincipal,
+    services: ServicesDep,
+    key: Idempotency,
 ) -> dict[str, Any]:
     app = services.application
-    check = app.answer_check(by, parse_id(check_id, "check"), body.contact_id)
+    check = app.answer_check(by, parse_id(check_id, "check"), body.contact_id, idempotency=key)
     own = next(r for r in check.results(app.clock.now())["states"] if r["state"] == by.state)
     return {"check_id": str(check.id), **own}
 
 
 @router.post("/{check_id}/close", response_model=CheckResultsPublic, summary="Close a check")
-def close(check_id: str, by: SecretariatPrincipal, services: ServicesDep) -> Any:
+def close(check_id: str, by: SecretariatPrincipal, services: ServicesDep, key: Idempotency) -> Any:
     app = services.application
-    return app.close_check(by, parse_id(check_id, "check")).results(app.clock.now())
+    closed = app.close_check(by, parse_id(check_id, "check"), idempotency=key)
+    return closed.results(app.clock.now())

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID
 
 from fastapi import APIRouter
 
-from api.deps import QueriesDep, ServicesDep, StateOrSecretariat, StatePrincipal
+from api.deps import Idempotency, QueriesDep, ServicesDep, StateOrSecretariat, StatePrincipal
 from api.routers.common import parse_id
 from api.schemas import ConsentCreate, ConsentPublic
 from domain.consent import SharingConsent
+from domain.idempotency import IdempotencyKey
 from domain.values import Principal
 
 router = APIRouter(prefix="/consents", tags=["consents"])
@@ -31,9 +31,11 @@ def consent_public(c: SharingConsent) -> ConsentPublic:
 
 
 @router.post("", response_model=ConsentPublic, status_code=201, summary="Ask to share (R11)")
-def request(body: ConsentCreate, by: StatePrincipal, services: ServicesDep) -> ConsentPublic:
+def request(
+    body: ConsentCreate, by: StatePrincipal, services: ServicesDep, key: Idempotency
+) -> ConsentPublic:
     consent = services.application.request_consent(
-        by, parse_id(body.notification_id), body.third_state
+        by, parse_id(body.notification_id), body.third_state, idempotency=key
     )
     return consent_public(consent)
 
@@ -49,23 +51,32 @@ def get_one(consent_id: str, by: StateOrSecretariat, services: ServicesDep) -> C
 
 
 def _decide(
-    command: Callable[[Principal, UUID], SharingConsent], by: Principal, consent_id: str
+    command: Callable[..., SharingConsent],
+    by: Principal,
+    consent_id: str,
+    key: IdempotencyKey | None,
 ) -> ConsentPublic:
-    return consent_public(command(by, parse_id(consent_id, "consent")))
+    return consent_public(command(by, parse_id(consent_id, "consent"), idempotency=key))
 
 
 @router.post("/{consent_id}/grant", response_model=ConsentPublic, summary="Grant (a party)")
-def grant(consent_id: str, by: StatePrincipal, services: ServicesDep) -> ConsentPublic:
-    return _decide(services.application.grant_consent, by, consent_id)
+def grant(
+    consent_id: str, by: StatePrincipal, services: ServicesDep, key: Idempotency
+) -> ConsentPublic:
+    return _decide(services.application.grant_consent, by, consent_id, key)
 
 
 @router.post("/{consent_id}/deny", response_model=ConsentPublic, summary="Deny (final)")
-def deny(consent_id: str, by: StatePrincipal, services: ServicesDep) -> ConsentPublic:
-    return _decide(services.application.deny_consent, by, consent_id)
+def deny(
+    consent_id: str, by: StatePrincipal, services: ServicesDep, key: Idempotency
+) -> ConsentPublic:
+    return _decide(services.application.deny_consent, by, consent_id, key)
 
 
 @router.post(
     "/{consent_id}/revoke", response_model=ConsentPublic, summary="Revoke; sharing stops at once"
 )
-def revoke(consent_id: str, by: StatePrincipal, services: ServicesDep) -> ConsentPublic:
-    return _decide(services.application.revoke_consent, by, consent_id)
+def revoke(
+    consent_id: str, by: StatePrincipal, services: ServicesDep, key: Idempotency
+) -> ConsentPublic:
+    return _decide(services.application.revoke_consent, by, consent_id, key)

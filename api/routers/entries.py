@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
 
-from api.deps import ServicesDep, StatePrincipal
+from api.deps import Idempotency, ServicesDep, StatePrincipal
 from api.routers.directory import entry_public, etag
 from api.schemas import (
     ContactChange,
@@ -22,6 +22,7 @@ from api.schemas import (
 )
 from domain.application import PocDirectory
 from domain.errors import ValidationError
+from domain.idempotency import IdempotencyKey
 from domain.state_entry import check_acts_for
 from domain.values import Contact
 from projections.queries import DirectoryQueries
@@ -61,11 +62,13 @@ class OwnEntry:
         by: StatePrincipal,
         services: ServicesDep,
         response: Response,
+        key: Idempotency,
         if_match: IfMatch = None,
     ) -> None:
         self.code = state.strip().upper()
         check_acts_for(by, self.code)
         self.by, self.services, self.response, self.if_match = by, services, response, if_match
+        self.key = key
 
     def read(self) -> EntryPublic:
         """The entry from the view (authentication brought it up to date), with its ETag."""
@@ -73,10 +76,12 @@ class OwnEntry:
         self.response.headers["ETag"] = etag(entry.version)
         return entry
 
-    def change(self, command: Callable[[PocDirectory, str, int | None], object]) -> EntryPublic:
-        """Run ``command(application, code, expected_version)`` and answer with the entry
-        as it now is (the view caught up with the change), with its new ETag."""
-        command(self.services.application, self.code, expected_version(self.if_match))
+    def change(
+        self, command: Callable[[PocDirectory, str, int | None, IdempotencyKey | None], object]
+    ) -> EntryPublic:
+        """Run ``command(application, code, expected_version, idempotency_key)`` and answer
+        with the entry as it now is (the view caught up with the change), with its new ETag."""
+        command(self.services.application, self.code, expected_version(self.if_match), self.key)
         self.services.catch_up()
         return self.read()
 
@@ -91,13 +96,19 @@ def get_own_entry(own: Own) -> EntryPublic:
 
 @router.post("/{state}", response_model=EntryPublic, status_code=201, summary="Register your State")
 def register(body: RegisterCreate, own: Own) -> EntryPublic:
-    return own.change(lambda app, c, _: app.register_state(own.by, c, body.effective_on))
+    return own.change(
+        lambda app, c, _, k: app.register_state(own.by, c, body.effective_on, idempotency=k)
+    )
 
 
 @router.post("/{state}/contacts", response_model=EntryPublic, summary="Add a contact")
 def add_contact(body: ContactChange, own: Own) -> EntryPublic:
     contact = Contact.from_dict(body.contact.model_dump())
-    return own.change(lambda app, c, v: app.add_contact(own.by, c, contact, body.effective_on, v))
+    return own.change(
+        lambda app, c, v, k: app.add_contact(
+            own.by, c, contact, body.effective_on, v, idempotency=k
+        )
+    )
 
 
 @router.put(
@@ -108,7 +119,9 @@ def update_contact(contact_id: str, body: ContactChange, own: Own) -> EntryPubli
     if contact.contact_id != contact_id:
         raise ValidationError("the contact's contact_id must be the one in the path")
     return own.change(
-        lambda app, c, v: app.update_contact(own.by, c, contact, body.effective_on, v)
+        lambda app, c, v, k: app.update_contact(
+            own.by, c, contact, body.effective_on, v, idempotency=k
+        )
     )
 
 
@@ -116,7 +129,11 @@ def update_contact(contact_id: str, body: ContactChange, own: Own) -> EntryPubli
     "/{state}/contacts/{contact_id}", response_model=EntryPublic, summary="Remove a contact"
 )
 def remove_contact(contact_id: str, own: Own, effective_on: date | None = None) -> EntryPublic:
-    return own.change(lambda app, c, v: app.remove_contact(own.by, c, contact_id, effective_on, v))
+    return own.change(
+        lambda app, c, v, k: app.remove_contact(
+            own.by, c, contact_id, effective_on, v, idempotency=k
+        )
+    )
 
 
 @router.put(
@@ -126,8 +143,8 @@ def remove_contact(contact_id: str, own: Own, effective_on: date | None = None) 
 )
 def set_coordination_contact(body: ContactRef, own: Own) -> EntryPublic:
     return own.change(
-        lambda app, c, v: app.set_coordination_contact(
-            own.by, c, body.contact_id, body.effective_on, v
+        lambda app, c, v, k: app.set_coordination_contact(
+            own.by, c, body.contact_id, body.effective_on, v, idempotency=k
         )
     )
 
@@ -139,8 +156,8 @@ def set_coordination_contact(body: ContactRef, own: Own) -> EntryPublic:
 )
 def set_preferred_channel(body: PreferredChannelCreate, own: Own) -> EntryPublic:
     return own.change(
-        lambda app, c, v: app.set_preferred_channel(
-            own.by, c, body.contact_id, body.channel, body.effective_on, v
+        lambda app, c, v, k: app.set_preferred_channel(
+            own.by, c, body.contact_id, body.channel, body.effective_on, v, idempotency=k
         )
     )
 
@@ -151,7 +168,7 @@ def set_preferred_channel(body: PreferredChannelCreate, own: Own) -> EntryPublic
     summary="Confirm the entry is current (R5, yearly)",
 )
 def confirm(own: Own) -> EntryPublic:
-    return own.change(lambda app, c, v: app.confirm_entry(own.by, c, v))
+    return own.change(lambda app, c, v, k: app.confirm_entry(own.by, c, v, idempotency=k))
 
 
 @router.post(
@@ -160,4 +177,6 @@ def confirm(own: Own) -> EntryPublic:
     summary="Withdraw from the directory (history is kept)",
 )
 def withdraw(body: EffectiveOn, own: Own) -> EntryPublic:
-    return own.change(lambda app, c, v: app.withdraw_entry(own.by, c, body.effective_on, v))
+    return own.change(
+        lambda app, c, v, k: app.withdraw_entry(own.by, c, body.effective_on, v, idempotency=k)
+    )

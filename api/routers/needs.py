@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.deps import QueriesDep, ServicesDep, StateOrSecretariat, StatePrincipal
+from api.deps import Idempotency, QueriesDep, ServicesDep, StateOrSecretariat, StatePrincipal
 from api.routers.common import parse_id, text
 from api.schemas import Strict, TextIn, TextPublic
 from domain.capacity import CapacityNeed
@@ -72,10 +72,14 @@ def need_public(n: CapacityNeed) -> NeedPublic:
 
 
 @router.post("", response_model=NeedPublic, status_code=201, summary="Record a need (R16)")
-def record(body: NeedCreate, by: StatePrincipal, services: ServicesDep) -> NeedPublic:
+def record(
+    body: NeedCreate, by: StatePrincipal, services: ServicesDep, key: Idempotency
+) -> NeedPublic:
     cited = parse_id(body.notification_id) if body.notification_id is not None else None
     return need_public(
-        services.application.record_need(by, body.category, text(body.text, "text"), cited)
+        services.application.record_need(
+            by, body.category, text(body.text, "text"), cited, idempotency=key
+        )
     )
 
 
@@ -91,26 +95,36 @@ def get_one(need_id: str, _: StateOrSecretariat, services: ServicesDep) -> NeedP
 
 
 @router.post("/{need_id}/offers", response_model=NeedPublic, summary="Offer assistance")
-def offer(need_id: str, body: OfferCreate, by: StatePrincipal, services: ServicesDep) -> NeedPublic:
+def offer(
+    need_id: str, body: OfferCreate, by: StatePrincipal, services: ServicesDep, key: Idempotency
+) -> NeedPublic:
     need_uuid = parse_id(need_id, "need")
     return need_public(
-        services.application.offer_assistance(by, need_uuid, text(body.text, "text"))
+        services.application.offer_assistance(
+            by, need_uuid, text(body.text, "text"), idempotency=key
+        )
     )
 
 
 @router.post("/{need_id}/acceptance", response_model=NeedPublic, summary="Accept an offer")
 def accept(
-    need_id: str, body: AcceptCreate, by: StatePrincipal, services: ServicesDep
+    need_id: str, body: AcceptCreate, by: StatePrincipal, services: ServicesDep, key: Idempotency
 ) -> NeedPublic:
     need_uuid = parse_id(need_id, "need")
-    return need_public(services.application.accept_offer(by, need_uuid, body.offering_state))
+    return need_public(
+        services.application.accept_offer(by, need_uuid, body.offering_state, idempotency=key)
+    )
 
 
 @router.post("/{need_id}/fulfilment", response_model=NeedPublic, summary="Mark fulfilled")
-def fulfil(need_id: str, by: StatePrincipal, services: ServicesDep) -> NeedPublic:
-    return need_public(services.application.fulfil_need(by, parse_id(need_id, "need")))
+def fulfil(need_id: str, by: StatePrincipal, services: ServicesDep, key: Idempotency) -> NeedPublic:
+    need_uuid = parse_id(need_id, "need")
+    return need_public(services.application.fulfil_need(by, need_uuid, idempotency=key))
 
 
 @router.post("/{need_id}/withdrawal", response_model=NeedPublic, summary="Withdraw the need")
-def withdraw(need_id: str, by: StatePrincipal, services: ServicesDep) -> NeedPublic:
-    return need_public(services.application.withdraw_need(by, parse_id(need_id, "need")))
+def withdraw(
+    need_id: str, by: StatePrincipal, services: ServicesDep, key: Idempotency
+) -> NeedPublic:
+    need_uuid = parse_id(need_id, "need")
+    return need_public(services.application.withdraw_need(by, need_uuid, idempotency=key))

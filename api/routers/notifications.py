@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import (
+    Idempotency,
     QueriesDep,
     SecretariatPrincipal,
     ServicesDep,
@@ -25,6 +26,7 @@ from api.schemas import (
     NotificationPublic,
     ResponseCreate,
 )
+from domain.idempotency import IdempotencyKey
 from domain.notification import Notification
 from domain.values import Principal
 
@@ -69,7 +71,9 @@ def content(n: Notification) -> NotificationPublic:
     status_code=201,
     summary="Notify another State of an incident (R7)",
 )
-def send(body: NotificationCreate, by: StatePrincipal, services: ServicesDep) -> NotificationPublic:
+def send(
+    body: NotificationCreate, by: StatePrincipal, services: ServicesDep, key: Idempotency
+) -> NotificationPublic:
     notification = services.application.send_notification(
         by,
         body.recipient,
@@ -78,6 +82,7 @@ def send(body: NotificationCreate, by: StatePrincipal, services: ServicesDep) ->
         [i.model_dump() for i in body.indicators],
         text(body.supporting_text, "supporting_text") if body.supporting_text is not None else None,
         body.good_faith_attested,
+        idempotency=key,
     )
     return content(notification)
 
@@ -131,9 +136,13 @@ def get_one(
 
 
 def _command(
-    command: Callable[..., Notification], by: Principal, raw_id: str, *args: Any
+    command: Callable[..., Notification],
+    by: Principal,
+    raw_id: str,
+    key: IdempotencyKey | None,
+    *args: Any,
 ) -> NotificationPublic:
-    return content(command(by, parse_id(raw_id), *args))
+    return content(command(by, parse_id(raw_id), *args, idempotency=key))
 
 
 @router.post(
@@ -142,9 +151,9 @@ def _command(
     summary="Acknowledge receipt (R9: not concurrence)",
 )
 def acknowledge(
-    notification_id: str, by: StatePrincipal, services: ServicesDep
+    notification_id: str, by: StatePrincipal, services: ServicesDep, key: Idempotency
 ) -> NotificationPublic:
-    return _command(services.application.acknowledge_notification, by, notification_id)
+    return _command(services.application.acknowledge_notification, by, notification_id, key)
 
 
 @router.post(
@@ -153,12 +162,17 @@ def acknowledge(
     summary="Respond (R10); may ask for assistance (R16)",
 )
 def respond(
-    notification_id: str, body: ResponseCreate, by: StatePrincipal, services: ServicesDep
+    notification_id: str,
+    body: ResponseCreate,
+    by: StatePrincipal,
+    services: ServicesDep,
+    key: Idempotency,
 ) -> NotificationPublic:
     return _command(
         services.application.respond_to_notification,
         by,
         notification_id,
+        key,
         text(body.response, "response"),
         body.assistance_requested,
     )
@@ -169,8 +183,10 @@ def respond(
     response_model=NotificationPublic,
     summary="Close (the sender)",
 )
-def close(notification_id: str, by: StatePrincipal, services: ServicesDep) -> NotificationPublic:
-    return _command(services.application.close_notification, by, notification_id)
+def close(
+    notification_id: str, by: StatePrincipal, services: ServicesDep, key: Idempotency
+) -> NotificationPublic:
+    return _command(services.application.close_notification, by, notification_id, key)
 
 
 @router.post(
@@ -178,5 +194,7 @@ def close(notification_id: str, by: StatePrincipal, services: ServicesDep) -> No
     response_model=NotificationPublic,
     summary="Withdraw before acknowledgement (the sender)",
 )
-def withdraw(notification_id: str, by: StatePrincipal, services: ServicesDep) -> NotificationPublic:
-    return _command(services.application.withdraw_notification, by, notification_id)
+def withdraw(
+    notification_id: str, by: StatePrincipal, services: ServicesDep, key: Idempotency
+) -> NotificationPublic:
+    return _command(services.application.withdraw_notification, by, notification_id, key)

@@ -1,0 +1,326 @@
+"""The gate every HTTP request passes before a route: body limit, authentication, and
+idempotency keys, in that order.
+
+Why a middleware and not dependencies: FastAPI reads and parses a request's body before it
+runs a route's dependencies, so an anonymous client could make the server read (and parse)
+any amount of data before being told 401. Here nothing of the body is read until the token is
+known good, and a body over ``POCDIR_MAX_BODY_BYTES`` is refused with 413 from its
+``Content-Length`` alone, or as soon as a streamed body passes the limit.
+
+Idempotency keys (``Idempotency-Key`` on POST, PUT, PATCH and DELETE) need the whole request
+and the whole response, which only a middleware sees. The key is scoped to the principal the
+token stands for, reserved before the route runs, written in the events' transaction by the
+command the route calls (``IdempotencyKey.holder``), and answered with the first outcome on a
+retry (``infra.idempotency``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+from fastapi.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.deps import ServiceHolder
+from api.errors import DATABASE_ERRORS, error_response, unavailable_response
+from api.public import is_public
+from domain.errors import NotAuthenticated, ValidationError
+from domain.idempotency import IdempotencyKey, check_key, request_digest
+from domain.values import Principal
+from infra.idempotency import (
+    Answer,
+    AppliedUnanswered,
+    IdempotencyKeys,
+    InFlight,
+    Mismatch,
+    Replay,
+    Reserved,
+)
+from infra.wiring import Services
+
+log = logging.getLogger("pocdir.serve")
+
+#: Methods whose requests change something, and so may carry an ``Idempotency-Key``.
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Response headers kept with a stored answer, so a retry gets the same ones.
+KEPT_HEADERS = frozenset({b"content-type", b"etag", b"location"})
+#: Request headers that are part of what a key stands for.
+DIGESTED_HEADERS = (b"content-type", b"if-match")
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+class BodyTooLarge(Exception):
+    """The body passed the limit while it was being read."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body was whole: there is no request to run."""
+
+
+@dataclass
+class _Captured:
+    """A route's response, held back until its outcome is stored."""
+
+    status: int = 500
+    start: Message | None = None
+    body: list[bytes] = field(default_factory=list)
+
+    def answer(self) -> Answer:
+        headers = self.start.get("headers", []) if self.start else []
+        kept = tuple(
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k in KEPT_HEADERS
+        )
+        return Answer(self.status, kept, b"".join(self.body))
+
+
+class RequestGate:
+    """Pure ASGI middleware (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, holder: ServiceHolder, max_body_bytes: int) -> None:
+        self.app = app
+        self.holder = holder
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not (declared.isascii() and declared.isdigit()):
+                await _refuse(
+                    scope, receive, send, 400, "bad_request", "Content-Length is not a number"
+                )
+                return
+            if int(declared) > self.max_body_bytes:
+                await self._too_large(scope, receive, send)
+                return
+        principal: Principal | None = None
+        if not is_public(scope["path"]):
+            principal = await self._authenticate(scope, receive, send, headers)
+            if principal is None:
+                return
+            scope.setdefault("state", {})["principal"] = principal
+        try:
+            body = await self._read_body(receive)
+        except BodyTooLarge:
+            await self._too_large(scope, receive, send)
+            return
+        except ClientGone:
+            return
+        replay_receive = _replaying(body, receive)
+        raw_key = headers.get(b"idempotency-key")
+        if principal is None or raw_key is None or scope["method"] not in WRITE_METHODS:
+            await self.app(scope, replay_receive, send)
+            return
+        await self._keyed(scope, replay_receive, send, principal, raw_key, headers, body)
+
+    async def _authenticate(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
+    ) -> Principal | None:
+        """The principal, or None once a 401 or 503 has been sent."""
+        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            await _unauthenticated(scope, receive, send, "send Authorization: Bearer <token>")
+            return None
+        try:
+            services = await self._services()
+            return await run_in_threadpool(services.admit, token.strip())
+        except NotAuthenticated as e:
+            await _unauthenticated(scope, receive, send, str(e))
+        except DATABASE_ERRORS:
+            await unavailable_response()(scope, receive, send)
+        return None
+
+    async def _services(self) -> Services:
+        built = self.holder.built
+        return built if built is not None else await run_in_threadpool(self.holder.get)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _refuse(
+            scope,
+            receive,
+            send,
+            413,
+            "too_large",
+            f"the request body is larger than {self.max_body_bytes} bytes",
+            connection="close",
+        )
+
+    async def _keyed(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        principal: Principal,
+        raw_key: bytes,
+        headers: dict[bytes, bytes],
+        body: bytes,
+    ) -> None:
+        """Run a keyed write once; answer retries with its first outcome."""
+        try:
+            key = IdempotencyKey(
+                principal.ref,
+                check_key(raw_key.decode("latin-1")),
+                request_digest(
+                    [
+                        scope["method"].encode(),
+                        scope.get("raw_path") or scope["path"].encode(),
+                        scope.get("query_string", b""),
+                        *(headers.get(h, b"") for h in DIGESTED_HEADERS),
+                        _canonical(body),
+                    ]
+                ),
+            )
+        except ValidationError as e:
+            await _refuse(scope, receive, send, 422, "invalid", str(e))
+            return
+        try:
+            services = await self._services()
+            keys = services.keys
+            taken = await run_in_threadpool(keys.take, key)
+        except DATABASE_ERRORS:
+            await unavailable_response()(scope, receive, send)
+            return
+        match taken:
+            case Replay(answer):
+                await _send_answer(send, answer)
+            case Mismatch():
+                await _refuse(
+                    scope,
+                    receive,
+                    send,
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request; "
+                    "use a new key for a new request",
+                )
+            case InFlight():
+                await _refuse(
+                    scope,
+                    receive,
+                    send,
+                    409,
+                    "request_in_flight",
+                    "a request with this Idempotency-Key is still being processed; "
+                    "retry in a moment to get its outcome",
+                    **{"Retry-After": "1"},
+                )
+            case AppliedUnanswered(position):
+                await _refuse(
+                    scope,
+                    receive,
+                    send,
+                    409,
+                    "already_applied",
+                    f"the request with this Idempotency-Key was applied (record position "
+                    f"{position}), but the server stopped before answering it, so its answer "
+                    "was not kept; read the resource to see its state",
+                )
+            case Reserved(reserved):
+                scope.setdefault("state", {})["idempotency"] = reserved
+                await self._run_reserved(scope, receive, send, keys, reserved)
+
+    async def _run_reserved(
+        self, scope: Scope, receive: Receive, send: Send, keys: IdempotencyKeys, key: IdempotencyKey
+    ) -> None:
+        captured = _Captured()
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured.start = message
+                captured.status = int(message["status"])
+            elif message["type"] == "http.response.body":
+                captured.body.append(message.get("body", b""))
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            await self._settle(keys, key, captured)
+        if captured.start is not None:
+            await send(captured.start)
+        await send({"type": "http.response.body", "body": b"".join(captured.body)})
+
+    async def _settle(
+        self, keys: IdempotencyKeys, key: IdempotencyKey, captured: _Captured
+    ) -> None:
+        """Store the outcome before the client sees it, so that a retry sent as soon as the
+        answer arrives gets it again. A server error that committed nothing gives the key
+        back, so a retry runs anew; one that did commit keeps it taken."""
+        try:
+            if captured.start is not None and captured.status < 500:
+                await run_in_threadpool(keys.answer, key, captured.answer())
+            else:
+                await run_in_threadpool(keys.release, key)
+        except DATABASE_ERRORS as e:
+            log.warning("idempotency key outcome not stored: %s", type(e).__name__)
+
+
+def _canonical(body: bytes) -> bytes:
+    """A JSON body in one spelling (sorted keys, no spaces), so that a retry whose client
+    serialised the same request differently is still the same request; anything else as is."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body
+    return json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return {k.lower(): v for k, v in scope.get("headers", [])}
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the route the body already read, then waits as the server's
+    would (for a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _send_answer(send: Send, answer: Answer) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
+    headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
+    headers.append((b"content-length", str(len(answer.body)).encode()))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, code: str, detail: str, **headers: str
+) -> None:
+    await error_response(status, code, detail, **headers)(scope, receive, send)
+
+
+async def _unauthenticated(scope: Scope, receive: Receive, send: Send, detail: str) -> None:
+    await _refuse(
+        scope, receive, send, 401, "unauthenticated", detail, **{"WWW-Authenticate": "Bearer"}
+    )
