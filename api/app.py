@@ -1,7 +1,8 @@
 """The HTTP API: ``create_app(settings)`` builds it; nothing connects until the first request.
 
-Every route but ``/health`` requires a bearer token (``pocdir principals add``) and admits
-the roles written in ``docs/access.md``; a test holds the two together.
+Every route but the public ones of ``api.public`` (``/health`` and the offline API
+documentation) requires a bearer token (``pocdir principals add``) and admits the roles
+written in ``docs/access.md``; a test holds the two together.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import ServiceHolder, holder_for
 from api.errors import DATABASE_ERRORS, ERROR_RESPONSES, install_error_handlers
 from api.middleware import RequestGate
+from api.public import HEALTH_PATH, OPENAPI_PATH, install_docs
 from api.routers import (
     audit,
     checks,
@@ -80,14 +82,18 @@ def create_app(
         summary="The intergovernmental Points of Contact directory on ICT security",
         version="0.1.0",
         lifespan=lifespan,
+        openapi_url=OPENAPI_PATH,
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN
+        redoc_url=None,
     )
     app.state.services = services
     app.add_middleware(RequestGate, holder=services, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
+    install_docs(app)
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
 
-    @app.get("/health", response_model=HealthPublic, tags=["health"], summary="Liveness")
+    @app.get(HEALTH_PATH, response_model=HealthPublic, tags=["health"], summary="Liveness")
     def health() -> HealthPublic:
         """Public and free of the database: says the process serves requests."""
         return HealthPublic(status="ok")

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, overload
 from uuid import uuid4
 
 import typer
@@ -219,6 +219,26 @@ AtPositionOption = Annotated[
 ]
 
 
+#: The largest record position or tree size a command takes, as over HTTP: positions are
+#: 64-bit in both databases, and a larger number would fail inside the driver.
+MAX_POSITION = 2**62
+
+
+@overload
+def bounded(value: int, option: str, low: int = 0) -> int: ...
+
+
+@overload
+def bounded(value: None, option: str, low: int = 0) -> None: ...
+
+
+def bounded(value: int | None, option: str, low: int = 0) -> int | None:
+    """``value`` if it is a position or size the record can hold, else exit 2 saying so."""
+    if value is not None and not low <= value <= MAX_POSITION:
+        fail(f"{option} must be a whole number from {low} to {MAX_POSITION}")
+    return value
+
+
 def _date(value: str | None, option: str) -> date | None:
     if value is None:
         return None
@@ -322,6 +342,7 @@ def directory(
     at_position: AtPositionOption = None,
 ) -> None:
     """The current directory, or one State's entry; or as they stood at a past date."""
+    at_position = bounded(at_position, "--at-position")
     with directory_view(_date(as_of, "--as-of"), at_position) as queries:
         if state is None:
             entries = queries.entries()

@@ -28,6 +28,7 @@ from api.cli import (
     EXIT_USAGE,
     _progress,
     _settings,
+    bounded,
     err,
     fail,
     fail_if_empty,
@@ -35,6 +36,7 @@ from api.cli import (
     out,
 )
 from domain.application import PocDirectory
+from domain.values import parse_uuid
 from infra.audit import export_bundle, verify_against_checkpoint, verify_bundle
 from infra.chain import VerificationError
 from infra.keycheck import ensure_key_file, judge_sqlite_record, key_check, move_aside, sqlite_file
@@ -155,12 +157,14 @@ def proof_inclusion(
     version: Annotated[int | None, typer.Option(help="the aggregate's version")] = None,
 ) -> None:
     """Inclusion proof of one event in the tree, as JSON."""
+    index, size = bounded(index, "INDEX"), bounded(size, "--size", 1)
+    version = bounded(version, "--version", 1)
     target: tuple[UUID, int] | None = None
     if aggregate is not None or version is not None:
         if aggregate is None or version is None or index is not None:
             fail("give either INDEX or both --aggregate and --version")
         try:
-            target = (UUID(aggregate), version)
+            target = (parse_uuid(aggregate), version)
         except ValueError:
             fail(f"--aggregate must be a UUID, not {aggregate[:40]!r}")
     elif index is None:
@@ -180,6 +184,7 @@ def proof_consistency(
     second: Annotated[int, typer.Argument(help="the later tree size")],
 ) -> None:
     """Consistency proof between two tree sizes, as JSON."""
+    first, second = bounded(first, "FIRST", 1), bounded(second, "SECOND", 1)
     with transparency() as (_, service):
         proof = service.consistency_proof(first, second)
         proof.verify()

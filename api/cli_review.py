@@ -28,7 +28,7 @@ from api.cli import (
 from api.cli_options import IdempotencyOption
 from api.review_html import render_html
 from domain.errors import ValidationError
-from domain.values import Principal, Role
+from domain.values import Principal, Role, parse_uuid
 from infra.wiring import OpenMode
 from projections.review import check_summaries
 from projections.review_report import build_report, check_period, report_csv, report_json
@@ -49,7 +49,7 @@ def _secretariat(by: str) -> Principal:
 
 def _check_id(value: str) -> UUID:
     try:
-        return UUID(value)
+        return parse_uuid(value)
     except ValueError:
         fail(f"CHECK_ID must be a check id such as 0b6e...-..., not {value[:40]!r}")
 

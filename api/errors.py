@@ -76,9 +76,17 @@ class ServiceUnavailable(Exception):
     """The database could not be reached."""
 
 
+def _utf8(text: str) -> str:
+    """``text`` with any character UTF-8 cannot hold (a lone surrogate) written as its
+    ``\\uXXXX`` escape, so that rendering a refusal can never fail and become a 500."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_response(status: int, error: str, detail: str, **headers: str) -> JSONResponse:
     return JSONResponse(
-        ErrorBody(error=error, detail=detail).model_dump(), status_code=status, headers=headers
+        ErrorBody(error=_utf8(error), detail=_utf8(detail)).model_dump(),
+        status_code=status,
+        headers=headers,
     )
 
 

@@ -102,6 +102,10 @@ class SimulationReport:
         return sum(self.commands.values())
 
 
+#: The longest simulation: a century, which also keeps every simulated date in the calendar.
+MAX_DAYS = 36_500
+
+
 class Simulator:
     """Runs the simulation against ``app``; call ``run``."""
 
@@ -116,8 +120,8 @@ class Simulator:
     ) -> None:
         if not 2 <= states <= len(member_states()):
             raise ValueError(f"--states must be between 2 and {len(member_states())}")
-        if days < 1:
-            raise ValueError("--days must be at least 1")
+        if not 1 <= days <= MAX_DAYS:
+            raise ValueError(f"--days must be between 1 and {MAX_DAYS}")
         self.app, self.clock = app, clock
         self.states, self.days, self.seed = states, days, seed
         self.rng = random.Random(seed)

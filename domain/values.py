@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from domain.errors import TranslationRequired, ValidationError
@@ -20,19 +21,48 @@ from domain.taxonomy import UN_LANGUAGES, Level, check_incident_type, check_leve
 MAX_TEXT = 4000
 _DAY = r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _DAYS = rf"{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*"
-_HOURS_RE = re.compile(rf"^(24/7|({_DAYS} )?([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d)$")
+# re.ASCII: \d would otherwise also match other scripts' digits ('٣'), stored as sent.
+_HOURS_RE = re.compile(
+    rf"^(24/7|({_DAYS} )?([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d)$", re.ASCII
+)
 _CONTACT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}$")
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-_PHONE_RE = re.compile(r"^\+[1-9]\d{6,14}$")
+_PHONE_RE = re.compile(r"^\+[1-9]\d{6,14}$", re.ASCII)
 _FINGERPRINT_RE = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
+
+
+def check_unicode(value: str, field: str) -> str:
+    """``value``, if UTF-8 can hold it: every character a Unicode scalar value.
+
+    A lone UTF-16 surrogate is not one, yet JSON spells it (``"\\ud800"``) and Python
+    decodes undecodable command-line bytes to such surrogates. Events are stored as UTF-8
+    JSON, so such text is invalid input, refused here with the field's name (never the text).
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValidationError(
+            f"{field}: not valid Unicode text (a lone surrogate at character {e.start + 1}); "
+            "send the text as UTF-8"
+        ) from None
+    return value
+
+
+def parse_uuid(raw: str) -> UUID:
+    """An id as a caller spells it: hexadecimal digits in ASCII, in any form ``UUID`` reads.
+    ``UUID`` itself (through ``int``) also reads other scripts' digits ('١' as 1), which would
+    give one resource several spellings. Raises ``ValueError`` for anything else."""
+    if not raw.isascii():
+        raise ValueError("an id is written in ASCII")
+    return UUID(raw)
 
 
 def _require_str(data: Mapping[str, Any], key: str, what: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{what}: '{key}' is required and must be a non-empty string")
-    return value.strip()
+    return check_unicode(value.strip(), f"{what}.{key}")
 
 
 @dataclass(frozen=True)
@@ -48,46 +78,56 @@ class Text:
     english: str | None = None
 
     @classmethod
-    def parse(cls, language: str, text: str, english: str | None = None) -> Text:
-        """Validate R6 and length limits. ``english`` must be absent for English text."""
+    def parse(
+        cls, language: str, text: str, english: str | None = None, *, field: str = "text"
+    ) -> Text:
+        """Validate R6, length limits and that the text is Unicode (UTF-8 can hold it).
+        ``english`` must be absent for English text. ``field`` names the text in messages
+        (e.g. ``description``), so the caller learns which of several texts to fix."""
         if language not in UN_LANGUAGES:
             raise ValidationError(
-                f"language {language[:10]!r} is not an official UN language; "
+                f"{field}: language {language[:10]!r} is not an official UN language; "
                 f"use one of: {', '.join(UN_LANGUAGES)}"
             )
-        text = text.strip()
+        text = check_unicode(text, field).strip()
         if not text:
-            raise ValidationError("text must not be empty")
+            raise ValidationError(f"{field} must not be empty")
         if len(text) > MAX_TEXT:
-            raise ValidationError(f"text is longer than {MAX_TEXT} characters")
+            raise ValidationError(f"{field} is longer than {MAX_TEXT} characters")
+        if english is not None:
+            english = check_unicode(english, f"{field}.english")
         if language == "en":
             if english is not None and english.strip() and english.strip() != text:
-                raise ValidationError("English text takes no separate 'english' translation")
+                raise ValidationError(f"{field}: English text takes no separate 'english'")
             return cls("en", text, None)
         if english is None or not english.strip():
             raise TranslationRequired(
-                f"text in {UN_LANGUAGES[language]} needs an English translation in 'english' (R6)"
+                f"{field} in {UN_LANGUAGES[language]} needs an English translation in "
+                "'english' (R6)"
             )
         if len(english) > MAX_TEXT:
-            raise ValidationError(f"english translation is longer than {MAX_TEXT} characters")
+            raise ValidationError(f"{field}.english is longer than {MAX_TEXT} characters")
         return cls(language, text, english.strip())
 
     @classmethod
-    def english_only(cls, text: str) -> Text:
-        return cls.parse("en", text)
+    def english_only(cls, text: str, *, field: str = "text") -> Text:
+        return cls.parse("en", text, field=field)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | str) -> Text:
+    def from_dict(cls, data: Mapping[str, Any] | str, *, field: str = "text") -> Text:
         """Accept ``{"language", "text", "english"}`` or a bare string (English)."""
         if isinstance(data, str):
-            return cls.parse("en", data)
+            return cls.parse("en", data, field=field)
         if not isinstance(data, Mapping):
-            raise ValidationError("text must be a string or an object with language and text")
+            raise ValidationError(f"{field} must be a string or an object with language and text")
         english = data.get("english")
         if english is not None and not isinstance(english, str):
-            raise ValidationError("'english' must be a string")
+            raise ValidationError(f"{field}: 'english' must be a string")
         return cls.parse(
-            _require_str(data, "language", "text"), _require_str(data, "text", "text"), english
+            _require_str(data, "language", field),
+            _require_str(data, "text", field),
+            english,
+            field=field,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,8 +266,8 @@ class Contact:
         return cls(
             contact_id=contact_id,
             level=level,
-            agency=Text.from_dict(data.get("agency", "")),
-            function=Text.from_dict(data.get("function", "")),
+            agency=Text.from_dict(data.get("agency", ""), field="contact.agency"),
+            function=Text.from_dict(data.get("function", ""), field="contact.function"),
             channels=channels,
             languages=tuple(dict.fromkeys(languages)),
             time_zone=time_zone,
@@ -272,6 +312,10 @@ class Principal:
     def __post_init__(self) -> None:
         if (self.role is Role.STATE) != (self.state is not None):
             raise ValidationError("a principal has a State code if and only if its role is state")
+        # Recorded on every event it causes (``ref``), so it must be text UTF-8 can hold.
+        check_unicode(self.id, "the acting principal's id")
+        if self.state is not None:
+            check_unicode(self.state, "the acting principal's State code")
 
     @property
     def ref(self) -> str:

@@ -59,6 +59,10 @@ def check_key_name(name: str) -> str:
         raise KeyFormatError(
             f"a key name must be non-empty, without spaces or '+', not {name[:40]!r}"
         )
+    try:
+        name.encode("utf-8")  # it is signed and hashed as UTF-8
+    except UnicodeEncodeError:
+        raise KeyFormatError(f"a key name must be UTF-8 text, not {name[:40]!r}") from None
     return name
 
 

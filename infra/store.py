@@ -95,6 +95,8 @@ class ChainedRecorder(Protocol):
 
     def chain_head(self) -> tuple[int, bytes]: ...
 
+    def chain_head_and_size(self) -> tuple[int, bytes, int]: ...
+
     def iter_stored_rows(self, batch: int = READ_BATCH) -> Generator[StoredRow, None, None]: ...
 
     def walk_linked(
@@ -346,6 +348,11 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             "WHERE e.rowid >= ? ORDER BY e.rowid LIMIT ?"
         )
         self.count_links_statement = f"SELECT COUNT(*) FROM {chain_table_name}"
+        self.select_head_and_size_statement = (
+            f"SELECT c.position, c.link, (SELECT COUNT(*) FROM {events_table_name} "
+            f"WHERE rowid <= c.position) FROM {chain_table_name} c "
+            "ORDER BY c.position DESC LIMIT 1"
+        )
         self.has_rows_statement = (
             f"SELECT EXISTS (SELECT 1 FROM {events_table_name}) "
             f"OR EXISTS (SELECT 1 FROM {chain_table_name})"
@@ -447,6 +454,16 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             c.execute(self.select_head_statement)
             head = c.fetchone()
         return (head[0], bytes(head[1])) if head else (GENESIS_POSITION, GENESIS_LINK)
+
+    def chain_head_and_size(self) -> tuple[int, bytes, int]:
+        """The chain head and the number of events up to it, from one statement (one
+        snapshot). Positions are not a count: they may have gaps."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.select_head_and_size_statement)
+            row = c.fetchone()
+        if row is None:
+            return GENESIS_POSITION, GENESIS_LINK, 0
+        return int(row[0]), bytes(row[1]), int(row[2])
 
     def walk_linked(
         self, visit: Callable[[Sequence[LinkedRow]], None], batch: int = READ_BATCH
@@ -607,6 +624,11 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             "WHERE e.notification_id >= %s ORDER BY e.notification_id LIMIT %s"
         ).format(*events, *table)
         self.count_links_statement = SQL("SELECT COUNT(*) FROM {0}.{1}").format(*table)
+        self.select_head_and_size_statement = SQL(
+            "SELECT c.position, c.link, (SELECT COUNT(*) FROM {0}.{1} e "
+            "WHERE e.notification_id <= c.position) FROM {2}.{3} c "
+            "ORDER BY c.position DESC LIMIT 1"
+        ).format(*events, *table)
         keys_table = f"{_quoted(self.datastore.schema)}.{_quoted(IDEMPOTENCY_TABLE)}"
         self.idempotency_statements = KeyStatements(keys_table)
         self.sql_create_statements += [
@@ -774,6 +796,21 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             curs.execute(self.select_head_statement, prepare=True)
             head = curs.fetchone()
         return (head["position"], bytes(head["link"])) if head else (GENESIS_POSITION, GENESIS_LINK)
+
+    @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
+    def chain_head_and_size(self) -> tuple[int, bytes, int]:
+        """The chain head and the number of events up to it, from one statement (one
+        snapshot). Positions come from a sequence that skips values after a rollback, so
+        they are not a count."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
+            curs.execute(self.select_head_and_size_statement, prepare=True)
+            row = curs.fetchone()
+        if row is None:
+            return GENESIS_POSITION, GENESIS_LINK, 0
+        return int(row[0]), bytes(row[1]), int(row[2])
 
     def walk_linked(
         self, visit: Callable[[Sequence[LinkedRow]], None], batch: int = READ_BATCH

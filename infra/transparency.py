@@ -173,8 +173,13 @@ class Transparency:
         return InclusionProof(index, size, hashes[-2], hashes[-1], tuple(hashes[:-2]), position)
 
     def leaf_position(self, index: int) -> int:
-        """The record position of leaf ``index`` (to find the event, e.g. to authorise)."""
+        """The record position of leaf ``index`` (to find the event, e.g. to authorise). The
+        tree is brought up to date first if it does not reach that leaf yet, as for a proof:
+        the answer must not depend on whether someone else grew it."""
         leaf = self.tree.leaf(index)
+        if leaf is None and index >= 0:
+            self.tree.catch_up()
+            leaf = self.tree.leaf(index)
         if leaf is None:
             raise NotRecorded(f"no leaf {index} in the Merkle tree")
         return leaf[0]

@@ -23,7 +23,7 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import MAXYEAR, MINYEAR, UTC, date, datetime, time, timedelta
 from typing import Any
 
 from domain.capacity import CAPACITY_CATEGORIES, NeedStatus
@@ -43,6 +43,11 @@ CONFIDENTIALITY = (
 )
 #: The longest period one report covers (a review between OEWG sessions spans a year or two).
 MAX_PERIOD_DAYS = 3 * 366
+#: The days a period may span. The report reads the day after the period and the first day
+#: of the month after each month in it, which the calendar (``datetime.date``) has only up
+#: to the end of year 9998.
+FIRST_DAY = date(MINYEAR, 1, 1)
+LAST_DAY = date(MAXYEAR - 1, 12, 31)
 
 HOUR_BUCKETS: tuple[tuple[str, float], ...] = (
     ("up to 1 h", 1),
@@ -137,6 +142,10 @@ def check_period(start: date, end: date) -> None:
     """Refuse a period no report covers (``ValidationError``), before any record is read."""
     if not isinstance(start, date) or not isinstance(end, date):
         raise ValidationError("the period needs a first and a last day")
+    if start < FIRST_DAY or end > LAST_DAY:
+        raise ValidationError(
+            f"a period lies between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}"
+        )
     if start > end:
         raise ValidationError("the period's start is after its end")
     if (end - start).days > MAX_PERIOD_DAYS:

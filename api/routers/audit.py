@@ -20,10 +20,9 @@ MAX_PAGE = 1000
 
 @router.get("/head", response_model=HeadPublic, summary="The chain head")
 def head(_: AuditorPrincipal, services: ServicesDep) -> HeadPublic:
-    position, link = chained_recorder(services.application).chain_head()
+    position, link, size = chained_recorder(services.application).chain_head_and_size()
     if position == GENESIS_POSITION:
         return HeadPublic(size=0, position=None, link=None)
-    size = services.application.recorder.max_notification_id() or 0
     return HeadPublic(size=size, position=position, link=link.hex())
 
 

@@ -3,6 +3,7 @@ with the entry's ETag; a stale one gets 412 and changes nothing."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated
@@ -37,11 +38,16 @@ IfMatch = Annotated[
 ]
 
 
+#: An entry's ETag is its version in ASCII digits. ``str.isdigit`` would also admit '²' or
+#: '٣', which ``int`` then refuses (or reads as another number): match the bytes we send.
+_ETAG_VERSION = re.compile(r"[0-9]+", re.ASCII)
+
+
 def expected_version(if_match: str | None) -> int | None:
     if if_match is None or if_match.strip() == "*":
         return None
     raw = if_match.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit():
+    if not _ETAG_VERSION.fullmatch(raw):
         raise ValidationError('If-Match must be an ETag such as "3", as returned by GET')
     return int(raw)
 

@@ -77,7 +77,9 @@ def record(
 ) -> NeedPublic:
     cited = parse_id(body.notification_id) if body.notification_id is not None else None
     return need_public(
-        services.application.record_need(by, body.category, text(body.text), cited, idempotency=key)
+        services.application.record_need(
+            by, body.category, text(body.text, "text"), cited, idempotency=key
+        )
     )
 
 
@@ -98,7 +100,9 @@ def offer(
 ) -> NeedPublic:
     need_uuid = parse_id(need_id, "need")
     return need_public(
-        services.application.offer_assistance(by, need_uuid, text(body.text), idempotency=key)
+        services.application.offer_assistance(
+            by, need_uuid, text(body.text, "text"), idempotency=key
+        )
     )
 
 

@@ -78,9 +78,9 @@ def send(
         by,
         body.recipient,
         body.incident_type,
-        text(body.description),
+        text(body.description, "description"),
         [i.model_dump() for i in body.indicators],
-        text(body.supporting_text) if body.supporting_text is not None else None,
+        text(body.supporting_text, "supporting_text") if body.supporting_text is not None else None,
         body.good_faith_attested,
         idempotency=key,
     )
@@ -173,7 +173,7 @@ def respond(
         by,
         notification_id,
         key,
-        text(body.response),
+        text(body.response, "response"),
         body.assistance_requested,
     )
 
