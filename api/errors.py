@@ -9,6 +9,7 @@ field's location, not its value.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -174,15 +175,32 @@ def _key_mismatch(_: Request, exc: Exception) -> JSONResponse:
     return error_response(503, "misconfigured", f"the server cannot read the record: {exc}")
 
 
+#: Each handled exception class and its handler, most specific first: what the app's
+#: exception handlers answer, and what the gate (``api.middleware``), which runs outside them,
+#: answers too for the errors met before a route runs.
+HANDLERS: list[tuple[type[Exception], Callable[[Request, Exception], JSONResponse]]] = [
+    (CipherKeyMismatch, _key_mismatch),
+    (PocdirError, _domain_error),
+    (RequestValidationError, _validation_error),
+    (StarletteHTTPException, _http_error),
+    *((cls, _unavailable) for cls in DATABASE_ERRORS),
+    (DataError, _data_error),
+    (ProofRequestInvalid, _proof_request_invalid),
+    (NotRecorded, _not_recorded),
+    (AuditError, _record_not_intact),
+    (psycopg.DataError, _data_error),
+]
+HANDLED_ERRORS: tuple[type[Exception], ...] = tuple(cls for cls, _ in HANDLERS)
+
+
+def handled_response(request: Request, exc: Exception) -> JSONResponse:
+    """The answer the app's handlers give ``exc`` (one of ``HANDLED_ERRORS``)."""
+    for cls, handler in HANDLERS:
+        if isinstance(exc, cls):
+            return handler(request, exc)
+    raise TypeError(f"{type(exc).__name__} has no handler") from exc
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(CipherKeyMismatch, _key_mismatch)
-    app.add_exception_handler(PocdirError, _domain_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    for cls in DATABASE_ERRORS:
-        app.add_exception_handler(cls, _unavailable)
-    app.add_exception_handler(DataError, _data_error)
-    app.add_exception_handler(ProofRequestInvalid, _proof_request_invalid)
-    app.add_exception_handler(NotRecorded, _not_recorded)
-    app.add_exception_handler(AuditError, _record_not_intact)
-    app.add_exception_handler(psycopg.DataError, _data_error)
+    for cls, handler in HANDLERS:
+        app.add_exception_handler(cls, handler)

@@ -21,12 +21,13 @@ import logging
 from dataclasses import dataclass, field
 
 from fastapi.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import ServiceHolder
-from api.errors import DATABASE_ERRORS, error_response, unavailable_response
+from api.errors import DATABASE_ERRORS, HANDLED_ERRORS, error_response, handled_response
 from api.public import is_public
-from domain.errors import NotAuthenticated, ValidationError
+from domain.errors import ValidationError
 from domain.idempotency import IdempotencyKey, check_key, request_digest
 from domain.values import Principal
 from infra.idempotency import (
@@ -129,10 +130,8 @@ class RequestGate:
         try:
             services = await self._services()
             return await run_in_threadpool(services.admit, token.strip())
-        except NotAuthenticated as e:
-            await _unauthenticated(scope, receive, send, str(e))
-        except DATABASE_ERRORS:
-            await unavailable_response()(scope, receive, send)
+        except HANDLED_ERRORS as e:  # 401, 503, and whatever else the app's handlers answer
+            await handled_response(Request(scope), e)(scope, receive, send)
         return None
 
     async def _services(self) -> Services:
@@ -200,8 +199,8 @@ class RequestGate:
             services = await self._services()
             keys = services.keys
             taken = await run_in_threadpool(keys.take, key)
-        except DATABASE_ERRORS:
-            await unavailable_response()(scope, receive, send)
+        except HANDLED_ERRORS as e:
+            await handled_response(Request(scope), e)(scope, receive, send)
             return
         match taken:
             case Replay(answer):
