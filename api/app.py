@@ -1,7 +1,12 @@
 """The HTTP API: ``create_app(settings)`` builds it; nothing connects until the first request.
 
-Every route but ``/health`` requires a bearer token (``pocdir principals add``) and admits
-the roles written in ``docs/access.md``; a test holds the two together.
+Every route but those in ``PUBLIC_PATHS`` requires a bearer token (``pocdir principals add``)
+and admits the roles written in ``docs/access.md``; a test holds the two together.
+
+``/health`` says the process serves requests: it is ``async`` and touches nothing, so it runs
+on the event loop and never queues behind worker threads held by a database outage.
+``/ready`` says whether it can serve them: one bounded read of the record and of the views'
+position, answered 503 with ``Retry-After`` and the condition that failed.
 """
 
 from __future__ import annotations
@@ -10,12 +15,19 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from api.deps import ServiceHolder, holder_for
-from api.errors import DATABASE_ERRORS, ERROR_RESPONSES, install_error_handlers
+from api.errors import (
+    DATABASE_ERRORS,
+    ERROR_RESPONSES,
+    RETRY_AFTER_SECONDS,
+    install_error_handlers,
+)
 from api.routers import (
     audit,
     checks,
@@ -28,11 +40,12 @@ from api.routers import (
     review,
     transparency,
 )
-from api.schemas import HealthPublic
+from api.schemas import HealthPublic, NotReadyPublic, ReadyPublic
 from domain.clock import Clock
 from infra.merkle import AuditError
 from infra.settings import Settings
 from infra.transparency import CheckpointView, SigningKeyMissing
+from infra.wiring import Readiness
 
 ROUTERS = (
     directory.router,
@@ -50,6 +63,9 @@ ROUTERS = (
 
 log = logging.getLogger("pocdir.serve")
 
+#: Paths served without a token: probes for load balancers, revealing only positions/counts.
+PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/ready"})
+
 
 def create_app(
     settings: Settings | None = None,
@@ -60,7 +76,8 @@ def create_app(
 ) -> FastAPI:
     """The API over the record ``settings`` names (default: from ``POCDIR_*``). With
     ``checkpoint_every`` (seconds), it also signs and records a checkpoint on that period."""
-    services = holder or holder_for(settings or Settings.from_env(), clock=clock)
+    resolved = settings if settings is not None else Settings.from_env()
+    services = holder or holder_for(resolved, clock=clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -85,11 +102,62 @@ def create_app(
         app.include_router(router, responses=ERROR_RESPONSES)
 
     @app.get("/health", response_model=HealthPublic, tags=["health"], summary="Liveness")
-    def health() -> HealthPublic:
-        """Public and free of the database: says the process serves requests."""
+    async def health() -> HealthPublic:
+        """Public and free of the database: says the process serves requests. ``async`` so
+        that it needs no worker thread: it answers while all of them wait on the database."""
         return HealthPublic(status="ok")
 
+    @app.get(
+        "/ready",
+        response_model=ReadyPublic,
+        tags=["health"],
+        summary="Readiness",
+        responses={503: {"model": NotReadyPublic, "description": "Not ready; see the body"}},
+    )
+    async def ready() -> ReadyPublic | JSONResponse:
+        """Public: the database answers within its bounds and the views lag the record by
+        at most ``POCDIR_READY_MAX_LAG_EVENTS`` events. Otherwise 503, saying which."""
+        allowed = resolved.ready_max_lag_events
+        try:
+            readiness: Readiness = await run_in_threadpool(lambda: services.get().readiness())
+        except DATABASE_ERRORS:
+            return _not_ready(
+                "the database is unreachable or did not answer in time",
+                "unreachable",
+                None,
+                allowed,
+            )
+        if not readiness.ready:
+            return _not_ready(
+                f"the views lag the record by more than {allowed} events",
+                "reachable",
+                readiness.lag_events,
+                allowed,
+            )
+        return ReadyPublic(
+            status="ready",
+            database="reachable",
+            lag_events=readiness.lag_events,
+            max_lag_events=allowed,
+        )
+
     return app
+
+
+def _not_ready(
+    detail: str, database: Literal["reachable", "unreachable"], lag: int | None, allowed: int
+) -> JSONResponse:
+    body = NotReadyPublic(
+        error="not_ready",
+        detail=detail,
+        status="not_ready",
+        database=database,
+        lag_events=lag,
+        max_lag_events=allowed,
+    )
+    return JSONResponse(
+        body.model_dump(), status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
 
 
 PERIODIC_CHECKPOINT_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, AuditError)

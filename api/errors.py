@@ -31,6 +31,7 @@ from domain.errors import (
     ValidationError,
 )
 from infra.merkle import AuditError, ProofRequestInvalid
+from infra.store import DatabaseTimeout
 from infra.transparency import NotRecorded
 
 #: Seconds a client should wait before retrying while the database is unreachable.
@@ -129,6 +130,7 @@ def _unavailable(_: Request, __: Exception) -> JSONResponse:
 #: errors are bugs, and are left to surface as such (the fuzzing test looks for them).
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
     ServiceUnavailable,
+    DatabaseTimeout,
     OperationalError,
     InterfaceError,
     psycopg.OperationalError,

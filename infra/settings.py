@@ -12,7 +12,21 @@
                                Default: ``pocdir.example/record``.
 ``POCDIR_SIGNING_KEY_FILE``    Optional. Path of the Ed25519 key that signs checkpoints
                                (``pocdir keys generate PATH`` makes one). Never in the repo.
+``POCDIR_DB_CONNECT_TIMEOUT``  Seconds to open a PostgreSQL connection (whole seconds, at
+                               least 2, as libpq counts them). Default: ``5``.
+``POCDIR_DB_POOL_TIMEOUT``     Seconds a request waits for a pooled connection, or for the
+                               views' lock, before it is answered 503. Default: ``2``.
+``POCDIR_DB_STATEMENT_TIMEOUT`` Seconds a statement may run, lock waits included (PostgreSQL's
+                               ``statement_timeout`` and ``lock_timeout``, SQLite's busy
+                               timeout); a server that does not answer at all is given 1 s
+                               more. Default: ``5``.
+``POCDIR_READY_MAX_LAG_EVENTS`` Events the views may lag behind the record before ``/ready``
+                               answers 503. Default: ``1000``.
 =============================  ==============================================================
+
+Each wait is bounded, none is retried once its bound has run out, and a request stops at the
+first that does, so a request waits on the database at most ``Settings.db_wait_bound``
+seconds: 2 x pool timeout + 2 x (statement timeout + 1).
 """
 
 from __future__ import annotations
@@ -27,6 +41,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///var/pocdir.sqlite3"
 DEFAULT_ORIGIN = "pocdir.example/record"
+DEFAULT_DB_CONNECT_TIMEOUT = 5.0
+DEFAULT_DB_POOL_TIMEOUT = 2.0
+DEFAULT_DB_STATEMENT_TIMEOUT = 5.0
+DEFAULT_READY_MAX_LAG_EVENTS = 1000
+#: Seconds a statement's client waits beyond the statement timeout: the server cancels the
+#: statement itself first; the client gives up only on a server that does not answer at all.
+UNANSWERED_GRACE_SECONDS = 1.0
 
 
 class SettingsError(ValueError):
@@ -49,6 +70,10 @@ class Settings:
     cipher_key: str | None = None
     origin: str = DEFAULT_ORIGIN
     signing_key_file: Path | None = None
+    db_connect_timeout: float = DEFAULT_DB_CONNECT_TIMEOUT
+    db_pool_timeout: float = DEFAULT_DB_POOL_TIMEOUT
+    db_statement_timeout: float = DEFAULT_DB_STATEMENT_TIMEOUT
+    ready_max_lag_events: int = DEFAULT_READY_MAX_LAG_EVENTS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -58,6 +83,16 @@ class Settings:
             cipher_key=env.get("POCDIR_CIPHER_KEY", "").strip() or None,
             origin=env.get("POCDIR_ORIGIN", "").strip() or DEFAULT_ORIGIN,
             signing_key_file=_path(env.get("POCDIR_SIGNING_KEY_FILE", "")),
+            db_connect_timeout=_seconds(
+                env, "POCDIR_DB_CONNECT_TIMEOUT", DEFAULT_DB_CONNECT_TIMEOUT
+            ),
+            db_pool_timeout=_seconds(env, "POCDIR_DB_POOL_TIMEOUT", DEFAULT_DB_POOL_TIMEOUT),
+            db_statement_timeout=_seconds(
+                env, "POCDIR_DB_STATEMENT_TIMEOUT", DEFAULT_DB_STATEMENT_TIMEOUT
+            ),
+            ready_max_lag_events=_count(
+                env, "POCDIR_READY_MAX_LAG_EVENTS", DEFAULT_READY_MAX_LAG_EVENTS
+            ),
         )
         settings.validate()
         return settings
@@ -77,6 +112,27 @@ class Settings:
                 raise SettingsError("POCDIR_CIPHER_KEY must decode to 16, 24 or 32 bytes")
         if any(c.isspace() or c == "+" or ord(c) < 0x20 for c in self.origin):
             raise SettingsError("POCDIR_ORIGIN must not contain spaces or '+'")
+        for name, value in (
+            ("POCDIR_DB_CONNECT_TIMEOUT", self.db_connect_timeout),
+            ("POCDIR_DB_POOL_TIMEOUT", self.db_pool_timeout),
+            ("POCDIR_DB_STATEMENT_TIMEOUT", self.db_statement_timeout),
+        ):
+            if not (0 < value <= MAX_TIMEOUT_SECONDS):
+                raise SettingsError(
+                    f"{name} must be a number of seconds above 0 and at most "
+                    f"{MAX_TIMEOUT_SECONDS:g}, not {value:g}"
+                )
+        if self.ready_max_lag_events < 0:
+            raise SettingsError("POCDIR_READY_MAX_LAG_EVENTS must be 0 or more events")
+
+    @property
+    def db_wait_bound(self) -> float:
+        """The longest a request waits on the database, in seconds: one wait for the views'
+        lock and one for a pooled connection (each the pool timeout), and at most two
+        statements that each run out (the check of a pooled connection, then the statement),
+        each given the statement timeout and the grace for a server that does not answer."""
+        statement = self.db_statement_timeout + UNANSWERED_GRACE_SECONDS
+        return 2 * self.db_pool_timeout + 2 * statement
 
     @property
     def backend(self) -> str:
@@ -122,6 +178,32 @@ class Settings:
             password=unquote(parts.password or ""),
             schema=schema,
         )
+
+
+#: A day: a longer timeout would be a typo for "no timeout", which is what is being fixed.
+MAX_TIMEOUT_SECONDS = 86_400.0
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A number of seconds; the range (which also refuses nan and inf) is checked by
+    ``validate``."""
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {value[:20]!r}") from None
+    return seconds
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isascii() or not value.isdigit():
+        raise SettingsError(f"{name} must be a whole number of events, not {value[:20]!r}")
+    return int(value)
 
 
 def _path(value: str) -> Path | None:

@@ -35,8 +35,8 @@ from api.app import create_app
 from api.cli_serve import CONSOLE
 from api.errors import RETRY_AFTER_SECONDS
 from domain.values import Role
-from infra.settings import Settings
-from infra.wiring import build_application
+from infra.settings import Settings, SettingsError
+from infra.wiring import build_application, eventsourcing_env
 from tests.conftest import Backend
 
 PG_BIN = Path(os.environ.get("POCDIR_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -491,3 +491,45 @@ def test_a_write_behind_a_held_lock_gets_503_within_the_bound(backend: Backend) 
             assert_retry_later(r)
         r = client.post("/entries/FRA", json={}, headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("POCDIR_DB_CONNECT_TIMEOUT", "0"),
+        ("POCDIR_DB_POOL_TIMEOUT", "-1"),
+        ("POCDIR_DB_STATEMENT_TIMEOUT", "soon"),
+        ("POCDIR_DB_STATEMENT_TIMEOUT", "nan"),
+        ("POCDIR_DB_POOL_TIMEOUT", "inf"),
+        ("POCDIR_READY_MAX_LAG_EVENTS", "-5"),
+        ("POCDIR_READY_MAX_LAG_EVENTS", "1.5"),
+    ],
+)
+def test_a_bad_bound_is_refused_naming_the_setting(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_the_bounds_reach_the_library() -> None:
+    """Each setting becomes the library's key, or ours where it has none; lock timeouts,
+    which the library counts in whole seconds, are rounded up."""
+    settings = Settings.from_env(
+        {
+            "POCDIR_DATABASE_URL": "postgresql://u@db.example:5433/d",
+            "POCDIR_DB_CONNECT_TIMEOUT": "3",
+            "POCDIR_DB_POOL_TIMEOUT": "0.5",
+            "POCDIR_DB_STATEMENT_TIMEOUT": "2.5",
+        }
+    )
+    env = eventsourcing_env(settings)
+    assert env["POSTGRES_CONNECT_TIMEOUT"] == "3"
+    assert env["POSTGRES_POOL_TIMEOUT"] == "0.5"
+    assert env["POSTGRES_STATEMENT_TIMEOUT"] == "2.5"
+    assert env["POSTGRES_LOCK_TIMEOUT"] == "3"
+    assert settings.db_wait_bound == 2 * 0.5 + 2 * (2.5 + 1)
+    lite = eventsourcing_env(
+        Settings.from_env(
+            {"POCDIR_DATABASE_URL": "sqlite:///:memory:", "POCDIR_DB_STATEMENT_TIMEOUT": "0.2"}
+        )
+    )
+    assert lite["SQLITE_LOCK_TIMEOUT"] == "1"
