@@ -533,3 +533,38 @@ def test_the_bounds_reach_the_library() -> None:
         )
     )
     assert lite["SQLITE_LOCK_TIMEOUT"] == "1"
+
+
+def test_concurrent_first_requests_to_an_app_started_during_a_hang_each_get_503_in_time(
+    running: Cluster,
+) -> None:
+    """Requests that find the services not yet built do not queue one behind the other's
+    attempt to build them: each is answered within the bound, not after its predecessors."""
+    settings = bounded(running.url)
+    token = _token(settings)
+    clients = 48
+    answers: list[Any] = []
+    with (
+        running.hung() as resume,
+        TestClient(create_app(settings), raise_server_exceptions=False) as client,
+    ):
+
+        def one_client() -> None:
+            answers.append(get(client, "/directory", token))
+
+        workers = [threading.Thread(target=one_client) for _ in range(clients)]
+        for w in workers:
+            w.start()
+        deadline = time.monotonic() + WITHIN
+        for w in workers:
+            w.join(max(0.0, deadline - time.monotonic()))
+        held = sum(w.is_alive() for w in workers)
+        if held:
+            resume()
+            for w in workers:
+                w.join(120)
+        assert held == 0, f"{held} of {clients} requests not answered within {WITHIN} s"
+        for r in answers:
+            assert_retry_later(r)
+        resume()
+        serves_again(client, "/directory", token)
