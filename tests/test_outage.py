@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,12 +103,14 @@ class Cluster:
 
         def resume() -> None:
             while stopped:
-                os.kill(stopped.pop(), signal.SIGCONT)
+                with suppress(ProcessLookupError):
+                    os.kill(stopped.pop(), signal.SIGCONT)
 
         try:
             for pid in self.processes():
-                os.kill(pid, signal.SIGSTOP)
-                stopped.append(pid)
+                with suppress(ProcessLookupError):  # a backend that ended meanwhile
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.append(pid)
             yield resume
         finally:
             resume()
