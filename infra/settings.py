@@ -118,10 +118,8 @@ class Settings:
             ("POCDIR_DB_STATEMENT_TIMEOUT", self.db_statement_timeout),
         ):
             if not (0 < value <= MAX_TIMEOUT_SECONDS):
-                raise SettingsError(
-                    f"{name} must be a number of seconds above 0 and at most "
-                    f"{MAX_TIMEOUT_SECONDS:g}, not {value:g}"
-                )
+                limit = f"{MAX_TIMEOUT_SECONDS:g}"
+                raise SettingsError(f"{name} must be seconds in (0, {limit}], not {value:g}")
         if self.ready_max_lag_events < 0:
             raise SettingsError("POCDIR_READY_MAX_LAG_EVENTS must be 0 or more events")
 

@@ -67,7 +67,7 @@ from infra.chain import (
     StoredRow,
     compute_links,
 )
-from infra.settings import UNANSWERED_GRACE_SECONDS
+from infra.settings import DEFAULT_DB_STATEMENT_TIMEOUT, UNANSWERED_GRACE_SECONDS
 
 CHAIN_TABLE = "event_chain"
 
@@ -586,7 +586,7 @@ class BoundedConnection(Connection[DictRow]):
     connection (its state is unknown; the pool discards it) and raises ``DatabaseTimeout``.
     """
 
-    wait_seconds: float = 5.0 + UNANSWERED_GRACE_SECONDS
+    wait_seconds: float = DEFAULT_DB_STATEMENT_TIMEOUT + UNANSWERED_GRACE_SECONDS
 
     def wait(
         self,
