@@ -1,8 +1,13 @@
 """The HTTP API: ``create_app(settings)`` builds it; nothing connects until the first request.
 
-Every route but the public ones of ``api.public`` (``/health`` and the offline API
-documentation) requires a bearer token (``pocdir principals add``) and admits the roles
+Every route but the public ones of ``api.public`` (``/health``, ``/ready`` and the offline
+API documentation) requires a bearer token (``pocdir principals add``) and admits the roles
 written in ``docs/access.md``; a test holds the two together.
+
+``/health`` says the process serves requests: it is ``async`` and touches nothing, so it runs
+on the event loop and never queues behind worker threads held by a database outage.
+``/ready`` says whether it can serve them: one bounded read of the record and of the views'
+position, answered 503 with ``Retry-After`` and the condition that failed.
 """
 
 from __future__ import annotations
@@ -11,14 +16,21 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from api.deps import ServiceHolder, holder_for
-from api.errors import DATABASE_ERRORS, ERROR_RESPONSES, install_error_handlers
+from api.errors import (
+    DATABASE_ERRORS,
+    ERROR_RESPONSES,
+    RETRY_AFTER_SECONDS,
+    install_error_handlers,
+)
 from api.middleware import RequestGate
-from api.public import HEALTH_PATH, OPENAPI_PATH, install_docs
+from api.public import HEALTH_PATH, OPENAPI_PATH, READY_PATH, install_docs
 from api.routers import (
     audit,
     checks,
@@ -31,11 +43,12 @@ from api.routers import (
     review,
     transparency,
 )
-from api.schemas import HealthPublic
+from api.schemas import HealthPublic, NotReadyPublic, ReadyPublic
 from domain.clock import Clock
 from infra.merkle import AuditError
 from infra.settings import Settings
 from infra.transparency import CheckpointView, SigningKeyMissing
+from infra.wiring import Readiness
 
 ROUTERS = (
     directory.router,
@@ -63,8 +76,8 @@ def create_app(
 ) -> FastAPI:
     """The API over the record ``settings`` names (default: from ``POCDIR_*``). With
     ``checkpoint_every`` (seconds), it also signs and records a checkpoint on that period."""
-    settings = settings or Settings.from_env()
-    services = holder or holder_for(settings, clock=clock)
+    resolved = settings if settings is not None else Settings.from_env()
+    services = holder or holder_for(resolved, clock=clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -87,18 +100,69 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = services
-    app.add_middleware(RequestGate, holder=services, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGate, holder=services, max_body_bytes=resolved.max_body_bytes)
     install_error_handlers(app)
     install_docs(app)
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
 
     @app.get(HEALTH_PATH, response_model=HealthPublic, tags=["health"], summary="Liveness")
-    def health() -> HealthPublic:
-        """Public and free of the database: says the process serves requests."""
+    async def health() -> HealthPublic:
+        """Public and free of the database: says the process serves requests. ``async`` so
+        that it needs no worker thread: it answers while all of them wait on the database."""
         return HealthPublic(status="ok")
 
+    @app.get(
+        READY_PATH,
+        response_model=ReadyPublic,
+        tags=["health"],
+        summary="Readiness",
+        responses={503: {"model": NotReadyPublic, "description": "Not ready; see the body"}},
+    )
+    async def ready() -> ReadyPublic | JSONResponse:
+        """Public: the database answers within its bounds and the views lag the record by
+        at most ``POCDIR_READY_MAX_LAG_EVENTS`` events. Otherwise 503, saying which."""
+        allowed = resolved.ready_max_lag_events
+        try:
+            readiness: Readiness = await run_in_threadpool(lambda: services.get().readiness())
+        except DATABASE_ERRORS:
+            return _not_ready(
+                "the database is unreachable or did not answer in time",
+                "unreachable",
+                None,
+                allowed,
+            )
+        if not readiness.ready:
+            return _not_ready(
+                f"the views lag the record by more than {allowed} events",
+                "reachable",
+                readiness.lag_events,
+                allowed,
+            )
+        return ReadyPublic(
+            status="ready",
+            database="reachable",
+            lag_events=readiness.lag_events,
+            max_lag_events=allowed,
+        )
+
     return app
+
+
+def _not_ready(
+    detail: str, database: Literal["reachable", "unreachable"], lag: int | None, allowed: int
+) -> JSONResponse:
+    body = NotReadyPublic(
+        error="not_ready",
+        detail=detail,
+        status="not_ready",
+        database=database,
+        lag_events=lag,
+        max_lag_events=allowed,
+    )
+    return JSONResponse(
+        body.model_dump(), status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
 
 
 PERIODIC_CHECKPOINT_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, AuditError)

@@ -27,22 +27,31 @@ from projections.queries import DirectoryQueries
 
 class ServiceHolder:
     """Builds the services on first use and again after a failed attempt, so the server
-    starts while the database is down and recovers by itself when it returns."""
+    starts while the database is down and recovers by itself when it returns.
 
-    def __init__(self, build: Callable[[], Services]) -> None:
+    A request waits for another's attempt no longer than ``wait`` seconds (the pool timeout):
+    in an outage, requests queued behind each other's attempts would otherwise wait for all
+    of them in turn."""
+
+    def __init__(self, build: Callable[[], Services], wait: float | None = None) -> None:
         self._build = build
+        self._wait = -1 if wait is None else wait  # -1: as long as it takes
         self._services: Services | None = None
         self._lock = threading.Lock()
 
     def get(self) -> Services:
         """The services, built once even when several threads ask at the same time."""
-        with self._lock:
+        if not self._lock.acquire(timeout=self._wait):
+            raise ServiceUnavailable("another request is still connecting to the database")
+        try:
             if self._services is None:
                 try:
                     self._services = self._build()
                 except DATABASE_ERRORS as e:
                     raise ServiceUnavailable(type(e).__name__) from None
             return self._services
+        finally:
+            self._lock.release()
 
     @property
     def built(self) -> Services | None:
@@ -55,7 +64,10 @@ class ServiceHolder:
 
 
 def holder_for(settings: Settings, **kwargs: object) -> ServiceHolder:
-    return ServiceHolder(lambda: build_services(settings, **kwargs))  # type: ignore[arg-type]
+    return ServiceHolder(
+        lambda: build_services(settings, **kwargs),  # type: ignore[arg-type]
+        wait=settings.db_pool_timeout,
+    )
 
 
 async def get_services(request: Request) -> Services:

@@ -33,6 +33,7 @@ from domain.errors import (
 )
 from infra.keycheck import CipherKeyMismatch
 from infra.merkle import AuditError, ProofRequestInvalid
+from infra.store import DatabaseTimeout
 from infra.transparency import NotRecorded
 
 #: Seconds a client should wait before retrying while the database is unreachable.
@@ -141,6 +142,7 @@ def _unavailable(_: Request, __: Exception) -> JSONResponse:
 #: errors are bugs, and are left to surface as such (the fuzzing test looks for them).
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
     ServiceUnavailable,
+    DatabaseTimeout,
     OperationalError,
     InterfaceError,
     psycopg.OperationalError,

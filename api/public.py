@@ -3,7 +3,9 @@
 Every other route needs a bearer token (docs/access.md). These are public because a browser
 cannot send a token when it opens ``/docs`` (and the page then loads its assets and the API
 description itself), and because the API description is not secret: it is the published
-interface, with no data in it. ``/health`` says only that the process serves requests.
+interface, with no data in it. ``/health`` says only that the process serves requests, and
+``/ready`` whether the database answers and how far the views lag (counts only), so that load
+balancers can probe them.
 
 ``is_public`` is the one test of that, for any layer (e.g. a middleware) that must tell
 public requests from the others before routing.
@@ -22,13 +24,14 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 HEALTH_PATH = "/health"
+READY_PATH = "/ready"
 DOCS_PATH = "/docs"
 OPENAPI_PATH = "/openapi.json"
 #: Where Swagger UI's script, style sheet and icon are served from.
 DOCS_ASSETS_PATH = "/docs/assets"
 
 #: Exact paths that need no token.
-PUBLIC_PATHS: frozenset[str] = frozenset({HEALTH_PATH, DOCS_PATH, OPENAPI_PATH})
+PUBLIC_PATHS: frozenset[str] = frozenset({HEALTH_PATH, READY_PATH, DOCS_PATH, OPENAPI_PATH})
 #: Path prefixes under which everything needs no token (the documentation's static files).
 PUBLIC_PREFIXES: tuple[str, ...] = (f"{DOCS_ASSETS_PATH}/",)
 

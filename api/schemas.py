@@ -248,3 +248,24 @@ class RecordsPage(BaseModel):
 
 class HealthPublic(BaseModel):
     status: Literal["ok"]
+
+
+class ReadyPublic(BaseModel):
+    """``/ready``: the database answered, and the views lag the record by no more than the
+    allowed number of events (``POCDIR_READY_MAX_LAG_EVENTS``)."""
+
+    status: Literal["ready"]
+    database: Literal["reachable"]
+    lag_events: int
+    max_lag_events: int
+
+
+class NotReadyPublic(BaseModel):
+    """``/ready`` answered 503: the error shape, with the condition that failed."""
+
+    error: Literal["not_ready"]
+    detail: str
+    status: Literal["not_ready"]
+    database: Literal["reachable", "unreachable"]
+    lag_events: int | None
+    max_lag_events: int

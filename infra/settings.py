@@ -1,24 +1,41 @@
 """Settings, read from ``POCDIR_*`` environment variables in this one place.
 
-=============================  ==============================================================
-``POCDIR_DATABASE_URL``        ``sqlite:///relative/path.sqlite3``, ``sqlite:////abs/path`` or
-                               ``postgresql://user[:password]@host[:port]/db[?schema=name]``.
-                               Default: ``sqlite:///var/pocdir.sqlite3``.
-``POCDIR_CIPHER_KEY``          Optional. Base64 AES key (16, 24 or 32 bytes) to encrypt event
-                               state and view documents at rest with AES-GCM (R13).
-                               ``openssl rand -base64 32`` makes one. Keep it out of the
-                               repository. It must be the record's own (``infra.keycheck``).
-``POCDIR_ORIGIN``              Origin line of signed checkpoints and default signing key name:
-                               a schema-less URL naming this log, without spaces or ``+``.
-                               Default: ``pocdir.example/record``.
-``POCDIR_SIGNING_KEY_FILE``    Optional. Path of the Ed25519 key that signs checkpoints
-                               (``pocdir keys generate PATH`` makes one). Never in the repo.
-``POCDIR_MAX_BODY_BYTES``      Largest request body the HTTP API reads; a larger one is
-                               answered 413 without being read. Default: 1048576 (1 MiB).
-``POCDIR_IDEMPOTENCY_RETENTION_HOURS``
-                               How long idempotency keys (and the first answer to each keyed
-                               request) are kept; at least 24. Default: 24.
-=============================  ==============================================================
+======================================  ==========================================================
+``POCDIR_DATABASE_URL``                 ``sqlite:///relative/path.sqlite3``,
+                                        ``sqlite:////abs/path`` or
+                                        ``postgresql://user[:password]@host[:port]/db[?schema=x]``.
+                                        Default: ``sqlite:///var/pocdir.sqlite3``.
+``POCDIR_CIPHER_KEY``                   Optional. Base64 AES key (16, 24 or 32 bytes) to encrypt
+                                        event state and view documents at rest with AES-GCM (R13).
+                                        ``openssl rand -base64 32`` makes one. Keep it out of the
+                                        repository. It must be the record's own
+                                        (``infra.keycheck``).
+``POCDIR_ORIGIN``                       Origin line of signed checkpoints and default signing key
+                                        name: a schema-less URL naming this log, without spaces or
+                                        ``+``. Default: ``pocdir.example/record``.
+``POCDIR_SIGNING_KEY_FILE``             Optional. Path of the Ed25519 key that signs checkpoints
+                                        (``pocdir keys generate PATH`` makes one). Never in the
+                                        repo.
+``POCDIR_MAX_BODY_BYTES``               Largest request body the HTTP API reads; a larger one is
+                                        answered 413 without being read. Default: 1048576 (1 MiB).
+``POCDIR_IDEMPOTENCY_RETENTION_HOURS``  How long idempotency keys (and the first answer to each
+                                        keyed request) are kept; at least 24. Default: 24.
+``POCDIR_DB_CONNECT_TIMEOUT``           Seconds to open a PostgreSQL connection (whole seconds, at
+                                        least 2, as libpq counts them). Default: ``5``.
+``POCDIR_DB_POOL_TIMEOUT``              Seconds a request waits for a pooled connection, or for
+                                        the views' lock, before it is answered 503. Default:
+                                        ``2``.
+``POCDIR_DB_STATEMENT_TIMEOUT``         Seconds a statement may run, lock waits included
+                                        (PostgreSQL's ``statement_timeout`` and ``lock_timeout``,
+                                        SQLite's busy timeout); a server that does not answer at
+                                        all is given 1 s more. Default: ``5``.
+``POCDIR_READY_MAX_LAG_EVENTS``         Events the views may lag behind the record before
+                                        ``/ready`` answers 503. Default: ``1000``.
+======================================  ==========================================================
+
+Each wait is bounded, none is retried once its bound has run out, and a request stops at the
+first that does, so a request waits on the database at most ``Settings.db_wait_bound``
+seconds: 2 x pool timeout + 2 x (statement timeout + 1).
 """
 
 from __future__ import annotations
@@ -36,6 +53,13 @@ DEFAULT_ORIGIN = "pocdir.example/record"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: Keys must outlive a client's retries for a day at least (the issue's floor).
 MIN_IDEMPOTENCY_RETENTION_HOURS = 24
+DEFAULT_DB_CONNECT_TIMEOUT = 5.0
+DEFAULT_DB_POOL_TIMEOUT = 2.0
+DEFAULT_DB_STATEMENT_TIMEOUT = 5.0
+DEFAULT_READY_MAX_LAG_EVENTS = 1000
+#: Seconds a statement's client waits beyond the statement timeout: the server cancels the
+#: statement itself first; the client gives up only on a server that does not answer at all.
+UNANSWERED_GRACE_SECONDS = 1.0
 
 
 class SettingsError(ValueError):
@@ -60,6 +84,10 @@ class Settings:
     signing_key_file: Path | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     idempotency_retention_hours: int = MIN_IDEMPOTENCY_RETENTION_HOURS
+    db_connect_timeout: float = DEFAULT_DB_CONNECT_TIMEOUT
+    db_pool_timeout: float = DEFAULT_DB_POOL_TIMEOUT
+    db_statement_timeout: float = DEFAULT_DB_STATEMENT_TIMEOUT
+    ready_max_lag_events: int = DEFAULT_READY_MAX_LAG_EVENTS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +100,16 @@ class Settings:
             max_body_bytes=_int(env, "POCDIR_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             idempotency_retention_hours=_int(
                 env, "POCDIR_IDEMPOTENCY_RETENTION_HOURS", MIN_IDEMPOTENCY_RETENTION_HOURS
+            ),
+            db_connect_timeout=_seconds(
+                env, "POCDIR_DB_CONNECT_TIMEOUT", DEFAULT_DB_CONNECT_TIMEOUT
+            ),
+            db_pool_timeout=_seconds(env, "POCDIR_DB_POOL_TIMEOUT", DEFAULT_DB_POOL_TIMEOUT),
+            db_statement_timeout=_seconds(
+                env, "POCDIR_DB_STATEMENT_TIMEOUT", DEFAULT_DB_STATEMENT_TIMEOUT
+            ),
+            ready_max_lag_events=_int(
+                env, "POCDIR_READY_MAX_LAG_EVENTS", DEFAULT_READY_MAX_LAG_EVENTS
             ),
         )
         settings.validate()
@@ -98,6 +136,25 @@ class Settings:
             raise SettingsError(
                 "POCDIR_IDEMPOTENCY_RETENTION_HOURS must be between 24 and 8784 (a year)"
             )
+        for name, value in (
+            ("POCDIR_DB_CONNECT_TIMEOUT", self.db_connect_timeout),
+            ("POCDIR_DB_POOL_TIMEOUT", self.db_pool_timeout),
+            ("POCDIR_DB_STATEMENT_TIMEOUT", self.db_statement_timeout),
+        ):
+            if not (0 < value <= MAX_TIMEOUT_SECONDS):
+                limit = f"{MAX_TIMEOUT_SECONDS:g}"
+                raise SettingsError(f"{name} must be seconds in (0, {limit}], not {value:g}")
+        if self.ready_max_lag_events < 0:
+            raise SettingsError("POCDIR_READY_MAX_LAG_EVENTS must be 0 or more events")
+
+    @property
+    def db_wait_bound(self) -> float:
+        """The longest a request waits on the database, in seconds: one wait for the views'
+        lock and one for a pooled connection (each the pool timeout), and at most two
+        statements that each run out (the check of a pooled connection, then the statement),
+        each given the statement timeout and the grace for a server that does not answer."""
+        statement = self.db_statement_timeout + UNANSWERED_GRACE_SECONDS
+        return 2 * self.db_pool_timeout + 2 * statement
 
     @property
     def backend(self) -> str:
@@ -152,6 +209,23 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if not (raw.isascii() and raw.isdigit()):
         raise SettingsError(f"{name} must be a whole number, not {raw[:20]!r}")
     return int(raw)
+
+
+#: A day: a longer timeout would be a typo for "no timeout", which is what is being fixed.
+MAX_TIMEOUT_SECONDS = 86_400.0
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A number of seconds; the range (which also refuses nan and inf) is checked by
+    ``validate``."""
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {value[:20]!r}") from None
+    return seconds
 
 
 def _path(value: str) -> Path | None:

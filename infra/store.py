@@ -13,6 +13,13 @@ last stored link. The guarantees:
   order equals position order, so no reader sees a link before its predecessor.
 * Gaps: PostgreSQL's sequence skips positions after rollbacks; each link names the previous
   *stored* position rather than ``position - 1``.
+
+Every database wait is bounded (``POCDIR_DB_*`` settings, mapped in ``infra.wiring``): on
+PostgreSQL the pool's checkout, the connect, the server's ``statement_timeout`` and
+``lock_timeout``, and, for a server that does not answer at all, the client's own wait on the
+socket (``BoundedConnection``). A wait that runs out raises ``DatabaseTimeout``, which the
+library's retry loops (ten tries on most reads and writes) do not catch, so a request in an
+outage is answered once its first wait runs out instead of after ten of them.
 """
 
 from __future__ import annotations
@@ -23,14 +30,17 @@ import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import psycopg
+import psycopg.errors
+import psycopg_pool
 from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
+    PersistenceError,
     ProgrammingError,
     StoredEvent,
 )
@@ -49,7 +59,8 @@ from eventsourcing.sqlite import (
     SQLiteFactory,
 )
 from eventsourcing.utils import retry
-from psycopg import Cursor
+from psycopg import Connection, Cursor
+from psycopg.abc import PQGen
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
@@ -70,6 +81,7 @@ from infra.idempotency import (
     record_in_transaction,
 )
 from infra.keycheck import ACTIVE, KEY_TABLE, KeyCheck
+from infra.settings import DEFAULT_DB_STATEMENT_TIMEOUT, UNANSWERED_GRACE_SECONDS
 
 CHAIN_TABLE = "event_chain"
 
@@ -87,6 +99,14 @@ EventRow = tuple[int, Any, Any, Any, Any]  # position, originator_id, version, t
 LinkedRow = tuple[int, Any, Any, Any, Any, Any, Any, Any]
 
 
+class DatabaseTimeout(PersistenceError):
+    """A database wait ran out its bound: no pooled connection came free, a lock was not
+    granted, or a statement did not finish, within the ``POCDIR_DB_*`` settings.
+
+    Deliberately not an ``OperationalError``: the library retries those up to ten times,
+    which multiplied every bound by ten. The message names the wait, never a value."""
+
+
 class ChainedRecorder(Protocol):
     """What verification, audit export and benchmarks need from either backend."""
 
@@ -96,6 +116,7 @@ class ChainedRecorder(Protocol):
     def chain_head(self) -> tuple[int, bytes]: ...
 
     def chain_head_and_size(self) -> tuple[int, bytes, int]: ...
+    def count_events_after(self, position: int, limit: int) -> int: ...
 
     def iter_stored_rows(self, batch: int = READ_BATCH) -> Generator[StoredRow, None, None]: ...
 
@@ -357,6 +378,16 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             f"SELECT EXISTS (SELECT 1 FROM {events_table_name}) "
             f"OR EXISTS (SELECT 1 FROM {chain_table_name})"
         )
+        self.count_events_after_statement = (
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM {events_table_name} WHERE rowid > ? LIMIT ?)"
+        )
+
+    def count_events_after(self, position: int, limit: int) -> int:
+        """How many events are stored after ``position``, counting no further than ``limit``
+        (so the answer costs at most ``limit`` index entries, however far behind)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.count_events_after_statement, (position, limit))
+            return int(c.fetchone()[0])
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
@@ -541,17 +572,24 @@ class CheckedSQLiteConnectionPool(SQLiteConnectionPool):
 
 
 class ChainedSQLiteFactory(SQLiteFactory):
+    """The library's factory, with its in-process writer lock waited for no longer than
+    ``POOL_TIMEOUT`` (its busy timeout, ``SQLITE_LOCK_TIMEOUT``, bounds the wait for another
+    process's write lock)."""
+
     application_recorder_class = ChainedSQLiteApplicationRecorder
+    #: Environment key for the seconds a writer waits for this process's other writer.
+    POOL_TIMEOUT = "SQLITE_POOL_TIMEOUT"
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
         pool = self.datastore.pool
+        pool_timeout = self.env.get(self.POOL_TIMEOUT)
         self.datastore.pool = CheckedSQLiteConnectionPool(
             db_name=pool.db_name,
             lock_timeout=pool.lock_timeout,
             pool_size=pool.pool_size,
             max_overflow=pool.max_overflow,
-            pool_timeout=pool.pool_timeout,
+            pool_timeout=float(pool_timeout) if pool_timeout else pool.pool_timeout,
             max_age=pool.max_age,
             pre_ping=pool.pre_ping,
         )
@@ -638,6 +676,10 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         self.has_rows_statement = SQL(
             "SELECT EXISTS (SELECT 1 FROM {0}.{1}) OR EXISTS (SELECT 1 FROM {2}.{3})"
         ).format(*events, *table)
+        self.count_events_after_statement = SQL(
+            "SELECT COUNT(*) AS n FROM "
+            "(SELECT 1 FROM {0}.{1} WHERE notification_id > %s LIMIT %s) AS after"
+        ).format(*events)
 
     def idempotency_transaction(self) -> AbstractContextManager[Any]:
         """A write transaction for the idempotency-key table (``infra.idempotency``)."""
@@ -666,6 +708,14 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 if c.fetchone() is None:
                     return f"the schema {schema} has no pocdir record (no table {table})"
         return None
+
+    def count_events_after(self, position: int, limit: int) -> int:
+        """How many events are stored after ``position``, counting no further than ``limit``
+        (PostgreSQL's positions have gaps, so this is not a difference of positions)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.count_events_after_statement, (position, limit), prepare=True)
+            row = curs.fetchone()
+        return int(row["n"]) if row else 0
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         # Several processes starting at once would race on CREATE … IF NOT EXISTS and
@@ -886,11 +936,101 @@ def _quoted(identifier: str) -> str:
 #: (10 tries) tries again. The library waits its whole connect timeout (5 s) per try, which
 #: made a request during an outage take 50 s to fail; with this, about 7 s.
 POOL_WAIT_SECONDS = 0.5
+#: Environment keys of the bounds the library has no key for (seconds, decimal).
+POSTGRES_POOL_TIMEOUT = "POSTGRES_POOL_TIMEOUT"
+POSTGRES_STATEMENT_TIMEOUT = "POSTGRES_STATEMENT_TIMEOUT"
+#: PostgreSQL's own "ran out of time" errors: a statement or a lock wait cancelled by the
+#: server's timeouts, a connect that timed out, a checkout that found no free connection.
+_TIMEOUTS: tuple[type[Exception], ...] = (
+    psycopg.errors.QueryCanceled,
+    psycopg.errors.LockNotAvailable,
+    psycopg.errors.ConnectionTimeout,
+    psycopg_pool.PoolTimeout,
+)
+
+
+class BoundedConnection(Connection[DictRow]):
+    """A connection whose every wait on the server ends after ``wait_seconds``.
+
+    The server's ``statement_timeout`` cancels a slow statement, but a server that does not
+    answer at all (a hung host, a stopped process, a network that drops packets) cancels
+    nothing, and a socket read would wait forever: psycopg has no client-side statement
+    timeout, so its one wait primitive is given one. A wait that runs out closes the
+    connection (its state is unknown; the pool discards it) and raises ``DatabaseTimeout``.
+    """
+
+    wait_seconds: float = DEFAULT_DB_STATEMENT_TIMEOUT + UNANSWERED_GRACE_SECONDS
+
+    def wait(
+        self,
+        gen: PQGen[Any],
+        interval: float = 0.1,
+        timeout: float | None = None,
+    ) -> Any:
+        bound = self.wait_seconds if timeout is None else min(timeout, self.wait_seconds)
+        try:
+            return super().wait(gen, interval, bound)
+        except psycopg.errors._WaitTimeout:  # the documented outcome of ``timeout``
+            self.close()
+            raise DatabaseTimeout(
+                f"the database did not answer within {bound:g} s (POCDIR_DB_STATEMENT_TIMEOUT)"
+            ) from None
+
+
+@cache
+def bounded_connection_class(wait_seconds: float) -> type[BoundedConnection]:
+    """The connection class of pools whose waits end after ``wait_seconds``."""
+    return type("BoundedConnection", (BoundedConnection,), {"wait_seconds": wait_seconds})
+
+
+class BoundedPostgresDatastore(PostgresDatastore):
+    """The library's datastore, whose timeouts raise ``DatabaseTimeout`` rather than the
+    ``OperationalError`` its recorders' retry loops would try again ten times."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[Connection[DictRow]]:
+        try:
+            with super().get_connection() as conn:
+                yield conn
+        except OperationalError as e:
+            if isinstance(e.__cause__, _TIMEOUTS):
+                raise DatabaseTimeout(_timeout_message(e.__cause__)) from e.__cause__
+            raise
+
+
+def _timeout_message(cause: BaseException) -> str:
+    if isinstance(cause, psycopg_pool.PoolTimeout):
+        return "no database connection came free in time (POCDIR_DB_POOL_TIMEOUT)"
+    if isinstance(cause, psycopg.errors.ConnectionTimeout):
+        return "the database did not accept a connection in time (POCDIR_DB_CONNECT_TIMEOUT)"
+    return "a statement or lock wait ran out of time (POCDIR_DB_STATEMENT_TIMEOUT)"
 
 
 class ChainedPostgresFactory(PostgresFactory):
+    """The library's factory, with every wait bounded.
+
+    The library builds its datastore inside its constructor and has no key for the pool's
+    checkout timeout (it uses the connect timeout, per try), for the connect timeout of the
+    connections themselves, or for a statement timeout; they are set here, on the pool that
+    has not opened yet, from ``POSTGRES_CONNECT_TIMEOUT``, ``POSTGRES_POOL_TIMEOUT`` and
+    ``POSTGRES_STATEMENT_TIMEOUT``."""
+
     application_recorder_class = ChainedPostgresApplicationRecorder
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
-        self.datastore.pool.timeout = POOL_WAIT_SECONDS
+        # Same state, one method more: the library has no hook for the datastore's class.
+        self.datastore.__class__ = BoundedPostgresDatastore
+        pool = self.datastore.pool
+        pool.timeout = float(self.env.get(POSTGRES_POOL_TIMEOUT) or pool.timeout)
+        kwargs = pool.kwargs
+        if not isinstance(kwargs, dict):
+            raise ProgrammingError("the library's pool no longer takes connection keywords")
+        connect_timeout = self.env.get(self.POSTGRES_CONNECT_TIMEOUT)
+        if connect_timeout:  # the library uses it for checkouts only, not for connecting
+            kwargs["connect_timeout"] = int(connect_timeout)
+        statement_timeout = self.env.get(POSTGRES_STATEMENT_TIMEOUT)
+        if statement_timeout:
+            seconds = float(statement_timeout)
+            kwargs["options"] = f"-c statement_timeout={max(1, round(seconds * 1000))}"
+            pool.connection_class = bounded_connection_class(seconds + UNANSWERED_GRACE_SECONDS)

@@ -3,6 +3,7 @@ import time. Tests call ``build_application`` with their own settings, clock and
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from domain.values import Principal
 from infra.idempotency import IdempotencyKeys
 from infra.keycheck import check_record_key, record_cipher
 from infra.settings import Settings
-from infra.store import read_only_sqlite_uri, sqlite_record_absence
+from infra.store import DatabaseTimeout, read_only_sqlite_uri, sqlite_record_absence
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
 from infra.verify import chained_recorder
@@ -66,14 +67,23 @@ def record_location(settings: Settings) -> str:
 
 
 def eventsourcing_env(settings: Settings, *, read_only: bool = False) -> dict[str, str]:
-    """Translate pocdir settings into the library's configuration keys. ``read_only``: no
-    table is created, and SQLite opens the file read-only."""
+    """Translate pocdir settings into the library's configuration keys (and the few keys
+    ``infra.store``'s factories add for bounds the library has no key for). ``read_only``: no
+    table is created, and SQLite opens the file read-only.
+
+    The library counts lock timeouts in whole seconds: they are rounded up, and the
+    statement timeout, which includes lock waits, is the bound that holds."""
     env: dict[str, str] = {}
+    statement = settings.db_statement_timeout
+    lock_seconds = str(max(1, math.ceil(statement)))
     if settings.backend == "sqlite":
         path = settings.sqlite_path
-        dbname = read_only_sqlite_uri(path) if read_only else path
-        env.update(PERSISTENCE_MODULE=SQLITE_FACTORY, SQLITE_DBNAME=dbname)
-        env["SQLITE_LOCK_TIMEOUT"] = "30"
+        env.update(
+            PERSISTENCE_MODULE=SQLITE_FACTORY,
+            SQLITE_DBNAME=read_only_sqlite_uri(path) if read_only else path,
+            SQLITE_LOCK_TIMEOUT=lock_seconds,
+            SQLITE_POOL_TIMEOUT=repr(settings.db_pool_timeout),
+        )
     else:
         pg = settings.postgres
         env.update(
@@ -86,9 +96,12 @@ def eventsourcing_env(settings: Settings, *, read_only: bool = False) -> dict[st
             POSTGRES_SCHEMA=pg.schema,
             POSTGRES_POOL_SIZE="4",
             POSTGRES_MAX_OVERFLOW="8",
-            POSTGRES_CONNECT_TIMEOUT="5",
+            # libpq counts whole seconds, and treats less than 2 as 2.
+            POSTGRES_CONNECT_TIMEOUT=str(max(2, math.ceil(settings.db_connect_timeout))),
+            POSTGRES_POOL_TIMEOUT=repr(settings.db_pool_timeout),
+            POSTGRES_STATEMENT_TIMEOUT=repr(statement),
+            POSTGRES_LOCK_TIMEOUT=lock_seconds,
             POSTGRES_PRE_PING="y",
-            POSTGRES_LOCK_TIMEOUT="30",
         )
     if settings.cipher_key:
         env.update(CIPHER_TOPIC=CIPHER, CIPHER_KEY=settings.cipher_key)
@@ -212,6 +225,40 @@ def build_transparency(
     )
 
 
+MAX_REMEMBERED_PRINCIPALS = 10_000
+
+
+class BoundedLock:
+    """A lock that a thread waits for no longer than ``timeout`` seconds, then gives up with
+    ``DatabaseTimeout`` (503). What it guards is database work, itself bounded; without this,
+    requests queued behind a holder stuck in an outage would wait one bound each, in turn."""
+
+    def __init__(self, timeout: float, what: str) -> None:
+        self.timeout, self.what = timeout, what
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(timeout=self.timeout):
+            raise DatabaseTimeout(
+                f"{self.what} did not come free within {self.timeout:g} s (POCDIR_DB_POOL_TIMEOUT)"
+            )
+
+    def __exit__(self, *_: object) -> None:
+        self._lock.release()
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What ``/ready`` reports once the database has answered."""
+
+    lag_events: int
+    max_lag_events: int
+
+    @property
+    def ready(self) -> bool:
+        return self.lag_events <= self.max_lag_events
+
+
 @dataclass
 class Services:
     """What a long-running process (the HTTP server) holds: the application over the record,
@@ -225,9 +272,15 @@ class Services:
     runner: ViewRunner
     transparency: Transparency
     keys: IdempotencyKeys
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Catching the views up: one thread at a time, each waiting the pool timeout at most.
+    lock: BoundedLock = field(init=False)
     #: Growing the Merkle tree is a write; one thread at a time.
-    tree_lock: threading.Lock = field(default_factory=threading.Lock)
+    tree_lock: BoundedLock = field(init=False)
+
+    def __post_init__(self) -> None:
+        wait = self.settings.db_pool_timeout
+        self.lock = BoundedLock(wait, "the views' catch-up")
+        self.tree_lock = BoundedLock(wait, "the Merkle tree")
 
     def queries(self) -> DirectoryQueries:
         """Queries over the views, caught up with every event recorded so far."""
@@ -242,6 +295,16 @@ class Services:
             except IntegrityError:
                 # Another process (the CLI) moved the view on; go on from where it is.
                 return self.runner.catch_up()
+
+    def readiness(self) -> Readiness:
+        """Whether this server can serve: one bounded read of the record and one of the
+        views' position, never a write and never the views' lock. The lag is the number of
+        events recorded after the views' position, counted no further than one past the
+        allowed lag; a server catches its views up on its next authenticated request."""
+        allowed = self.settings.ready_max_lag_events
+        position = self.view.max_tracking_id(DIRECTORY_VIEW) or 0
+        lag = chained_recorder(self.application).count_events_after(position, allowed + 1)
+        return Readiness(lag_events=lag, max_lag_events=allowed)
 
     def authenticate(self, token: str) -> Principal:
         """The principal ``token`` stands for, read from the record itself on every request
