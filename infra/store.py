@@ -333,7 +333,22 @@ def _fetch_all(c: SQLiteCursor, sql: str, params: Sequence[Any]) -> list[Any]:
     return list(c.fetchall())
 
 
-class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+class KeyCheckedRecorder:
+    """What both backends' recorders share of the key check: ``key_check`` is set by
+    ``infra.keycheck.check_record_key`` and confirmed on the recorder's first write."""
+
+    keys: KeyConfirmation
+
+    @property
+    def key_check(self) -> KeyCheck | None:
+        return self.keys.key_check
+
+    @key_check.setter
+    def key_check(self, value: KeyCheck | None) -> None:
+        self.keys.key_check, self.keys.confirmed = value, False
+
+
+class ChainedSQLiteApplicationRecorder(KeyCheckedRecorder, SQLiteApplicationRecorder):
     """SQLite recorder that links every event in the transaction that inserts it."""
 
     #: Ids are read as stored, in the ``TEXT`` column, where pocdir writes ``UUID.hex``.
@@ -407,14 +422,6 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     def idempotency_transaction(self) -> AbstractContextManager[Any]:
         """A write transaction for the idempotency-key table (``infra.idempotency``)."""
         return self.datastore.transaction(commit=True)
-
-    @property
-    def key_check(self) -> KeyCheck | None:
-        return self.keys.key_check
-
-    @key_check.setter
-    def key_check(self, value: KeyCheck | None) -> None:
-        self.keys.key_check, self.keys.confirmed = value, False
 
     def _table_exists(self, c: SQLiteCursor, table: str) -> bool:
         c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
@@ -599,7 +606,7 @@ class ChainedSQLiteFactory(SQLiteFactory):
 # -- PostgreSQL --------------------------------------------------------------------------------
 
 
-class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
+class ChainedPostgresApplicationRecorder(KeyCheckedRecorder, PostgresApplicationRecorder):
     """PostgreSQL recorder that links every event in the transaction that inserts it."""
 
     #: Ids are ``uuid`` values, read as such or as ``::text`` (the canonical form).
@@ -775,14 +782,6 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             return [tuple(r.values()) for r in curs.fetchall()] if curs.description else []
 
         return execute
-
-    @property
-    def key_check(self) -> KeyCheck | None:
-        return self.keys.key_check
-
-    @key_check.setter
-    def key_check(self, value: KeyCheck | None) -> None:
-        self.keys.key_check, self.keys.confirmed = value, False
 
     def _exists(self, curs: Cursor[DictRow], table: str) -> bool:
         curs.execute(

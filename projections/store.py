@@ -212,6 +212,18 @@ class _ViewBackend:
     that documents are still found by them."""
 
     cipher: Cipher | None = None
+    tables: ViewTables
+    datastore: Any
+
+    def _new_shadow(self) -> Any:
+        """This view's shadow recorder (``SHADOW_TABLES``), its tables created."""
+        shadow: Any = type(self)(self.datastore, tables=SHADOW_TABLES, cipher=self.cipher)  # type: ignore[call-arg]
+        shadow.create_table()
+        return shadow
+
+    def _check_shadow(self, shadow: ViewRecorder) -> None:
+        if shadow.tables == self.tables:
+            raise ValueError("swap_in takes this view's shadow, not the view itself")
 
     def _seal(self, upserts: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
         cipher = self.cipher
@@ -462,16 +474,13 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
             for table in SHADOW_TABLES:
                 c.execute(f"DROP TABLE IF EXISTS {table}")
             c.execute("DELETE FROM tracking WHERE application_name = ?", (application_name,))
-        shadow = type(self)(self.datastore, tables=SHADOW_TABLES, cipher=self.cipher)
-        shadow.create_table()
-        return shadow
+        return self._new_shadow()
 
     def swap_in(self, shadow: ViewRecorder, shadow_name: str, application_name: str) -> bool:
         """Make ``shadow``'s tables these views', in one transaction, unless these views are
         further on (then False: catch the shadow up and try again). Readers see the old
         views or the new ones, never a mix; nothing is dropped until then."""
-        if shadow.tables == self.tables:
-            raise ValueError("swap_in takes this view's shadow, not the view itself")
+        self._check_shadow(shadow)
         with self.datastore.transaction(commit=True) as c:
             # A write first, so the transaction holds the write lock before it reads.
             c.execute(
@@ -655,16 +664,13 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
                 ),
                 (application_name,),
             )
-        shadow = type(self)(self.datastore, tables=SHADOW_TABLES, cipher=self.cipher)
-        shadow.create_table()
-        return shadow
+        return self._new_shadow()
 
     def swap_in(self, shadow: ViewRecorder, shadow_name: str, application_name: str) -> bool:
         """Make ``shadow``'s tables these views', in one transaction, unless these views are
         further on (then False: catch the shadow up and try again). Readers see the old
         views or the new ones, never a mix; nothing is dropped until then."""
-        if shadow.tables == self.tables:
-            raise ValueError("swap_in takes this view's shadow, not the view itself")
+        self._check_shadow(shadow)
         schema = Identifier(self.datastore.schema)
         tracking = SQL("{0}.{1}").format(schema, Identifier(self.tracking_table_name))
         with self.datastore.transaction(commit=True) as curs:

@@ -242,6 +242,20 @@ def serves_again(client: TestClient, path: str, token: str) -> int:
     pytest.fail(f"still no 200 after {RECOVERY_ATTEMPTS} requests with the database back")
 
 
+def still_held(workers: list[threading.Thread], seconds: float, resume: Any) -> int:
+    """How many of ``workers`` are still running after ``seconds``; if any are, ``resume``
+    the database and let them finish, so the test ends cleanly either way."""
+    deadline = time.monotonic() + seconds
+    for w in workers:
+        w.join(max(0.0, deadline - time.monotonic()))
+    held = sum(w.is_alive() for w in workers)
+    if held:
+        resume()
+        for w in workers:
+            w.join(120)
+    return held
+
+
 def test_requests_while_the_database_is_down_get_503_with_retry_after_within_seconds(
     running: Cluster,
 ) -> None:
@@ -380,14 +394,7 @@ def test_health_answers_while_many_requests_wait_on_a_hung_database(running: Clu
             in_flight = sum(w.is_alive() for w in workers)
             assert health.status_code == 200 and health.json() == {"status": "ok"}
             assert in_flight > 0, "the load ended before /health was asked"
-            deadline = time.monotonic() + 2 * WITHIN  # queued behind the worker threads once
-            for w in workers:
-                w.join(max(0.0, deadline - time.monotonic()))
-            held = sum(w.is_alive() for w in workers)
-            if held:
-                resume()
-                for w in workers:
-                    w.join(120)
+            held = still_held(workers, 2 * WITHIN, resume)  # queued behind the worker threads once
             assert held == 0, f"{held} requests still held by a hung database after {2 * WITHIN} s"
         assert len(answers) == clients
         for r, _ in answers:
@@ -557,14 +564,7 @@ def test_concurrent_first_requests_to_an_app_started_during_a_hang_each_get_503_
         workers = [threading.Thread(target=one_client) for _ in range(clients)]
         for w in workers:
             w.start()
-        deadline = time.monotonic() + WITHIN
-        for w in workers:
-            w.join(max(0.0, deadline - time.monotonic()))
-        held = sum(w.is_alive() for w in workers)
-        if held:
-            resume()
-            for w in workers:
-                w.join(120)
+        held = still_held(workers, WITHIN, resume)
         assert held == 0, f"{held} of {clients} requests not answered within {WITHIN} s"
         for r in answers:
             assert_retry_later(r)
