@@ -316,6 +316,7 @@ class Fleet:
             self.servers.append(start_server(self.settings, port, log))
             self.ports.append(port)
         self.warm_up()
+        self.settle()
 
     def warm_up(self) -> None:
         """Views caught up, and every request of the cycles answered 2xx, at every process.
@@ -334,8 +335,8 @@ class Fleet:
             self.writes_checked = True
 
     def settle(self) -> None:
-        """After a write run: the views brought up to the record before the next run is
-        timed, so no run pays for another's writes. At each process, a lookup (today a read
+        """After a start or a write run: the views brought up to the record before the next
+        run is timed, so no run pays for another's writes. At each process, a lookup (today a read
         catches the views up) then ``/ready``, again until it reports no lag (a projection
         runner of its own catches up by itself); at most 30 s in all, then it says so."""
         lookup = self.endpoints[1].targets[0]
