@@ -19,10 +19,13 @@ from dataclasses import dataclass
 
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError
 
-from infra.lease import Lease
+from infra.lease import LEASE_ERRORS, Lease, LeaseHeld
 from projections.runner import ViewRunner
 
 log = logging.getLogger("pocdir.runner")
+
+#: How often a command waiting for a position looks at the views' position.
+POSITION_POLL_SECONDS = 0.05
 
 #: What a failed step of the runner may raise and the runner outlives: database outages and
 #: a batch refused because another process moved the view on. The step is tried again at the
@@ -77,6 +80,7 @@ class ViewFollower:
 
     def start(self) -> None:
         if self._thread is None:
+            self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="pocdir-runner", daemon=True)
             self._thread.start()
 
@@ -134,3 +138,73 @@ class ViewFollower:
         """Wait for this process's runner to finish a step, at most ``timeout`` seconds."""
         with self._progress:
             self._progress.wait(timeout)
+
+
+class LeaseKeeper:
+    """Holds ``lease`` for a command that writes the views outside a server (a CLI read
+    catching them up, ``pocdir replay``): renewed from a thread of its own every third of the
+    lease, so that a long rebuild keeps it, and released on leaving.
+
+    Raises ``LeaseHeld`` on entering if another process (a server's runner) holds it."""
+
+    def __init__(self, lease: Lease, seconds: float) -> None:
+        self.lease, self.seconds = lease, seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> LeaseKeeper:
+        if not self.lease.keep():
+            raise LeaseHeld("another process (a server's projection runner) holds the lease")
+        self._thread = threading.Thread(target=self._renew, name="pocdir-lease", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.lease.release()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            try:
+                if not self.lease.keep():
+                    log.warning("the runner lease was taken over; the views' positions guard")
+                    return
+            except (*_RETRIED, *LEASE_ERRORS) as e:
+                log.warning("runner lease not renewed: %s", type(e).__name__)
+
+
+def wait_for_views(position: Callable[[], int], wanted: int, bound: float) -> int:
+    """Wait until ``position()`` (the views') is at least ``wanted``, at most ``bound``
+    seconds, looking every ``POSITION_POLL_SECONDS``; raise ``ViewsBehind`` past it."""
+    deadline = time.monotonic() + bound
+    reached = position()
+    while reached < wanted:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ViewsBehind(wanted, reached, bound)
+        time.sleep(min(remaining, POSITION_POLL_SECONDS))
+        reached = position()
+    return reached
+
+
+def bring_views_up(
+    runner: ViewRunner,
+    lease: Lease,
+    head: int,
+    *,
+    seconds: float,
+    bound: float,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """What a command that reads the views does first: if the lease is free, take it, catch
+    the views up and give it back; if a server's runner holds it, leave the views to it and
+    wait (``bound``) until they have reached ``head``, the record's position when the command
+    started. Never two writers: the command never projects while a server does."""
+    try:
+        with LeaseKeeper(lease, seconds):
+            runner.catch_up(on_progress=on_progress)
+            return runner.position
+    except LeaseHeld:
+        return wait_for_views(lambda: runner.position, head, bound)

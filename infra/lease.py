@@ -26,6 +26,7 @@ written with the position it starts after, and a batch whose view moved on is re
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ import psycopg
 from eventsourcing.sqlite import SQLiteDatastore
 
 from infra.settings import Settings
+from infra.store import DatabaseTimeout
 
 log = logging.getLogger("pocdir.lease")
 
@@ -42,6 +44,9 @@ log = logging.getLogger("pocdir.lease")
 #: so two records in two schemas of one database have two leases.
 ADVISORY_CLASS = 0x706F6376
 LEASE_TABLE = "pocdir_runner_lease"
+#: What the lease's own connection may fail with besides the library's errors: whoever
+#: keeps the lease outlives them and tries again.
+LEASE_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, sqlite3.Error, DatabaseTimeout)
 
 
 class LeaseHeld(Exception):  # noqa: N818 - a state of the world, named for the user

@@ -4,7 +4,6 @@ import time. Tests call ``build_application`` with their own settings, clock and
 from __future__ import annotations
 
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -16,16 +15,14 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-import psycopg
-
 from domain.application import PocDirectory
 from domain.clock import Clock
 from domain.errors import ValidationError
 from domain.values import Principal
-from infra.follower import ViewFollower, ViewsBehind
+from infra.follower import POSITION_POLL_SECONDS, ViewFollower, ViewsBehind
 from infra.idempotency import IdempotencyKeys
 from infra.keycheck import check_record_key, record_cipher
-from infra.lease import build_lease
+from infra.lease import LEASE_ERRORS, build_lease
 from infra.settings import Settings
 from infra.store import DatabaseTimeout, read_only_sqlite_uri, sqlite_record_absence
 from infra.transparency import Transparency, load_signer
@@ -233,9 +230,6 @@ def build_transparency(
 
 
 MAX_REMEMBERED_PRINCIPALS = 10_000
-#: What the lease's own connection may fail with besides the library's errors: the runner
-#: outlives them and tries again at its next poll.
-LEASE_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, sqlite3.Error, DatabaseTimeout)
 
 
 class BoundedLock:
@@ -271,11 +265,6 @@ class Readiness:
     @property
     def ready(self) -> bool:
         return self.lag_events <= self.max_lag_events
-
-
-#: How often a request waiting for a position looks at the views' position, at most: the
-#: runner of this process wakes it sooner when it is the one projecting.
-POSITION_POLL_SECONDS = 0.05
 
 
 @dataclass
