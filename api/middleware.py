@@ -1,5 +1,6 @@
-"""The gate every HTTP request passes before a route: body limit, authentication, and
-idempotency keys, in that order.
+"""The gate every HTTP request passes before a route: body limit, authentication, the wait
+for ``Pocdir-Min-Position``, and idempotency keys, in that order; and the position a
+request's writes ended at on its response (``Pocdir-Position``, read-your-writes).
 
 Why a middleware and not dependencies: FastAPI reads and parses a request's body before it
 runs a route's dependencies, so an anonymous client could make the server read (and parse)
@@ -12,6 +13,14 @@ and the whole response, which only a middleware sees. The key is scoped to the p
 token stands for, reserved before the route runs, written in the events' transaction by the
 command the route calls (``IdempotencyKey.holder``), and answered with the first outcome on a
 retry (``infra.idempotency``).
+
+Positions: the gate opens a position sink around the route (``domain.position``); every
+command's save reports the position of its last event to it, and the response carries the
+highest. A stored answer keeps that header (``KEPT_HEADERS``), so a retry answered from its
+key carries the same position. A request that sends ``Pocdir-Min-Position`` is let through
+once the views have reached it (``Services.wait_for_position``, bounded by
+``POCDIR_READ_WAIT_SECONDS``; 503 ``views_behind`` past it). The gate never projects: the
+server's runner does (``infra.follower``).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@
 ``POCDIR_DB_CONNECT_TIMEOUT``           Seconds to open a PostgreSQL connection (whole seconds, at
                                         least 2, as libpq counts them). Default: ``5``.
 ``POCDIR_DB_POOL_TIMEOUT``              Seconds a request waits for a pooled connection, or for
-                                        the views' lock, before it is answered 503. Default:
-                                        ``2``.
+                                        the Merkle tree's lock, before it is answered 503.
+                                        Default: ``2``.
 ``POCDIR_DB_STATEMENT_TIMEOUT``         Seconds a statement may run, lock waits included
                                         (PostgreSQL's ``statement_timeout`` and ``lock_timeout``,
                                         SQLite's busy timeout); a server that does not answer at
@@ -185,8 +185,8 @@ class Settings:
 
     @property
     def db_wait_bound(self) -> float:
-        """The longest a request waits on the database, in seconds: one wait for the views'
-        lock and one for a pooled connection (each the pool timeout), and at most two
+        """The longest a request waits on the database, in seconds: one wait for the Merkle
+        tree's lock and one for a pooled connection (each the pool timeout), and at most two
         statements that each run out (the check of a pooled connection, then the statement),
         each given the statement timeout and the grace for a server that does not answer."""
         statement = self.db_statement_timeout + UNANSWERED_GRACE_SECONDS
