@@ -131,6 +131,10 @@ class ViewFollower:
         return projected
 
     def _renew(self, _: int) -> None:
+        """Between batches: stop if the server is stopping (the lease is given up next) or
+        the lease could not be kept."""
+        if self._stop.is_set():
+            raise LeaseLost("the server is stopping")
         if not self.lease.keep():
             raise LeaseLost("the runner lease was taken over during a catch-up")
 
@@ -154,6 +158,7 @@ class LeaseKeeper:
 
     def __enter__(self) -> LeaseKeeper:
         if not self.lease.keep():
+            self.lease.release()  # closes what it opened to ask
             raise LeaseHeld("another process (a server's projection runner) holds the lease")
         self._thread = threading.Thread(target=self._renew, name="pocdir-lease", daemon=True)
         self._thread.start()

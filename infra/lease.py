@@ -106,6 +106,8 @@ class SQLiteLease:
         now = self.clock()
         if self.held and now < self._renewed + self.seconds / 3:
             return True
+        if not self.held and not self._free(now):
+            return False  # asked without taking SQLite's write lock, as a waiting server polls
         with self.datastore.transaction(commit=True) as c:
             c.execute(
                 f"UPDATE {LEASE_TABLE} SET holder = ?, expires_at = ? "
@@ -119,6 +121,12 @@ class SQLiteLease:
         else:
             self._expires = 0.0
         return taken
+
+    def _free(self, now: float) -> bool:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT holder, expires_at FROM {LEASE_TABLE} WHERE id = 1")
+            row = c.fetchone()
+        return row is None or row[0] == self.holder or row[1] <= now
 
     def release(self) -> None:
         if self._expires == 0.0:
@@ -172,6 +180,7 @@ class PostgresLease:
         return self._held
 
     def release(self) -> None:
+        """Unlock, and close the lease's session (also when not held: it was opened to ask)."""
         if self._conn is not None and not self._conn.closed and self._held:
             try:
                 self._conn.execute(
