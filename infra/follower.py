@@ -91,6 +91,7 @@ class ViewFollower:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        self._stop.clear()  # the thread is gone: ``step`` may be called directly again
         try:
             self.lease.release()
         except self.step_errors as e:
