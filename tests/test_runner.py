@@ -248,6 +248,17 @@ def test_two_servers_on_one_record_write_concurrently_without_a_server_error(
             statuses = list(pool.map(add, range(48)))
         assert all(s < 500 for s in statuses), statuses
         assert statuses.count(200) >= len(codes)
+        # Read-your-writes across servers: a write answered by one server is read from the
+        # other once its views have reached the write's position, whichever one projects.
+        body = {"contact": contact_data("late")}
+        wrote = one.call("POST", "/entries/FRA/contacts", one.as_state("FRA"), json=body)
+        assert wrote.status_code == 200, wrote.text
+        position = wrote.headers["Pocdir-Position"]
+        read = two.call(
+            "GET", "/entries/FRA", two.as_state("FRA"), headers={"Pocdir-Min-Position": position}
+        )
+        assert read.status_code == 200, read.text
+        assert "late" in [c["contact_id"] for c in read.json()["contacts"]]
         holders = [a.client.get("/ready").json()["holds_runner_lease"] for a in (one, two)]
         assert sorted(holders) == [False, True], holders
 
