@@ -7,7 +7,9 @@ written in ``docs/access.md``; a test holds the two together.
 ``/health`` says the process serves requests: it is ``async`` and touches nothing, so it runs
 on the event loop and never queues behind worker threads held by a database outage.
 ``/ready`` says whether it can serve them: one bounded read of the record and of the views'
-position, answered 503 with ``Retry-After`` and the condition that failed.
+position, answered 503 with ``Retry-After`` and the condition that failed. It reports the
+views' lag in events and in seconds, and whether this process's projection runner holds the
+lease (is the one writing the views).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from api.routers import (
 )
 from api.schemas import HealthPublic, NotReadyPublic, ReadyPublic
 from domain.clock import Clock
+from infra.keycheck import CipherKeyMismatch
 from infra.merkle import AuditError
 from infra.settings import Settings
 from infra.transparency import CheckpointView, SigningKeyMissing
@@ -81,14 +84,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = None
+        tasks = [asyncio.create_task(_start_runner(services, resolved.runner_poll_seconds))]
         if checkpoint_every is not None:
             task = asyncio.create_task(_checkpoints(services, checkpoint_every))
             task.add_done_callback(_report_stop)
+            tasks.append(task)
         yield
-        if task is not None:
+        for task in tasks:
             task.cancel()
-        services.close()
+        await run_in_threadpool(services.close)
 
     app = FastAPI(
         title="pocdir",
@@ -138,19 +142,26 @@ def create_app(
                 "reachable",
                 readiness.lag_events,
                 allowed,
+                readiness,
             )
         return ReadyPublic(
             status="ready",
             database="reachable",
             lag_events=readiness.lag_events,
             max_lag_events=allowed,
+            lag_seconds=readiness.lag_seconds,
+            holds_runner_lease=readiness.holds_runner_lease,
         )
 
     return app
 
 
 def _not_ready(
-    detail: str, database: Literal["reachable", "unreachable"], lag: int | None, allowed: int
+    detail: str,
+    database: Literal["reachable", "unreachable"],
+    lag: int | None,
+    allowed: int,
+    readiness: Readiness | None = None,
 ) -> JSONResponse:
     body = NotReadyPublic(
         error="not_ready",
@@ -159,6 +170,8 @@ def _not_ready(
         database=database,
         lag_events=lag,
         max_lag_events=allowed,
+        lag_seconds=None if readiness is None else readiness.lag_seconds,
+        holds_runner_lease=None if readiness is None else readiness.holds_runner_lease,
     )
     return JSONResponse(
         body.model_dump(), status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
@@ -172,6 +185,21 @@ def _report_stop(task: asyncio.Task[None]) -> None:
     """A periodic task that died of a bug must say so rather than stop silently."""
     if not task.cancelled() and task.exception() is not None:
         log.error("periodic checkpoints stopped: %r", task.exception())
+
+
+async def _start_runner(holder: ServiceHolder, poll: float) -> None:
+    """Build the services when serving starts, which starts the projection runner
+    (``infra.follower``), rather than at the first request: the views then follow the record
+    from the start. While the database is down, try again every poll interval."""
+    while holder.built is None:
+        try:
+            await run_in_threadpool(holder.get)
+        except DATABASE_ERRORS as e:
+            log.warning("runner not started yet (%s); trying again", type(e).__name__)
+            await asyncio.sleep(poll)
+        except CipherKeyMismatch as e:  # requests are answered 503 misconfigured meanwhile
+            log.error("runner not started: %s", e)
+            return
 
 
 def _record_checkpoint(holder: ServiceHolder) -> CheckpointView:

@@ -31,6 +31,8 @@ from domain.errors import NotFound, PocdirError
 from domain.idempotency import IdempotencyKey, request_digest
 from domain.values import Principal
 from infra.chain import VerificationError
+from infra.follower import LeaseKeeper, ViewsBehind, bring_views_up
+from infra.lease import LEASE_ERRORS, LeaseHeld, build_lease
 from infra.settings import Settings, SettingsError
 from infra.verify import chained_recorder, record_is_empty, verify_record
 from infra.wiring import (
@@ -59,6 +61,13 @@ EXIT_INVALID_RECORD = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_NOT_FOUND = 4
+#: What a command that catches the views up may meet when the database fails: the library's
+#: errors and those of the runner lease's own connection.
+VIEW_DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    PersistenceError,
+    *LEASE_ERRORS,
+)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -301,7 +310,12 @@ def directory_view(
 ) -> Iterator[DirectoryQueries]:
     """Open the record, bring the views up to date with it, and yield their queries. Reads
     come from the views, never from scanning the event table. With ``as_of`` or
-    ``at_position``, the directory is computed from the record as it stood then."""
+    ``at_position``, the directory is computed from the record as it stood then.
+
+    Up to date without fighting a server: if no server's runner holds the lease, this
+    command takes it, catches the views up and gives it back; if one does, it waits (at most
+    ``POCDIR_READ_WAIT_SECONDS``, then exit 3) for the views to reach the record's head as
+    it was when the command started (``infra.follower.bring_views_up``)."""
     settings = _settings()
     past = as_of is not None or at_position is not None
     application = open_application(mode=OpenMode.READ_ONLY if past else OpenMode.EXISTING)
@@ -311,12 +325,21 @@ def directory_view(
             return
         view = build_directory_view(application, settings)
         runner = build_view_runner(application, view, settings)
-        behind = (application.recorder.max_notification_id() or 0) - runner.position
+        head = application.recorder.max_notification_id() or 0
         with _progress() as progress:
-            task = progress.add_task("updating views", total=max(behind, 0))
-            runner.catch_up(on_progress=lambda _: progress.update(task, advance=1000))
+            task = progress.add_task("updating views", total=max(head - runner.position, 0))
+            bring_views_up(
+                runner,
+                build_lease(application.recorder, settings),
+                head,
+                seconds=settings.runner_lease_seconds,
+                bound=settings.read_wait_seconds,
+                on_progress=lambda _: progress.update(task, advance=1000),
+            )
         yield DirectoryQueries(view)
-    except (OperationalError, PersistenceError) as e:
+    except ViewsBehind as e:
+        fail(f"{e}: a server's projection runner is catching up", EXIT_UNAVAILABLE)
+    except VIEW_DATABASE_ERRORS as e:
         fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
     except PocdirError as e:
         fail(str(e), EXIT_NOT_FOUND if isinstance(e, NotFound) else EXIT_USAGE)
@@ -498,19 +521,27 @@ def replay(
     ] = REBUILD_BATCH,
 ) -> None:
     """Rebuild every view from the record into a copy, then swap it in; a replay that fails
-    leaves the views as they were."""
+    leaves the views as they were. It holds the projection runner's lease throughout, so no
+    server projects meanwhile; while a server holds it, replay refuses (exit 2): stop the
+    servers of this record first."""
     settings = _settings()
     application = open_application()
     try:
         view = build_directory_view(application, settings)
         runner = build_view_runner(application, view, settings)
         total = application.recorder.max_notification_id() or 0
-        with _progress() as progress:
+        lease = build_lease(application.recorder, settings)
+        with LeaseKeeper(lease, settings.runner_lease_seconds), _progress() as progress:
             task = progress.add_task("rebuilding views", total=total)
             count = runner.rebuild(
                 batch, on_progress=lambda pos: progress.update(task, completed=pos)
             )
-    except (OperationalError, PersistenceError) as e:
+    except LeaseHeld:
+        fail(
+            "a server is projecting this record's views (it holds the runner lease); "
+            "stop every `pocdir serve` of this record, then run `pocdir replay` again"
+        )
+    except VIEW_DATABASE_ERRORS as e:
         fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
     except BrokenProcessPool:
         fail(

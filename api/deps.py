@@ -86,8 +86,8 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def get_queries(services: ServicesDep) -> DirectoryQueries:
-    """Queries over the views. Every route that reads them also authenticates, and the
-    gate has then brought them up to date (``Services.admit``, one worker-thread trip)."""
+    """Queries over the views as the runner has brought them (``infra.follower``); the gate
+    has waited for the request's ``Pocdir-Min-Position``, if it sent one."""
     return DirectoryQueries(services.view)
 
 
@@ -102,9 +102,8 @@ async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The principal the gate (``api.middleware.RequestGate``) admitted: authenticated
-    against the record before any of the body was read, with the views then brought up to
-    date, so the request reads its own and everyone's earlier writes. ``credentials``
-    declares the scheme in OpenAPI."""
+    against the record before any of the body was read. ``credentials`` declares the
+    scheme in OpenAPI."""
     principal = getattr(request.state, "principal", None)
     if principal is not None:
         return principal  # type: ignore[no-any-return]  # request.state is untyped

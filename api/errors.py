@@ -31,6 +31,7 @@ from domain.errors import (
     StaleVersion,
     ValidationError,
 )
+from infra.follower import ViewsBehind
 from infra.keycheck import CipherKeyMismatch
 from infra.merkle import AuditError, ProofRequestInvalid
 from infra.store import DatabaseTimeout
@@ -58,7 +59,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         412: "If-Match names a version that is no longer current",
         413: "The request body is larger than the server accepts (POCDIR_MAX_BODY_BYTES)",
         422: "Invalid input, or an Idempotency-Key reused for a different request",
-        503: "The database is unreachable; retry after the Retry-After seconds",
+        503: "The database is unreachable, or the views did not reach Pocdir-Min-Position "
+        "in time; retry after the Retry-After seconds",
     }.items()
 }
 
@@ -134,6 +136,18 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(status, codes.get(status, "error"), detail, **headers)
 
 
+#: Seconds a client should wait before asking again for a position the views had not reached.
+VIEWS_RETRY_AFTER_SECONDS = 1
+
+
+def _views_behind(_: Request, exc: Exception) -> JSONResponse:
+    """The views did not reach the position the request waited for, within the bound: the
+    request was not served; asking again soon is likely to succeed."""
+    return error_response(
+        503, "views_behind", str(exc), **{"Retry-After": str(VIEWS_RETRY_AFTER_SECONDS)}
+    )
+
+
 def _unavailable(_: Request, __: Exception) -> JSONResponse:
     return unavailable_response()
 
@@ -185,6 +199,7 @@ HANDLERS: list[tuple[type[Exception], Callable[[Request, Exception], JSONRespons
     (PocdirError, _domain_error),
     (RequestValidationError, _validation_error),
     (StarletteHTTPException, _http_error),
+    (ViewsBehind, _views_behind),
     *((cls, _unavailable) for cls in DATABASE_ERRORS),
     (DataError, _data_error),
     (ProofRequestInvalid, _proof_request_invalid),

@@ -1,5 +1,6 @@
-"""The gate every HTTP request passes before a route: body limit, authentication, and
-idempotency keys, in that order.
+"""The gate every HTTP request passes before a route: body limit, authentication, the wait
+for ``Pocdir-Min-Position``, and idempotency keys, in that order; and the position a
+request's writes ended at on its response (``Pocdir-Position``, read-your-writes).
 
 Why a middleware and not dependencies: FastAPI reads and parses a request's body before it
 runs a route's dependencies, so an anonymous client could make the server read (and parse)
@@ -12,6 +13,14 @@ and the whole response, which only a middleware sees. The key is scoped to the p
 token stands for, reserved before the route runs, written in the events' transaction by the
 command the route calls (``IdempotencyKey.holder``), and answered with the first outcome on a
 retry (``infra.idempotency``).
+
+Positions: the gate opens a position sink around the route (``domain.position``); every
+command's save reports the position of its last event to it, and the response carries the
+highest. A stored answer keeps that header (``KEPT_HEADERS``), so a retry answered from its
+key carries the same position. A request that sends ``Pocdir-Min-Position`` is let through
+once the views have reached it (``Services.wait_for_position``, bounded by
+``POCDIR_READ_WAIT_SECONDS``; 503 ``views_behind`` past it). The gate never projects: the
+server's runner does (``infra.follower``).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from api.errors import DATABASE_ERRORS, HANDLED_ERRORS, error_response, handled_
 from api.public import is_public
 from domain.errors import ValidationError
 from domain.idempotency import IdempotencyKey, check_key, request_digest
+from domain.position import PositionSink, collecting_positions
 from domain.values import Principal
 from infra.idempotency import (
     Answer,
@@ -45,8 +55,12 @@ log = logging.getLogger("pocdir.serve")
 
 #: Methods whose requests change something, and so may carry an ``Idempotency-Key``.
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: The record position a request's writes ended at, on its response (read-your-writes).
+POSITION_HEADER = "Pocdir-Position"
+#: A request carrying it is answered once the views have reached that position.
+MIN_POSITION_HEADER = "Pocdir-Min-Position"
 #: Response headers kept with a stored answer, so a retry gets the same ones.
-KEPT_HEADERS = frozenset({b"content-type", b"etag", b"location"})
+KEPT_HEADERS = frozenset({b"content-type", b"etag", b"location", POSITION_HEADER.lower().encode()})
 #: Request headers that are part of what a key stands for.
 DIGESTED_HEADERS = (b"content-type", b"if-match")
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -112,12 +126,43 @@ class RequestGate:
             return
         except ClientGone:
             return
+        if principal is not None and not await self._reached(scope, receive, send, headers):
+            return
         replay_receive = _replaying(body, receive)
         raw_key = headers.get(b"idempotency-key")
-        if principal is None or raw_key is None or scope["method"] not in WRITE_METHODS:
-            await self.app(scope, replay_receive, send)
-            return
-        await self._keyed(scope, replay_receive, send, principal, raw_key, headers, body)
+        with collecting_positions() as sink:
+            if principal is None or raw_key is None or scope["method"] not in WRITE_METHODS:
+                await self.app(scope, replay_receive, _positioned(send, sink))
+                return
+            await self._keyed(scope, replay_receive, send, principal, raw_key, headers, body, sink)
+
+    async def _reached(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
+    ) -> bool:
+        """Wait until the views have reached the request's ``Pocdir-Min-Position``, if it
+        sent one; False once a refusal (422, or 503 past the bound) has been sent."""
+        raw = headers.get(MIN_POSITION_HEADER.lower().encode())
+        if raw is None:
+            return True
+        text = raw.decode("latin-1").strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 19):
+            await _refuse(
+                scope,
+                receive,
+                send,
+                422,
+                "invalid",
+                f"{MIN_POSITION_HEADER} must be a record position, as sent in a "
+                f"{POSITION_HEADER} header (a whole number)",
+            )
+            return False
+        try:
+            services = await self._services()
+            await run_in_threadpool(services.wait_for_position, int(text))
+        except HANDLED_ERRORS as e:  # 422 past the head, 503 past the bound or in an outage
+            await handled_response(Request(scope), e)(scope, receive, send)
+            return False
+        return True
 
     async def _authenticate(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
@@ -176,8 +221,10 @@ class RequestGate:
         raw_key: bytes,
         headers: dict[bytes, bytes],
         body: bytes,
+        sink: PositionSink,
     ) -> None:
-        """Run a keyed write once; answer retries with its first outcome."""
+        """Run a keyed write once; answer retries with its first outcome (with the position
+        the first one wrote, kept with it)."""
         try:
             key = IdempotencyKey(
                 principal.ref,
@@ -239,10 +286,16 @@ class RequestGate:
                 )
             case Reserved(reserved):
                 scope.setdefault("state", {})["idempotency"] = reserved
-                await self._run_reserved(scope, receive, send, keys, reserved)
+                await self._run_reserved(scope, receive, send, keys, reserved, sink)
 
-    async def _run_reserved(
-        self, scope: Scope, receive: Receive, send: Send, keys: IdempotencyKeys, key: IdempotencyKey
+    async def _run_reserved(  # noqa: PLR0913
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        keys: IdempotencyKeys,
+        key: IdempotencyKey,
+        sink: PositionSink,
     ) -> None:
         captured = _Captured()
 
@@ -254,7 +307,7 @@ class RequestGate:
                 captured.body.append(message.get("body", b""))
 
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, receive, _positioned(capture, sink))
         finally:
             await self._settle(keys, key, captured)
         if captured.start is not None:
@@ -288,6 +341,24 @@ def _canonical(body: bytes) -> bytes:
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     return {k.lower(): v for k, v in scope.get("headers", [])}
+
+
+def _positioned(send: Send, sink: PositionSink) -> Send:
+    """A ``send`` that puts the position the request's writes ended at, if any, on the
+    response (``Pocdir-Position``): the route has run by the time its response starts."""
+
+    async def positioned(message: Message) -> None:
+        if message["type"] == "http.response.start" and sink.last is not None:
+            message = {
+                **message,
+                "headers": [
+                    *message.get("headers", []),
+                    (POSITION_HEADER.lower().encode(), str(sink.last).encode()),
+                ],
+            }
+        await send(message)
+
+    return positioned
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

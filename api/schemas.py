@@ -258,6 +258,11 @@ class ReadyPublic(BaseModel):
     database: Literal["reachable"]
     lag_events: int
     max_lag_events: int
+    #: The age of the oldest event not yet in the views, by its timestamp (0 when none is).
+    lag_seconds: float
+    #: Whether this process's projection runner holds the lease (is the one writing the
+    #: views); with several servers on one record, exactly one says true.
+    holds_runner_lease: bool
 
 
 class NotReadyPublic(BaseModel):
@@ -269,3 +274,5 @@ class NotReadyPublic(BaseModel):
     database: Literal["reachable", "unreachable"]
     lag_events: int | None
     max_lag_events: int
+    lag_seconds: float | None = None
+    holds_runner_lease: bool | None = None

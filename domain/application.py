@@ -38,6 +38,7 @@ from domain.errors import (
 from domain.idempotency import IdempotencyKey, KeyAlreadyRecorded, RequestInFlight
 from domain.members import check_member_state, member_states
 from domain.notification import Notification, SupportingInformation
+from domain.position import report_position
 from domain.state_entry import StateEntry, state_entry_id
 from domain.taxonomy import check_level
 from domain.values import Contact, Principal, Role, Text
@@ -182,14 +183,19 @@ class PocDirectory(Application[UUID]):
 
     def _save(
         self, *aggregates: PocdirAggregate, idempotency: IdempotencyKey | None = None
-    ) -> None:
+    ) -> int | None:
         """Save the aggregates' new events in one transaction, with the caller's idempotency
-        key if it sent one (written in that same transaction, ``domain.idempotency``)."""
+        key if it sent one (written in that same transaction, ``domain.idempotency``).
+
+        Return the record position of the last event written (None if there was none to
+        write), and report it to the caller's position sink (``domain.position``): the
+        positions come from the insert itself, so a concurrent writer cannot be mistaken for
+        this one."""
         try:
             if idempotency is None:
-                self.save(*aggregates)
+                recordings = self.save(*aggregates)
             else:
-                self.save(*aggregates, idempotency=idempotency)
+                recordings = self.save(*aggregates, idempotency=idempotency)
         except KeyAlreadyRecorded:
             raise RequestInFlight(
                 "another request with this Idempotency-Key was recorded meanwhile; "
@@ -199,6 +205,12 @@ class PocDirectory(Application[UUID]):
             raise ConcurrentChange(
                 "someone else changed this first; read it again and retry"
             ) from None
+        positions = [r.notification.id for r in recordings]
+        if not positions:
+            return None
+        last = max(positions)
+        report_position(last)
+        return last
 
     @staticmethod
     def check_version(aggregate: PocdirAggregate, expected_version: int | None) -> None:

@@ -23,14 +23,24 @@
 ``POCDIR_DB_CONNECT_TIMEOUT``           Seconds to open a PostgreSQL connection (whole seconds, at
                                         least 2, as libpq counts them). Default: ``5``.
 ``POCDIR_DB_POOL_TIMEOUT``              Seconds a request waits for a pooled connection, or for
-                                        the views' lock, before it is answered 503. Default:
-                                        ``2``.
+                                        the Merkle tree's lock, before it is answered 503.
+                                        Default: ``2``.
 ``POCDIR_DB_STATEMENT_TIMEOUT``         Seconds a statement may run, lock waits included
                                         (PostgreSQL's ``statement_timeout`` and ``lock_timeout``,
                                         SQLite's busy timeout); a server that does not answer at
                                         all is given 1 s more. Default: ``5``.
 ``POCDIR_READY_MAX_LAG_EVENTS``         Events the views may lag behind the record before
                                         ``/ready`` answers 503. Default: ``1000``.
+``POCDIR_RUNNER_LEASE_SECONDS``        How long the projection runner's lease lasts unless renewed
+                                        (SQLite's lease row; renewed every third of it). If the
+                                        holder dies, another server takes over within this plus
+                                        one poll interval. Default: ``5``.
+``POCDIR_RUNNER_POLL_SECONDS``          How often the runner looks for new events (and a server
+                                        not holding the lease tries to take it). Default:
+                                        ``0.5``.
+``POCDIR_READ_WAIT_SECONDS``            How long a request sent with ``Pocdir-Min-Position`` (and
+                                        an entry write) waits for the views to reach that
+                                        position before it is answered 503. Default: ``5``.
 ======================================  ==========================================================
 
 Each wait is bounded, none is retried once its bound has run out, and a request stops at the
@@ -57,6 +67,9 @@ DEFAULT_DB_CONNECT_TIMEOUT = 5.0
 DEFAULT_DB_POOL_TIMEOUT = 2.0
 DEFAULT_DB_STATEMENT_TIMEOUT = 5.0
 DEFAULT_READY_MAX_LAG_EVENTS = 1000
+DEFAULT_RUNNER_LEASE_SECONDS = 5.0
+DEFAULT_RUNNER_POLL_SECONDS = 0.5
+DEFAULT_READ_WAIT_SECONDS = 5.0
 #: Seconds a statement's client waits beyond the statement timeout: the server cancels the
 #: statement itself first; the client gives up only on a server that does not answer at all.
 UNANSWERED_GRACE_SECONDS = 1.0
@@ -88,6 +101,9 @@ class Settings:
     db_pool_timeout: float = DEFAULT_DB_POOL_TIMEOUT
     db_statement_timeout: float = DEFAULT_DB_STATEMENT_TIMEOUT
     ready_max_lag_events: int = DEFAULT_READY_MAX_LAG_EVENTS
+    runner_lease_seconds: float = DEFAULT_RUNNER_LEASE_SECONDS
+    runner_poll_seconds: float = DEFAULT_RUNNER_POLL_SECONDS
+    read_wait_seconds: float = DEFAULT_READ_WAIT_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -111,6 +127,13 @@ class Settings:
             ready_max_lag_events=_int(
                 env, "POCDIR_READY_MAX_LAG_EVENTS", DEFAULT_READY_MAX_LAG_EVENTS
             ),
+            runner_lease_seconds=_seconds(
+                env, "POCDIR_RUNNER_LEASE_SECONDS", DEFAULT_RUNNER_LEASE_SECONDS
+            ),
+            runner_poll_seconds=_seconds(
+                env, "POCDIR_RUNNER_POLL_SECONDS", DEFAULT_RUNNER_POLL_SECONDS
+            ),
+            read_wait_seconds=_seconds(env, "POCDIR_READ_WAIT_SECONDS", DEFAULT_READ_WAIT_SECONDS),
         )
         settings.validate()
         return settings
@@ -146,11 +169,24 @@ class Settings:
                 raise SettingsError(f"{name} must be seconds in (0, {limit}], not {value:g}")
         if self.ready_max_lag_events < 0:
             raise SettingsError("POCDIR_READY_MAX_LAG_EVENTS must be 0 or more events")
+        for name, value in (
+            ("POCDIR_RUNNER_LEASE_SECONDS", self.runner_lease_seconds),
+            ("POCDIR_RUNNER_POLL_SECONDS", self.runner_poll_seconds),
+            ("POCDIR_READ_WAIT_SECONDS", self.read_wait_seconds),
+        ):
+            if not (0 < value <= MAX_TIMEOUT_SECONDS):
+                limit = f"{MAX_TIMEOUT_SECONDS:g}"
+                raise SettingsError(f"{name} must be seconds in (0, {limit}], not {value:g}")
+        if self.runner_lease_seconds < 1:
+            raise SettingsError(
+                "POCDIR_RUNNER_LEASE_SECONDS must be at least 1 s: a shorter lease expires "
+                "while its holder waits on an ordinary statement"
+            )
 
     @property
     def db_wait_bound(self) -> float:
-        """The longest a request waits on the database, in seconds: one wait for the views'
-        lock and one for a pooled connection (each the pool timeout), and at most two
+        """The longest a request waits on the database, in seconds: one wait for the Merkle
+        tree's lock and one for a pooled connection (each the pool timeout), and at most two
         statements that each run out (the check of a pooled connection, then the statement),
         each given the statement timeout and the grace for a server that does not answer."""
         statement = self.db_statement_timeout + UNANSWERED_GRACE_SECONDS

@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-from eventsourcing.persistence import IntegrityError
-
 from domain.application import PocDirectory
 from domain.clock import Clock
+from domain.errors import ValidationError
 from domain.values import Principal
+from infra.follower import POSITION_POLL_SECONDS, ViewFollower, ViewsBehind
 from infra.idempotency import IdempotencyKeys
 from infra.keycheck import check_record_key, record_cipher
+from infra.lease import LEASE_ERRORS, build_lease
 from infra.settings import Settings
 from infra.store import DatabaseTimeout, read_only_sqlite_uri, sqlite_record_absence
 from infra.transparency import Transparency, load_signer
@@ -35,6 +37,8 @@ from projections.store import (
     ViewRecorder,
     ViewTables,
 )
+
+__all__ = ["ViewsBehind"]
 
 SQLITE_FACTORY = "infra.store:ChainedSQLiteFactory"
 POSTGRES_FACTORY = "infra.store:ChainedPostgresFactory"
@@ -253,6 +257,10 @@ class Readiness:
 
     lag_events: int
     max_lag_events: int
+    #: How old the oldest event not yet in the views is, in seconds (0 when none is).
+    lag_seconds: float
+    #: Whether this process's runner holds the lease, i.e. is the one writing the views.
+    holds_runner_lease: bool
 
     @property
     def ready(self) -> bool:
@@ -262,9 +270,11 @@ class Readiness:
 @dataclass
 class Services:
     """What a long-running process (the HTTP server) holds: the application over the record,
-    the views that follow it, and the idempotency keys. Reads first bring the views up to date
-    under a lock, so a caller always reads its own writes, and two threads never project the
-    same events."""
+    the views that follow it, the runner that keeps them following it (``infra.follower``,
+    writing only while this process holds the runner lease), and the idempotency keys.
+
+    Requests never project: they read the views as they are, or wait for a position
+    (``wait_for_position``)."""
 
     settings: Settings
     application: PocDirectory
@@ -272,39 +282,82 @@ class Services:
     runner: ViewRunner
     transparency: Transparency
     keys: IdempotencyKeys
-    #: Catching the views up: one thread at a time, each waiting the pool timeout at most.
-    lock: BoundedLock = field(init=False)
-    #: Growing the Merkle tree is a write; one thread at a time.
+    follower: ViewFollower
+    #: Growing the Merkle tree is a write; one thread of this process at a time (the tree
+    #: store serialises writers across processes in the database: ``infra.tree_store``).
     tree_lock: BoundedLock = field(init=False)
 
     def __post_init__(self) -> None:
-        wait = self.settings.db_pool_timeout
-        self.lock = BoundedLock(wait, "the views' catch-up")
-        self.tree_lock = BoundedLock(wait, "the Merkle tree")
+        self.tree_lock = BoundedLock(self.settings.db_pool_timeout, "the Merkle tree")
 
     def queries(self) -> DirectoryQueries:
-        """Queries over the views, caught up with every event recorded so far."""
-        self.catch_up()
+        """Queries over the views once they have reached the record's head as it is now:
+        for a caller outside a request (a benchmark's set-up, a script), which has no
+        position to send. The runner projects; this waits for it while it makes progress
+        (``POCDIR_READ_WAIT_SECONDS`` without any is ``ViewsBehind``)."""
+        head = self.application.recorder.max_notification_id() or 0
+        self.wait_for_position(head, while_progressing=True)
         return DirectoryQueries(self.view)
 
-    def catch_up(self) -> int:
-        """Project every new event into the views; return how many there were."""
-        with self.lock:
-            try:
-                return self.runner.catch_up(from_last=True)
-            except IntegrityError:
-                # Another process (the CLI) moved the view on; go on from where it is.
-                return self.runner.catch_up()
+    def views_position(self) -> int:
+        """The record position the views have reached."""
+        return self.view.max_tracking_id(DIRECTORY_VIEW) or 0
+
+    def wait_for_position(
+        self, wanted: int, bound: float | None = None, *, while_progressing: bool = False
+    ) -> int:
+        """Wait until the views have reached record position ``wanted``, at most ``bound``
+        seconds (``POCDIR_READ_WAIT_SECONDS``), then return their position; raise
+        ``ViewsBehind`` past the bound, and ``ValidationError`` for a position the record
+        does not have (it would never be reached). ``while_progressing``: the bound starts
+        again whenever the views move on (a long catch-up that is not stuck)."""
+        bound = self.settings.read_wait_seconds if bound is None else bound
+        reached = self.views_position()
+        if reached >= wanted:
+            return reached
+        head = self.application.recorder.max_notification_id() or 0
+        if wanted > head:
+            raise ValidationError(
+                f"Pocdir-Min-Position {wanted} is past the record's last position {head}; "
+                "send a position from a Pocdir-Position header"
+            )
+        deadline = time.monotonic() + bound
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ViewsBehind(wanted, reached, bound)
+            self.follower.wake()
+            self.follower.wait(min(remaining, POSITION_POLL_SECONDS))
+            now = self.views_position()
+            if now >= wanted:
+                return now
+            if while_progressing and now > reached:
+                deadline = time.monotonic() + bound
+            reached = now
 
     def readiness(self) -> Readiness:
-        """Whether this server can serve: one bounded read of the record and one of the
-        views' position, never a write and never the views' lock. The lag is the number of
-        events recorded after the views' position, counted no further than one past the
-        allowed lag; a server catches its views up on its next authenticated request."""
+        """Whether this server can serve: bounded reads of the record and of the views'
+        position, never a write. The lag is the number of events recorded after the views'
+        position, counted no further than one past the allowed lag, and the age of the
+        oldest of them (from its timestamp: the same for every server, whichever projects)."""
         allowed = self.settings.ready_max_lag_events
-        position = self.view.max_tracking_id(DIRECTORY_VIEW) or 0
+        position = self.views_position()
         lag = chained_recorder(self.application).count_events_after(position, allowed + 1)
-        return Readiness(lag_events=lag, max_lag_events=allowed)
+        seconds = 0.0
+        if lag:
+            oldest = self.application.recorder.select_notifications(
+                position, 1, inclusive_of_start=False
+            )
+            if oldest:
+                event: Any = self.application.facts_mapper.to_domain_event(oldest[0])
+                stamp: datetime = event.timestamp
+                seconds = max(0.0, (datetime.now(UTC) - stamp).total_seconds())
+        return Readiness(
+            lag_events=lag,
+            max_lag_events=allowed,
+            lag_seconds=round(seconds, 3),
+            holds_runner_lease=self.follower.state.holds_lease,
+        )
 
     def authenticate(self, token: str) -> Principal:
         """The principal ``token`` stands for, read from the record itself on every request
@@ -314,30 +367,46 @@ class Services:
         return self.application.authenticate(token)
 
     def admit(self, token: str) -> Principal:
-        """Authenticate ``token``, then bring the views up to date, so the request reads its
-        own and everyone's earlier writes: one trip to a worker thread per request."""
-        principal = self.authenticate(token)
-        self.catch_up()
-        return principal
+        """Authenticate ``token``: what the gate does for every request. Nothing is
+        projected here: the runner does that (``infra.follower``)."""
+        return self.authenticate(token)
 
     def close(self) -> None:
+        self.follower.stop()
         self.application.close()
+
+
+def build_follower(
+    application: PocDirectory, runner: ViewRunner, settings: Settings
+) -> ViewFollower:
+    """The runner thread of a server (not started): the record's lease, its head, the poll."""
+    return ViewFollower(
+        runner,
+        build_lease(application.recorder, settings),
+        lambda: application.recorder.max_notification_id() or 0,
+        settings.runner_poll_seconds,
+        step_errors=LEASE_ERRORS,
+    )
 
 
 def build_services(
     settings: Settings, *, clock: Clock | None = None, new_id: Callable[[], UUID] = uuid4
 ) -> Services:
-    """Connects to the database: call it when serving starts, never at import time."""
+    """Connects to the database, and starts the projection runner's thread: call it when
+    serving starts, never at import time."""
     application = build_application(settings, clock=clock, new_id=new_id)
     try:
         view = build_directory_view(application, settings)
         transparency = build_transparency(application, settings)
+        runner = build_view_runner(application, view, settings)
+        follower = build_follower(application, runner, settings)
     except BaseException:
         application.close()
         raise
-    runner = build_view_runner(application, view, settings)
     keys = build_idempotency_keys(application, settings)
-    return Services(settings, application, view, runner, transparency, keys)
+    services = Services(settings, application, view, runner, transparency, keys, follower)
+    follower.start()
+    return services
 
 
 def build_idempotency_keys(app: PocDirectory, settings: Settings) -> IdempotencyKeys:

@@ -42,8 +42,29 @@ class Api:
         )
 
 
+class ReadingOwnWrites(TestClient):
+    """A client that reads its own writes, as a well-behaved client does: every request
+    carries ``Pocdir-Min-Position``, the record position of everything written so far (this
+    test is the only writer, through the API or through ``Api.application``), unless the
+    request sets that header itself. The server projects off the request path, so without
+    it a read right after a write may see the views from before it."""
+
+    application: PocDirectory | None = None
+
+    def request(self, method: str, url: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        headers = dict(kwargs.pop("headers", None) or {})
+        if self.application is not None and not any(
+            k.lower() == "pocdir-min-position" for k in headers
+        ):
+            position = self.application.recorder.max_notification_id() or 0
+            headers["Pocdir-Min-Position"] = str(position)
+        return super().request(method, url, headers=headers, **kwargs)
+
+
 @contextmanager
 def api_for(settings: Settings, clock: Clock | None = None) -> Iterator[Api]:
     app = create_app(settings, clock=clock)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield Api(client, app.state.services.get().application)
+    with ReadingOwnWrites(app, raise_server_exceptions=False) as client:
+        application = app.state.services.get().application
+        client.application = application
+        yield Api(client, application)

@@ -167,23 +167,24 @@ def test_the_same_key_while_the_first_request_is_in_flight_gets_409(api: Api) ->
 
 
 def test_a_write_that_committed_before_a_503_is_not_written_again(api: Api) -> None:
-    """The full-disk case: the events commit, then the answer fails (here: bringing the views
-    up to date). The retry must not write again; it is told the request was applied."""
+    """The full-disk case: the events commit, then the answer fails (here: waiting for the
+    views to reach the write). The retry must not write again; it is told the request was
+    applied."""
     registered(api, "FRA")
     services = api.client.app.state.services.get()  # type: ignore[attr-defined]
-    original = services.catch_up
+    original = services.wait_for_position
     calls = {"n": 0}
 
-    def failing_catch_up() -> int:
+    def failing_wait(wanted: int, bound: float | None = None) -> int:
         calls["n"] += 1
-        if calls["n"] == 2:  # the first is the authentication's; the second follows the write
+        if calls["n"] == 2:  # the first is the gate's (Pocdir-Min-Position); then the write's
             raise OperationalError("disk full")
-        return original()
+        return original(wanted, bound)
 
-    services.catch_up = failing_catch_up
+    services.wait_for_position = failing_wait
     fra = api.as_state("FRA")
     failed = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("disk"))
-    services.catch_up = original
+    services.wait_for_position = original
     assert failed.status_code == 503, failed.text
     assert api.application.get_entry("FRA").version == 3  # it did commit
     retry = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("disk"))

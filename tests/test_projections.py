@@ -274,22 +274,25 @@ def test_a_view_kept_in_the_earlier_layout_is_rebuilt_with_its_history(
 def test_a_server_following_from_its_last_position_survives_another_process_moving_on(
     backend: Backend, app: PocDirectory, clock: SimulatedClock
 ) -> None:
-    """The server remembers where it left the view; when the CLI (another runner) moved the
-    view on meanwhile, the server's stale start fails on the tracking position, writes
-    nothing, and it goes on from the view's own position: nothing counted twice."""
+    """The server's runner remembers where it left the view; when another runner (the CLI,
+    or a server that held the lease meanwhile) moved the view on, the server's stale start
+    fails on the tracking position, writes nothing, and it goes on from the view's own
+    position: nothing counted twice. (The runner's thread is stopped and its steps driven
+    here one by one.)"""
     from infra.wiring import build_services
 
     services = build_services(backend.settings, clock=clock)
+    services.follower.stop()
     try:
         register_fra(services.application)
-        services.catch_up()
+        services.follower.step()
         cli = ViewRunner(app, build_directory_view(app, backend.settings))
         for code in ("DEU", "ITA"):
             app.register_state(state(code), code)
         cli.catch_up()
-        assert services.catch_up() == 0
+        assert services.follower.step() == 0
         app.register_state(state("ESP"), "ESP")
-        assert services.catch_up() == 1
+        assert services.follower.step() == 1
         followed = services.view.dump()
         ViewRunner(app, services.view).rebuild()
         assert services.view.dump() == followed

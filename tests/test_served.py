@@ -64,6 +64,9 @@ class Served:
     acknowledged: set[str] = field(default_factory=set)
     consented_reads: int = 0
     attempts: int = 0
+    #: The last record position a write was answered with: sent on every request as
+    #: ``Pocdir-Min-Position``, so that the client reads its own writes.
+    position: int = 0
 
     def request(
         self, method: str, path: str, who: str | None, key: str | None = None, **kw: Any
@@ -73,8 +76,12 @@ class Served:
             headers["Authorization"] = f"Bearer {self.tokens[who]}"
         if key is not None:
             headers["Idempotency-Key"] = key
+        headers.setdefault("Pocdir-Min-Position", str(self.position))
         r = httpx.request(method, self.base + path, headers=headers, timeout=30, **kw)
         self.statuses.append((method, path, r.status_code))
+        written = r.headers.get("Pocdir-Position")
+        if written is not None:
+            self.position = max(self.position, int(written))
         return r
 
     def write(self, method: str, path: str, who: str, **kw: Any) -> httpx.Response:

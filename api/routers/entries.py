@@ -23,6 +23,7 @@ from api.schemas import (
 from domain.application import PocDirectory
 from domain.errors import ValidationError
 from domain.idempotency import IdempotencyKey
+from domain.position import written_position
 from domain.state_entry import check_acts_for
 from domain.values import Contact
 from projections.queries import DirectoryQueries
@@ -71,7 +72,8 @@ class OwnEntry:
         self.key = key
 
     def read(self) -> EntryPublic:
-        """The entry from the view (authentication brought it up to date), with its ETag."""
+        """The entry from the view as it is, with its ETag (a client that wrote it sends
+        ``Pocdir-Min-Position`` to read its own write)."""
         entry = entry_public(DirectoryQueries(self.services.view).view_entry(self.code))
         self.response.headers["ETag"] = etag(entry.version)
         return entry
@@ -80,9 +82,14 @@ class OwnEntry:
         self, command: Callable[[PocDirectory, str, int | None, IdempotencyKey | None], object]
     ) -> EntryPublic:
         """Run ``command(application, code, expected_version, idempotency_key)`` and answer
-        with the entry as it now is (the view caught up with the change), with its new ETag."""
+        with the entry as it now is, with its new ETag: once the views have reached the
+        position the change was written at (bounded, ``POCDIR_READ_WAIT_SECONDS``; the
+        runner projects it, not this request)."""
         command(self.services.application, self.code, expected_version(self.if_match), self.key)
-        self.services.catch_up()
+        written = written_position()
+        if written is None:  # outside the gate's sink: at least as far as the record is now
+            written = self.services.application.recorder.max_notification_id() or 0
+        self.services.wait_for_position(written)
         return self.read()
 
 
