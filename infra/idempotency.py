@@ -5,7 +5,10 @@ operational metadata, not part of the record; ``docs/audit-format.md`` says so):
 
 * **reserved**: a request took the key before running (``holder`` is its token). A second
   request with the key meanwhile is told the first is in flight (409). A reservation whose
-  request died is taken over after ``RESERVATION_LEASE`` seconds.
+  request died is taken over after ``lease`` seconds (the database wait bound, 16 s by
+  default). Taking over is safe even if the first request is still running: a commit names
+  its reservation's holder, so at most one of the two can commit (the other is refused and
+  rolled back), whichever comes first.
 * **committed**: ``position`` is set *in the transaction that writes the request's events*
   (the recorders in ``infra.store`` call ``record_in_transaction``), so a crash can never
   separate the events from their key. A commit whose reservation was taken over is refused
@@ -34,9 +37,9 @@ from typing import Any, Final, Protocol
 from domain.idempotency import MIN_RETENTION, IdempotencyKey, KeyAlreadyRecorded
 
 IDEMPOTENCY_TABLE: Final = "idempotency_keys"
-#: Seconds after which a reservation whose request never finished may be taken over. It
-#: exceeds the longest a request can run (every database wait is bounded well below it).
-RESERVATION_LEASE: Final = 120.0
+#: Seconds after which, by default, a reservation whose request never finished may be taken
+#: over (the composition root passes the settings' database wait bound).
+RESERVATION_LEASE: Final = 16.0
 #: The status stored for a request that committed but could not be answered.
 UNANSWERED: Final = 0
 #: How often (seconds) a process purges expired keys.
@@ -202,6 +205,7 @@ class IdempotencyKeys:
         recorder: KeyRecorder,
         cipher: Cipher | None,
         retention: timedelta = MIN_RETENTION,
+        lease: float = RESERVATION_LEASE,
         clock: Callable[[], float] = time.time,
         new_holder: Callable[[], str] | None = None,
     ) -> None:
@@ -211,6 +215,7 @@ class IdempotencyKeys:
         self.statements = recorder.idempotency_statements
         self.cipher = cipher
         self.retention = retention
+        self.lease = lease
         self.clock = clock
         self._new_holder = new_holder or _random_holder
         self._purged_at = 0.0
@@ -233,12 +238,12 @@ class IdempotencyKeys:
             if row.status is not None and row.answer is not None:
                 return Replay(self._decode(row.answer, row.status))
             if row.position is not None:
-                if row.status is None and now - row.reserved_at < RESERVATION_LEASE:
+                if row.status is None and now - row.reserved_at < self.lease:
                     return InFlight()
                 return AppliedUnanswered(row.position)
-            if now - row.reserved_at < RESERVATION_LEASE:
+            if now - row.reserved_at < self.lease:
                 return InFlight()
-            c.execute(s.take_over, (holder, now, key.scope, key.key, now - RESERVATION_LEASE))
+            c.execute(s.take_over, (holder, now, key.scope, key.key, now - self.lease))
             if c.fetchone() is None:
                 return InFlight()
             return Reserved(_with_holder(key, holder))

@@ -414,5 +414,8 @@ def build_idempotency_keys(app: PocDirectory, settings: Settings) -> Idempotency
     cipher when ``POCDIR_CIPHER_KEY`` is set."""
     recorder: Any = app.recorder
     return IdempotencyKeys(
-        recorder, record_cipher(settings), timedelta(hours=settings.idempotency_retention_hours)
+        recorder,
+        record_cipher(settings),
+        timedelta(hours=settings.idempotency_retention_hours),
+        lease=settings.db_wait_bound,
     )

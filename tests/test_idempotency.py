@@ -233,3 +233,35 @@ def test_the_key_is_written_in_the_events_transaction(api: Api, backend: Backend
     assert r.status_code == 200
     rows = backend.execute("SELECT key, position FROM idempotency_keys WHERE key = %s", ("tx",))
     assert rows == [("tx", events(api))]
+
+
+def test_a_reservation_whose_request_died_is_taken_over_and_only_one_commit_counts(
+    backend: Backend, clock: SimulatedClock
+) -> None:
+    """A server killed mid-request leaves its key reserved; after the lease a retry takes it
+    over. Should the first request still be running, its commit is refused (it names the old
+    reservation), so one of the two commits, never both."""
+    from domain.idempotency import IdempotencyKey, RequestInFlight
+    from infra.idempotency import IdempotencyKeys, InFlight, Reserved
+    from infra.wiring import build_application
+    from tests.conftest import state
+
+    app = build_application(backend.settings, clock=clock)
+    try:
+        now = [1000.0]
+        keys = IdempotencyKeys(app.recorder, None, lease=10, clock=lambda: now[0])  # type: ignore[arg-type]
+        key = IdempotencyKey("state:FRA/x", "k", "digest")
+        first = keys.take(key)
+        assert isinstance(first, Reserved)
+        now[0] += 5
+        assert isinstance(keys.take(key), InFlight)
+        now[0] += 6
+        second = keys.take(key)
+        assert isinstance(second, Reserved) and second.key.holder != first.key.holder
+        with pytest.raises(RequestInFlight):
+            app.register_state(state("FRA"), "FRA", idempotency=first.key)
+        assert "FRA" not in {e.code for e in app.registered_states()}
+        app.register_state(state("FRA"), "FRA", idempotency=second.key)
+        assert app.get_entry("FRA").version == 1
+    finally:
+        app.close()
