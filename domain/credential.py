@@ -1,4 +1,4 @@
-"""Credential: a bearer token the Secretariat issues to one principal (DOMAIN.md roles).
+"""Credential: a bearer token the Secretariat issues to one principal (docs/domain.md roles).
 
 Only a SHA-256 hash of the token is recorded, never the token: it is printed once when
 issued. The credential's id is derived from that hash, so authenticating a token is one read

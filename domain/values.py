@@ -293,7 +293,7 @@ class Contact:
 
 
 class Role(StrEnum):
-    """The four roles of DOMAIN.md."""
+    """The four roles of docs/domain.md."""
 
     STATE = "state"
     SECRETARIAT = "secretariat"
