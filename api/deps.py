@@ -107,10 +107,10 @@ async def get_principal(
     principal = getattr(request.state, "principal", None)
     if principal is not None:
         return principal  # type: ignore[no-any-return]  # request.state is untyped
-    # A route mounted without the gate: admit here instead.
+    # A route mounted without the gate: authenticate here instead.
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("send Authorization: Bearer <token>")
-    return await run_in_threadpool(services.admit, credentials.credentials)
+    return await run_in_threadpool(services.authenticate, credentials.credentials)
 
 
 async def get_idempotency(

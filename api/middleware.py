@@ -174,7 +174,7 @@ class RequestGate:
             return None
         try:
             services = await self._services()
-            return await run_in_threadpool(services.admit, token.strip())
+            return await run_in_threadpool(services.authenticate, token.strip())
         except HANDLED_ERRORS as e:  # 401, 503, and whatever else the app's handlers answer
             await handled_response(Request(scope), e)(scope, receive, send)
         return None

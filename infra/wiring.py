@@ -366,11 +366,6 @@ class Services:
         process's views have caught up, is refused on the next request."""
         return self.application.authenticate(token)
 
-    def admit(self, token: str) -> Principal:
-        """Authenticate ``token``: what the gate does for every request. Nothing is
-        projected here: the runner does that (``infra.follower``)."""
-        return self.authenticate(token)
-
     def close(self) -> None:
         self.follower.stop()
         self.application.close()
