@@ -23,7 +23,7 @@ from domain.base import PocdirAggregate
 from domain.capacity import CapacityNeed
 from domain.check import CommunicationCheck, check_secretariat
 from domain.clock import Clock, SystemClock
-from domain.consent import SharingConsent
+from domain.consent import ExchangeAccess, SharingConsent, exchange_access
 from domain.credential import TOKEN_PREFIX, Credential, credential_id, new_token, token_hash
 from domain.errors import (
     AlreadyExists,
@@ -439,12 +439,10 @@ class PocDirectory(Application[UUID]):
     def get_notification_for(self, by: Principal, notification_id: UUID) -> Notification:
         """The notification, if ``by`` may know it exists: its parties and the Secretariat
         (which sees metadata only). To any other State it does not exist (``NotFound``), so
-        nothing reveals an exchange to a State not party to it."""
+        nothing reveals an exchange to a State not party to it (``exchange_access``)."""
         notification = self.get_notification(notification_id)
-        if by.role is Role.STATE and not notification.is_party(by):
+        if exchange_access(by, notification.parties) is ExchangeAccess.THROUGH_CONSENT:
             raise NotFound("no such notification")
-        if by.role not in (Role.STATE, Role.SECRETARIAT):
-            raise NotPermitted("only States and the Secretariat see exchanges")
         return notification
 
     def read_notification(
@@ -457,19 +455,12 @@ class PocDirectory(Application[UUID]):
         The Secretariat gets metadata only (``False``). Anyone else: ``NotFound``.
         """
         notification = self.get_notification(notification_id)
-        if by.role is Role.SECRETARIAT:
-            return notification, False
-        if by.role is not Role.STATE:
-            raise NotPermitted("only States and the Secretariat see exchanges")
-        if notification.is_party(by):
-            return notification, True
+        access = exchange_access(by, notification.parties)
+        if access is not ExchangeAccess.THROUGH_CONSENT:
+            return notification, access is ExchangeAccess.CONTENT
         for consent_id in consent_ids:
             consent = self.get_consent(consent_id)
-            if (
-                consent.notification_id == notification.id
-                and consent.third_state == by.state
-                and consent.is_effective
-            ):
+            if consent.notification_id == notification.id and consent.shares_with(by):
                 consent.record_read(by, self.clock.now())
                 self._save(consent)
                 return notification, True

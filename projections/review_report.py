@@ -26,13 +26,14 @@ from collections.abc import Iterable
 from datetime import MAXYEAR, MINYEAR, UTC, date, datetime, time, timedelta
 from typing import Any
 
-from domain.capacity import CAPACITY_CATEGORIES, NeedStatus
+from domain.capacity import CAPACITY_CATEGORIES, CapacityNeed, NeedStatus, need_status
 from domain.check import CheckResult, judge
 from domain.errors import ValidationError
+from domain.freshness import LATE_NOTICE_DAYS, confirmed_on_time, days_overdue
 from domain.members import member_states
 from domain.taxonomy import INCIDENT_TYPES
 from projections.history import NOTIFICATION
-from projections.queries import DirectoryView, add_year
+from projections.queries import DirectoryView
 from projections.review import CHECK, NEED, REVIEW_DAY, REVIEW_STATE
 
 REPORT_TITLE = "Provisional operation of the Points of Contact directory: review report"
@@ -66,8 +67,9 @@ DAY_BUCKETS: tuple[tuple[str, float], ...] = (
     ("31-60 days", 60),
     ("over 60 days", math.inf),
 )
+#: Late notices by delay: the first bucket starts the day after R5's limit.
 NOTICE_DELAY_BUCKETS: tuple[tuple[str, float], ...] = (
-    ("31-45 days", 45),
+    (f"{LATE_NOTICE_DAYS + 1}-45 days", 45),
     ("46-60 days", 60),
     ("61-90 days", 90),
     ("over 90 days", math.inf),
@@ -273,12 +275,11 @@ def _freshness(states: list[dict[str, Any]], start: date, end: date) -> dict[str
                 continue
             day = date.fromisoformat(confirmed)
             previous = max((u for u in updates if u < day), default=None)
-            if previous is None or day <= add_year(previous):
+            if confirmed_on_time(previous, day):
                 on_time += 1
             else:
                 late += 1
-        due = add_year(updates[-1])
-        overdue_days = (end - due).days if snap["active"] and end > due else 0
+        overdue_days = days_overdue(updates[-1], end) if snap["active"] else 0
         notices = [n["delay_days"] for n in st["late_notices"] if s <= n["reported_on"] <= e]
         delays.extend(notices)
         totals.update(
@@ -319,7 +320,8 @@ def _freshness(states: list[dict[str, Any]], start: date, end: date) -> dict[str
                 ],
             ),
             "late_notice_delays": _table(
-                "Changes notified more than 30 days after they occurred, by delay (R5)",
+                f"Changes notified more than {LATE_NOTICE_DAYS} days after they occurred, "
+                "by delay (R5)",
                 ("delay", "notices"),
                 _distribution({"notices": [float(d) for d in delays]}, NOTICE_DELAY_BUCKETS),
             ),
@@ -521,17 +523,23 @@ def _use(view: DirectoryView, start: date, end: date, period_end: datetime) -> d
 # -- capacity ---------------------------------------------------------------------------------
 
 
-def _need_status(need: dict[str, Any], period_end: datetime) -> NeedStatus:
-    def by_end(key: str) -> bool:
-        return need[key] is not None and _parse(need[key]) < period_end
+#: The times the review view keeps of a need's lifecycle events, in lifecycle order.
+_NEED_EVENTS: tuple[tuple[str, type[CapacityNeed.Event]], ...] = (
+    ("matched_at", CapacityNeed.OfferAccepted),
+    ("fulfilled_at", CapacityNeed.Fulfilled),
+    ("withdrawn_at", CapacityNeed.Withdrawn),
+)
 
-    if by_end("withdrawn_at"):
-        return NeedStatus.WITHDRAWN
-    if by_end("fulfilled_at"):
-        return NeedStatus.FULFILLED
-    if by_end("matched_at"):
-        return NeedStatus.MATCHED
-    return NeedStatus.OPEN
+
+def _need_status(need: dict[str, Any], period_end: datetime) -> NeedStatus:
+    """The need's status at the end of the period: the domain's lifecycle (``need_status``)
+    over the events recorded before then, in the order they happened."""
+    happened = sorted(
+        (_parse(need[key]), order, event_class)
+        for order, (key, event_class) in enumerate(_NEED_EVENTS)
+        if need[key] is not None and _parse(need[key]) < period_end
+    )
+    return need_status(event_class for _, _, event_class in happened)
 
 
 def _capacity(view: DirectoryView, start: date, end: date, period_end: datetime) -> dict[str, Any]:
