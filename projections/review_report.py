@@ -37,6 +37,13 @@ from projections.queries import DirectoryView
 from projections.review import CHECK, NEED, REVIEW_DAY, REVIEW_STATE
 
 REPORT_TITLE = "Provisional operation of the Points of Contact directory: review report"
+#: Where the rules the report cites (R1-R17) are defined: the pocdir repository's own domain
+#: document, one anchor per rule (``rule_link``).
+RULES_DOCUMENT = "docs/domain.md"
+RULES_NOTE = (
+    f"The rules cited by id (R1-R17) are defined, with their sources in the working papers, "
+    f"in {RULES_DOCUMENT} in the pocdir repository."
+)
 CONFIDENTIALITY = (
     "Aggregate figures from the directory's record. No contact detail, indicator of "
     "compromise or text of any exchange appears here; per-State figures are given only for "
@@ -74,6 +81,11 @@ NOTICE_DELAY_BUCKETS: tuple[tuple[str, float], ...] = (
     ("61-90 days", 90),
     ("over 90 days", math.inf),
 )
+
+
+def rule_link(rule_id: str) -> str:
+    """The repository link to a rule's definition, e.g. ``docs/domain.md#r5`` for R5."""
+    return f"{RULES_DOCUMENT}#{rule_id.lower()}"
 
 
 def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> dict[str, Any]:
@@ -164,6 +176,7 @@ def build_report(view: DirectoryView, start: date, end: date) -> dict[str, Any]:
         "period": {"from": start.isoformat(), "to": end.isoformat()},
         "member_states": len(member_states()),
         "confidentiality": CONFIDENTIALITY,
+        "rules": {"document": RULES_DOCUMENT, "note": RULES_NOTE},
         "participation": _participation(states, start, end),
         "freshness": _freshness(states, start, end),
         "responsiveness": _responsiveness(view, start, end, period_end),

@@ -8,9 +8,12 @@ The views, the queries, the report and the routers call these functions; the tes
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from api.review_html import cited, render_html
 from domain.capacity import CapacityNeed, NeedStatus, need_status, need_status_after
 from domain.consent import (
     ConsentStatus,
@@ -35,6 +38,7 @@ from domain.freshness import (
 )
 from domain.notification import Notification, NotificationStatus, status_after
 from domain.values import Principal, Role
+from projections.review_report import build_report, rule_link
 
 # -- R5 ---------------------------------------------------------------------------------------
 
@@ -147,3 +151,34 @@ def test_a_needs_status_after_its_events_an_offer_changes_nothing() -> None:
     assert need_status([CapacityNeed.OfferAccepted, CapacityNeed.Fulfilled]) is NeedStatus.FULFILLED
     assert need_status([CapacityNeed.OfferAccepted, CapacityNeed.Withdrawn]) is NeedStatus.WITHDRAWN
     assert need_status([CapacityNeed.Withdrawn]) is NeedStatus.WITHDRAWN
+
+
+# -- the review report cites the rules' definitions -------------------------------------------
+
+
+class _EmptyView:
+    """A view with no document: enough for a report's structure and its texts."""
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        return []
+
+    def key_range(self, kind: str, start: str, stop: str) -> list[dict[str, Any]]:
+        return []
+
+
+def test_every_rule_the_report_cites_links_to_its_anchor_in_docs_domain_md() -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "domain.md").read_text(encoding="utf-8")
+    for n in range(1, 18):
+        assert f'<a id="r{n}"></a>R{n} ' in doc
+    assert rule_link("R11") == "docs/domain.md#r11"
+    assert cited("Use of the directory (R7-R11) & more") == (
+        'Use of the directory (<a href="docs/domain.md#r7">R7</a>-'
+        '<a href="docs/domain.md#r11">R11</a>) &amp; more'
+    )
+    report = build_report(_EmptyView(), date(2025, 1, 1), date(2025, 12, 31))  # type: ignore[arg-type]
+    assert report["rules"]["document"] == "docs/domain.md"
+    page = render_html(report)
+    assert "docs/domain.md in the pocdir repository" in report["rules"]["note"]
+    assert '<a href="docs/domain.md">docs/domain.md</a> in the pocdir repository' in page
+    assert '<h2>Freshness of entries (<a href="docs/domain.md#r5">R5</a>)</h2>' in page
+    assert '(<a href="docs/domain.md#r11">R11</a>): decisions in the period' in page
