@@ -17,6 +17,7 @@ from domain.consent import may_see_consent, shares_with
 from domain.errors import NotFound, ValidationError
 from domain.freshness import freshness, next_due_on
 from domain.members import check_member_state, member_states
+from domain.routing import route_contacts
 from domain.taxonomy import check_incident_type, check_level
 from projections.directory import ENTRY
 from projections.history import CONSENT, NOTIFICATION
@@ -94,37 +95,20 @@ class DirectoryQueries:
         return doc
 
     def route(self, code: str, incident_type: str, level: str = "technical") -> Route:
-        """Whom to reach at ``code`` about ``incident_type``, in order: the contact with the
-        preferred channel, then the coordination contact, then the others. When no contact at
-        that level handles the type, the coordination contact alone, and the route says so."""
+        """Whom to reach at ``code`` about ``incident_type``, in the order R4 gives
+        (``domain.routing.route_contacts``); says when it fell back to the coordination
+        contact."""
         doc = self.entry(code)
         incident_type = check_incident_type(incident_type)
         level = str(check_level(level))
-        contacts: dict[str, dict[str, Any]] = doc["contacts"]
-        preferred = doc["preferred"] or {}
-        coordinator = doc["coordination_contact_id"]
-        matching = [
-            c
-            for c in contacts.values()
-            if c["level"] == level and incident_type in c["incident_types"]
-        ]
-        fell_back = not matching
-        if fell_back:
-            if coordinator is None or coordinator not in contacts:
-                raise NotFound(
-                    f"{doc['code']} has no contact for {incident_type} at the {level} level "
-                    "and no coordination contact"
-                )
-            matching = [contacts[coordinator]]
-
-        def rank(c: dict[str, Any]) -> tuple[int, str]:
-            if c["contact_id"] == preferred.get("contact_id"):
-                return (0, c["contact_id"])
-            if c["contact_id"] == coordinator:
-                return (1, c["contact_id"])
-            return (2, c["contact_id"])
-
-        ordered = [_with_preferred_channel_first(c, preferred) for c in sorted(matching, key=rank)]
+        ordered, fell_back = route_contacts(
+            doc["code"],
+            doc["contacts"],
+            incident_type,
+            level,
+            doc["coordination_contact_id"],
+            doc["preferred"],
+        )
         return Route(doc["code"], incident_type, level, ordered, fell_back)
 
     def history(
@@ -214,15 +198,6 @@ class DirectoryQueries:
                 if code not in registered
             ],
         }
-
-
-def _with_preferred_channel_first(
-    contact: dict[str, Any], preferred: dict[str, Any]
-) -> dict[str, Any]:
-    if contact["contact_id"] != preferred.get("contact_id"):
-        return contact
-    channels = sorted(contact["channels"], key=lambda ch: ch["kind"] != preferred["channel"])
-    return {**contact, "channels": channels, "preferred_channel": preferred["channel"]}
 
 
 def history_csv(items: list[dict[str, Any]]) -> str:

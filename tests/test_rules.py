@@ -23,7 +23,7 @@ from domain.consent import (
     may_see_consent,
     shares_with,
 )
-from domain.errors import NotPermitted
+from domain.errors import NotFound, NotPermitted
 from domain.freshness import (
     DUE_WINDOW_DAYS,
     LATE_NOTICE_DAYS,
@@ -37,6 +37,7 @@ from domain.freshness import (
     notice_delay_days,
 )
 from domain.notification import Notification, NotificationStatus, status_after
+from domain.routing import route_contacts
 from domain.values import Principal, Role
 from projections.review_report import build_report, rule_link
 
@@ -182,3 +183,33 @@ def test_every_rule_the_report_cites_links_to_its_anchor_in_docs_domain_md() -> 
     assert '<a href="docs/domain.md">docs/domain.md</a> in the pocdir repository' in page
     assert '<h2>Freshness of entries (<a href="docs/domain.md#r5">R5</a>)</h2>' in page
     assert '(<a href="docs/domain.md#r11">R11</a>): decisions in the period' in page
+
+
+# -- R4 ---------------------------------------------------------------------------------------
+
+
+def _contact(cid: str, level: str = "technical", *types: str) -> dict[str, Any]:
+    return {
+        "contact_id": cid,
+        "level": level,
+        "incident_types": list(types or ("malware",)),
+        "channels": [{"kind": "email"}, {"kind": "phone"}],
+    }
+
+
+def test_a_route_puts_the_preferred_channel_then_the_coordination_contact_first() -> None:
+    contacts = {c["contact_id"]: c for c in (_contact("a"), _contact("b"), _contact("c"))}
+    ordered, fell_back = route_contacts(
+        "FRA", contacts, "malware", "technical", "b", {"contact_id": "c", "channel": "phone"}
+    )
+    assert [c["contact_id"] for c in ordered] == ["c", "b", "a"] and not fell_back
+    assert ordered[0]["preferred_channel"] == "phone"
+    assert [ch["kind"] for ch in ordered[0]["channels"]] == ["phone", "email"]
+
+
+def test_a_route_falls_back_to_the_coordination_contact_or_finds_none() -> None:
+    contacts = {"d": _contact("d", "diplomatic", "phishing")}
+    ordered, fell_back = route_contacts("FRA", contacts, "malware", "technical", "d", None)
+    assert [c["contact_id"] for c in ordered] == ["d"] and fell_back
+    with pytest.raises(NotFound, match="no coordination contact"):
+        route_contacts("FRA", contacts, "malware", "technical", None, None)
