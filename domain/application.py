@@ -474,7 +474,7 @@ class PocDirectory(Application[UUID]):
         except AggregateNotFoundError:
             raise NotFound("no such event") from None
         parties = aggregate.parties if isinstance(aggregate, Notification | SharingConsent) else ()
-        if by.role is not Role.STATE or by.state not in parties:
+        if by.role is not Role.STATE or exchange_access(by, parties) is not ExchangeAccess.CONTENT:
             raise NotFound("no such event")
 
     def _change_notification(

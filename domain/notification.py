@@ -142,9 +142,6 @@ class Notification(PocdirAggregate):
     def parties(self) -> tuple[str, str]:
         return (self.sender, self.recipient)
 
-    def is_party(self, by: Principal) -> bool:
-        return by.role is Role.STATE and by.state in self.parties
-
     # -- commands ---------------------------------------------------------------------------
 
     @classmethod

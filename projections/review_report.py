@@ -31,6 +31,7 @@ from domain.check import CheckResult, judge
 from domain.errors import ValidationError
 from domain.freshness import LATE_NOTICE_DAYS, confirmed_on_time, days_overdue
 from domain.members import member_states
+from domain.notification import NotificationStatus
 from domain.taxonomy import INCIDENT_TYPES
 from projections.history import NOTIFICATION
 from projections.queries import DirectoryView
@@ -504,7 +505,7 @@ def _use(view: DirectoryView, start: date, end: date, period_end: datetime) -> d
         for n in notifications
         if n["acknowledged_at"] is not None and _parse(n["acknowledged_at"]) < period_end
     )
-    withdrawn = sum(1 for n in notifications if n["status"] == "withdrawn")
+    withdrawn = sum(1 for n in notifications if n["status"] == NotificationStatus.WITHDRAWN)
     days = _day_counts(view, start, end)
     decisions = ("requested", "granted", "denied", "revoked")
     return {
