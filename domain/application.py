@@ -24,7 +24,14 @@ from domain.capacity import CapacityNeed
 from domain.check import CommunicationCheck, check_secretariat
 from domain.clock import Clock, SystemClock
 from domain.consent import SharingConsent
-from domain.credential import TOKEN_PREFIX, Credential, credential_id, new_token, token_hash
+from domain.credential import (
+    NO_LABEL,
+    TOKEN_PREFIX,
+    Credential,
+    credential_id,
+    new_token,
+    token_hash,
+)
 from domain.errors import (
     AlreadyExists,
     ConcurrentChange,
@@ -609,11 +616,13 @@ class PocDirectory(Application[UUID]):
         role: Role,
         state: str | None = None,
         *,
+        label: str = NO_LABEL,
         idempotency: IdempotencyKey | None = None,
     ) -> tuple[Credential, str]:
-        """Issue a credential; the token is returned once and only its hash is recorded."""
+        """Issue a credential; the token is returned once and only its hash is recorded.
+        ``label`` names the office or function that holds it, never a person."""
         token = new_token()
-        credential = Credential.issue(by, self.clock.now(), token, role, state)
+        credential = Credential.issue(by, self.clock.now(), token, role, state, label)
         self._save(credential, idempotency=idempotency)
         return credential, token
 

@@ -147,6 +147,7 @@ def copy_to_postgres(sqlite_path: Path, dsn: str, schema: str) -> None:
                 for table, (target, columns) in COPIED_TABLES.items():
                     rows = source.execute(f"SELECT {columns} FROM {table}").fetchall()
                     marks = ", ".join(["%s"] * len(columns.split(",")))
+                    cur.execute(f"DELETE FROM {target}")  # the empty tree's head row
                     cur.executemany(
                         f"INSERT INTO {target} ({columns}) VALUES ({marks})", rows
                     )
