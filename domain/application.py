@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Transcoding
-from eventsourcing.utils import Environment
+from eventsourcing.utils import Environment, get_topic
 
 from domain.base import PocdirAggregate
 from domain.capacity import CapacityNeed
@@ -633,6 +633,23 @@ class PocDirectory(Application[UUID]):
         credential.revoke(by, self.clock.now())
         self._save(credential, idempotency=idempotency)
         return credential
+
+    def credentials(self, by: Principal) -> list[Credential]:
+        """Every credential ever issued, revoked or not, in the order issued: so that the
+        Secretariat can find the one to revoke (``pocdir principals list``). Read from the
+        record, as authentication is, through the library's topic filter over the stored
+        events: no view holds credentials, and the Secretariat's console is their one reader."""
+        if by.role is not Role.SECRETARIAT:
+            raise NotPermitted("only the Secretariat lists credentials")
+        topics = [get_topic(Credential.Issued)]
+        found: list[Credential] = []
+        start = 0
+        while page := self.recorder.select_notifications(
+            start, 1000, topics=topics, inclusive_of_start=False
+        ):
+            found += [self._get(Credential, r.originator_id, "credential") for r in page]
+            start = page[-1].id
+        return found
 
     def authenticate(self, token: str) -> Principal:
         """The principal a bearer token stands for; ``NotAuthenticated`` for an unknown,
