@@ -566,7 +566,7 @@ def list_principals(format: FormatOption = Format.TABLE) -> None:  # noqa: A002
     issued and whether revoked; never a token or its hash. Find the id to revoke here."""
     with command_application(mode=OpenMode.READ_ONLY) as application:
         credentials = application.credentials(CONSOLE)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": str(c.id),
             "role": str(c.role),

@@ -20,9 +20,7 @@ from infra.settings import Settings, SettingsError
 #: and issues credentials); this is the principal recorded on what it does.
 CONSOLE = Principal("console", Role.SECRETARIAT)
 
-principals = typer.Typer(
-    help="Issue, list and revoke API credentials.", no_args_is_help=True
-)
+principals = typer.Typer(help="Issue, list and revoke API credentials.", no_args_is_help=True)
 log = logging.getLogger("pocdir.serve")
 
 

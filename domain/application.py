@@ -647,7 +647,7 @@ class PocDirectory(Application[UUID]):
         while page := self.recorder.select_notifications(
             start, 1000, topics=topics, inclusive_of_start=False
         ):
-            found += [self._get(Credential, r.originator_id, "credential") for r in page]
+            found += [self._get(Credential, UUID(str(r.originator_id)), "credential") for r in page]
             start = page[-1].id
         return found
 

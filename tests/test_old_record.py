@@ -148,12 +148,9 @@ def copy_to_postgres(sqlite_path: Path, dsn: str, schema: str) -> None:
                     rows = source.execute(f"SELECT {columns} FROM {table}").fetchall()
                     marks = ", ".join(["%s"] * len(columns.split(",")))
                     cur.execute(f"DELETE FROM {target}")  # the empty tree's head row
-                    cur.executemany(
-                        f"INSERT INTO {target} ({columns}) VALUES ({marks})", rows
-                    )
+                    cur.executemany(f"INSERT INTO {target} ({columns}) VALUES ({marks})", rows)
                 cur.execute(
-                    "SELECT setval(pg_get_serial_sequence('pocdir_events', 'notification_id'), "
-                    "%s)",
+                    "SELECT setval(pg_get_serial_sequence('pocdir_events', 'notification_id'), %s)",
                     (events[-1][0],),
                 )
             pg.commit()
@@ -219,3 +216,34 @@ def test_new_events_follow_the_old_ones_and_the_record_still_verifies(old_record
 
 def test_new_events_follow_the_old_ones_on_postgresql(old_record_on_postgres: Any) -> None:
     append_and_verify(old_record_on_postgres)
+
+
+def test_principals_list_shows_the_old_credentials_with_the_upcast_label(
+    old_record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials issued before labels list with ``UNLABELLED``, FRA's as revoked; a new
+    one lists its own label; the old record still verifies after both."""
+    monkeypatch.setenv("POCDIR_CIPHER_KEY", capture.cipher_key())
+    url = f"sqlite:///{old_record}"
+    added = run(url, "principals", "add", "--role", "reviewer", "--label", "Review team")
+    assert added.returncode == 0, added.stderr
+    result = run(url, "principals", "list", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    tokens = capture.tokens()
+    old = {t["credential_id"]: t for t in tokens.values()}
+    issued_in_order = ["deu", "sec", "aud", "rev", "fra", "gha"]  # the fixture's README
+    assert [r["id"] for r in rows[:-1]] == [tokens[n]["credential_id"] for n in issued_in_order]
+    for r in rows[:-1]:
+        assert (r["role"], r["state"], r["label"], r["revoked"]) == (
+            old[r["id"]]["role"],
+            old[r["id"]]["state"],
+            UNLABELLED,
+            old[r["id"]]["revoked"],
+        )
+    assert (rows[-1]["role"], rows[-1]["label"], rows[-1]["revoked"]) == (
+        "reviewer",
+        "Review team",
+        False,
+    )
+    assert run(url, "verify").returncode == 0
