@@ -22,6 +22,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from eventsourcing.utils import get_topic
 
 from domain.credential import UNLABELLED, Credential
 from domain.values import Principal, Role
@@ -247,3 +248,62 @@ def test_principals_list_shows_the_old_credentials_with_the_upcast_label(
         False,
     )
     assert run(url, "verify").returncode == 0
+
+
+# -- the mechanism: upcast on read, never a rewrite --------------------------------------------
+
+
+def stored_rows(path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
+            "ORDER BY rowid"
+        ).fetchall()
+    conn.close()
+    return rows
+
+
+def test_both_decoders_upcast_old_events_and_new_ones_are_stored_at_their_version(
+    old_record: Path,
+) -> None:
+    """Loading (``mapper``) and the views (``facts_mapper``: content withheld) both read a v1
+    ``Credential.Issued`` with the upcast label; a new one is stored with
+    ``"class_version":2`` in its (encrypted) state, and reads back as written."""
+    settings = capture.fixture_settings(old_record)
+    app = build_application(settings, mode=OpenMode.EXISTING)
+    try:
+        topic = get_topic(Credential.Issued)
+        old = app.recorder.select_notifications(1, 1000, topics=[topic])
+        assert len(old) == len(capture.tokens())
+        for record in old:
+            for mapper in (app.mapper, app.facts_mapper):
+                event: Any = mapper.to_domain_event(record)
+                assert isinstance(event, Credential.Issued)
+                assert event.label == UNLABELLED
+                assert "class_version" not in vars(event)
+        credential, _ = app.issue_credential(SECRETARIAT, Role.AUDITOR, label="Audit office")
+        (new,) = app.recorder.select_notifications(old[-1].id, 1000, topics=[topic])[1:]
+        assert app.mapper.cipher is not None
+        state = json.loads(app.mapper.cipher.decrypt(new.state))
+        assert state["class_version"] == 2 and state["label"] == "Audit office"
+        for mapper in (app.mapper, app.facts_mapper):
+            event = mapper.to_domain_event(new)
+            assert event.label == "Audit office"
+            assert event.originator_id == credential.id
+    finally:
+        app.close()
+
+
+def test_reading_and_replaying_the_old_record_never_rewrites_a_stored_event(
+    old_record: Path, tmp_path: Path
+) -> None:
+    """The answers, a rebuild of the views and new events leave every old row's bytes as
+    the old code stored them (upcasting happens on read only)."""
+    pristine = tmp_path / "pristine.sqlite3"  # SQLite writes beside a file it reads (WAL)
+    shutil.copyfile(FIXTURE / "record.sqlite3", pristine)
+    before = stored_rows(pristine)
+    capture.answers(capture.fixture_settings(old_record))
+    append_and_verify(capture.fixture_settings(old_record))
+    after = stored_rows(old_record)
+    assert after[: len(before)] == before
+    assert len(after) == len(before) + 2
