@@ -307,3 +307,32 @@ def test_reading_and_replaying_the_old_record_never_rewrites_a_stored_event(
     after = stored_rows(old_record)
     assert after[: len(before)] == before
     assert len(after) == len(before) + 2
+
+
+def event_classes() -> list[type]:
+    """Every event class of pocdir's aggregates."""
+    import domain.application  # noqa: F401  (imports every aggregate module)
+    from domain.base import PocdirAggregate
+
+    found: list[type] = []
+    todo: list[type] = [PocdirAggregate.Event]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return [c for c in found if c.__module__.startswith("domain.")]
+
+
+def test_every_versioned_event_class_upcasts_from_version_one_and_is_documented() -> None:
+    """A class at version N reads every older stored shape: it has ``upcast_v1_v2`` ..
+    ``upcast_v(N-1)_vN``, as the library's mapper calls them; and the README's table of
+    event versions names it."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    versioned = [c for c in event_classes() if getattr(c, "class_version", 1) > 1]
+    assert Credential.Issued in versioned
+    for cls in versioned:
+        for v in range(1, cls.class_version):  # type: ignore[attr-defined]
+            upcast = getattr(cls, f"upcast_v{v}_v{v + 1}", None)
+            assert callable(upcast), (cls, v)
+        name = f"`{cls.__qualname__}` | {cls.class_version} |"  # type: ignore[attr-defined]
+        assert name in readme, f"README, Event versions: add {cls.__qualname__}"
