@@ -25,6 +25,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.cli_options import IdempotencyOption as IdempotencyOption
+from api.cli_serve import CONSOLE
+from api.cli_serve import principals as principals_commands
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock, SystemClock
 from domain.errors import NotFound, PocdirError
@@ -560,6 +562,44 @@ def replay(
     finally:
         application.close()
     out.print(f"views rebuilt from {count} events")
+
+
+@principals_commands.command("list")
+def list_principals(format: FormatOption = Format.TABLE) -> None:  # noqa: A002
+    """Every credential issued, revoked or not, oldest first: id, role, State, label, when
+    issued and whether revoked; never a token or its hash. Find the id to revoke here."""
+    with command_application(mode=OpenMode.READ_ONLY) as application:
+        credentials = application.credentials(CONSOLE)
+    rows: list[dict[str, Any]] = [
+        {
+            "id": str(c.id),
+            "role": str(c.role),
+            "state": c.state,
+            "label": c.label,
+            "issued_at": c.created_on.isoformat(),
+            "revoked": c.revoked,
+            # A credential's one later event is its revocation.
+            "revoked_at": c.modified_on.isoformat() if c.revoked else None,
+        }
+        for c in credentials
+    ]
+    if format is Format.JSON:
+        _print_json(rows)
+        return
+    table = Table(title=f"Credentials: {len(rows)}, {sum(r['revoked'] for r in rows)} revoked")
+    table.add_column("id", min_width=36, overflow="fold")
+    for column in ("role", "state", "label", "issued at", "revoked"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["role"],
+            r["state"] or "-",
+            r["label"],
+            r["issued_at"][:19].replace("T", " "),
+            f"revoked {r['revoked_at'][:10]}" if r["revoked_at"] else "no",
+        )
+    out.print(table, markup=False, highlight=False, crop=False)  # never cut an id or label
 
 
 def _register_commands() -> None:

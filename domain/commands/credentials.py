@@ -1,4 +1,4 @@
-"""The credentials area: the Secretariat issues and revokes bearer credentials
+"""The credentials area: the Secretariat issues, lists and revokes bearer credentials
 (``domain.credential``), and every request is authenticated against the record."""
 
 from __future__ import annotations
@@ -6,9 +6,18 @@ from __future__ import annotations
 import hmac
 from uuid import UUID
 
+from eventsourcing.utils import get_topic
+
 from domain.commands.base import RecordService
-from domain.credential import TOKEN_PREFIX, Credential, credential_id, new_token, token_hash
-from domain.errors import NotAuthenticated, NotFound
+from domain.credential import (
+    NO_LABEL,
+    TOKEN_PREFIX,
+    Credential,
+    credential_id,
+    new_token,
+    token_hash,
+)
+from domain.errors import NotAuthenticated, NotFound, NotPermitted
 from domain.idempotency import IdempotencyKey
 from domain.values import Principal, Role
 
@@ -22,11 +31,13 @@ class CredentialCommands(RecordService):
         role: Role,
         state: str | None = None,
         *,
+        label: str = NO_LABEL,
         idempotency: IdempotencyKey | None = None,
     ) -> tuple[Credential, str]:
-        """Issue a credential; the token is returned once and only its hash is recorded."""
+        """Issue a credential; the token is returned once and only its hash is recorded.
+        ``label`` names the office or function that holds it, never a person."""
         token = new_token()
-        credential = Credential.issue(by, self.clock.now(), token, role, state)
+        credential = Credential.issue(by, self.clock.now(), token, role, state, label)
         self._save(credential, idempotency=idempotency)
         return credential, token
 
@@ -38,6 +49,26 @@ class CredentialCommands(RecordService):
             lambda c, at: c.revoke(by, at),
             idempotency=idempotency,
         )
+
+    def credentials(self, by: Principal) -> list[Credential]:
+        """Every credential ever issued, revoked or not, in the order issued: so that the
+        Secretariat can find the one to revoke (``pocdir principals list``). Read from the
+        record, as authentication is, through the library's topic filter over the stored
+        events: no view holds credentials, and the Secretariat's console is their one reader."""
+        if by.role is not Role.SECRETARIAT:
+            raise NotPermitted("only the Secretariat lists credentials")
+        topics = [get_topic(Credential.Issued)]
+        found: list[Credential] = []
+        start = 0
+        while page := self.recorder.select_notifications(
+            start, 1000, topics=topics, inclusive_of_start=False
+        ):
+            found += [
+                self._get(Credential, UUID(str(record.originator_id)), "credential")
+                for record in page
+            ]
+            start = page[-1].id
+        return found
 
     def authenticate(self, token: str) -> Principal:
         """The principal a bearer token stands for; ``NotAuthenticated`` for an unknown,
