@@ -30,6 +30,7 @@ from api.cli_serve import principals as principals_commands
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock, SystemClock
 from domain.errors import NotFound, PocdirError
+from domain.freshness import LATE_NOTICE_DAYS
 from domain.idempotency import IdempotencyKey, request_digest
 from domain.values import Principal
 from infra.chain import VerificationError
@@ -467,7 +468,10 @@ def pending(
         if s["status"] != "current":
             table.add_row(s["state"], s["name"], s["last_update_on"], s["next_due_on"], s["status"])
     out.print(table)
-    late = Table(title=f"Changes notified more than 30 days late: {len(report['late_notices'])}")
+    late = Table(
+        title=f"Changes notified more than {LATE_NOTICE_DAYS} days after they occurred: "
+        f"{len(report['late_notices'])}"
+    )
     for column in ("state", "change", "occurred", "notified", "days"):
         late.add_column(column)
     for n in report["late_notices"]:

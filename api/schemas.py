@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.freshness import LATE_NOTICE_DAYS
+
 Str = str  # a plain string field, kept short where the domain limits it
 
 
@@ -99,9 +101,13 @@ class RegisterCreate(Strict):
 
 
 class EffectiveOn(Strict):
-    """When the change occurred (R5: reported within 30 days); defaults to today."""
+    """When the change occurred (R5); defaults to today."""
 
-    effective_on: date | None = None
+    effective_on: date | None = Field(
+        default=None,
+        description=f"when the change occurred (R5: notify it within {LATE_NOTICE_DAYS} days of "
+        "it); defaults to today",
+    )
 
 
 class ContactChange(EffectiveOn):

@@ -18,6 +18,7 @@ only another State offers, and only while the need is open.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
@@ -79,23 +80,23 @@ class CapacityNeed(PocdirAggregate):
         offering_state: str
 
         def apply(self, need: CapacityNeed) -> None:
-            need.status = NeedStatus.MATCHED
+            need.status = need_status_after(need.status, type(self))
             need.matched_with = self.offering_state
 
     class Fulfilled(PocdirAggregate.Event):
         def apply(self, need: CapacityNeed) -> None:
-            need.status = NeedStatus.FULFILLED
+            need.status = need_status_after(need.status, type(self))
 
     class Withdrawn(PocdirAggregate.Event):
         def apply(self, need: CapacityNeed) -> None:
-            need.status = NeedStatus.WITHDRAWN
+            need.status = need_status_after(need.status, type(self))
 
     def __init__(self, state: str, category: str, text: Text, notification_id: UUID | None) -> None:
         self.state = state
         self.category = category
         self.text = text
         self.notification_id = notification_id
-        self.status = NeedStatus.OPEN
+        self.status = need_status([CapacityNeed.Recorded])
         self.offers: dict[str, datetime] = {}
         self.matched_with: str | None = None
 
@@ -160,3 +161,28 @@ class CapacityNeed(PocdirAggregate):
     def check_owner(self, by: Principal, verb: str) -> None:
         if by.role is not Role.STATE or by.state != self.state:
             raise NotPermitted(f"only the State that recorded the need {verb}")
+
+
+#: The lifecycle (module docstring): the status a need takes after each event that changes
+#: it; an offer (``AssistanceOffered``) leaves it as it was.
+STATUS_AFTER: dict[type[PocdirAggregate.Event], NeedStatus] = {
+    CapacityNeed.Recorded: NeedStatus.OPEN,
+    CapacityNeed.OfferAccepted: NeedStatus.MATCHED,
+    CapacityNeed.Fulfilled: NeedStatus.FULFILLED,
+    CapacityNeed.Withdrawn: NeedStatus.WITHDRAWN,
+}
+
+
+def need_status_after(status: NeedStatus, event_class: type[PocdirAggregate.Event]) -> NeedStatus:
+    """The status of a need that was ``status`` after an event of ``event_class`` (the command
+    that triggered the event has checked the transition)."""
+    return STATUS_AFTER.get(event_class, status)
+
+
+def need_status(event_classes: Iterable[type[PocdirAggregate.Event]]) -> NeedStatus:
+    """The status of a need after these events, in the order they happened (the review report
+    judges a need by the events recorded by the end of its period)."""
+    status = NeedStatus.OPEN
+    for event_class in event_classes:
+        status = need_status_after(status, event_class)
+    return status

@@ -224,6 +224,14 @@ def test_a_state_exports_its_own_history_as_csv_or_json(api: Api) -> None:
     assert_error(api.call("GET", "/history/DEU", who), 403)
 
 
+def test_reading_another_states_history_is_refused_as_a_read_not_as_a_change(api: Api) -> None:
+    """The 403 names what was refused: reading a history, not changing an entry (R15)."""
+    register(api, "FRA")
+    body = assert_error(api.call("GET", "/history/FRA", api.as_state("DEU")), 403)
+    assert "history" in body["detail"] and "FRA" in body["detail"]
+    assert "change" not in body["detail"] and "R15" not in body["detail"]
+
+
 def test_auditors_page_through_the_stored_bytes(api: Api, backend: Backend) -> None:
     register(api, "FRA")
     auditor = api.auth(Role.AUDITOR)

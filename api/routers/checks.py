@@ -19,6 +19,7 @@ from api.deps import (
 )
 from api.routers.common import parse_id
 from api.schemas import Strict
+from domain.check import MAX_DEADLINE_DAYS
 from projections.review import check_summaries
 
 router = APIRouter(prefix="/checks", tags=["communication checks"])
@@ -26,7 +27,9 @@ router = APIRouter(prefix="/checks", tags=["communication checks"])
 
 class CheckCreate(Strict):
     level: Literal["diplomatic", "technical"]
-    deadline: AwareDatetime = Field(description="answers after this are late (at most 30 days)")
+    deadline: AwareDatetime = Field(
+        description=f"answers after this are late (at most {MAX_DEADLINE_DAYS} days)"
+    )
     states: list[str] | None = Field(
         default=None, max_length=193, description="a subset of States; default: every registered"
     )

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 
 from api.deps import QueriesDep, ServicesDep, StateOrSecretariat, StatePrincipal
 from api.schemas import HistoryItemPublic, PendingPublic
-from domain.state_entry import check_acts_for
+from domain.state_entry import check_reads_own_history
 from domain.values import Role
 from projections.queries import history_csv
 
@@ -52,7 +52,7 @@ def history(
     format: Literal["json", "csv"] = "json",  # noqa: A002 - the query parameter's name
 ) -> Any:
     code = state.strip().upper()
-    check_acts_for(by, code)
+    check_reads_own_history(by, code)
     items = queries.history(code, start, end)
     if format == "csv":
         return PlainTextResponse(history_csv(items), media_type="text/csv")

@@ -1,7 +1,8 @@
 """The exchanges area: notifications between States (R7) and the consents that share one
 with a third State (R11, R12). Who may know of an exchange, and who may read its content,
 is checked here on every load (``get_notification_for``, ``read_notification``,
-``get_consent_for``)."""
+``get_consent_for``), by the rule ``domain.consent`` decides (``exchange_access``,
+``SharingConsent.shares_with``, ``SharingConsent.is_visible_to``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from domain.commands.entries import EntryCommands
-from domain.consent import SharingConsent
+from domain.consent import ExchangeAccess, SharingConsent, exchange_access
 from domain.errors import NotFound, NotPermitted, ValidationError
 from domain.idempotency import IdempotencyKey
 from domain.members import check_member_state
@@ -68,12 +69,10 @@ class ExchangeCommands(EntryCommands):
     def get_notification_for(self, by: Principal, notification_id: UUID) -> Notification:
         """The notification, if ``by`` may know it exists: its parties and the Secretariat
         (which sees metadata only). To any other State it does not exist (``NotFound``), so
-        nothing reveals an exchange to a State not party to it."""
+        nothing reveals an exchange to a State not party to it (``exchange_access``)."""
         notification = self.get_notification(notification_id)
-        if by.role is Role.STATE and not notification.is_party(by):
+        if exchange_access(by, notification.parties) is ExchangeAccess.THROUGH_CONSENT:
             raise NotFound("no such notification")
-        if by.role not in (Role.STATE, Role.SECRETARIAT):
-            raise NotPermitted("only States and the Secretariat see exchanges")
         return notification
 
     def read_notification(
@@ -86,19 +85,12 @@ class ExchangeCommands(EntryCommands):
         The Secretariat gets metadata only (``False``). Anyone else: ``NotFound``.
         """
         notification = self.get_notification(notification_id)
-        if by.role is Role.SECRETARIAT:
-            return notification, False
-        if by.role is not Role.STATE:
-            raise NotPermitted("only States and the Secretariat see exchanges")
-        if notification.is_party(by):
-            return notification, True
+        access = exchange_access(by, notification.parties)
+        if access is not ExchangeAccess.THROUGH_CONSENT:
+            return notification, access is ExchangeAccess.CONTENT
         for consent_id in consent_ids:
             consent = self.get_consent(consent_id)
-            if (
-                consent.notification_id == notification.id
-                and consent.third_state == by.state
-                and consent.is_effective
-            ):
+            if consent.notification_id == notification.id and consent.shares_with(by):
                 consent.record_read(by, self.clock.now())
                 self._save(consent)
                 return notification, True
@@ -112,7 +104,7 @@ class ExchangeCommands(EntryCommands):
         except AggregateNotFoundError:
             raise NotFound("no such event") from None
         parties = aggregate.parties if isinstance(aggregate, Notification | SharingConsent) else ()
-        if by.role is not Role.STATE or by.state not in parties:
+        if by.role is not Role.STATE or exchange_access(by, parties) is not ExchangeAccess.CONTENT:
             raise NotFound("no such event")
 
     def acknowledge_notification(
