@@ -26,7 +26,13 @@ def register(api: Api, code: str, *contacts: dict[str, Any]) -> dict[str, Any]:
     r = api.call("POST", f"/entries/{code}", who, json={})
     assert r.status_code == 201, r.text
     for c in contacts or (contact_data("cert"),):
-        r = api.call("POST", f"/entries/{code}/contacts", who, json={"contact": c})
+        r = api.call(
+            "POST",
+            f"/entries/{code}/contacts",
+            who,
+            json={"contact": c},
+            headers=api.if_match(code),
+        )
         assert r.status_code == 200, r.text
     return dict(r.json())
 
@@ -51,7 +57,8 @@ def send(api: Api, sender: str, recipient: str) -> dict[str, Any]:
 def assert_error(r: Any, status: int) -> dict[str, Any]:
     assert r.status_code == status, r.text
     body = r.json()
-    assert set(body) == {"error", "detail"} and body["detail"], body
+    assert {"error", "detail"} <= set(body) <= {"error", "detail", "see"}, body
+    assert body["detail"], body
     return dict(body)
 
 
@@ -120,10 +127,97 @@ def test_a_stale_if_match_gets_412_and_changes_nothing(api: Api) -> None:
     }
 
 
+@pytest.mark.parametrize("if_match", [None, "*", " * "])
+def test_an_entry_change_without_a_concrete_if_match_gets_428_and_changes_nothing(
+    api: Api, if_match: str | None
+) -> None:
+    """Lost updates are prevented for every client, not only those that opt in."""
+    register(api, "FRA")
+    who = api.as_state("FRA")
+    before = api.application.get_entry("FRA").version
+    headers = {} if if_match is None else {"If-Match": if_match}
+    for method, path, body in [
+        ("POST", "/entries/FRA/contacts", {"contact": contact_data("second")}),
+        ("PUT", "/entries/FRA/contacts/cert", {"contact": contact_data("cert", hours="Mon-Fri 09:00-17:00")}),
+        ("DELETE", "/entries/FRA/contacts/cert", None),
+        ("PUT", "/entries/FRA/coordination-contact", {"contact_id": "cert"}),
+        ("PUT", "/entries/FRA/preferred-channel", {"contact_id": "cert", "channel": "email"}),
+        ("POST", "/entries/FRA/confirmation", None),
+        ("POST", "/entries/FRA/withdrawal", {}),
+    ]:
+        r = api.call(method, path, who, json=body, headers=headers)
+        error = assert_error(r, 428)
+        assert error["error"] == "precondition_required", (method, path)
+        assert "GET /entries/" in error["detail"] and "ETag" in error["detail"], error
+    assert api.application.get_entry("FRA").version == before
+
+
+def test_if_match_is_documented_as_required_on_entry_changes(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        if not path.startswith("/entries/{state}"):
+            continue
+        for method, operation in operations.items():
+            if_match = [p for p in operation.get("parameters", []) if p["name"] == "if-match"]
+            if method == "get" or path == "/entries/{state}":  # reading, and registering
+                assert not if_match, (method, path)
+            else:
+                assert if_match and if_match[0]["required"] is True, (method, path)
+                assert "428" in operation["responses"], (method, path)
+
+
+def test_an_error_that_cites_a_rule_links_its_section_of_docs_domain_md(api: Api) -> None:
+    """Every error message that names R1-R17 carries ``see``, the rule's section."""
+    register(api, "FRA")
+    r = api.call(
+        "POST",
+        "/entries/FRA/contacts",
+        api.as_state("DEU"),
+        json={"contact": contact_data("x")},
+        headers={"If-Match": '"2"'},
+    )
+    body = assert_error(r, 403)
+    assert "R15" in body["detail"] and body["see"] == "docs/domain.md#r15-neutrality"
+    to_no_state = {
+        "recipient": "XXX",
+        "incident_type": "malware",
+        "description": "Botnet C2 observed in your address space",
+        "good_faith_attested": True,
+    }
+    not_member = api.call("POST", "/notifications", api.as_state("FRA"), json=to_no_state)
+    assert assert_error(not_member, 422).get("see", "").endswith("#r1-membership")
+    plain = assert_error(api.call("GET", "/notifications/not-a-uuid", api.as_state("FRA")), 404)
+    assert "see" not in plain
+
+
+def test_every_rule_link_names_a_section_of_docs_domain_md() -> None:
+    import re
+    from pathlib import Path
+
+    from api.errors import RULE_ANCHORS, rule_link
+
+    text = (Path(__file__).parent.parent / "docs" / "domain.md").read_text(encoding="utf-8")
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+        for h in re.findall(r"^#+ (.+)$", text, re.M)
+    }
+    assert set(RULE_ANCHORS) == set(range(1, 18))
+    assert set(RULE_ANCHORS.values()) <= anchors, set(RULE_ANCHORS.values()) - anchors
+    assert rule_link("stale (R5: within 30 days)") == "docs/domain.md#r5-freshness"
+    assert rule_link("R11 says no") == "docs/domain.md#r11-mutual-consent-for-third-parties"
+    assert rule_link("version 3, not R2D2") is None
+
+
 def test_route_lookup_puts_the_coordination_contact_first(api: Api) -> None:
     register(api, "FRA", contact_data("cert"), contact_data("anssi"))
     who = api.as_state("FRA")
-    r = api.call("PUT", "/entries/FRA/coordination-contact", who, json={"contact_id": "cert"})
+    r = api.call(
+        "PUT",
+        "/entries/FRA/coordination-contact",
+        who,
+        json={"contact_id": "cert"},
+        headers=api.if_match("FRA"),
+    )
     assert r.status_code == 200, r.text
     route = api.call("GET", "/directory/FRA/route?incident_type=malware", api.as_state("DEU"))
     assert route.status_code == 200, route.text
@@ -253,6 +347,7 @@ def test_bad_input_gets_a_json_error_saying_what_to_fix(api: Api) -> None:
         "/entries/FRA/contacts",
         who,
         json={"contact": contact_data("x", time_zone="Mars/Olympus")},
+        headers=api.if_match("FRA"),
     )
     assert "time_zone" in assert_error(bad_contact, 422)["detail"]
     missing = api.call("POST", "/notifications", who, json={"recipient": "DEU"})
@@ -278,8 +373,19 @@ def test_concurrent_changes_get_200_or_409_and_nothing_is_lost(api: Api) -> None
     who = api.as_state("FRA")
 
     def add(n: int) -> tuple[str, int]:
+        """Add a contact as a careful client does: with the ETag just read, reading it
+        again while another change got in first (412)."""
         cid = f"c{n}"
-        r = api.call("POST", "/entries/FRA/contacts", who, json={"contact": contact_data(cid)})
+        for _ in range(100):
+            r = api.call(
+                "POST",
+                "/entries/FRA/contacts",
+                who,
+                json={"contact": contact_data(cid)},
+                headers=api.if_match("FRA"),
+            )
+            if r.status_code != 412:
+                break
         return cid, r.status_code
 
     with ThreadPoolExecutor(max_workers=6) as pool:
