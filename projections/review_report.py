@@ -617,14 +617,19 @@ def table_csv(table: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def report_csv(report: dict[str, Any]) -> dict[str, str]:
-    """One CSV file per table (``name.csv`` -> content), plus ``summary.csv`` of the
-    headline figures (section, figure, value)."""
-    files = {f"{name}.csv": table_csv(t) for name, t in report_tables(report).items()}
-    summary = _table(
+def csv_tables(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every table the report is given as CSV, by name: each table of ``report_tables``,
+    then ``summary``, the headline figures (section, figure, value). The CLI writes each as
+    ``name.csv``; HTTP serves one by ``?table=name``, so both offer the same tables."""
+    tables = dict(report_tables(report))
+    tables["summary"] = _table(
         "Headline figures",
         ("section", "figure", "value"),
         [[s, k, v] for s in SECTIONS for k, v in report[s]["summary"].items()],
     )
-    files["summary.csv"] = table_csv(summary)
-    return files
+    return tables
+
+
+def report_csv(report: dict[str, Any]) -> dict[str, str]:
+    """One CSV file per table (``name.csv`` -> content), ``summary.csv`` among them."""
+    return {f"{name}.csv": table_csv(t) for name, t in csv_tables(report).items()}

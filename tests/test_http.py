@@ -138,7 +138,11 @@ def test_an_entry_change_without_a_concrete_if_match_gets_428_and_changes_nothin
     headers = {} if if_match is None else {"If-Match": if_match}
     for method, path, body in [
         ("POST", "/entries/FRA/contacts", {"contact": contact_data("second")}),
-        ("PUT", "/entries/FRA/contacts/cert", {"contact": contact_data("cert", hours="Mon-Fri 09:00-17:00")}),
+        (
+            "PUT",
+            "/entries/FRA/contacts/cert",
+            {"contact": contact_data("cert", hours="Mon-Fri 09:00-17:00")},
+        ),
         ("DELETE", "/entries/FRA/contacts/cert", None),
         ("PUT", "/entries/FRA/coordination-contact", {"contact_id": "cert"}),
         ("PUT", "/entries/FRA/preferred-channel", {"contact_id": "cert", "channel": "email"}),
@@ -441,7 +445,58 @@ def test_reviewers_read_the_report_and_never_contact_details(api: Api) -> None:
         assert "cert@example.org" not in text and "203.0.113.7" not in text
         assert "Botnet" not in text
     assert_error(api.call("GET", f"/review/report?{period}", api.auth(Role.SECRETARIAT)), 403)
-    assert_error(api.call("GET", f"/review/report?{period}&format=csv&table=nope", reviewer), 404)
+    for table in ("&table=nope", ""):  # an unknown table, or none: invalid input
+        refused = api.call("GET", f"/review/report?{period}&format=csv{table}", reviewer)
+        detail = assert_error(refused, 422)["detail"]
+        assert "participation-" in detail and "summary" in detail, detail
+
+
+def test_reviewers_read_the_summary_csv_the_cli_writes(api: Api) -> None:
+    from datetime import date
+
+    from projections.review_report import build_report, report_csv
+
+    register(api, "FRA")
+    reviewer = api.auth(Role.REVIEWER)
+    period = "from=2025-01-01&to=2025-12-31"
+    r = api.call("GET", f"/review/report?{period}&format=csv&table=summary", reviewer)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv"), r.text
+    view = api.client.app.state.services.get().view  # type: ignore[attr-defined]
+    written = report_csv(build_report(view, date(2025, 1, 1), date(2025, 12, 31)))
+    assert r.text == written["summary.csv"] and r.text.startswith("section,figure,value")
+
+
+def test_offer_texts_are_read_by_the_needing_state_and_the_offering_state_only(
+    api: Api,
+) -> None:
+    for code in ("FRA", "DEU", "ITA", "ESP"):
+        register(api, code)
+    nid = api.call(
+        "POST", "/needs", api.as_state("FRA"), json={"category": "forensics", "text": "Disk help"}
+    ).json()["id"]
+    for code, offer in (("DEU", "Our CERT can help"), ("ITA", "Two analysts for a week")):
+        r = api.call("POST", f"/needs/{nid}/offers", api.as_state(code), json={"text": offer})
+        assert r.status_code == 200, r.text
+    as_read = {
+        who: api.call("GET", f"/needs/{nid}", headers).json()["offers"]
+        for who, headers in (
+            ("FRA", api.as_state("FRA")),
+            ("DEU", api.as_state("DEU")),
+            ("ESP", api.as_state("ESP")),
+            ("secretariat", api.auth(Role.SECRETARIAT)),
+        )
+    }
+    texts = {
+        who: {o["state"]: (o["text"] or {}).get("text") for o in offers}
+        for who, offers in as_read.items()
+    }
+    assert texts["FRA"] == {"DEU": "Our CERT can help", "ITA": "Two analysts for a week"}
+    assert texts["DEU"] == {"DEU": "Our CERT can help", "ITA": None}
+    assert texts["ESP"] == texts["secretariat"] == {"DEU": None, "ITA": None}
+    assert all(o["at"].endswith("Z") for o in as_read["FRA"])
+    listed = api.call("GET", "/needs", api.as_state("FRA")).json()
+    assert [o["state"] for o in listed[0]["offers"]] == ["DEU", "ITA"]
+    assert "Our CERT" not in str(listed)
 
 
 def test_a_need_is_matched_with_an_offer_and_fulfilled(api: Api) -> None:
