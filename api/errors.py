@@ -152,10 +152,15 @@ def _utf8(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def error_response(
-    status: int, error: str, detail: str, exc: Exception | None = None, **headers: str
+def error_response(status: int, error: str, detail: str, **headers: str) -> JSONResponse:
+    """The one error shape; ``see`` is added when ``detail`` names a rule."""
+    return _error_response(status, error, detail, None, headers)
+
+
+def _error_response(
+    status: int, error: str, detail: str, exc: Exception | None, headers: dict[str, str]
 ) -> JSONResponse:
-    """The one error shape; ``see`` is added when ``detail`` or ``exc`` concerns a rule."""
+    """The one error shape, ``see`` added when ``detail`` or ``exc``'s class concerns a rule."""
     body = ErrorBody(error=_utf8(error), detail=_utf8(detail), see=rule_link(detail, exc))
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
@@ -173,8 +178,8 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     for cls, status, code in _DOMAIN_STATUS:
         if isinstance(exc, cls):
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-            return error_response(status, code, str(exc), exc, **headers)
-    return error_response(400, "bad_request", str(exc), exc)
+            return _error_response(status, code, str(exc), exc, headers)
+    return _error_response(400, "bad_request", str(exc), exc, {})
 
 
 def _precondition_required(_: Request, exc: Exception) -> JSONResponse:

@@ -410,7 +410,7 @@ def test_the_secretariat_runs_a_check_that_states_answer(api: Api, clock: Simula
         "POST", "/checks", secretariat, json={"level": "technical", "deadline": deadline}
     )
     assert launched.status_code == 201, launched.text
-    check_id = launched.json()["check_id"]
+    check_id = launched.json()["id"]
     assert_error(
         api.call(
             "POST",
@@ -428,7 +428,7 @@ def test_the_secretariat_runs_a_check_that_states_answer(api: Api, clock: Simula
     results = api.call("GET", f"/checks/{check_id}", secretariat).json()
     assert {s["state"]: s["result"] for s in results["states"]}["FRA"] == "answered in time"
     mine = api.call("GET", "/checks", api.as_state("DEU")).json()
-    assert [(c["check_id"], c["answered_at"]) for c in mine] == [(check_id, None)]
+    assert [(c["id"], c["answered_at"]) for c in mine] == [(check_id, None)]
 
 
 def test_reviewers_read_the_report_and_never_contact_details(api: Api) -> None:
@@ -533,3 +533,92 @@ def test_a_need_is_matched_with_an_offer_and_fulfilled(api: Api) -> None:
     assert [(n["id"], n["matched_with"]) for n in listed] == [(nid, "DEU")]
     assert "disk image" not in str(listed)
     assert_error(api.call("GET", "/needs", api.auth(Role.REVIEWER)), 403)
+
+
+def _json_shapes(value: Any, where: str = "") -> list[str]:
+    """Where ``value`` breaks the JSON convention: a time not in UTC with ``Z``, or an
+    object keyed by ids (contacts, offers) instead of a list."""
+    import re
+
+    problems = []
+    if isinstance(value, str) and re.fullmatch(
+        r"\d{4}-\d{2}-\d{2}T[0-9:.]+([+-]\d{2}:\d{2})", value
+    ):
+        problems.append(f"{where}: {value}")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if k in ("contacts", "offers", "checks", "states") and isinstance(v, dict):
+                problems.append(f"{where}.{k}: an object, not a list")
+            problems += _json_shapes(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            problems += _json_shapes(v, f"{where}[{i}]")
+    return problems
+
+
+def test_every_json_answer_follows_one_convention(
+    api: Api, clock: SimulatedClock, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Own ids are ``id``, references ``<thing>_id``, collections lists, times UTC with ``Z``;
+    and the CLI's ``--format json`` gives the HTTP API's shapes."""
+    import json
+    from datetime import timedelta
+
+    from typer.testing import CliRunner
+
+    from api.cli import app as cli
+
+    register(api, "FRA")
+    register(api, "DEU")
+    note = send(api, "FRA", "DEU")
+    deu, fra = api.as_state("DEU"), api.as_state("FRA")
+    api.call("POST", f"/notifications/{note['id']}/acknowledgement", deu)
+    secretariat = api.auth(Role.SECRETARIAT)
+    deadline = (clock.now() + timedelta(days=2)).isoformat()
+    check = api.call(
+        "POST", "/checks", secretariat, json={"level": "technical", "deadline": deadline}
+    )
+    assert check.status_code == 201 and "check_id" not in check.json(), check.text
+    answer = api.call(
+        "POST", f"/checks/{check.json()['id']}/answer", fra, json={"contact_id": "cert"}
+    )
+    assert answer.json()["check_id"] == check.json()["id"]  # a reference: <thing>_id
+    need = api.call("POST", "/needs", fra, json={"category": "forensics", "text": "Disk help"})
+    api.call("POST", f"/needs/{need.json()['id']}/offers", deu, json={"text": "We can help"})
+    answers = {
+        path: api.call("GET", path, who).json()
+        for path, who in [
+            ("/directory", fra),
+            ("/directory/FRA", deu),
+            ("/entries/FRA", fra),
+            ("/notifications/outbox", fra),
+            (f"/notifications/{note['id']}", fra),
+            ("/exchanges", secretariat),
+            ("/checks", secretariat),
+            ("/checks", fra),
+            (f"/checks/{check.json()['id']}", secretariat),
+            ("/needs", fra),
+            (f"/needs/{need.json()['id']}", fra),
+            ("/history/FRA", fra),
+            ("/pending", secretariat),
+        ]
+    }
+    answers["answer"] = answer.json()
+    problems = [p for path, body in answers.items() for p in _json_shapes(body, path)]
+    assert not problems, problems
+    for path in ("/checks", "/needs", "/exchanges", "/notifications/outbox"):
+        assert all("id" in item for item in answers[path]), path
+
+    monkeypatch.setenv("POCDIR_DATABASE_URL", backend.url)
+    runner = CliRunner()
+    for args, path in [
+        (["directory", "FRA", "--format", "json"], "/directory/FRA"),
+        (["directory", "--format", "json"], "/directory"),
+    ]:
+        result = runner.invoke(cli, args, env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output) == answers[path], args
+    listed = runner.invoke(cli, ["check", "list", "--format", "json"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    shown = json.loads(listed.output)
+    assert [c["id"] for c in shown] == [check.json()["id"]] and not _json_shapes(shown)
