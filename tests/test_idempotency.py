@@ -234,7 +234,9 @@ def test_an_invalid_key_gets_422_and_writes_nothing(api: Api) -> None:
 def test_the_key_is_written_in_the_events_transaction(api: Api, backend: Backend) -> None:
     """The key's row names the position of the events it wrote."""
     registered(api, "FRA")
-    r = api.call("POST", "/entries/FRA/confirmation", api.as_state("FRA"), headers=keyed("tx", **AT_2))
+    r = api.call(
+        "POST", "/entries/FRA/confirmation", api.as_state("FRA"), headers=keyed("tx", **AT_2)
+    )
     assert r.status_code == 200
     rows = backend.execute("SELECT key, position FROM idempotency_keys WHERE key = %s", ("tx",))
     assert rows == [("tx", events(api))]
