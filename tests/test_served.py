@@ -123,10 +123,12 @@ class Served:
         byte has arrived."""
         payload = json.dumps(body).encode() if body is not None else b""
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        if body is not None:  # as httpx sends it: no body, no Content-Type (it is digested)
+            extra += "Content-Type: application/json\r\n"
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}"
             f"Authorization: Bearer {self.tokens[who]}\r\nIdempotency-Key: {key}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n"
         )
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
             s.sendall(head.encode() + payload)
