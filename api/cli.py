@@ -166,7 +166,7 @@ def simulate(
     ] = False,
 ) -> None:
     """Drive the application through its real commands over simulated time."""
-    from api.simulator import DEFAULT_START, Simulator, seeded_ids
+    from simulation.simulator import DEFAULT_START, Simulator, seeded_ids
 
     clock = SimulatedClock(DEFAULT_START)
     application = open_application(clock, new_id=seeded_ids(seed))

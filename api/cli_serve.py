@@ -134,7 +134,7 @@ def _check_cipher_key(settings: Settings) -> None:
 
 def _load_demo_year() -> None:
     from api.cli import EXIT_UNAVAILABLE, fail, open_application
-    from api.simulator import DEFAULT_START, Simulator, seeded_ids
+    from simulation.simulator import DEFAULT_START, Simulator, seeded_ids
 
     clock = SimulatedClock(DEFAULT_START)
     application = open_application(clock, new_id=seeded_ids(1))
