@@ -10,7 +10,7 @@ from pathlib import Path
 from infra.wiring import build_application, build_directory_view
 from tests.conftest import Backend
 
-POCDIR = [sys.executable, "-c", "from api.cli import main; main()"]
+POCDIR = [sys.executable, "-c", "from api.cli.main import main; main()"]
 
 
 def run(backend_url: str, *args: str) -> subprocess.CompletedProcess[str]:
