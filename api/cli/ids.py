@@ -34,8 +34,8 @@ def check_prefix(value: str, name: str, what: str) -> str:
     digits = spelled.replace("-", "")
     if not (spelled.isascii() and _PREFIX.fullmatch(spelled)) or len(digits) < MIN_PREFIX:
         fail(
-            f"{name} must be a {what} id such as 0b6e7c1a-3f1e-4c3a-9a55-0d6f2e8b9c01, or its "
-            f"first {MIN_PREFIX} or more characters, not {value[:40]!r}"
+            f"{name} must be the {what}'s id, such as 0b6e7c1a-3f1e-4c3a-9a55-0d6f2e8b9c01, or "
+            f"its first {MIN_PREFIX} or more characters, not {value[:40]!r}"
         )
     return spelled
 
