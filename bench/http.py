@@ -90,7 +90,7 @@ import psycopg
 from common import machine  # noqa: E402
 from psycopg import sql
 
-from api.cli_serve import CONSOLE
+from api.cli.console import CONSOLE
 from domain.values import Role
 from infra.settings import Settings
 from infra.wiring import build_services

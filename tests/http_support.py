@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.cli_serve import CONSOLE
+from api.cli.console import CONSOLE
 from domain.application import PocDirectory
 from domain.clock import Clock
 from domain.values import Role

@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.cli_serve import CONSOLE
+from api.cli.console import CONSOLE
 from domain.values import Role
 from infra.keycheck import CipherKeyMismatch
 from infra.settings import Settings

@@ -10,13 +10,16 @@ from pathlib import Path
 from infra.wiring import build_application, build_directory_view
 from tests.conftest import Backend
 
-POCDIR = [sys.executable, "-c", "from api.cli import main; main()"]
+POCDIR = [sys.executable, "-c", "from api.cli.main import main; main()"]
 
 
-def run(backend_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POCDIR_DATABASE_URL": backend_url, "COLUMNS": "200"}
+def run(
+    backend_url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``pocdir ARGS`` on ``backend_url``, 200 columns wide unless ``env`` says otherwise."""
+    environ = {**os.environ, "POCDIR_DATABASE_URL": backend_url, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
-        [*POCDIR, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+        [*POCDIR, *args], env=environ, capture_output=True, text=True, timeout=300, check=False
     )
 
 

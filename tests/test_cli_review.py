@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock
+from domain.values import Contact
 from infra.wiring import build_application
-from tests.conftest import Backend, state
+from tests.conftest import Backend, contact_data, state
 from tests.test_cli import run
-from tests.test_review import register
+from tests.test_review import SECRETARIAT, register
 
 
 def test_the_secretariat_launches_a_check_and_reads_its_results_over_the_cli(
@@ -101,3 +103,80 @@ def test_review_refuses_a_bad_period_or_a_missing_output_with_one_line(
     assert bad_date.returncode == 2 and "--from" in bad_date.stderr
     for result in (backwards, no_out, bad_date):
         assert "Traceback" not in result.stderr
+
+
+def _ids(*ids: str) -> Callable[[], UUID]:
+    """An id factory handing out ``ids`` in turn, then fresh ones."""
+    given = iter(UUID(i) for i in ids)
+    return lambda: next(given, None) or uuid4()
+
+
+def test_a_check_id_is_taken_by_an_unambiguous_prefix(
+    sqlite_backend: Backend, clock: SimulatedClock
+) -> None:
+    """A Secretariat official types the first characters of a check id, as git takes commit
+    ids: an ambiguous prefix is refused saying how many checks it matches, an unknown one is
+    not found. Input handling does not depend on the backend: SQLite only."""
+    backend = sqlite_backend
+    first, second = "abcd1111-0000-4000-8000-000000000001", "abcd2222-0000-4000-8000-000000000002"
+    app = build_application(backend.settings, clock=clock, new_id=_ids(first, second))
+    register(app, "FRA", "technical")
+    deadline = clock.now() + timedelta(hours=48)
+    for _ in range(2):
+        app.launch_check(SECRETARIAT, "technical", deadline)
+    app.close()
+
+    by_prefix = run(backend.url, "check", "results", "ABCD1", "--format", "json")
+    assert by_prefix.returncode == 0, by_prefix.stderr
+    assert json.loads(by_prefix.stdout)["id"] == first
+    hyphenated = run(backend.url, "check", "results", second[:14], "--format", "json")
+    assert json.loads(hyphenated.stdout)["id"] == second
+    for prefix, code, message in (
+        ("abcd", 2, "'abcd' is ambiguous: 2 communication check ids start with it"),
+        ("abcd3", 4, "no communication check id starts with 'abcd3'"),
+        ("abc", 2, "CHECK_ID must be the check's id"),
+    ):
+        for command in ("results", "close"):
+            refused = run(backend.url, "check", command, prefix)
+            assert refused.returncode == code, (prefix, command, refused.stderr)
+            assert message in refused.stderr and "Traceback" not in refused.stderr
+            assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def _column(output: str, index: int) -> str:
+    """The text of a table's ``index``-th column, its wrapped lines joined: a cell wrapped
+    over several lines reads whole in the result."""
+    return "".join(
+        line.split("│")[index + 1].strip() for line in output.splitlines() if line.count("│") > 2
+    )
+
+
+def test_tables_never_cut_an_id_or_a_contact_detail_on_a_narrow_terminal(
+    sqlite_backend: Backend, clock: SimulatedClock
+) -> None:
+    """At 80 columns a check's UUID and a long e-mail address wrap in their cells; before,
+    rich cut them with "…" even at 160 columns, and the user came for exactly these."""
+    backend = sqlite_backend
+    email = "computer-emergency-response-team.duty-officer@cert.ministere-interieur.gouv.fr"
+    app = build_application(backend.settings, clock=clock)
+    app.register_state(state("FRA"), "FRA")
+    contact = contact_data("cert-fr-national-coordination", channels=[
+        {"kind": "email", "address": email},
+        {"kind": "phone", "address": "+33 1 23 45 67 89"},
+    ])  # fmt: skip
+    app.add_contact(state("FRA"), "FRA", Contact.from_dict(contact))
+    check = app.launch_check(SECRETARIAT, "technical", clock.now() + timedelta(hours=48))
+    app.close()
+    narrow = {"COLUMNS": "80"}
+
+    listed = run(backend.url, "check", "list", env=narrow)
+    assert listed.returncode == 0, listed.stderr
+    assert "…" not in listed.stdout
+    assert str(check.id) in _column(listed.stdout, 0)
+    entry = run(backend.url, "directory", "FRA", env=narrow)
+    assert entry.returncode == 0, entry.stderr
+    assert "…" not in entry.stdout
+    assert max(len(line) for line in entry.stdout.splitlines()) <= 80
+    assert "cert-fr-national-coordination" in _column(entry.stdout, 0)
+    assert email in _column(entry.stdout, 3)
+    assert "+33123456789" in _column(entry.stdout, 3).replace(" ", "")

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from api.simulator import DEFAULT_START, Simulator, seeded_ids
 from domain.application import WITHHELD, PocDirectory
 from domain.capacity import CapacityNeed
 from domain.clock import SimulatedClock
@@ -19,6 +18,7 @@ from domain.values import Contact, Text
 from infra.settings import Settings
 from infra.wiring import build_application, build_directory_view
 from projections.runner import DIRECTORY_VIEW, ViewRunner
+from simulation.simulator import DEFAULT_START, Simulator, seeded_ids
 from tests.conftest import START, Backend, contact_data, state
 
 #: The fields that hold an exchange's content, by event class.

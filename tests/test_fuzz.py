@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from api.app import create_app
-from api.cli_serve import CONSOLE
+from api.cli.console import CONSOLE
 from domain.values import Contact, Role
 from infra.settings import Settings
 from tests.conftest import contact_data, state

@@ -70,7 +70,7 @@ def test_missing_wrong_or_revoked_token_gets_401(api: Api) -> None:
     credential_id = api.application.authenticate(api.token(Role.STATE, "FRA")).id
     from uuid import UUID
 
-    from api.cli_serve import CONSOLE
+    from api.cli.console import CONSOLE
 
     api.application.revoke_credential(CONSOLE, UUID(credential_id))
     body = assert_error(api.call("GET", "/directory", who), 401)
@@ -571,7 +571,7 @@ def test_every_json_answer_follows_one_convention(
 
     from typer.testing import CliRunner
 
-    from api.cli import app as cli
+    from api.cli.main import app as cli
 
     register(api, "FRA")
     register(api, "DEU")

@@ -32,7 +32,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.cli_serve import CONSOLE
+from api.cli.console import CONSOLE
 from api.errors import RETRY_AFTER_SECONDS
 from domain.values import Role
 from infra.lease import build_lease

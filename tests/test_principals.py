@@ -93,6 +93,20 @@ def test_a_cli_write_run_again_with_its_idempotency_key_writes_nothing(backend: 
     )
 
 
+def test_a_credential_is_revoked_by_the_first_characters_of_its_id(backend: Backend) -> None:
+    """The operator types what ``principals add`` printed, or its start, as with git commit
+    ids; a prefix no credential has is not found (exit 4). On both backends: the prefix is
+    resolved by a query of the record."""
+    credential_id, _ = issued(run(backend.url, "principals", "add", "--role", "auditor").stdout)
+    unknown = next(c for c in "0123456789abcdef" if not credential_id.startswith(c)) * 8
+    missing = run(backend.url, "principals", "revoke", unknown)
+    assert missing.returncode == 4, missing.stderr
+    assert f"no credential id starts with '{unknown}'" in missing.stderr
+    revoked = run(backend.url, "principals", "revoke", credential_id[:8])
+    assert revoked.returncode == 0, revoked.stderr
+    assert f"revoked credential {credential_id}" in revoked.stdout
+
+
 # -- labels and `principals list` (issue 14, item 10) ------------------------------------------
 
 

@@ -139,7 +139,7 @@ def _simulate(backend: Backend) -> None:
         [
             sys.executable,
             "-c",
-            "from api.cli import main; main()",
+            "from api.cli.main import main; main()",
             "simulate",
             "--states",
             "30",

@@ -17,7 +17,6 @@ from uuid import UUID
 import pytest
 
 from api.review_html import CHARTS, render_html
-from api.simulator import DEFAULT_START, Simulator, seeded_ids
 from domain.application import PocDirectory
 from domain.capacity import CAPACITY_CATEGORIES, CapacityNeed, NeedStatus
 from domain.check import CommunicationCheck
@@ -39,6 +38,7 @@ from projections.review import check_summaries
 from projections.review_report import build_report, report_csv, report_json, report_tables
 from projections.runner import ViewRunner, project_views
 from projections.store import ViewRecorder
+from simulation.simulator import DEFAULT_START, Simulator, seeded_ids
 from tests.conftest import Backend, contact_data, pg_schema, sqlite_backend_at, state
 
 SECRETARIAT = Principal("sec-1", Role.SECRETARIAT)

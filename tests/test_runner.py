@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from api.cli_serve import CONSOLE
+from api.cli.console import CONSOLE
 from domain.clock import SimulatedClock
 from domain.values import Principal, Role
 from infra.lease import Lease, SQLiteLease, build_lease
@@ -28,7 +28,7 @@ from projections.runner import DIRECTORY_VIEW
 from tests.conftest import Backend, contact_data, sqlite_backend_at
 from tests.http_support import Api, api_for
 
-POCDIR = [sys.executable, "-c", "from api.cli import main; main()"]
+POCDIR = [sys.executable, "-c", "from api.cli.main import main; main()"]
 ROOT = Path(__file__).resolve().parent.parent
 #: A liveness bound for takeovers on a loaded machine: far above the documented bound
 #: (lease + poll), only so that a broken takeover fails instead of hanging.

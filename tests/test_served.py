@@ -25,7 +25,7 @@ import pytest
 
 from tests.conftest import Backend, contact_data
 
-POCDIR = [sys.executable, "-c", "from api.cli import main; main()"]
+POCDIR = [sys.executable, "-c", "from api.cli.main import main; main()"]
 ROOT = Path(__file__).resolve().parent.parent
 #: The served process's body limit, small so the test's big bodies stay small.
 BODY_LIMIT = 65536

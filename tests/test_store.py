@@ -288,7 +288,7 @@ def test_a_stray_link_ahead_of_the_head_stops_writes_and_commits_nothing(
 
 
 def _simulated_head(url: str, seed: int) -> str:
-    from api.simulator import DEFAULT_START, Simulator, seeded_ids
+    from simulation.simulator import DEFAULT_START, Simulator, seeded_ids
 
     clock = SimulatedClock(DEFAULT_START)
     application = build_application(

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from api.simulator import Simulator
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock
 from infra.audit import (
@@ -29,6 +28,7 @@ from infra.transparency import NotRecorded, Transparency
 from infra.tree_store import RecordNotVerified, TreeDiverged, build_tree_store
 from infra.verify import chained_recorder
 from infra.wiring import build_transparency
+from simulation.simulator import Simulator
 from tests.conftest import Backend, state
 from tests.test_cli import run
 
