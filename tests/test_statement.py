@@ -8,6 +8,7 @@ written from docs/audit-format.md, so it must be a new format version, not an ed
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,24 @@ def test_the_prefix_and_a_canonical_form_are_written_out() -> None:
         '"command":"notification.acknowledge","created_at":"2026-12-01T11:02:03Z",'
         '"expected_version":1,"fields":{},"idempotency_key":"ack-1","state":"DEU"}'
     )
+
+
+def test_the_doc_snippet_and_vector_verify() -> None:
+    """docs/audit-format.md §14.4: its verifier and its vector are the ones tested here."""
+    doc = (Path(__file__).parent.parent / "docs" / "audit-format.md").read_text("utf-8")
+    section = doc[doc.index("### 14.4 Golden vector") :]
+    snippet = re.search(r"```python\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+    assert snippet is not None
+    namespace: dict[str, Any] = {}
+    exec(snippet.group(1), namespace)  # noqa: S102 - the documented verifier, run as written
+    for vector in VECTORS["vectors"]:
+        canonical = bytes.fromhex(vector["canonical"])
+        digest = namespace["verify"](canonical, vector["signature"], vector["public_key"])
+        assert digest == vector["digest"]
+    shown = VECTORS["vectors"][1]
+    for name in ("seed", "public_key", "key", "digest", "signature"):
+        assert shown[name] in section
+    assert bytes.fromhex(shown["canonical"]).decode("utf-8") in section
 
 
 def test_keys_are_ordered_by_utf16_code_units_as_rfc8785_requires() -> None:
