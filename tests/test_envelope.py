@@ -6,10 +6,12 @@ Key generation for ML-KEM-768 + X25519 is cheap, but each test keeps to the few 
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from domain.errors import InvalidIndicator, TranslationRequired
 from state_client.envelope import (
@@ -22,6 +24,8 @@ from state_client.envelope import (
     EnvelopeMalformed,
     EnvelopeNotAddressed,
     EnvelopeUndecryptable,
+    _wrap,
+    content_aad,
     open_envelope,
     rewrap,
     seal,
@@ -160,10 +164,6 @@ def test_content_is_validated_again_after_decrypting(
     keys: dict[str, EncryptionPrivateKey],
 ) -> None:
     """Another client could encrypt anything: what it sent is checked like plain input."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    from state_client.envelope import _wrap, content_aad
-
     notification = uuid4()
     key, nonce = AESGCM.generate_key(bit_length=256), b"\x00" * 12
     bad = (
@@ -255,3 +255,21 @@ def test_private_keys_round_trip_under_a_passphrase(
         EncryptionPrivateKey.from_pem(first + first, b"correct horse")
     with pytest.raises(KeyFormatError, match="passphrase"):
         keys["FRA"].to_pem(b"")
+
+
+def test_docs_e2e_states_the_constants_of_the_code() -> None:
+    """docs/e2e.md is the format for other clients: its constants are the code's."""
+    doc = (Path(__file__).parent.parent / "docs" / "e2e.md").read_text("utf-8")
+    for text in (
+        '"pocdir envelope v1 content\\n"',
+        '"pocdir envelope v1 key\\n"',
+        "`PDE1`",
+        "0x647a",
+        "| 1168 |",
+        "1216 bytes",
+        "(1184 bytes)",
+    ):
+        assert text in doc, text
+    assert CONTENT_AAD_PREFIX == b"pocdir envelope v1 content\n"
+    assert WRAP_INFO_PREFIX == b"pocdir envelope v1 key\n"
+    assert WRAPPED_KEY_LENGTH == 1168 and PUBLIC_KEY_LENGTH == 1216
