@@ -46,8 +46,8 @@ browser:
 
 ## test: the whole suite, on SQLite and on PostgreSQL, plus lint, type checks and the import contracts.
 test: $(TSTAMP) browser
-	$(BIN)/ruff check domain projections api infra tests bench
-	$(BIN)/mypy domain projections api infra
+	$(BIN)/ruff check domain projections api infra state_client tests bench
+	$(BIN)/mypy domain projections api infra state_client
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
