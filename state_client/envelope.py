@@ -175,6 +175,24 @@ class Envelope:
     ciphertext: bytes
     wrapped_keys: tuple[tuple[str, bytes], ...]
 
+    def __post_init__(self) -> None:
+        """Hold every envelope to the format, so :meth:`to_bytes` never pads or cuts a field."""
+        if len(self.nonce) != _NONCE_LENGTH:
+            raise EnvelopeMalformed(f"the nonce is {_NONCE_LENGTH} bytes, got {len(self.nonce)}")
+        if len(self.ciphertext) < _TAG_LENGTH:
+            raise EnvelopeMalformed("the content is shorter than its authentication tag")
+        states = [state for state, _ in self.wrapped_keys]
+        if not states or states != sorted(set(states)):
+            raise EnvelopeMalformed(
+                "the wrapped keys must be at least one, in code order, one per State"
+            )
+        for state, wrapped in self.wrapped_keys:
+            _check_state(state)
+            if len(wrapped) != WRAPPED_KEY_LENGTH:
+                raise EnvelopeMalformed(
+                    f"a wrapped key is {WRAPPED_KEY_LENGTH} bytes, got {len(wrapped)}"
+                )
+
     @property
     def addressed(self) -> tuple[str, ...]:
         """The States that hold a wrapped key, in code order."""
@@ -228,7 +246,7 @@ class Envelope:
         offset = _HEADER.size
         ciphertext = data[offset : offset + length]
         offset += length
-        if len(ciphertext) != length or length < _TAG_LENGTH or len(data) < offset + _COUNT.size:
+        if len(ciphertext) != length or len(data) < offset + _COUNT.size:
             raise EnvelopeMalformed("the envelope's content is cut short")
         (count,) = _COUNT.unpack_from(data, offset)
         offset += _COUNT.size
@@ -245,18 +263,14 @@ class Envelope:
                     f"a wrapped key is {WRAPPED_KEY_LENGTH} bytes, got {len(wrapped)}"
                 )
             try:
-                state = _check_state(raw_state.decode("ascii"))
-            except (UnicodeDecodeError, EnvelopeMalformed):
+                state = raw_state.decode("ascii")
+            except UnicodeDecodeError:
                 raise EnvelopeMalformed(
                     "a wrapped key is not labelled with a member State's code"
                 ) from None
             keys.append((state, wrapped))
         if offset != len(data):
             raise EnvelopeMalformed(f"{len(data) - offset} bytes follow the last wrapped key")
-        if count == 0 or [s for s, _ in keys] != sorted({s for s, _ in keys}):
-            raise EnvelopeMalformed(
-                "the wrapped keys must be at least one, in code order, one per State"
-            )
         return cls(UUID(bytes=notification), nonce, ciphertext, tuple(keys))
 
 

@@ -273,3 +273,21 @@ def test_docs_e2e_states_the_constants_of_the_code() -> None:
     assert CONTENT_AAD_PREFIX == b"pocdir envelope v1 content\n"
     assert WRAP_INFO_PREFIX == b"pocdir envelope v1 key\n"
     assert WRAPPED_KEY_LENGTH == 1168 and PUBLIC_KEY_LENGTH == 1216
+
+
+def test_an_envelope_out_of_format_cannot_be_built(keys: dict[str, EncryptionPrivateKey]) -> None:
+    """Packing would otherwise pad or cut a field silently (a short nonce, a long code)."""
+    envelope = _sealed(keys)
+    with pytest.raises(EnvelopeMalformed, match="nonce"):
+        Envelope(envelope.notification, b"\x00" * 11, envelope.ciphertext, envelope.wrapped_keys)
+    with pytest.raises(EnvelopeMalformed, match="code order"):
+        Envelope(
+            envelope.notification,
+            envelope.nonce,
+            envelope.ciphertext,
+            tuple(reversed(envelope.wrapped_keys)),
+        )
+    with pytest.raises(EnvelopeMalformed, match="member State"):
+        envelope.with_wrapped_key("FRAN", envelope.wrapped_key("FRA"))
+    with pytest.raises(EnvelopeMalformed, match="1168 bytes"):
+        envelope.with_wrapped_key("KEN", envelope.wrapped_key("FRA")[:-1])
