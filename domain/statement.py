@@ -174,6 +174,39 @@ class Statement:
     idempotency_key: str
     created_at: datetime
 
+    def __post_init__(self) -> None:
+        """Direct construction is checked too, so every Statement has its one canonical form."""
+        _check_command(self.command)
+        _check_state(self.state)
+        if not isinstance(self.aggregate, UUID):
+            raise StatementMalformed(
+                "aggregate is not a UUID", expected="a uuid.UUID", given=_kind(self.aggregate)
+            )
+        _check_version(self.expected_version)
+        _check_idempotency_key(self.idempotency_key)
+        if (
+            not isinstance(self.created_at, datetime)
+            or self.created_at.utcoffset() != timedelta(0)
+            or self.created_at.microsecond
+        ):
+            raise StatementMalformed(
+                "created_at is not a UTC time to the second",
+                expected="an aware datetime in UTC without microseconds (use Statement.create)",
+                given=repr(self.created_at)[:60],
+            )
+        try:
+            fields = json.loads(self.fields_json, parse_float=_refuse_float)
+        except (TypeError, UnicodeDecodeError, json.JSONDecodeError):
+            raise StatementMalformed(
+                "fields_json is not JSON", expected="canonical JSON bytes", given="other bytes"
+            ) from None
+        if _canonical(_check_json(fields, "fields", 0, require_object=True)) != self.fields_json:
+            raise StatementMalformed(
+                "fields_json is not canonical",
+                expected="the RFC 8785 bytes of the fields (use Statement.create)",
+                given="other bytes",
+            )
+
     @classmethod
     def create(
         cls,
@@ -186,20 +219,22 @@ class Statement:
         idempotency_key: str,
         created_at: datetime,
     ) -> Statement:
-        """Build a statement from Python values, checking each against the format."""
-        if created_at.tzinfo is None:
+        """Build a statement from Python values: canonicalise the fields, take the time to the
+        second in UTC, and check every value against the format."""
+        if not isinstance(created_at, datetime) or created_at.tzinfo is None:
             raise StatementMalformed(
                 "created_at has no time zone",
                 expected="an aware datetime (UTC)",
                 given="a naive datetime",
             )
+        # The other values are checked once, by __post_init__.
         return cls(
-            command=_check_command(command),
-            state=_check_state(state),
+            command=command,
+            state=state,
             aggregate=aggregate,
-            expected_version=_check_version(expected_version),
+            expected_version=expected_version,
             fields_json=_canonical(_check_json(fields, "fields", 0, require_object=True)),
-            idempotency_key=_check_idempotency_key(idempotency_key),
+            idempotency_key=idempotency_key,
             created_at=created_at.astimezone(UTC).replace(microsecond=0),
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -215,9 +215,8 @@ _CANONICAL = bytes.fromhex(VECTORS["vectors"][1]["canonical"])
     [
         # Not canonical: whitespace, another key order, an escape RFC 8785 does not use.
         _CANONICAL.replace(b'"aggregate":', b'"aggregate": '),
-        b'{"command":"notification.acknowledge",' + _CANONICAL[1:].replace(
-            b'"command":"notification.acknowledge",', b""
-        ),
+        b'{"command":"notification.acknowledge",'
+        + _CANONICAL[1:].replace(b'"command":"notification.acknowledge",', b""),
         _CANONICAL.replace(b'"ack-1"', b'"\\u0061ck-1"'),
     ],
 )
@@ -257,3 +256,28 @@ def test_only_canonical_bytes_parse(data: bytes) -> None:
 def test_malformed_bytes_are_refused_with_what_was_expected(data: bytes, problem: str) -> None:
     with pytest.raises(StatementMalformed, match=problem):
         parse_statement(data)
+
+
+def test_direct_construction_is_held_to_the_format() -> None:
+    """Only one byte form per statement: a Statement built by hand is checked like create's."""
+    good = _statement(fields={"a": 1})
+    values: dict[str, Any] = {
+        "command": good.command,
+        "state": good.state,
+        "aggregate": good.aggregate,
+        "expected_version": good.expected_version,
+        "fields_json": good.fields_json,
+        "idempotency_key": good.idempotency_key,
+        "created_at": good.created_at,
+    }
+    assert Statement(**values) == good
+    for name, bad, problem in [
+        ("fields_json", b'{"a": 1}', "not canonical"),
+        ("fields_json", b"[1]", "fields is not an object"),
+        ("created_at", AT.replace(microsecond=5), "to the second"),
+        ("created_at", AT.astimezone(timezone(timedelta(hours=1))), "to the second"),
+        ("aggregate", str(AGGREGATE), "not a UUID"),
+        ("state", "ZZZ", "member State"),
+    ]:
+        with pytest.raises(StatementMalformed, match=problem):
+            Statement(**{**values, name: bad})
