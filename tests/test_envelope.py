@@ -291,3 +291,28 @@ def test_an_envelope_out_of_format_cannot_be_built(keys: dict[str, EncryptionPri
         envelope.with_wrapped_key("FRAN", envelope.wrapped_key("FRA"))
     with pytest.raises(EnvelopeMalformed, match="1168 bytes"):
         envelope.with_wrapped_key("KEN", envelope.wrapped_key("FRA")[:-1])
+
+
+def test_the_library_writes_enc_then_ciphertext_as_docs_e2e_says() -> None:
+    """RFC 9180 A.1.1 (X25519, HKDF-SHA256, AES-128-GCM, base mode), first message: the
+    recipient opens ``enc || ct``, so a wrapped key's layout in docs/e2e.md is the library's.
+    Single-shot ``Suite.decrypt`` takes no AAD, so the library's AAD variant is used here."""
+    from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+    from cryptography.hazmat.primitives.asymmetric import x25519
+    from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
+
+    recipient = x25519.X25519PrivateKey.from_private_bytes(
+        bytes.fromhex("4612c550263fc8ad58375df3f557aac531d26850903e55a9f23f21d8534e8ac8")
+    )
+    enc = bytes.fromhex("37fda3567bdbd628e88668c3c8d7e97d1d1253b6d4ea6d44c150f741f1bf4431")
+    ct = bytes.fromhex(
+        "f938558b5d72f1a23810b4be2ab4f84331acc02fc97babc53a52ae8218a355a96d8770ac83d07bea87e13c512a"
+    )
+    plaintext = rust_openssl.hpke._decrypt_with_aad(
+        Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_128_GCM),
+        enc + ct,
+        recipient,
+        info=bytes.fromhex("4f6465206f6e2061204772656369616e2055726e"),
+        aad=b"Count-0",
+    )
+    assert plaintext == b"Beauty is truth, truth beauty"
