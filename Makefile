@@ -46,8 +46,8 @@ browser:
 
 ## test: the whole suite, on SQLite and on PostgreSQL, plus lint, type checks and the import contracts.
 test: $(TSTAMP) browser
-	$(BIN)/ruff check domain projections api infra simulation tests bench
-	$(BIN)/mypy domain projections api infra simulation
+	$(BIN)/ruff check domain projections api infra simulation state_client tests bench
+	$(BIN)/mypy domain projections api infra simulation state_client
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
