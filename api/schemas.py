@@ -38,10 +38,18 @@ def rfc3339(value: datetime) -> str:
     return str(_DATETIME.dump_python(utc, mode="json"))
 
 
-def public_json(value: Any) -> Any:
+def is_time_field(name: str | None) -> bool:
+    """Whether a document's field ``name`` holds a time: ``at``, ``deadline`` or ``*_at``, as
+    the views and the domain name them."""
+    return name is not None and (name in {"at", "deadline"} or name.endswith("_at"))
+
+
+def public_json(value: Any, field: str | None = None) -> Any:
     """``value`` as JSON-ready data in the one convention: times (objects, or strings with a
-    numeric offset, as the views store them) in UTC with ``Z``, days and UUIDs as strings,
-    tuples as lists; everything else as it is."""
+    numeric offset in a time field, as the views store them) in UTC with ``Z``, days and UUIDs
+    as strings, tuples as lists; everything else as it is. A string is rewritten only in a time
+    field (``is_time_field``), so a State's own text that happens to look like a time is
+    answered as the State wrote it."""
     if isinstance(value, datetime):
         return rfc3339(value)
     if isinstance(value, date):
@@ -49,11 +57,13 @@ def public_json(value: Any) -> Any:
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, str):
-        return rfc3339(datetime.fromisoformat(value)) if _OFFSET_TIME.fullmatch(value) else value
+        if is_time_field(field) and _OFFSET_TIME.fullmatch(value):
+            return rfc3339(datetime.fromisoformat(value))
+        return value
     if isinstance(value, dict):
-        return {k: public_json(v) for k, v in value.items()}
+        return {k: public_json(v, k) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [public_json(v) for v in value]
+        return [public_json(v, field) for v in value]
     return value
 
 

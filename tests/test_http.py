@@ -627,3 +627,16 @@ def test_every_json_answer_follows_one_convention(
     assert listed.exit_code == 0, listed.output
     shown = json.loads(listed.output)
     assert [c["id"] for c in shown] == [check.json()["id"]] and not _json_shapes(shown)
+
+
+def test_a_states_own_text_that_looks_like_a_time_is_answered_as_written() -> None:
+    """The JSON convention rewrites times to ``Z`` in time fields only: a contact's or an
+    offer's text is the State's own words, never reformatted."""
+    from api.schemas import public_json
+
+    written = "2025-03-01T09:00:00+01:00"
+    shaped = public_json({"name": written, "offers": [{"at": written, "text": written}]})
+    assert shaped == {
+        "name": written,
+        "offers": [{"at": "2025-03-01T08:00:00Z", "text": written}],
+    }
