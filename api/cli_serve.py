@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
@@ -22,6 +24,7 @@ CONSOLE = Principal("console", Role.SECRETARIAT)
 
 principals = typer.Typer(help="Issue, list and revoke API credentials.", no_args_is_help=True)
 log = logging.getLogger("pocdir.serve")
+T = TypeVar("T")
 
 
 @principals.command("add")
@@ -112,6 +115,7 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     settings = _settings()
+    tls_options = _check_channel(settings, host)
     if checkpoint_every is not None and checkpoint_every <= 0:
         fail("--checkpoint-every must be a positive number of seconds")
     if demo_if_empty:
@@ -123,11 +127,13 @@ def serve(
         "(or --role secretariat | auditor | reviewer; with this server's POCDIR_CIPHER_KEY); "
         "then send Authorization: Bearer <token>"
     )
-    log.info("API docs at http://%s:%d/docs", host, port)
+    scheme = "https" if settings.tls else "http"
+    log.info("API docs at %s://%s:%d/docs", scheme, host, port)
     if review_period:
         start, _, end = review_period.partition(":")
         log.info(
-            "review report (reviewer token): http://%s:%d/review/report?from=%s&to=%s&format=html",
+            "review report (reviewer token): %s://%s:%d/review/report?from=%s&to=%s&format=html",
+            scheme,
             host,
             port,
             start,
@@ -136,7 +142,31 @@ def serve(
     if checkpoint_every is not None and checkpoint_every <= 0:
         fail("--checkpoint-every must be a positive number of seconds")
     app = create_app(settings, checkpoint_every=checkpoint_every)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", **tls_options)
+
+
+def _check_channel(settings: Settings, host: str) -> dict[str, Any]:
+    """Refuse to start (exit 2, one line, nothing served) on plain HTTP where the network
+    could read it, or with TLS files that do not load; else uvicorn's TLS and proxy options.
+    X-Forwarded-* is believed only from the configured proxy (none unless
+    ``POCDIR_TLS_TERMINATED_BY_PROXY``)."""
+    from api.cli import fail
+    from api.tls import check_files, uvicorn_tls_options
+    from domain.channel import check_plain_http
+
+    try:
+        if settings.tls:
+            check_files(settings)
+        else:
+            check_plain_http(host, settings.tls_terminated_by_proxy)
+    except (PocdirError, SettingsError) as e:
+        fail(str(e))
+    proxy: dict[str, Any] = {"proxy_headers": settings.tls_terminated_by_proxy}
+    if settings.tls_terminated_by_proxy:
+        proxy["forwarded_allow_ips"] = list(settings.tls_proxy_addresses)
+    if settings.tls_client_ca_file is not None:
+        log.info("client certificates required (mTLS), CA %s", settings.tls_client_ca_file)
+    return {**uvicorn_tls_options(settings), **proxy}
 
 
 def _check_cipher_key(settings: Settings) -> None:
@@ -175,6 +205,109 @@ def _load_demo_year() -> None:
         application.close()
 
 
+ca = typer.Typer(
+    help="The Secretariat's CA for client certificates (mTLS, R14): init, issue, revoke, crl.",
+    no_args_is_help=True,
+)
+CaDir = Annotated[
+    Path, typer.Option("--ca", help="the CA's directory (`pocdir ca init DIR` made it)")
+]
+
+
+def _ca_call(action: Callable[[], T]) -> T:
+    from api.cli import fail
+    from infra.ca import CaError
+
+    try:
+        return action()
+    except (CaError, OSError) as e:
+        fail(str(e))
+
+
+@ca.command("init")
+def ca_init(
+    directory: Annotated[Path, typer.Argument(help="a new directory for the CA; keep it offline")],
+) -> None:
+    """Make the CA: its key (ca.key, owner-only), certificate (ca.pem, the server's
+    POCDIR_TLS_CLIENT_CA_FILE) and an empty revocation list (crl.pem, POCDIR_TLS_CRL_FILE)."""
+    from api.cli import out
+    from infra import ca as authority
+
+    cert = _ca_call(lambda: authority.init(directory))
+    out.print(f"CA certificate: {cert}", highlight=False)
+    out.print(f"revocation list: {directory / authority.CRL}", highlight=False)
+
+
+@ca.command("issue")
+def ca_issue(
+    out_prefix: Annotated[
+        Path, typer.Option("--out", help="write OUT.pem (certificate) and OUT.key (its key)")
+    ],
+    ca_dir: CaDir = Path("var/ca"),
+    state: Annotated[
+        str | None, typer.Option(help="a State's client certificate: its ISO 3166-1 alpha-3 code")
+    ] = None,
+    role: Annotated[
+        Role | None, typer.Option(help="a client certificate for secretariat, auditor or reviewer")
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option(help="a server certificate for this host name or IP address")
+    ] = None,
+    days: Annotated[int, typer.Option(help="days the certificate is valid")] = 365,
+) -> None:
+    """Issue a key and certificate. A client certificate's subject names its principal:
+    CN=state:FRA for a State, CN=secretariat (auditor, reviewer) for the other roles; the
+    server accepts a token only over a certificate naming the token's own State or role."""
+    from api.cli import fail, out
+    from domain.channel import certificate_name
+    from infra import ca as authority
+
+    if sum(x is not None for x in (state, role, server)) != 1:
+        fail("give exactly one of --state XXX, --role ROLE or --server HOST")
+    if server is not None:
+        name = server
+    else:
+        try:
+            principal = Principal("certificate", role or Role.STATE, state)
+        except PocdirError as e:
+            fail(str(e))
+        if state is not None and not (len(state) == 3 and state.isascii() and state.isupper()):
+            fail(f"--state must be an ISO 3166-1 alpha-3 code such as FRA, not {state[:20]!r}")
+        name = certificate_name(principal)
+    issued = _ca_call(
+        lambda: authority.issue(ca_dir, name, out_prefix, days=days, server_name=server)
+    )
+    out.print(f"issued certificate {issued.serial:x} for {name}", highlight=False)
+    out.print(f"valid until {issued.not_after:%Y-%m-%d %H:%M} UTC", highlight=False)
+    out.print(f"certificate: {issued.cert_path}", highlight=False)
+    out.print(f"key (keep it secret): {issued.key_path}", highlight=False)
+
+
+@ca.command("revoke")
+def ca_revoke(
+    serial: Annotated[str, typer.Argument(help="the serial `pocdir ca issue` printed (hex)")],
+    ca_dir: CaDir = Path("var/ca"),
+) -> None:
+    """Revoke a certificate and rewrite crl.pem; servers refuse it from their next start."""
+    from api.cli import out
+    from infra import ca as authority
+
+    subject = _ca_call(lambda: authority.revoke(ca_dir, serial))
+    out.print(f"revoked certificate {serial} ({subject}); crl.pem rewritten", highlight=False)
+    out.print("restart the servers so that they load it", highlight=False)
+
+
+@ca.command("crl")
+def ca_crl(ca_dir: CaDir = Path("var/ca")) -> None:
+    """Sign a fresh CRL (valid 30 days; a server with an expired CRL refuses all clients)."""
+    from api.cli import out
+    from infra import ca as authority
+
+    path = _ca_call(lambda: authority.write_crl(ca_dir))
+    out.print(f"revocation list: {path}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(principals, name="principals")
+    app.add_typer(ca, name="ca")
     app.command("serve")(serve)

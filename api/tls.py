@@ -1,0 +1,112 @@
+"""TLS for ``pocdir serve`` (R14): the server's SSL context, and the client certificate's
+subject handed to the app.
+
+uvicorn builds the context from ``ssl_certfile``/``ssl_keyfile``/``ssl_ca_certs``/
+``ssl_cert_reqs``; its ``ssl_context_factory`` hook lets us add what those cannot say: the
+CA's revocation list and ``VERIFY_CRL_CHECK_LEAF``, so a revoked (or expired) client
+certificate fails the handshake itself.
+
+uvicorn does not pass the peer certificate to the app (no ASGI ``tls`` extension), so
+``ClientCertH11Protocol`` is its HTTP/1.1 protocol with one addition: on a TLS connection it
+reads the verified peer certificate once and puts its subject's common name in each request's
+``scope["extensions"]["tls"]["client_cert_name"]`` (the ASGI TLS extension's key), where the
+request gate binds it to the token's principal (``domain.channel``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from starlette.types import Receive, Scope, Send
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from infra.settings import Settings, SettingsError
+
+
+def uvicorn_tls_options(settings: Settings) -> dict[str, Any]:
+    """The ``uvicorn.Config`` options for the TLS settings (none: plain HTTP)."""
+    if not settings.tls:
+        return {}
+    options: dict[str, Any] = {
+        "ssl_certfile": str(settings.tls_cert_file),
+        "ssl_keyfile": str(settings.tls_key_file),
+    }
+    if settings.tls_client_ca_file is not None:
+        crl = settings.tls_crl_file
+        options |= {
+            "ssl_ca_certs": str(settings.tls_client_ca_file),
+            "ssl_cert_reqs": ssl.CERT_REQUIRED,
+            "ssl_context_factory": _with_crl(crl) if crl is not None else None,
+            "http": ClientCertH11Protocol,
+        }
+    return options
+
+
+def _with_crl(
+    crl_file: Path,
+) -> Callable[[Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
+    def factory(config: Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        context = default()
+        add_crl(context, crl_file)
+        return context
+
+    return factory
+
+
+def add_crl(context: ssl.SSLContext, crl_file: Path) -> None:
+    """Check every client certificate against the CA's CRL (an expired CRL fails closed)."""
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_verify_locations(cafile=str(crl_file))
+    except (OSError, ssl.SSLError) as e:
+        raise SettingsError(f"POCDIR_TLS_CRL_FILE {crl_file}: cannot load the CRL ({e})") from e
+    context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
+
+def check_files(settings: Settings) -> None:
+    """Load the certificate, key, client CA and CRL once before serving, so a bad file is
+    one line at start (exit 2) rather than uvicorn's traceback."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+        if settings.tls_client_ca_file is not None:
+            context.load_verify_locations(cafile=settings.tls_client_ca_file)
+    except (OSError, ssl.SSLError) as e:
+        raise SettingsError(f"cannot load the TLS certificate, key or client CA: {e}") from e
+    if settings.tls_crl_file is not None:
+        add_crl(context, settings.tls_crl_file)
+
+
+def client_cert_name(der: bytes | None) -> str | None:
+    """The common name of the (already verified) peer certificate's subject."""
+    if not der:
+        return None
+    names = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if len(names) == 1 else None
+
+
+class ClientCertH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, telling the app which certificate the client presented."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return
+        tls = {"client_cert_name": client_cert_name(ssl_object.getpeercert(binary_form=True))}
+        inner = self.app
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            scope.setdefault("extensions", {})["tls"] = tls
+            await inner(scope, receive, send)
+
+        self.app = app
