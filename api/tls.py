@@ -70,20 +70,23 @@ def add_crl(context: ssl.SSLContext, crl_file: Path) -> None:
     context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 
 
-def check_files(settings: Settings) -> None:
+def check_files(settings: Settings) -> ssl.SSLContext | None:
     """Load the certificate, key, client CA and CRL once before serving, so a bad file is
-    one line at start (exit 2) rather than uvicorn's traceback."""
+    one line at start (exit 2) rather than uvicorn's traceback. The context is built as
+    uvicorn builds it (``ssl_cert_reqs`` and all), so it shows what the server accepts."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return
+        return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
         if settings.tls_client_ca_file is not None:
             context.load_verify_locations(cafile=settings.tls_client_ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
     except (OSError, ssl.SSLError) as e:
         raise SettingsError(f"cannot load the TLS certificate, key or client CA: {e}") from e
     if settings.tls_crl_file is not None:
         add_crl(context, settings.tls_crl_file)
+    return context
 
 
 def client_cert_name(der: bytes | None) -> str | None:
