@@ -260,6 +260,7 @@ def ca_issue(
     server accepts a token only over a certificate naming the token's own State or role."""
     from api.cli import fail, out
     from domain.channel import certificate_name
+    from domain.members import check_member_state
     from infra import ca as authority
 
     if sum(x is not None for x in (state, role, server)) != 1:
@@ -267,12 +268,13 @@ def ca_issue(
     if server is not None:
         name = server
     else:
+        if role is Role.STATE:
+            fail("a State's certificate is issued with --state XXX (not --role state)")
         try:
-            principal = Principal("certificate", role or Role.STATE, state)
+            code = None if state is None else check_member_state(state)
+            principal = Principal("certificate", role or Role.STATE, code)
         except PocdirError as e:
             fail(str(e))
-        if state is not None and not (len(state) == 3 and state.isascii() and state.isupper()):
-            fail(f"--state must be an ISO 3166-1 alpha-3 code such as FRA, not {state[:20]!r}")
         name = certificate_name(principal)
     issued = _ca_call(
         lambda: authority.issue(ca_dir, name, out_prefix, days=days, server_name=server)
@@ -288,13 +290,14 @@ def ca_revoke(
     serial: Annotated[str, typer.Argument(help="the serial `pocdir ca issue` printed (hex)")],
     ca_dir: CaDir = Path("var/ca"),
 ) -> None:
-    """Revoke a certificate and rewrite crl.pem; servers refuse it from their next start."""
+    """Revoke a certificate and rewrite crl.pem; a server reading that file refuses the
+    certificate on new connections within 2 seconds."""
     from api.cli import out
     from infra import ca as authority
 
     subject = _ca_call(lambda: authority.revoke(ca_dir, serial))
     out.print(f"revoked certificate {serial} ({subject}); crl.pem rewritten", highlight=False)
-    out.print("restart the servers so that they load it", highlight=False)
+    out.print("servers reading this crl.pem refuse it on new connections", highlight=False)
 
 
 @ca.command("crl")

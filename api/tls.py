@@ -4,7 +4,8 @@ subject handed to the app.
 uvicorn builds the context from ``ssl_certfile``/``ssl_keyfile``/``ssl_ca_certs``/
 ``ssl_cert_reqs``; its ``ssl_context_factory`` hook lets us add what those cannot say: the
 CA's revocation list and ``VERIFY_CRL_CHECK_LEAF``, so a revoked (or expired) client
-certificate fails the handshake itself.
+certificate fails the handshake itself; and it keeps the context, so that a new CRL file is
+loaded into it while the server runs (``CrlWatcher``).
 
 uvicorn does not pass the peer certificate to the app (no ASGI ``tls`` extension), so
 ``ClientCertH11Protocol`` is its HTTP/1.1 protocol with one addition: on a TLS connection it
@@ -16,7 +17,10 @@ request gate binds it to the token's principal (``domain.channel``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,10 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from infra.settings import Settings, SettingsError
+
+log = logging.getLogger("pocdir.serve")
+#: How often the server looks for a new CRL file.
+CRL_RELOAD_SECONDS = 2.0
 
 
 def uvicorn_tls_options(settings: Settings) -> dict[str, Any]:
@@ -55,6 +63,7 @@ def _with_crl(
     def factory(config: Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         context = default()
         add_crl(context, crl_file)
+        CrlWatcher(context, crl_file).start()
         return context
 
     return factory
@@ -68,6 +77,41 @@ def add_crl(context: ssl.SSLContext, crl_file: Path) -> None:
     except (OSError, ssl.SSLError) as e:
         raise SettingsError(f"POCDIR_TLS_CRL_FILE {crl_file}: cannot load the CRL ({e})") from e
     context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
+
+class CrlWatcher(threading.Thread):
+    """Loads the CRL file into the live context again whenever it changes, so a revocation
+    (``pocdir ca revoke`` rewrites the file) refuses new connections within
+    ``CRL_RELOAD_SECONDS``, without a restart. OpenSSL keeps every CRL it was given and
+    checks against the one with the latest ``lastUpdate``, which is the newest file. A file
+    that does not load is logged and the CRLs already loaded stay in force."""
+
+    def __init__(self, context: ssl.SSLContext, crl_file: Path) -> None:
+        super().__init__(name="pocdir-crl-watcher", daemon=True)
+        self.context = context
+        self.crl_file = crl_file
+        self.seen = self._stamp()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self.crl_file.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def run(self) -> None:
+        while True:
+            time.sleep(CRL_RELOAD_SECONDS)
+            stamp = self._stamp()
+            if stamp is None or stamp == self.seen:
+                continue
+            try:
+                self.context.load_verify_locations(cafile=str(self.crl_file))
+            except (OSError, ssl.SSLError) as e:
+                log.warning("POCDIR_TLS_CRL_FILE %s not reloaded: %s", self.crl_file, e)
+                continue
+            self.seen = stamp
+            log.info("revocation list reloaded from %s", self.crl_file)
 
 
 def check_files(settings: Settings) -> ssl.SSLContext | None:

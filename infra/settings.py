@@ -50,7 +50,7 @@
                                         token; ``pocdir ca init`` makes one. Needs the two above.
 ``POCDIR_TLS_CRL_FILE``                 The CA's certificate revocation list (PEM), checked for
                                         every client certificate. Required with
-                                        ``POCDIR_TLS_CLIENT_CA_FILE``; read when the server starts.
+                                        ``POCDIR_TLS_CLIENT_CA_FILE``; reread when it changes.
 ``POCDIR_TLS_TERMINATED_BY_PROXY``      ``true`` if a proxy in front terminates TLS: plain HTTP is
                                         then served on any interface. Default: ``false``.
 ``POCDIR_TLS_PROXY_ADDRESSES``          With the above, required: comma-separated addresses (or

@@ -299,6 +299,19 @@ def test_mtls_with_the_secretariats_ca(sqlite_backend: Backend, tmp_path: Path) 
             # Why: the server's own context, in memory, names the reason it refuses.
             assert alert in handshake(server_context, client(ca_pem, path))
         assert handshake(server_context, client(ca_pem, tmp_path / "fra")) == "ok"
+        # A certificate revoked while the server runs: refused from the new CRL on.
+        late = ca_issue("fra-late", "--state", "FRA")
+        assert get("fra-late", fra).status_code == 200
+        assert cli(url, "ca", "revoke", "--ca", str(ca_dir), late).returncode == 0
+        for _ in range(100):
+            try:
+                get("fra-late", fra)
+            except httpx.TransportError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("a certificate revoked while the server ran still connects")
+        assert get("fra", fra).status_code == 200
         # Another State's certificate with this State's token, and the other way round.
         for cert, token, named, expected in (
             ("deu", fra, "DEU", "FRA"),
