@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from api.tls import check_files
 from domain.channel import check_plain_http
 from domain.errors import ValidationError
-from infra.settings import Settings
+from infra.settings import Settings, SettingsError
 from tests.conftest import Backend
 from tests.test_served import POCDIR, ROOT, cli, free_port, issue
 
@@ -88,25 +88,33 @@ def client(ca: Path, cert: Path | None = None, tls12: bool = False) -> ssl.SSLCo
 
 
 @contextmanager
-def serving(url: str, tmp_path: Path, env: dict[str, str], ready: ssl.SSLContext) -> Iterator[str]:
-    """A real ``pocdir serve`` on 127.0.0.1 over TLS; yields its base URL once it answers."""
+def serving(
+    url: str,
+    tmp_path: Path,
+    env: dict[str, str],
+    ready: ssl.SSLContext | None,
+    host: str = "127.0.0.1",
+) -> Iterator[str]:
+    """A real ``pocdir serve`` over TLS (plain HTTP if ``ready`` is None), reached on
+    127.0.0.1; yields its base URL once it answers."""
     port = free_port()
     log_path = tmp_path / "serve.log"
     log = log_path.open("w")
     proc = subprocess.Popen(
-        [*POCDIR, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [*POCDIR, "serve", "--host", host, "--port", str(port)],
         env={**os.environ, "POCDIR_DATABASE_URL": url, **env},
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    base = f"https://127.0.0.1:{port}"
+    base = f"{'http' if ready is None else 'https'}://127.0.0.1:{port}"
     try:
         for _ in range(300):
             if proc.poll() is not None:
                 raise AssertionError(log_path.read_text())
             try:
-                if httpx.get(base + "/health", verify=ready, timeout=1).status_code == 200:
+                r = httpx.get(base + "/health", verify=ready or True, timeout=1)
+                if r.status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
@@ -219,6 +227,42 @@ def test_plain_http_off_loopback_is_refused_at_start(
         assert "Uvicorn running" not in started.stdout + started.stderr
     # Nothing was served, and nothing was written.
     assert not Path(sqlite_backend.sqlite_path or "").exists()
+
+
+def test_plain_http_behind_a_declared_tls_proxy(sqlite_backend: Backend, tmp_path: Path) -> None:
+    """The operator says a TLS proxy at 127.0.0.1 fronts the server: it then serves plain
+    HTTP on every interface."""
+    env = {"POCDIR_TLS_TERMINATED_BY_PROXY": "true", "POCDIR_TLS_PROXY_ADDRESSES": "127.0.0.1"}
+    with serving(sqlite_backend.url, tmp_path, env, None, host="0.0.0.0") as base:
+        assert httpx.get(base + "/health", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {
+                "POCDIR_TLS_CERT_FILE": "s.pem",
+                "POCDIR_TLS_KEY_FILE": "s.key",
+                "POCDIR_TLS_CLIENT_CA_FILE": "ca.pem",
+            },
+            "POCDIR_TLS_CLIENT_CA_FILE needs POCDIR_TLS_CRL_FILE",
+        ),
+        (
+            {"POCDIR_TLS_CLIENT_CA_FILE": "ca.pem", "POCDIR_TLS_CRL_FILE": "crl.pem"},
+            "POCDIR_TLS_CLIENT_CA_FILE needs POCDIR_TLS_CERT_FILE",
+        ),
+        ({"POCDIR_TLS_CRL_FILE": "crl.pem"}, "POCDIR_TLS_CRL_FILE is used only with"),
+        (
+            {"POCDIR_TLS_TERMINATED_BY_PROXY": "true", "POCDIR_TLS_PROXY_ADDRESSES": "proxy"},
+            "POCDIR_TLS_PROXY_ADDRESSES: 'proxy' is not an IP address or network",
+        ),
+        ({"POCDIR_TLS_TERMINATED_BY_PROXY": "sure"}, "must be true or false"),
+    ],
+)
+def test_tls_settings_that_do_not_fit_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
 
 
 def test_plain_http_only_on_loopback_or_behind_a_declared_proxy() -> None:
