@@ -4,8 +4,9 @@ A directory holds the CA's key and certificate, the certificates it issued (``is
 serial, subject, expiry) and those it revoked (``revoked.json``), and the signed revocation
 list the server loads (``crl.pem``). Every change rewrites ``crl.pem``, and a server given
 ``POCDIR_TLS_CRL_FILE`` rereads it (``api.tls.CrlWatcher``), so a revoked certificate fails
-the TLS handshake of every new connection. The CRL is valid for ``CRL_DAYS``: run ``pocdir ca crl`` before that (a server with an
-expired CRL refuses every client certificate, which fails closed).
+the TLS handshake of every new connection. The CRL is valid for ``CRL_DAYS``: run
+``pocdir ca crl`` before that (a server with an expired CRL refuses every client
+certificate, which fails closed).
 
 The subject's common name names the principal (``domain.channel``): ``state:FRA`` for a
 State, ``secretariat``, ``auditor`` or ``reviewer`` for the other roles. A server certificate
