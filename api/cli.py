@@ -27,6 +27,7 @@ from rich.table import Table
 from api.cli_options import IdempotencyOption as IdempotencyOption
 from api.cli_serve import CONSOLE
 from api.cli_serve import principals as principals_commands
+from api.schemas import entry_json, public_json
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock, SystemClock
 from domain.errors import NotFound, PocdirError
@@ -351,7 +352,8 @@ def directory_view(
 
 
 def _print_json(data: object) -> None:
-    out.print_json(json.dumps(data, ensure_ascii=False, default=str))
+    """JSON in the HTTP API's convention (``api.schemas.public_json``)."""
+    out.print_json(json.dumps(public_json(data), ensure_ascii=False, default=str))
 
 
 def _channels(contact: dict[str, Any]) -> str:
@@ -373,7 +375,7 @@ def directory(
         if state is None:
             entries = queries.entries()
             if format is Format.JSON:
-                _print_json(entries)
+                _print_json([entry_json(e) for e in entries])
                 return
             table = Table(title=f"Directory: {len(entries)} States")
             for column in ("state", "name", "contacts", "coordination", "last update"):
@@ -390,7 +392,7 @@ def directory(
             return
         entry = queries.entry(state)
         if format is Format.JSON:
-            _print_json(entry)
+            _print_json(entry_json(entry))
             return
         table = Table(title=f"{entry['name']} ({entry['code']})")
         for column in ("contact", "level", "agency", "channels", "languages", "hours", "handles"):

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from projections.review_report import RULES_DOCUMENT, RULES_NOTE, SECTIONS, rule_link
+from domain.rules import RULES_DOCUMENT, rule_link
+from projections.review_report import RULES_NOTE, SECTIONS
 
 WIDTH, PLOT_HEIGHT = 780, 220
 LEFT, RIGHT, TOP = 56, 16, 12
@@ -51,7 +52,7 @@ def cited(text: str) -> str:
     """``text`` escaped, with each rule it cites linked to its definition in docs/domain.md
     (a repository link: the page loads nothing, a reader follows it in the repository)."""
     return _RULE_ID.sub(
-        lambda m: f'<a href="{escape(rule_link(m.group(0)))}">{m.group(0)}</a>', escape(text)
+        lambda m: f'<a href="{escape(rule_link(int(m.group(1))))}">{m.group(0)}</a>', escape(text)
     )
 
 

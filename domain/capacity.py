@@ -75,6 +75,7 @@ class CapacityNeed(PocdirAggregate):
 
         def apply(self, need: CapacityNeed) -> None:
             need.offers[self.by_state] = self.timestamp
+            need.offer_texts[self.by_state] = self.text
 
     class OfferAccepted(PocdirAggregate.Event):
         offering_state: str
@@ -98,7 +99,19 @@ class CapacityNeed(PocdirAggregate):
         self.notification_id = notification_id
         self.status = need_status([CapacityNeed.Recorded])
         self.offers: dict[str, datetime] = {}
+        self.offer_texts: dict[str, Text] = {}
         self.matched_with: str | None = None
+
+    def offer_texts_for(self, by: Principal) -> dict[str, Text]:
+        """The offers' texts ``by`` may read, by offering State (R16, within R11 and R13): an
+        offer is addressed to the State in need, which reads every offer's text to choose
+        one; the offering State reads its own. No one else does, the Secretariat and
+        reviewers included: they see that an offer was made, never what it says."""
+        if by.role is not Role.STATE or by.state is None:
+            return {}
+        if by.state == self.state:
+            return dict(self.offer_texts)
+        return {s: t for s, t in self.offer_texts.items() if s == by.state}
 
     @classmethod
     def record(

@@ -1,4 +1,4 @@
-"""Freshness of an entry (R5, docs/domain.md#r5-freshness): the one place where it is judged.
+"""Freshness of an entry (R5, docs/domain.md#r5): the one place where it is judged.
 
 R5: States update their contact information at least once a year, and notify any change no
 later than 30 days after it occurred. The directory view, ``pocdir pending`` / ``GET /pending``,

@@ -35,7 +35,7 @@ def code_of_entry(entry_id: UUID) -> str:
 
 
 def check_acts_for(principal: Principal, code: str) -> None:
-    """R15 (docs/domain.md#r15-neutrality): only the State itself changes its own entry.
+    """R15 (docs/domain.md#r15): only the State itself changes its own entry.
     Decided here only: every command on an entry calls it, and so does the HTTP dependency
     for a State's own entry before anything else."""
     if principal.role is not Role.STATE or principal.state != code:

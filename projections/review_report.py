@@ -32,6 +32,7 @@ from domain.errors import ValidationError
 from domain.freshness import LATE_NOTICE_DAYS, confirmed_on_time, days_overdue
 from domain.members import member_states
 from domain.notification import NotificationStatus
+from domain.rules import RULES_DOCUMENT
 from domain.taxonomy import INCIDENT_TYPES
 from projections.history import NOTIFICATION
 from projections.queries import DirectoryView
@@ -39,9 +40,8 @@ from projections.review import CHECK, NEED, REVIEW_DAY, REVIEW_STATE
 
 REPORT_TITLE = "Provisional operation of the Points of Contact directory: review report"
 #: Where the rules the report cites (R1-R17) are defined: the pocdir repository's own domain
-#: document, one anchor per rule (``rule_link``). The HTML page links them; the JSON keeps
-#: the shape it had, which the old-record test holds it to.
-RULES_DOCUMENT = "docs/domain.md"
+#: document, one anchor per rule (``domain.rules.rule_link``). The HTML page links them; the
+#: JSON keeps the shape it had, which the old-record test holds it to.
 RULES_NOTE = (
     f"The rules cited by id (R1-R17) are defined, with their sources in the working papers, "
     f"in {RULES_DOCUMENT} in the pocdir repository."
@@ -83,11 +83,6 @@ NOTICE_DELAY_BUCKETS: tuple[tuple[str, float], ...] = (
     ("61-90 days", 90),
     ("over 90 days", math.inf),
 )
-
-
-def rule_link(rule_id: str) -> str:
-    """The repository link to a rule's definition, e.g. ``docs/domain.md#r5`` for R5."""
-    return f"{RULES_DOCUMENT}#{rule_id.lower()}"
 
 
 def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> dict[str, Any]:
@@ -639,14 +634,19 @@ def table_csv(table: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def report_csv(report: dict[str, Any]) -> dict[str, str]:
-    """One CSV file per table (``name.csv`` -> content), plus ``summary.csv`` of the
-    headline figures (section, figure, value)."""
-    files = {f"{name}.csv": table_csv(t) for name, t in report_tables(report).items()}
-    summary = _table(
+def csv_tables(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every table the report is given as CSV, by name: each table of ``report_tables``,
+    then ``summary``, the headline figures (section, figure, value). The CLI writes each as
+    ``name.csv``; HTTP serves one by ``?table=name``, so both offer the same tables."""
+    tables = dict(report_tables(report))
+    tables["summary"] = _table(
         "Headline figures",
         ("section", "figure", "value"),
         [[s, k, v] for s in SECTIONS for k, v in report[s]["summary"].items()],
     )
-    files["summary.csv"] = table_csv(summary)
-    return files
+    return tables
+
+
+def report_csv(report: dict[str, Any]) -> dict[str, str]:
+    """One CSV file per table (``name.csv`` -> content), ``summary.csv`` among them."""
+    return {f"{name}.csv": table_csv(t) for name, t in csv_tables(report).items()}

@@ -36,6 +36,13 @@ class Api:
     def as_state(self, code: str) -> dict[str, str]:
         return self.auth(Role.STATE, code)
 
+    def if_match(self, code: str) -> dict[str, str]:
+        """``If-Match`` with ``code``'s entry's current ETag, read as a client reads it (GET
+        /entries/{code}): every change of an existing entry must send it (428 without)."""
+        r = self.client.get(f"/entries/{code}", headers=self.as_state(code))
+        assert r.status_code == 200, r.text
+        return {"If-Match": r.headers["ETag"]}
+
     def call(self, method: str, path: str, who: dict[str, str], **kwargs: Any) -> Any:
         return self.client.request(
             method, path, headers={**who, **kwargs.pop("headers", {})}, **kwargs

@@ -38,8 +38,9 @@ from domain.freshness import (
 )
 from domain.notification import Notification, NotificationStatus, status_after
 from domain.routing import route_contacts
+from domain.rules import rule_link
 from domain.values import Principal, Role
-from projections.review_report import build_report, rule_link
+from projections.review_report import build_report
 
 # -- R5 ---------------------------------------------------------------------------------------
 
@@ -171,7 +172,7 @@ def test_every_rule_the_report_cites_links_to_its_anchor_in_docs_domain_md() -> 
     doc = (Path(__file__).parents[1] / "docs" / "domain.md").read_text(encoding="utf-8")
     for n in range(1, 18):
         assert f'<a id="r{n}"></a>R{n} ' in doc
-    assert rule_link("R11") == "docs/domain.md#r11"
+    assert rule_link(11) == "docs/domain.md#r11"
     assert cited("Use of the directory (R7-R11) & more") == (
         'Use of the directory (<a href="docs/domain.md#r7">R7</a>-'
         '<a href="docs/domain.md#r11">R11</a>) &amp; more'

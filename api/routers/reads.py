@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
 from api.deps import QueriesDep, ServicesDep, StateOrSecretariat, StatePrincipal
-from api.schemas import HistoryItemPublic, PendingPublic
+from api.schemas import HistoryItemPublic, PendingPublic, public_json
 from domain.state_entry import check_reads_own_history
 from domain.values import Role
 from projections.queries import history_csv
@@ -56,4 +56,4 @@ def history(
     items = queries.history(code, start, end)
     if format == "csv":
         return PlainTextResponse(history_csv(items), media_type="text/csv")
-    return items
+    return public_json(items)
