@@ -287,6 +287,7 @@ def test_mtls_with_the_secretariats_ca(sqlite_backend: Backend, tmp_path: Path) 
     ca_issue("server", "--server", "127.0.0.1")
     ca_issue("fra", "--state", "FRA")
     ca_issue("deu", "--state", "DEU")
+    ca_issue("reviewer", "--role", "reviewer")
     revoked_serial = ca_issue("fra-old", "--state", "FRA")
     revoked = cli(url, "ca", "revoke", "--ca", str(ca_dir), revoked_serial)
     assert revoked.returncode == 0 and "state:FRA" in revoked.stdout, revoked.stderr
@@ -306,6 +307,7 @@ def test_mtls_with_the_secretariats_ca(sqlite_backend: Backend, tmp_path: Path) 
 
     _, fra = issue(url, "--role", "state", "--state", "FRA")
     _, deu = issue(url, "--role", "state", "--state", "DEU")
+    _, reviewer = issue(url, "--role", "reviewer")
     env = {
         "POCDIR_TLS_CERT_FILE": str(tmp_path / "server.pem"),
         "POCDIR_TLS_KEY_FILE": str(tmp_path / "server.key"),
@@ -356,6 +358,17 @@ def test_mtls_with_the_secretariats_ca(sqlite_backend: Backend, tmp_path: Path) 
         else:
             raise AssertionError("a certificate revoked while the server ran still connects")
         assert get("fra", fra).status_code == 200
+        # The other roles' certificates name the role.
+        report = "/review/report?from=2025-01-01&to=2025-01-31&format=json"
+        r = httpx.get(
+            base + report,
+            headers={"Authorization": f"Bearer {reviewer}"},
+            verify=client(ca_pem, tmp_path / "reviewer"),
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        r = get("fra", reviewer)
+        assert r.status_code == 403 and "'reviewer'" in r.json()["detail"], r.text
         # Another State's certificate with this State's token, and the other way round.
         for cert, token, named, expected in (
             ("deu", fra, "DEU", "FRA"),
