@@ -104,7 +104,12 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = services
-    app.add_middleware(RequestGate, holder=services, max_body_bytes=resolved.max_body_bytes)
+    app.add_middleware(
+        RequestGate,
+        holder=services,
+        max_body_bytes=resolved.max_body_bytes,
+        client_certificates=resolved.tls_client_ca_file is not None,
+    )
     install_error_handlers(app)
     install_docs(app)
     for router in ROUTERS:

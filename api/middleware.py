@@ -14,6 +14,10 @@ token stands for, reserved before the route runs, written in the events' transac
 command the route calls (``IdempotencyKey.holder``), and answered with the first outcome on a
 retry (``infra.idempotency``).
 
+Client certificates (mTLS, ``POCDIR_TLS_CLIENT_CA_FILE``): once the token is known, its
+principal must be the one the connection's certificate names, else 403 before any of the body
+is read (``domain.channel``; ``api.tls`` puts the name in the scope).
+
 Positions: the gate opens a position sink around the route (``domain.position``); every
 command's save reports the position of its last event to it, and the response carries the
 highest. A stored answer keeps that header (``KEPT_HEADERS``), so a retry answered from its
@@ -36,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.deps import ServiceHolder
 from api.errors import DATABASE_ERRORS, HANDLED_ERRORS, error_response, handled_response
 from api.public import is_public
+from domain.channel import check_certificate_binding
 from domain.errors import ValidationError
 from domain.idempotency import IdempotencyKey, check_key, request_digest
 from domain.position import PositionSink, collecting_positions
@@ -93,10 +98,19 @@ class _Captured:
 class RequestGate:
     """Pure ASGI middleware (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, holder: ServiceHolder, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        holder: ServiceHolder,
+        max_body_bytes: int,
+        client_certificates: bool = False,
+    ) -> None:
         self.app = app
         self.holder = holder
         self.max_body_bytes = max_body_bytes
+        #: mTLS (``POCDIR_TLS_CLIENT_CA_FILE``): each token must come over a client
+        #: certificate for its own principal (``domain.channel``), named by ``api.tls``.
+        self.client_certificates = client_certificates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -174,7 +188,11 @@ class RequestGate:
             return None
         try:
             services = await self._services()
-            return await run_in_threadpool(services.authenticate, token.strip())
+            principal = await run_in_threadpool(services.authenticate, token.strip())
+            if self.client_certificates:
+                tls = scope.get("extensions", {}).get("tls", {})
+                check_certificate_binding(principal, tls.get("client_cert_name"))
+            return principal
         except HANDLED_ERRORS as e:  # 401, 503, and whatever else the app's handlers answer
             await handled_response(Request(scope), e)(scope, receive, send)
         return None

@@ -41,6 +41,21 @@
 ``POCDIR_READ_WAIT_SECONDS``            How long a request sent with ``Pocdir-Min-Position`` (and
                                         an entry write) waits for the views to reach that
                                         position before it is answered 503. Default: ``5``.
+``POCDIR_TLS_CERT_FILE``                Optional. PEM certificate (chain) ``pocdir serve`` presents
+                                        over TLS. With ``POCDIR_TLS_KEY_FILE``; without them the
+                                        server speaks plain HTTP on loopback only (R14).
+``POCDIR_TLS_KEY_FILE``                 Optional. PEM private key of that certificate.
+``POCDIR_TLS_CLIENT_CA_FILE``           Optional. PEM certificate of the CA whose client
+                                        certificates the server requires (mTLS), beside the
+                                        token; ``pocdir ca init`` makes one. Needs the two above.
+``POCDIR_TLS_CRL_FILE``                 The CA's certificate revocation list (PEM), checked for
+                                        every client certificate. Required with
+                                        ``POCDIR_TLS_CLIENT_CA_FILE``; reread when it changes.
+``POCDIR_TLS_TERMINATED_BY_PROXY``      ``true`` if a proxy in front terminates TLS: plain HTTP is
+                                        then served on any interface. Default: ``false``.
+``POCDIR_TLS_PROXY_ADDRESSES``          With the above, required: comma-separated addresses (or
+                                        networks) of that proxy, the only peers whose
+                                        ``X-Forwarded-For``/``-Proto`` are believed.
 ======================================  ==========================================================
 
 Each wait is bounded, none is retried once its bound has run out, and a request stops at the
@@ -52,6 +67,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,6 +120,12 @@ class Settings:
     runner_lease_seconds: float = DEFAULT_RUNNER_LEASE_SECONDS
     runner_poll_seconds: float = DEFAULT_RUNNER_POLL_SECONDS
     read_wait_seconds: float = DEFAULT_READ_WAIT_SECONDS
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    tls_crl_file: Path | None = None
+    tls_terminated_by_proxy: bool = False
+    tls_proxy_addresses: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -134,6 +156,14 @@ class Settings:
                 env, "POCDIR_RUNNER_POLL_SECONDS", DEFAULT_RUNNER_POLL_SECONDS
             ),
             read_wait_seconds=_seconds(env, "POCDIR_READ_WAIT_SECONDS", DEFAULT_READ_WAIT_SECONDS),
+            tls_cert_file=_path(env.get("POCDIR_TLS_CERT_FILE", "")),
+            tls_key_file=_path(env.get("POCDIR_TLS_KEY_FILE", "")),
+            tls_client_ca_file=_path(env.get("POCDIR_TLS_CLIENT_CA_FILE", "")),
+            tls_crl_file=_path(env.get("POCDIR_TLS_CRL_FILE", "")),
+            tls_terminated_by_proxy=_bool(env, "POCDIR_TLS_TERMINATED_BY_PROXY"),
+            tls_proxy_addresses=tuple(
+                a.strip() for a in env.get("POCDIR_TLS_PROXY_ADDRESSES", "").split(",") if a.strip()
+            ),
         )
         settings.validate()
         return settings
@@ -177,6 +207,42 @@ class Settings:
                 "POCDIR_RUNNER_LEASE_SECONDS must be at least 1 s: a shorter lease expires "
                 "while its holder waits on an ordinary statement"
             )
+        self._validate_tls()
+
+    def _validate_tls(self) -> None:
+        """The TLS settings make sense together; the files are read when the server starts."""
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise SettingsError("set both POCDIR_TLS_CERT_FILE and POCDIR_TLS_KEY_FILE, or neither")
+        if self.tls_client_ca_file is not None:
+            if self.tls_cert_file is None:
+                raise SettingsError(
+                    "POCDIR_TLS_CLIENT_CA_FILE needs POCDIR_TLS_CERT_FILE and POCDIR_TLS_KEY_FILE: "
+                    "client certificates are checked by this server's own TLS"
+                )
+            if self.tls_crl_file is None:
+                raise SettingsError(
+                    "POCDIR_TLS_CLIENT_CA_FILE needs POCDIR_TLS_CRL_FILE (the CA's crl.pem): "
+                    "revoked client certificates must be refused"
+                )
+        elif self.tls_crl_file is not None:
+            raise SettingsError("POCDIR_TLS_CRL_FILE is used only with POCDIR_TLS_CLIENT_CA_FILE")
+        if self.tls_terminated_by_proxy and not self.tls_proxy_addresses:
+            raise SettingsError(
+                "POCDIR_TLS_TERMINATED_BY_PROXY=true needs POCDIR_TLS_PROXY_ADDRESSES: the "
+                "addresses of the proxy whose X-Forwarded-* headers are believed"
+            )
+        for address in self.tls_proxy_addresses:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"POCDIR_TLS_PROXY_ADDRESSES: {address[:40]!r} is not an IP address or network"
+                ) from None
+
+    @property
+    def tls(self) -> bool:
+        """Whether ``pocdir serve`` speaks TLS itself."""
+        return self.tls_cert_file is not None
 
     @property
     def db_wait_bound(self) -> float:
@@ -257,6 +323,15 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     except ValueError:
         raise SettingsError(f"{name} must be a number of seconds, not {value[:20]!r}") from None
     return seconds
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise SettingsError(f"{name} must be true or false, not {raw[:20]!r}")
 
 
 def _path(value: str) -> Path | None:

@@ -16,6 +16,7 @@ from typer.core import TyperArgument, TyperGroup
 
 from api.cli.commands import (
     audit,
+    ca,
     checks,
     directory,
     keys,
@@ -64,7 +65,7 @@ def _options(
     """pocdir: the Points of Contact directory's hash-chained record."""
 
 
-for module in (audit, simulate, directory, views, principals, serve, keys, checks, review):
+for module in (audit, simulate, directory, views, principals, serve, ca, keys, checks, review):
     module.register(app)
 
 

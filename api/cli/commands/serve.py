@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from api.cli.errors import exit_on_error, fail
 from api.cli.session import open_application, settings
 from domain.clock import SimulatedClock
+from domain.errors import PocdirError
 from infra.settings import Settings, SettingsError
 
 log = logging.getLogger("pocdir.serve")
@@ -43,6 +44,7 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     config = settings()
+    tls_options = _check_channel(config, host)
     if checkpoint_every is not None and checkpoint_every <= 0:
         fail("--checkpoint-every must be a positive number of seconds")
     if demo_if_empty:
@@ -54,18 +56,43 @@ def serve(
         "(or --role secretariat | auditor | reviewer; with this server's POCDIR_CIPHER_KEY); "
         "then send Authorization: Bearer <token>"
     )
-    log.info("API docs at http://%s:%d/docs", host, port)
+    scheme = "https" if config.tls else "http"
+    log.info("API docs at %s://%s:%d/docs", scheme, host, port)
     if review_period:
         start, _, end = review_period.partition(":")
         log.info(
-            "review report (reviewer token): http://%s:%d/review/report?from=%s&to=%s&format=html",
+            "review report (reviewer token): %s://%s:%d/review/report?from=%s&to=%s&format=html",
+            scheme,
             host,
             port,
             start,
             end,
         )
     app = create_app(config, checkpoint_every=checkpoint_every)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", **tls_options)
+
+
+def _check_channel(config: Settings, host: str) -> dict[str, Any]:
+    """Refuse to start (exit 2, one line, nothing served) on plain HTTP where the network
+    could read it, or with TLS files that do not load; else uvicorn's TLS and proxy options.
+    X-Forwarded-* is believed only from the configured proxy (none unless
+    ``POCDIR_TLS_TERMINATED_BY_PROXY``)."""
+    from api.tls import check_files, uvicorn_tls_options
+    from domain.channel import check_plain_http
+
+    try:
+        if config.tls:
+            check_files(config)
+        else:
+            check_plain_http(host, config.tls_terminated_by_proxy)
+    except (PocdirError, SettingsError) as e:
+        fail(str(e))
+    proxy: dict[str, Any] = {"proxy_headers": config.tls_terminated_by_proxy}
+    if config.tls_terminated_by_proxy:
+        proxy["forwarded_allow_ips"] = list(config.tls_proxy_addresses)
+    if config.tls_client_ca_file is not None:
+        log.info("client certificates required (mTLS), CA %s", config.tls_client_ca_file)
+    return {**uvicorn_tls_options(config), **proxy}
 
 
 def _check_cipher_key(config: Settings) -> None:
