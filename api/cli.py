@@ -39,9 +39,9 @@ from infra.wiring import (
     OpenMode,
     RecordMissing,
     build_application,
-    build_directory_view,
     build_idempotency_keys,
     build_view_runner,
+    build_views,
 )
 from projections.asof import directory_as_of
 from projections.queries import DirectoryQueries, history_csv
@@ -305,7 +305,7 @@ def command_key(
 
 
 @contextmanager
-def directory_view(
+def views_queries(
     as_of: date | None = None, at_position: int | None = None
 ) -> Iterator[DirectoryQueries]:
     """Open the record, bring the views up to date with it, and yield their queries. Reads
@@ -323,7 +323,7 @@ def directory_view(
         if past:
             yield DirectoryQueries(directory_as_of(application, position=at_position, day=as_of))
             return
-        view = build_directory_view(application, settings)
+        view = build_views(application, settings)
         runner = build_view_runner(application, view, settings)
         head = application.recorder.max_notification_id() or 0
         with _progress() as progress:
@@ -366,7 +366,7 @@ def directory(
 ) -> None:
     """The current directory, or one State's entry; or as they stood at a past date."""
     at_position = bounded(at_position, "--at-position")
-    with directory_view(_date(as_of, "--as-of"), at_position) as queries:
+    with views_queries(_date(as_of, "--as-of"), at_position) as queries:
         if state is None:
             entries = queries.entries()
             if format is Format.JSON:
@@ -414,7 +414,7 @@ def route(
     format: FormatOption = Format.TABLE,  # noqa: A002
 ) -> None:
     """Whom to reach at a State about an incident type, in order."""
-    with directory_view() as queries:
+    with views_queries() as queries:
         result = queries.route(state, incident_type, level)
     if format is Format.JSON:
         _print_json(result.__dict__)
@@ -449,7 +449,7 @@ def pending(
     With --as-of, as they stood at the end of that date (judged on that date)."""
     past = _date(as_of, "--as-of")
     day = _date(today, "--today") or past or SystemClock().now().date()
-    with directory_view(past) as queries:
+    with views_queries(past) as queries:
         report = queries.pending(day)
     if format is Format.JSON:
         _print_json(report)
@@ -491,7 +491,7 @@ def history(
 ) -> None:
     """A State's interactions over a period: the facts, never the content."""
     start, end = _date(from_, "--from"), _date(to, "--to")
-    with directory_view() as queries:
+    with views_queries() as queries:
         items = queries.history(state, start, end)
     if format is HistoryFormat.JSON:
         _print_json(items)
@@ -527,7 +527,7 @@ def replay(
     settings = _settings()
     application = open_application()
     try:
-        view = build_directory_view(application, settings)
+        view = build_views(application, settings)
         runner = build_view_runner(application, view, settings)
         total = application.recorder.max_notification_id() or 0
         lease = build_lease(application.recorder, settings)

@@ -21,9 +21,9 @@ from api.cli import (
     _print_json,
     command_application,
     command_key,
-    directory_view,
     fail,
     out,
+    views_queries,
 )
 from api.cli_options import IdempotencyOption
 from api.review_html import render_html
@@ -148,7 +148,7 @@ def check_close(
 @check_app.command("list")
 def check_list(format: FormatOption = TableFormat.TABLE) -> None:  # noqa: A002
     """Every check, newest last: level, launch, deadline, States and answers so far."""
-    with directory_view() as queries:
+    with views_queries() as queries:
         rows = check_summaries(queries.view)
     if format is TableFormat.JSON:
         _print_json(rows)
@@ -199,7 +199,7 @@ def review(
         check_period(start, end)  # bad input is named before the record is opened
     except ValidationError as e:
         fail(str(e))
-    with directory_view() as queries:
+    with views_queries() as queries:
         report = build_report(queries.view, start, end)
     if out_path is None:
         sys.stdout.write(report_json(report))

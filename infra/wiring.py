@@ -29,7 +29,7 @@ from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
 from infra.verify import chained_recorder
 from projections.queries import DirectoryQueries
-from projections.runner import DIRECTORY_VIEW, ViewRunner
+from projections.runner import VIEWS_NAME, ViewRunner
 from projections.store import (
     MAIN_TABLES,
     PostgresViewRecorder,
@@ -114,11 +114,12 @@ def eventsourcing_env(settings: Settings, *, read_only: bool = False) -> dict[st
     return env
 
 
-def build_directory_view(
+def build_views(
     app: PocDirectory, settings: Settings, tables: ViewTables = MAIN_TABLES
 ) -> ViewRecorder:
-    """The directory view's recorder, in the same database as the record. A view in an
-    earlier layout is emptied here, so that the runner rebuilds it from the record.
+    """The recorder of all the views (the directory's entries, the histories, the review
+    facts), in the same database as the record. Views in an earlier layout are emptied
+    here, so that the runner rebuilds them from the record.
     ``tables``: the views that are read, or a rebuild's copy (``SHADOW_TABLES``)."""
     factory: Any = app.factory
     view_class = SQLiteViewRecorder if settings.backend == "sqlite" else PostgresViewRecorder
@@ -129,29 +130,29 @@ def build_directory_view(
     if factory.env_create_table():
         view.create_table()  # type: ignore[attr-defined]
     if tables == MAIN_TABLES:
-        view.reset_if_outdated(DIRECTORY_VIEW)
+        view.reset_if_outdated(VIEWS_NAME)
     return view
 
 
-#: The application whose connections ``open_directory_view``'s view uses. An application
+#: The application whose connections ``open_views``'s view uses. An application
 #: closes them when it is collected, so it is kept for as long as that view is in use.
 _view_owner: PocDirectory | None = None
 
 
-def open_directory_view(settings: Settings, tables: ViewTables = MAIN_TABLES) -> ViewRecorder:
-    """The directory view alone (or a rebuild's copy of it, ``tables``), with connections of
-    its own: what a rebuild's writer process opens (``projections.writer``), once per
+def open_views(settings: Settings, tables: ViewTables = MAIN_TABLES) -> ViewRecorder:
+    """The views alone (or a rebuild's copy of them, ``tables``), with connections of
+    their own: what a rebuild's writer process opens (``projections.writer``), once per
     process."""
     global _view_owner
     if _view_owner is not None:
         _view_owner.close()
     _view_owner = build_application(settings)
-    return build_directory_view(_view_owner, settings, tables)
+    return build_views(_view_owner, settings, tables)
 
 
 def build_view_runner(app: PocDirectory, view: ViewRecorder, settings: Settings) -> ViewRunner:
     """The runner of ``view``, whose rebuilds write from a process of their own."""
-    return ViewRunner(app, view, open_writer_view=partial(open_directory_view, settings))
+    return ViewRunner(app, view, open_writer_view=partial(open_views, settings))
 
 
 def build_application(
@@ -301,7 +302,7 @@ class Services:
 
     def views_position(self) -> int:
         """The record position the views have reached."""
-        return self.view.max_tracking_id(DIRECTORY_VIEW) or 0
+        return self.view.max_tracking_id(VIEWS_NAME) or 0
 
     def wait_for_position(
         self, wanted: int, bound: float | None = None, *, while_progressing: bool = False
@@ -391,7 +392,7 @@ def build_services(
     serving starts, never at import time."""
     application = build_application(settings, clock=clock, new_id=new_id)
     try:
-        view = build_directory_view(application, settings)
+        view = build_views(application, settings)
         transparency = build_transparency(application, settings)
         runner = build_view_runner(application, view, settings)
         follower = build_follower(application, runner, settings)

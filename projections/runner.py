@@ -44,7 +44,9 @@ from projections.writer import BatchWriter, ProcessWriter, ThreadWriter
 Projector = Callable[[Any, int, HistoryDocuments], None]
 #: The (kind, key) of each document a projector will ``get`` for an event.
 Reads = Callable[[Any], Iterable[tuple[str, str]]]
-DIRECTORY_VIEW = "view:directory"
+#: The tracking name of all the views (they are projected together). It still says
+#: "directory", as it did when the directory was the only view: stored positions keep it.
+VIEWS_NAME = "view:directory"
 
 
 def project_views(event: Any, position: int, docs: HistoryDocuments) -> None:
@@ -189,7 +191,7 @@ class ViewRunner:
         self,
         app: PocDirectory,
         view: ViewRecorder,
-        name: str = DIRECTORY_VIEW,
+        name: str = VIEWS_NAME,
         projector: Projector = project_views,
         reads: Reads = views_read,
         open_writer_view: Callable[..., ViewRecorder] | None = None,
@@ -292,7 +294,7 @@ class ViewRunner:
                 if len(notifications) == batch:
                     pending = writer.submit(Tracking(self.name, start), rows)
                 else:  # a short batch ends the record for now: nothing to overlap it with
-                    self.view.write(Tracking(self.name, start), rows)
+                    self.view.write_batch(Tracking(self.name, start), rows)
                     pending = Future()
                     pending.set_result(None)
 

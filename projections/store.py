@@ -160,7 +160,7 @@ class ViewRecorder(Protocol):
 
     def max_tracking_id(self, application_name: str) -> int | None: ...
 
-    def write(self, tracking: Tracking, rows: Rows) -> None: ...
+    def write_batch(self, tracking: Tracking, rows: Rows) -> None: ...
 
     def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
 
@@ -249,7 +249,7 @@ class _ViewBackend:
     def _sample_document(self) -> str | None:
         raise NotImplementedError
 
-    def write(self, tracking: Tracking, rows: Rows) -> None:
+    def write_batch(self, tracking: Tracking, rows: Rows) -> None:
         raise NotImplementedError
 
     def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -368,7 +368,7 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
             "PRIMARY KEY (state, position)) WITHOUT ROWID",
         ]
 
-    def write(self, tracking: Tracking, rows: Rows) -> None:
+    def write_batch(self, tracking: Tracking, rows: Rows) -> None:
         """Upsert and delete documents, insert history items and advance ``tracking``, in
         one transaction."""
         upserts, deletes, items, after = rows
@@ -533,7 +533,7 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
         """``text`` with {0} the schema, {1} the documents' table and {2} the history's."""
         return SQL(text).format(*self.view_table)  # type: ignore[arg-type]
 
-    def write(self, tracking: Tracking, rows: Rows) -> None:
+    def write_batch(self, tracking: Tracking, rows: Rows) -> None:
         """Upsert and delete documents, insert history items and advance ``tracking``, in
         one transaction.
 

@@ -19,16 +19,16 @@ from domain.application import PocDirectory
 from domain.clock import SimulatedClock
 from domain.errors import NotFound, ValidationError
 from domain.values import Contact, Text
-from infra.wiring import build_directory_view, build_view_runner
+from infra.wiring import build_view_runner, build_views
 from projections.asof import directory_as_of
 from projections.queries import DirectoryQueries, history_csv
-from projections.runner import DIRECTORY_VIEW, ViewRunner
+from projections.runner import VIEWS_NAME, ViewRunner
 from projections.store import SHADOW_SUFFIX, SHADOW_TABLES
 from tests.conftest import START, Backend, contact_data, state
 
 
 def queries(app: PocDirectory, backend: Backend) -> DirectoryQueries:
-    view = build_directory_view(app, backend.settings)
+    view = build_views(app, backend.settings)
     ViewRunner(app, view).catch_up()
     return DirectoryQueries(view)
 
@@ -160,10 +160,10 @@ def _simulate(backend: Backend) -> None:
 KILLABLE_RUNNER = """
 import sys, time
 from infra.settings import Settings
-from infra.wiring import build_application, build_directory_view, build_view_runner
+from infra.wiring import build_application, build_views, build_view_runner
 settings = Settings.from_env()
 app = build_application(settings)
-runner = build_view_runner(app, build_directory_view(app, settings), settings)
+runner = build_view_runner(app, build_views(app, settings), settings)
 slowly = lambda position: time.sleep(0.05)
 if sys.argv[1] == "rebuild":
     runner.rebuild(batch=20, on_progress=slowly)
@@ -175,7 +175,7 @@ else:
 def rebuilt_view(app: PocDirectory, backend: Backend) -> list[tuple[str, str, str]]:
     """Rebuild the view as ``pocdir replay`` does (batches written by a writer process;
     small ones, so that there are many) and return its dump."""
-    view = build_directory_view(app, backend.settings)
+    view = build_views(app, backend.settings)
     assert build_view_runner(app, view, backend.settings).rebuild(batch=50) == (
         app.recorder.max_notification_id()
     )
@@ -190,9 +190,9 @@ def test_a_runner_killed_mid_stream_resumes_with_nothing_lost_or_counted_twice(
     it leaves the views as they were (here: empty) and its copy is dropped by the next."""
     _simulate(backend)
     total = app.recorder.max_notification_id()
-    view = build_directory_view(app, backend.settings)
-    view.reset(DIRECTORY_VIEW)
-    written = DIRECTORY_VIEW if mode == "catch_up" else DIRECTORY_VIEW + SHADOW_SUFFIX
+    view = build_views(app, backend.settings)
+    view.reset(VIEWS_NAME)
+    written = VIEWS_NAME if mode == "catch_up" else VIEWS_NAME + SHADOW_SUFFIX
     env = {**os.environ, "POCDIR_DATABASE_URL": backend.url}
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE_RUNNER, mode], env=env)
     deadline = time.monotonic() + 60
@@ -225,13 +225,13 @@ def test_a_batch_overtaken_by_another_runner_is_not_written_and_stops_the_runner
     views: as they were)."""
     _simulate(backend)
     total = app.recorder.max_notification_id()
-    view = build_directory_view(app, backend.settings)
+    view = build_views(app, backend.settings)
     runner = build_view_runner(app, view, backend.settings)
     if mode == "rebuild":
-        copy = build_directory_view(app, backend.settings, SHADOW_TABLES)
-        other = ViewRunner(app, copy, DIRECTORY_VIEW + SHADOW_SUFFIX)
+        copy = build_views(app, backend.settings, SHADOW_TABLES)
+        other = ViewRunner(app, copy, VIEWS_NAME + SHADOW_SUFFIX)
     else:
-        other = ViewRunner(app, build_directory_view(app, backend.settings))
+        other = ViewRunner(app, build_views(app, backend.settings))
     before = view.dump()
     overtaken: list[int] = []
 
@@ -286,7 +286,7 @@ def test_a_server_following_from_its_last_position_survives_another_process_movi
     try:
         register_fra(services.application)
         services.follower.step()
-        cli = ViewRunner(app, build_directory_view(app, backend.settings))
+        cli = ViewRunner(app, build_views(app, backend.settings))
         for code in ("DEU", "ITA"):
             app.register_state(state(code), code)
         cli.catch_up()

@@ -32,7 +32,7 @@ from domain.errors import (
 from domain.notification import Notification
 from domain.state_entry import StateEntry
 from domain.values import Contact, Principal, Role, Text
-from infra.wiring import build_application, build_directory_view
+from infra.wiring import build_application, build_views
 from projections.asof import MemoryView
 from projections.queries import DirectoryQueries, history_csv
 from projections.review import check_summaries
@@ -45,7 +45,7 @@ SECRETARIAT = Principal("sec-1", Role.SECRETARIAT)
 
 
 def view_of(app: PocDirectory, backend: Backend) -> ViewRecorder:
-    view = build_directory_view(app, backend.settings)
+    view = build_views(app, backend.settings)
     ViewRunner(app, view).catch_up()
     return view
 
