@@ -33,7 +33,12 @@ class HistoryItem(NamedTuple):
     """One fact of one State's timeline. ``(state, position)`` is unique: an event names each
     State at most once (a State cannot notify itself, consents are between two parties, a
     check names each State once). Facts that do not apply are ``None`` and left out of
-    ``to_dict``."""
+    ``to_dict``.
+
+    The fields are the history table's columns, in this order (``HISTORY_FIELDS``): the
+    store names them in every statement from that one list, and the projectors make items
+    by field name only, so a field added anywhere here shifts no value. (A named tuple, not a
+    dataclass: items are most of what a replay makes, sorts and writes.)"""
 
     state: str
     position: int
@@ -61,18 +66,14 @@ class HistoryItem(NamedTuple):
         return {k: v for k, v in zip(HISTORY_FIELDS, self, strict=True) if v is not None}
 
 
-#: The columns of the history table, in ``HistoryItem`` order.
+#: The columns of the history table, in ``HistoryItem`` order: the one list of them.
 HISTORY_FIELDS: tuple[str, ...] = HistoryItem._fields
-#: An item as the projector adds it: ``HistoryItem``'s values in order, as a plain tuple,
-#: possibly without the trailing ``None`` facts. Cheaper to make, sort and send to a writer
-#: process than the named tuple, which is how items are read back.
-HistoryRow = tuple[Any, ...]
 
 
 class HistoryDocuments(Documents, Protocol):
     """A ``Documents`` store that also takes history items (the runner's batch)."""
 
-    def add_item(self, item: HistoryRow) -> None: ...
+    def add_item(self, item: HistoryItem) -> None: ...
 
 
 def history_key(code: str, position: int) -> str:
@@ -103,7 +104,7 @@ def project_history(event: Any, position: int, docs: HistoryDocuments) -> None:
     add = docs.add_item
 
     def item(code: str, kind: str, **facts: Any) -> None:
-        add(tuple(HistoryItem(code, position, at, kind, **facts)))
+        add(HistoryItem(state=code, position=position, at=at, event=kind, **facts))
 
     if isinstance(event, StateEntry.Event):
         code = (
@@ -136,8 +137,7 @@ _AFTER_SENT: dict[type, tuple[str, str, NotificationStatus]] = {
 
 
 def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) -> None:
-    """Two items per event, one on each party's timeline, as plain tuples in
-    ``HistoryItem`` order: this runs for nine events in ten of a real record."""
+    """Two items per event, one on each party's timeline."""
     nid = str(event.originator_id)
     add = docs.add_item
     if isinstance(event, Notification.Sent):
@@ -156,8 +156,21 @@ def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) ->
                 "status": NotificationStatus.SENT.value,
             },
         )
-        add((sender, position, at, "notification sent", recipient, incident_type, nid))
-        add((recipient, position, at, "notification received", sender, incident_type, nid))
+        for code, verb, counterpart in (
+            (sender, "notification sent", recipient),
+            (recipient, "notification received", sender),
+        ):
+            add(
+                HistoryItem(
+                    state=code,
+                    position=position,
+                    at=at,
+                    event=verb,
+                    counterpart=counterpart,
+                    incident_type=incident_type,
+                    notification_id=nid,
+                )
+            )
         return
     meta = docs.get(NOTIFICATION, nid)
     if meta is None:  # pragma: no cover - the record always sends first
@@ -181,17 +194,17 @@ def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) ->
         (sender, sender_verb, recipient),
     ):
         add(
-            (
-                code,
-                position,
-                at,
-                verb,
-                counterpart,
-                incident_type,
-                nid,
-                to_acknowledge,
-                to_respond,
-                assistance,
+            HistoryItem(
+                state=code,
+                position=position,
+                at=at,
+                event=verb,
+                counterpart=counterpart,
+                incident_type=incident_type,
+                notification_id=nid,
+                hours_to_acknowledge=to_acknowledge,
+                hours_to_respond=to_respond,
+                assistance_requested=assistance,
             )
         )
 

@@ -17,32 +17,12 @@ from domain.errors import NotFound, ValidationError
 from domain.members import check_member_state, member_states
 from domain.taxonomy import check_incident_type, check_level
 from projections.directory import ENTRY
-from projections.history import CONSENT, NOTIFICATION
+from projections.history import CONSENT, HISTORY_FIELDS, NOTIFICATION
 
-#: Columns of a history export, in order; every item has a subset of them.
-HISTORY_COLUMNS = (
-    "position",
-    "at",
-    "state",
-    "event",
-    "counterpart",
-    "incident_type",
-    "notification_id",
-    "hours_to_acknowledge",
-    "hours_to_respond",
-    "assistance_requested",
-    "by",
-    "third_state",
-    "consent_id",
-    "effective_on",
-    "check_id",
-    "level",
-    "deadline",
-    "hours_to_answer",
-    "result",
-    "need_id",
-    "category",
-)
+#: Columns of a history export, in order: where and when first, then every other field of
+#: ``HistoryItem`` in its order. Every item has a subset of them.
+_LEADING = ("position", "at", "state")
+HISTORY_COLUMNS = (*_LEADING, *(f for f in HISTORY_FIELDS if f not in _LEADING))
 
 DUE_WINDOW_DAYS = 30
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import typing
 from collections.abc import Callable, Iterable
 from functools import partial
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
@@ -28,7 +29,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
-from projections.history import HISTORY, HISTORY_FIELDS, HistoryItem, HistoryRow, history_key
+from projections.history import HISTORY, HISTORY_FIELDS, HistoryItem, history_key
 
 VIEW_TABLE = "view_documents"
 HISTORY_TABLE = "view_history"
@@ -48,15 +49,27 @@ MAIN_TABLES = ViewTables(VIEW_TABLE, HISTORY_TABLE)
 SHADOW_TABLES = ViewTables(f"{VIEW_TABLE}_rebuild", f"{HISTORY_TABLE}_rebuild")
 #: The shadow's tracking name is the view's with this suffix.
 SHADOW_SUFFIX = "~rebuild"
-#: SQL types of the history columns that are not text, per backend.
-_HISTORY_TYPES = {
-    "position": ("INTEGER", "bigint"),
-    "hours_to_acknowledge": ("REAL", "double precision"),
-    "hours_to_respond": ("REAL", "double precision"),
-    "hours_to_answer": ("REAL", "double precision"),
-    "assistance_requested": ("INTEGER", "boolean"),  # SQLite has no boolean: 1 or NULL
+#: SQL types of the history columns by their Python type, per backend (SQLite has no
+#: boolean: 1 or NULL).
+_SQL_TYPES: dict[type, tuple[str, str]] = {
+    str: ("TEXT", "text"),
+    int: ("INTEGER", "bigint"),
+    float: ("REAL", "double precision"),
+    bool: ("INTEGER", "boolean"),
 }
-_NOT_NULL = {"state", "position", "at", "event"}
+
+
+def _history_column_types() -> dict[str, tuple[tuple[str, str], bool]]:
+    """Each history column's SQL types (SQLite, PostgreSQL) and whether it may be NULL,
+    from ``HistoryItem``'s own annotations: a field added there gets its column here."""
+    columns = {}
+    for name, hint in typing.get_type_hints(HistoryItem).items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        nullable = bool(args)
+        columns[name] = (_SQL_TYPES[args[0] if nullable else hint], nullable)
+    return columns
+
+
 #: SQLite page cache of a connection writing the view (negative: KiB). The default 2 MB
 #: cannot hold the pages a batch touches in a view of millions of documents, and spilling
 #: them mid-transaction made each batch's upserts several times slower.
@@ -72,7 +85,7 @@ class Rows(NamedTuple):
 
     upserts: list[tuple[str, str, str]]
     deletes: list[tuple[str, str]]
-    items: list[HistoryRow]
+    items: list[HistoryItem]
     #: The position the batch follows: the write fails (``IntegrityError``) unless the view
     #: is still there, so a runner that missed another process's write (or a rebuild's
     #: swap) never projects an event twice. None: not checked.
@@ -81,18 +94,24 @@ class Rows(NamedTuple):
 
 def _history_columns(backend: int) -> str:
     """The history table's column definitions (``backend``: 0 SQLite, 1 PostgreSQL)."""
+    types = _history_column_types()
     return ", ".join(
-        f"{name} {_HISTORY_TYPES.get(name, ('TEXT', 'text'))[backend]}"
+        f"{name} {types[name][0][backend]}"
         + (' COLLATE "C"' if backend and name == "state" else "")
-        + (" NOT NULL" if name in _NOT_NULL else "")
+        + ("" if types[name][1] else " NOT NULL")
         for name in HISTORY_FIELDS
     )
 
 
-def _by_last_fact(items: list[HistoryRow]) -> dict[tuple[str, ...], list[HistoryRow]]:
+#: A history item's values up to its last fact, in ``HISTORY_FIELDS`` order.
+_Values = tuple[Any, ...]
+
+
+def _by_last_fact(items: list[HistoryItem]) -> dict[tuple[str, ...], list[_Values]]:
     """``items`` in (state, position) order, grouped by the columns up to their last fact,
-    each cut there: the columns after it are left to default to NULL."""
-    groups: dict[int, list[HistoryRow]] = {}
+    each cut there: the columns after it are left to default to NULL. Columns and values
+    are both cut from ``HISTORY_FIELDS``' order, so each value goes to its field's column."""
+    groups: dict[int, list[_Values]] = {}
     for item in sorted(items):
         n = len(item)
         while item[n - 1] is None:  # the first four fields are never None
@@ -127,7 +146,7 @@ def dumps(doc: dict[str, Any]) -> str:
     return _encode(doc)
 
 
-def split_changes(changes: Changes, items: list[HistoryRow], after: int | None = None) -> Rows:
+def split_changes(changes: Changes, items: list[HistoryItem], after: int | None = None) -> Rows:
     """Rows to upsert (kind, key, canonical JSON), keys to delete and items to insert.
     Serialising here, not when the rows are written, leaves the caller free to change the
     documents afterwards. ``items`` is taken as it is: the caller adds none afterwards."""
@@ -331,7 +350,7 @@ def _sqlite_insert_all(
         c.execute(statement, [v for row in chunk for v in row])
 
 
-def _sqlite_insert_items(c: Any, table: str, items: list[HistoryRow]) -> None:
+def _sqlite_insert_items(c: Any, table: str, items: list[HistoryItem]) -> None:
     """Binding costs per parameter, and a notification's item leaves the last dozen or so
     of its 21 columns empty: each item is bound only up to its last fact."""
     for columns, rows in _by_last_fact(items).items():
@@ -339,8 +358,9 @@ def _sqlite_insert_items(c: Any, table: str, items: list[HistoryRow]) -> None:
 
 
 def _sqlite_item(row: Any) -> HistoryItem:
-    """A stored history row as an item: SQLite stores ``True`` as 1."""
-    item = HistoryItem(*row)
+    """A stored history row (its columns selected in ``HISTORY_FIELDS`` order) as an item:
+    SQLite stores ``True`` as 1."""
+    item = HistoryItem._make(row)
     if item.assistance_requested is not None:
         return item._replace(assistance_requested=bool(item.assistance_requested))
     return item

@@ -10,10 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+import typing
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock
@@ -21,9 +24,10 @@ from domain.errors import NotFound, ValidationError
 from domain.values import Contact, Text
 from infra.wiring import build_view_runner, build_views
 from projections.asof import directory_as_of
+from projections.history import HistoryItem
 from projections.queries import DirectoryQueries, history_csv
 from projections.runner import VIEWS_NAME, ViewRunner
-from projections.store import SHADOW_SUFFIX, SHADOW_TABLES
+from projections.store import SHADOW_SUFFIX, SHADOW_TABLES, split_changes
 from tests.conftest import START, Backend, contact_data, state
 
 
@@ -385,3 +389,26 @@ def test_the_directory_as_of_a_past_date_or_position_is_computed_from_the_record
     assert "cert-a" in at_7.entry("FRA")["contacts"]
     now = DirectoryQueries(directory_as_of(app))
     assert now.entries() == queries(app, backend).entries()
+
+
+def test_every_history_field_is_stored_and_read_back_under_its_own_name(
+    backend: Backend, app: PocDirectory
+) -> None:
+    """An item with a distinct value in every field comes back from the view, and out of
+    the CSV export, with each value under its own field: a field inserted anywhere in
+    ``HistoryItem`` cannot shift the values of the fields after it."""
+    samples: dict[type, Callable[[int, str], Any]] = {
+        str: lambda i, name: f"{name}-{i}",
+        int: lambda i, name: 1000 + i,
+        float: lambda i, name: i + 0.25,
+        bool: lambda i, name: True,
+    }
+    values: dict[str, Any] = {}
+    for i, (name, hint) in enumerate(typing.get_type_hints(HistoryItem).items()):
+        kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        values[name] = samples[kind](i, name)
+    view = build_views(app, backend.settings)
+    view.write_batch(Tracking(VIEWS_NAME, 1), split_changes({}, [HistoryItem(**values)]))
+    assert view.history(values["state"]) == [values]
+    exported = next(csv.DictReader(io.StringIO(history_csv(view.history(values["state"])))))
+    assert exported == {name: str(value) for name, value in values.items()}
