@@ -262,10 +262,17 @@ class Readiness:
     lag_seconds: float
     #: Whether this process's runner holds the lease, i.e. is the one writing the views.
     holds_runner_lease: bool
+    #: Whether the views were built by this code's projectors (``ViewRunner.outdated``).
+    views_current: bool = True
+    #: Whether this process's runner is rebuilding them meanwhile.
+    rebuilding: bool = False
 
     @property
     def ready(self) -> bool:
-        return self.lag_events <= self.max_lag_events
+        """Views that lag too far, or that are being rebuilt (or wait to be, by the
+        lease's holder) because other projectors wrote them, are not fit to serve."""
+        fresh = self.views_current and not self.rebuilding
+        return fresh and self.lag_events <= self.max_lag_events
 
 
 @dataclass
@@ -340,7 +347,8 @@ class Services:
         """Whether this server can serve: bounded reads of the record and of the views'
         position, never a write. The lag is the number of events recorded after the views'
         position, counted no further than one past the allowed lag, and the age of the
-        oldest of them (from its timestamp: the same for every server, whichever projects)."""
+        oldest of them (from its timestamp: the same for every server, whichever projects);
+        and whether the views are this code's or being rebuilt (one more read of one row)."""
         allowed = self.settings.ready_max_lag_events
         position = self.views_position()
         lag = chained_recorder(self.application).count_events_after(position, allowed + 1)
@@ -358,6 +366,8 @@ class Services:
             max_lag_events=allowed,
             lag_seconds=round(seconds, 3),
             holds_runner_lease=self.follower.state.holds_lease,
+            views_current=not self.runner.outdated(),
+            rebuilding=self.follower.state.rebuilding,
         )
 
     def authenticate(self, token: str) -> Principal:

@@ -18,6 +18,12 @@ ENTRY = "entry"
 LATE_NOTICE_DAYS = 30  # R5: notify a change no later than 30 days after it occurred
 
 
+#: The version of what this projector writes (the entries' documents). Bump it by hand with any
+#: change to its output: the server holding the runner lease then rebuilds the views from the
+#: record when it starts (``projections.runner.ViewRunner.outdated``).
+VERSION = 1
+
+
 class Documents(Protocol):
     """Where a projector reads and writes documents.
 

@@ -29,6 +29,13 @@ NOTIFICATION = "notification"
 CONSENT = "consent"
 
 
+#: The version of what this projector writes (history items, notifications' and consents'
+#: metadata). Bump it by hand with any change to its output: the server holding the runner lease
+#: then rebuilds the views from the record when it starts
+#: (``projections.runner.ViewRunner.outdated``).
+VERSION = 1
+
+
 class HistoryItem(NamedTuple):
     """One fact of one State's timeline. ``(state, position)`` is unique: an event names each
     State at most once (a State cannot notify itself, consents are between two parties, a

@@ -33,20 +33,24 @@ from projections.history import HISTORY, HISTORY_FIELDS, HistoryItem, history_ke
 
 VIEW_TABLE = "view_documents"
 HISTORY_TABLE = "view_history"
+VERSIONS_TABLE = "view_versions"
 
 
 class ViewTables(NamedTuple):
-    """The two tables of one copy of the views."""
+    """The tables of one copy of the views."""
 
     documents: str
     history: str
+    #: One row: the projectors' versions this copy was built with (``record_versions``).
+    #: It is swapped in with the copy, so the views always say which code built them.
+    versions: str
 
 
 #: The views that are read.
-MAIN_TABLES = ViewTables(VIEW_TABLE, HISTORY_TABLE)
+MAIN_TABLES = ViewTables(VIEW_TABLE, HISTORY_TABLE, VERSIONS_TABLE)
 #: Where a rebuild writes, until it has succeeded and is swapped in (``swap_in``), so that
 #: a rebuild that fails leaves the views as they were.
-SHADOW_TABLES = ViewTables(f"{VIEW_TABLE}_rebuild", f"{HISTORY_TABLE}_rebuild")
+SHADOW_TABLES = ViewTables(*(f"{table}_rebuild" for table in MAIN_TABLES))
 #: The shadow's tracking name is the view's with this suffix.
 SHADOW_SUFFIX = "~rebuild"
 #: SQL types of the history columns by their Python type, per backend (SQLite has no
@@ -199,6 +203,15 @@ class ViewRecorder(Protocol):
 
     def reset_if_outdated(self, application_name: str) -> bool: ...
 
+    def stored_versions(self) -> str | None:
+        """The projectors' versions these views were built with (``record_versions``); None
+        for views built before views had versions, or emptied since."""
+        ...
+
+    def record_versions(self, versions: str) -> None:
+        """Say that these views are built by projectors of ``versions`` (``ViewRunner``)."""
+        ...
+
     def open_shadow(self, application_name: str) -> ViewRecorder: ...
 
     def swap_in(self, shadow: ViewRecorder, shadow_name: str, application_name: str) -> bool: ...
@@ -325,6 +338,9 @@ class _ViewBackend:
 #: encrypted documents without one) is in an earlier layout, and is rebuilt.
 SEALED = "aes-gcm:"
 
+#: The versions table's one row (``id`` 1): the same definition on both backends.
+_VERSIONS_COLUMNS = "id integer PRIMARY KEY CHECK (id = 1), versions text NOT NULL"
+
 #: Rows per SQLite ``INSERT`` (at most 21 parameters each, under SQLite's limit of 32,766).
 SQLITE_ROWS_PER_INSERT = 1000
 
@@ -386,6 +402,7 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
             "PRIMARY KEY (kind, key)) WITHOUT ROWID",
             f"CREATE TABLE IF NOT EXISTS {self.tables.history} ({_history_columns(0)}, "
             "PRIMARY KEY (state, position)) WITHOUT ROWID",
+            f"CREATE TABLE IF NOT EXISTS {self.tables.versions} ({_VERSIONS_COLUMNS})",
         ]
 
     def write_batch(self, tracking: Tracking, rows: Rows) -> None:
@@ -485,8 +502,23 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
             c.execute("PRAGMA secure_delete = ON")
             c.execute(f"DELETE FROM {self.tables.documents}")
             c.execute(f"DELETE FROM {self.tables.history}")
+            c.execute(f"DELETE FROM {self.tables.versions}")
             c.execute("PRAGMA secure_delete = OFF")
             c.execute("DELETE FROM tracking WHERE application_name = ?", (application_name,))
+
+    def stored_versions(self) -> str | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT versions FROM {self.tables.versions} WHERE id = 1")
+            row = c.fetchone()
+        return str(row[0]) if row else None
+
+    def record_versions(self, versions: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                f"INSERT INTO {self.tables.versions} (id, versions) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET versions = excluded.versions",
+                (versions,),
+            )
 
     def open_shadow(self, application_name: str) -> SQLiteViewRecorder:
         """Empty shadow tables for a rebuild (those of a failed one are dropped first)."""
@@ -534,7 +566,7 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
         super().__init__(datastore, **kwargs)
         self.tables, self.cipher = tables, cipher
         schema = Identifier(self.datastore.schema)
-        self.view_table = (schema, Identifier(tables.documents), Identifier(tables.history))
+        self.view_table = (schema, *(Identifier(table) for table in tables))
         self.sql_create_statements.append(
             self._sql(
                 "CREATE TABLE IF NOT EXISTS {0}.{1} ("
@@ -548,9 +580,13 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
                 "PRIMARY KEY (state, position))"
             )
         )
+        self.sql_create_statements.append(
+            self._sql(f"CREATE TABLE IF NOT EXISTS {{0}}.{{3}} ({_VERSIONS_COLUMNS})")
+        )
 
     def _sql(self, text: str) -> Any:
-        """``text`` with {0} the schema, {1} the documents' table and {2} the history's."""
+        """``text`` with {0} the schema, {1} the documents' table, {2} the history's and {3}
+        the versions'."""
         return SQL(text).format(*self.view_table)  # type: ignore[arg-type]
 
     def write_batch(self, tracking: Tracking, rows: Rows) -> None:
@@ -664,12 +700,28 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
         behind: after a ``DELETE`` of millions of documents, the next rebuild's reads were
         many times slower until autovacuum had run."""
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self._sql("TRUNCATE {0}.{1}, {0}.{2}"))
+            curs.execute(self._sql("TRUNCATE {0}.{1}, {0}.{2}, {0}.{3}"))
             curs.execute(
                 SQL("DELETE FROM {0}.{1} WHERE application_name = %s").format(
                     Identifier(self.datastore.schema), Identifier(self.tracking_table_name)
                 ),
                 (application_name,),
+            )
+
+    def stored_versions(self) -> str | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._sql("SELECT versions FROM {0}.{3} WHERE id = 1"))
+            row = curs.fetchone()
+        return str(row["versions"]) if row else None
+
+    def record_versions(self, versions: str) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                self._sql(
+                    "INSERT INTO {0}.{3} (id, versions) VALUES (1, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET versions = excluded.versions"
+                ),
+                (versions,),
             )
 
     def open_shadow(self, application_name: str) -> PostgresViewRecorder:
