@@ -130,7 +130,7 @@ def build_views(
     if factory.env_create_table():
         view.create_table()  # type: ignore[attr-defined]
     if tables == MAIN_TABLES:
-        view.reset_if_outdated(VIEWS_NAME)
+        view.reset_if_old_layout(VIEWS_NAME)
     return view
 
 

@@ -7,6 +7,10 @@ read and changed by the projectors. History items are typed rows in a table of t
 (``HISTORY_TABLE``, one column per ``HistoryItem`` field): they are most of what a replay
 writes, and inserting columns costs far less than serialising and upserting documents.
 
+A third table holds one row: the projectors' versions that built the views
+(``record_versions``; ``projections.runner.ViewRunner.outdated`` compares them with the
+code's). A rebuild writes a copy of all three tables and swaps it in (``swap_in``).
+
 Each backend's view recorder is a subclass of the library's ``TrackingRecorder`` for that
 backend, so the tracking table and its "never go backwards" guarantee are the library's:
 a batch whose tracking position does not advance raises ``IntegrityError`` and rolls back
@@ -201,7 +205,7 @@ class ViewRecorder(Protocol):
 
     def reset(self, application_name: str) -> None: ...
 
-    def reset_if_outdated(self, application_name: str) -> bool: ...
+    def reset_if_old_layout(self, application_name: str) -> bool: ...
 
     def stored_versions(self) -> str | None:
         """The projectors' versions these views were built with (``record_versions``); None
@@ -319,7 +323,7 @@ class _ViewBackend:
         items = map(_item_document, self._select_history(None, None, None))
         return sorted([*self._dump_documents(), *items])
 
-    def reset_if_outdated(self, application_name: str) -> bool:
+    def reset_if_old_layout(self, application_name: str) -> bool:
         """Empty a view written before history items had a table of their own (they were
         documents of kind ``history``), or whose documents are not encrypted as this
         recorder's cipher says (written before views were encrypted); the runner then

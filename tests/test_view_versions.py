@@ -19,6 +19,7 @@ import infra.wiring
 from api.cli_serve import CONSOLE
 from domain.application import PocDirectory
 from domain.values import Contact, Role
+from infra.lease import build_lease
 from infra.settings import Settings
 from infra.wiring import build_views
 from projections.queries import DirectoryQueries
@@ -177,3 +178,34 @@ def test_views_built_from_scratch_record_their_versions_and_are_not_rebuilt(
     assert runner.outdated()
     assert runner.rebuild_if_outdated()
     assert view.stored_versions() == VIEWS_VERSION and not runner.outdated()
+
+
+def test_only_the_runner_leases_holder_rebuilds_and_the_others_say_they_wait_for_it(
+    backend: Backend, app: PocDirectory, gated: list[Gate]
+) -> None:
+    """A server that does not hold the runner lease leaves outdated views to its holder
+    (here another process, which does not rebuild them) and is not ready meanwhile; once the
+    lease is free it takes it and rebuilds them itself."""
+    replayed, _ = older_views(app, backend)
+    gate = Gate()
+    gate.opened.set()
+    gated.append(gate)
+    settings = dataclasses.replace(quick(backend), runner_lease_seconds=1.0, read_wait_seconds=0.5)
+    holder = build_lease(app.recorder, settings)
+    assert holder.keep()
+    try:
+        with api_for(settings) as api:
+            ready = api.client.get("/ready")
+            assert ready.status_code == 503, ready.text
+            body = ready.json()
+            assert body["status"] == "rebuilding" and body["holds_runner_lease"] is False
+            assert "holding the runner lease rebuilds" in body["detail"]
+            assert not gate.reached.is_set()
+            assert served_views(api).stored_versions() == OLDER
+            holder.release()
+            eventually_ready(api)
+            assert gate.reached.is_set()
+            assert served_views(api).stored_versions() == VIEWS_VERSION
+            assert served_views(api).dump() == replayed
+    finally:
+        holder.release()
