@@ -273,7 +273,7 @@ class ViewRunner:
             # thread, no batch. (One row; the loop below reads the batch again.)
             self.last_position = start
             return 0
-        if start == 0:
+        if start == 0 and self.position == 0:
             self._record_versions_of_new_views()
         known = KnownDocuments()
         select = self.app.recorder.select_notifications
