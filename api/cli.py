@@ -44,7 +44,7 @@ from infra.wiring import (
     build_views,
 )
 from projections.asof import directory_as_of
-from projections.queries import DirectoryQueries, history_csv
+from projections.queries import ViewQueries, history_csv
 from projections.runner import REBUILD_BATCH, RebuildNotSwapped
 
 app = typer.Typer(
@@ -307,7 +307,7 @@ def command_key(
 @contextmanager
 def views_queries(
     as_of: date | None = None, at_position: int | None = None
-) -> Iterator[DirectoryQueries]:
+) -> Iterator[ViewQueries]:
     """Open the record, bring the views up to date with it, and yield their queries. Reads
     come from the views, never from scanning the event table. With ``as_of`` or
     ``at_position``, the directory is computed from the record as it stood then.
@@ -321,7 +321,7 @@ def views_queries(
     application = open_application(mode=OpenMode.READ_ONLY if past else OpenMode.EXISTING)
     try:
         if past:
-            yield DirectoryQueries(directory_as_of(application, position=at_position, day=as_of))
+            yield ViewQueries(directory_as_of(application, position=at_position, day=as_of))
             return
         view = build_views(application, settings)
         runner = build_view_runner(application, view, settings)
@@ -336,7 +336,7 @@ def views_queries(
                 bound=settings.read_wait_seconds,
                 on_progress=lambda _: progress.update(task, advance=1000),
             )
-        yield DirectoryQueries(view)
+        yield ViewQueries(view)
     except ViewsBehind as e:
         fail(f"{e}: a server's projection runner is catching up", EXIT_UNAVAILABLE)
     except VIEW_DATABASE_ERRORS as e:

@@ -28,7 +28,7 @@ from infra.store import DatabaseTimeout, read_only_sqlite_uri, sqlite_record_abs
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
 from infra.verify import chained_recorder
-from projections.queries import DirectoryQueries
+from projections.queries import ViewQueries
 from projections.runner import VIEWS_NAME, ViewRunner
 from projections.store import (
     MAIN_TABLES,
@@ -298,14 +298,14 @@ class Services:
     def __post_init__(self) -> None:
         self.tree_lock = BoundedLock(self.settings.db_pool_timeout, "the Merkle tree")
 
-    def queries(self) -> DirectoryQueries:
+    def queries(self) -> ViewQueries:
         """Queries over the views once they have reached the record's head as it is now:
         for a caller outside a request (a benchmark's set-up, a script), which has no
         position to send. The runner projects; this waits for it while it makes progress
         (``POCDIR_READ_WAIT_SECONDS`` without any is ``ViewsBehind``)."""
         head = self.application.recorder.max_notification_id() or 0
         self.wait_for_position(head, while_progressing=True)
-        return DirectoryQueries(self.view)
+        return ViewQueries(self.view)
 
     def views_position(self) -> int:
         """The record position the views have reached."""

@@ -1,4 +1,4 @@
-"""Reads of the directory view: entries, route lookup (R3, R4) and pending updates (R5).
+"""Reads of the views: entries, route lookup (R3, R4), pending updates (R5), histories.
 
 Everything here reads the view, never the event table. Deadlines are judged against a date
 given by the caller (from the injectable clock), so a simulated year shows real statuses.
@@ -44,7 +44,10 @@ class Route:
     fell_back_to_coordination_contact: bool
 
 
-class DirectoryView(Protocol):
+class ReadableViews(Protocol):
+    """What the queries read: the persistent views (``projections.store``) or views in
+    memory (``projections.asof``)."""
+
     def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
 
     def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]: ...
@@ -58,10 +61,10 @@ class DirectoryView(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
-class DirectoryQueries:
-    """Reads over the persistent view, or over one computed as of a past date."""
+class ViewQueries:
+    """Reads over the persistent views, or over the directory computed as of a past date."""
 
-    def __init__(self, view: DirectoryView) -> None:
+    def __init__(self, view: ReadableViews) -> None:
         self.view = view
 
     def entries(self) -> list[dict[str, Any]]:

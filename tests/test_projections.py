@@ -25,16 +25,16 @@ from domain.values import Contact, Text
 from infra.wiring import build_view_runner, build_views
 from projections.asof import directory_as_of
 from projections.history import HistoryItem
-from projections.queries import DirectoryQueries, history_csv
+from projections.queries import ViewQueries, history_csv
 from projections.runner import VIEWS_NAME, ViewRunner
 from projections.store import SHADOW_SUFFIX, SHADOW_TABLES, split_changes
 from tests.conftest import START, Backend, contact_data, state
 
 
-def queries(app: PocDirectory, backend: Backend) -> DirectoryQueries:
+def queries(app: PocDirectory, backend: Backend) -> ViewQueries:
     view = build_views(app, backend.settings)
     ViewRunner(app, view).catch_up()
-    return DirectoryQueries(view)
+    return ViewQueries(view)
 
 
 def register_fra(app: PocDirectory) -> None:
@@ -380,14 +380,14 @@ def test_the_directory_as_of_a_past_date_or_position_is_computed_from_the_record
     clock.advance(timedelta(days=3))
     app.register_state(state("DEU"), "DEU")  # position 7
     app.remove_contact(state("FRA"), "FRA", "cert-a")  # position 8
-    before_deu = DirectoryQueries(directory_as_of(app, day=START.date()))
+    before_deu = ViewQueries(directory_as_of(app, day=START.date()))
     assert [e["code"] for e in before_deu.entries()] == ["FRA"]
     assert "cert-a" in before_deu.entry("FRA")["contacts"]
     assert len(before_deu.pending(START.date())["never_registered"]) == 192
-    at_7 = DirectoryQueries(directory_as_of(app, position=7))
+    at_7 = ViewQueries(directory_as_of(app, position=7))
     assert [e["code"] for e in at_7.entries()] == ["DEU", "FRA"]
     assert "cert-a" in at_7.entry("FRA")["contacts"]
-    now = DirectoryQueries(directory_as_of(app))
+    now = ViewQueries(directory_as_of(app))
     assert now.entries() == queries(app, backend).entries()
 
 

@@ -34,7 +34,7 @@ from domain.state_entry import StateEntry
 from domain.values import Contact, Principal, Role, Text
 from infra.wiring import build_application, build_views
 from projections.asof import MemoryView
-from projections.queries import DirectoryQueries, history_csv
+from projections.queries import ViewQueries, history_csv
 from projections.review import check_summaries
 from projections.review_report import build_report, report_csv, report_json, report_tables
 from projections.runner import ViewRunner, project_views
@@ -144,7 +144,7 @@ def test_checks_and_capacity_needs_appear_in_per_state_histories_without_text(
     app.offer_assistance(state("DEU"), need.id, Text.english_only("OFFER TEXT ASDF"))
     app.accept_offer(state("FRA"), need.id, "DEU")
     view = view_of(app, backend)
-    queries = DirectoryQueries(view)
+    queries = ViewQueries(view)
     deu, fra = queries.history("DEU"), queries.history("FRA")
     (for_deu,) = check_summaries(view, "DEU")  # what a State sees of its checks
     assert for_deu["answered_at"] is not None and "answers" not in for_deu

@@ -19,10 +19,11 @@ import infra.wiring
 from api.cli_serve import CONSOLE
 from domain.application import PocDirectory
 from domain.values import Contact, Role
+from infra.follower import bring_views_up
 from infra.lease import build_lease
 from infra.settings import Settings
 from infra.wiring import build_views
-from projections.queries import DirectoryQueries
+from projections.queries import ViewQueries
 from projections.runner import VIEWS_VERSION, ViewRunner, project_views
 from projections.store import ViewRecorder, dumps
 from tests.conftest import Backend, contact_data, state
@@ -128,7 +129,7 @@ def test_views_of_an_older_version_are_rebuilt_on_start_while_the_old_ones_serve
         assert view.dump() == replayed
         rebuilt = history(api, token)
         assert rebuilt.status_code == 200, rebuilt.text
-        events = [item["event"] for item in DirectoryQueries(view).history("FRA")]
+        events = [item["event"] for item in ViewQueries(view).history("FRA")]
         assert [item["event"] for item in rebuilt.json()] == events
         assert "entry ContactAdded" in events
 
@@ -209,3 +210,20 @@ def test_only_the_runner_leases_holder_rebuilds_and_the_others_say_they_wait_for
             assert served_views(api).dump() == replayed
     finally:
         holder.release()
+
+
+def test_a_cli_read_rebuilds_outdated_views_before_it_reads_them(
+    backend: Backend, app: PocDirectory
+) -> None:
+    """With no server holding the lease, a CLI read brings the views up itself: views of
+    other projectors are rebuilt first, never followed with this code's output mixed in."""
+    replayed, _ = older_views(app, backend)
+    view = build_views(app, backend.settings)
+    head = app.recorder.max_notification_id() or 0
+    settings = backend.settings
+    lease = build_lease(app.recorder, settings)
+    bring_views_up(
+        ViewRunner(app, view), lease, head, seconds=settings.runner_lease_seconds, bound=1.0
+    )
+    assert view.stored_versions() == VIEWS_VERSION
+    assert view.dump() == replayed
