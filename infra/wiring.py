@@ -361,13 +361,14 @@ class Services:
                 event: Any = self.application.facts_mapper.to_domain_event(oldest[0])
                 stamp: datetime = event.timestamp
                 seconds = max(0.0, (datetime.now(UTC) - stamp).total_seconds())
+        follower = self.follower.state
         return Readiness(
             lag_events=lag,
             max_lag_events=allowed,
             lag_seconds=round(seconds, 3),
-            holds_runner_lease=self.follower.state.holds_lease,
+            holds_runner_lease=follower.holds_lease,
             views_current=not self.runner.outdated(),
-            rebuilding=self.follower.state.rebuilding,
+            rebuilding=follower.rebuilding,
         )
 
     def authenticate(self, token: str) -> Principal:
