@@ -14,7 +14,7 @@ from typing import Any
 
 from domain.application import PocDirectory
 from projections.directory import project_directory
-from projections.history import HistoryItem
+from projections.history import HistoryItem, HistoryRow
 
 READ_BATCH = 1000
 
@@ -24,7 +24,7 @@ class MemoryView:
 
     def __init__(self) -> None:
         self.docs: dict[tuple[str, str], dict[str, Any]] = {}
-        self.items: list[HistoryItem] = []
+        self.items: list[HistoryRow] = []
 
     def get(self, kind: str, key: str) -> dict[str, Any] | None:
         doc = self.docs.get((kind, key))
@@ -33,7 +33,7 @@ class MemoryView:
     def put(self, kind: str, key: str, doc: dict[str, Any]) -> None:
         self.docs[(kind, key)] = doc
 
-    def add_item(self, item: HistoryItem) -> None:
+    def add_item(self, item: HistoryRow) -> None:
         self.items.append(item)
 
     def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -56,7 +56,7 @@ class MemoryView:
         as of a past date, which projects the directory alone)."""
         return [
             i.to_dict()
-            for i in sorted(self.items)
+            for i in sorted(HistoryItem(**row) for row in self.items)
             if i.state == state
             and (start is None or i.at[:10] >= start)
             and (end is None or i.at[:10] <= end)

@@ -31,7 +31,7 @@ from eventsourcing.persistence import Tracking
 from domain.application import PocDirectory
 from projections import directory, history, review
 from projections.directory import directory_reads, project_directory
-from projections.history import HistoryDocuments, HistoryItem, history_reads, project_history
+from projections.history import HistoryDocuments, HistoryRow, history_reads, project_history
 from projections.review import project_review
 from projections.store import (
     SHADOW_SUFFIX,
@@ -139,7 +139,7 @@ class BatchDocuments:
         self.known = known if known is not None else KnownDocuments()
         self.writing: Changes = writing if writing is not None else {}
         self.changes: Changes = {}
-        self.items: list[HistoryItem] = []
+        self.items: list[HistoryRow] = []
         #: ``add_item`` without an attribute lookup per call: most events add two.
         self.add_item = self.items.append
 

@@ -26,6 +26,7 @@ import typing
 from collections.abc import Callable, Iterable
 from functools import partial
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from eventsourcing.persistence import Cipher, IntegrityError, Tracking
@@ -33,7 +34,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
-from projections.history import HISTORY, HISTORY_FIELDS, HistoryItem, history_key
+from projections.history import HISTORY, HISTORY_FIELDS, HistoryItem, HistoryRow, history_key
 
 VIEW_TABLE = "view_documents"
 HISTORY_TABLE = "view_history"
@@ -93,7 +94,7 @@ class Rows(NamedTuple):
 
     upserts: list[tuple[str, str, str]]
     deletes: list[tuple[str, str]]
-    items: list[HistoryItem]
+    items: list[HistoryRow]
     #: The position the batch follows: the write fails (``IntegrityError``) unless the view
     #: is still there, so a runner that missed another process's write (or a rebuild's
     #: swap) never projects an event twice. None: not checked.
@@ -111,21 +112,22 @@ def _history_columns(backend: int) -> str:
     )
 
 
-#: A history item's values up to its last fact, in ``HISTORY_FIELDS`` order.
-_Values = tuple[Any, ...]
+_HISTORY_FIELD_SET = frozenset(HISTORY_FIELDS)
+_ITEM_ORDER = itemgetter("state", "position")
 
 
-def _by_last_fact(items: list[HistoryItem]) -> dict[tuple[str, ...], list[_Values]]:
-    """``items`` in (state, position) order, grouped by the columns up to their last fact,
-    each cut there: the columns after it are left to default to NULL. Columns and values
-    are both cut from ``HISTORY_FIELDS``' order, so each value goes to its field's column."""
-    groups: dict[int, list[_Values]] = {}
-    for item in sorted(items):
-        n = len(item)
-        while item[n - 1] is None:  # the first four fields are never None
-            n -= 1
-        groups.setdefault(n, []).append(item[:n])
-    return {HISTORY_FIELDS[:n]: rows for n, rows in groups.items()}
+def _by_columns(items: list[HistoryRow]) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
+    """``items`` in (state, position) order, as the values of the fields each names, grouped
+    by those fields: each value goes to its own field's column, and a column an item leaves
+    out defaults to NULL. (Binding costs per parameter, and a notification's item names
+    7 to 10 of the 21 fields.) A field ``HistoryItem`` does not have is refused."""
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for item in sorted(items, key=_ITEM_ORDER):
+        groups.setdefault(tuple(item), []).append(tuple(item.values()))
+    unknown = {name for columns in groups for name in columns} - _HISTORY_FIELD_SET
+    if unknown:
+        raise ValueError(f"history items name fields HistoryItem does not have: {unknown}")
+    return groups
 
 
 def _item_document(item: HistoryItem) -> tuple[str, str, str]:
@@ -154,7 +156,7 @@ def dumps(doc: dict[str, Any]) -> str:
     return _encode(doc)
 
 
-def split_changes(changes: Changes, items: list[HistoryItem], after: int | None = None) -> Rows:
+def split_changes(changes: Changes, items: list[HistoryRow], after: int | None = None) -> Rows:
     """Rows to upsert (kind, key, canonical JSON), keys to delete and items to insert.
     Serialising here, not when the rows are written, leaves the caller free to change the
     documents afterwards. ``items`` is taken as it is: the caller adds none afterwards."""
@@ -370,10 +372,8 @@ def _sqlite_insert_all(
         c.execute(statement, [v for row in chunk for v in row])
 
 
-def _sqlite_insert_items(c: Any, table: str, items: list[HistoryItem]) -> None:
-    """Binding costs per parameter, and a notification's item leaves the last dozen or so
-    of its 21 columns empty: each item is bound only up to its last fact."""
-    for columns, rows in _by_last_fact(items).items():
+def _sqlite_insert_items(c: Any, table: str, items: list[HistoryRow]) -> None:
+    for columns, rows in _by_columns(items).items():
         _sqlite_insert_all(c, table, columns, rows)
 
 
@@ -614,7 +614,7 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
                 tracked = curs.fetchone()
                 _check_follows(tracking, after, tracked["notification_id"] if tracked else None)
             # Items are inserted, never replaced: one event's item appears in one batch only.
-            for columns, group in _by_last_fact(items).items():
+            for columns, group in _by_columns(items).items():
                 copy_items = self._sql(f"COPY {{0}}.{{2}} ({', '.join(columns)}) FROM STDIN")
                 with curs.copy(copy_items) as copy:
                     for item in group:

@@ -396,7 +396,8 @@ def test_every_history_field_is_stored_and_read_back_under_its_own_name(
 ) -> None:
     """An item with a distinct value in every field comes back from the view, and out of
     the CSV export, with each value under its own field: a field inserted anywhere in
-    ``HistoryItem`` cannot shift the values of the fields after it."""
+    ``HistoryItem`` cannot shift the values of the fields after it. A row naming a field
+    that ``HistoryItem`` does not have is refused, and nothing of its batch is written."""
     samples: dict[type, Callable[[int, str], Any]] = {
         str: lambda i, name: f"{name}-{i}",
         int: lambda i, name: 1000 + i,
@@ -408,7 +409,15 @@ def test_every_history_field_is_stored_and_read_back_under_its_own_name(
         kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
         values[name] = samples[kind](i, name)
     view = build_views(app, backend.settings)
-    view.write_batch(Tracking(VIEWS_NAME, 1), split_changes({}, [HistoryItem(**values)]))
+    view.write_batch(Tracking(VIEWS_NAME, 1), split_changes({}, [values]))
     assert view.history(values["state"]) == [values]
     exported = next(csv.DictReader(io.StringIO(history_csv(view.history(values["state"])))))
     assert exported == {name: str(value) for name, value in values.items()}
+    # In reverse order too: a row's facts are matched to columns by name, not by place.
+    backwards = {**dict(reversed(values.items())), "state": "other", "position": 2}
+    view.write_batch(Tracking(VIEWS_NAME, 2), split_changes({}, [backwards]))
+    assert view.history("other") == [{**values, "state": "other", "position": 2}]
+    misspelt = {"state": "x", "position": 3, "at": values["at"], "event": "e", "countrpart": "y"}
+    with pytest.raises(ValueError, match="countrpart"):
+        view.write_batch(Tracking(VIEWS_NAME, 3), split_changes({}, [misspelt]))
+    assert view.max_tracking_id(VIEWS_NAME) == 2 and view.history("x") == []
