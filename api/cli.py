@@ -339,6 +339,12 @@ def views_queries(
         yield ViewQueries(view)
     except ViewsBehind as e:
         fail(f"{e}: a server's projection runner is catching up", EXIT_UNAVAILABLE)
+    except (RebuildNotSwapped, BrokenProcessPool):  # rebuilding views of other versions
+        fail(
+            "the views, written by projectors of other versions, could not be rebuilt; "
+            "they are as they were: try again, or run `pocdir replay`",
+            EXIT_UNAVAILABLE,
+        )
     except VIEW_DATABASE_ERRORS as e:
         fail(f"database error: {str(e).splitlines()[0]}", EXIT_UNAVAILABLE)
     except PocdirError as e:
