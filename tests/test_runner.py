@@ -182,7 +182,7 @@ def test_requests_never_project_and_min_position_waits_for_the_runner(backend: B
     sees the views as they are: no request projects. One that sends Pocdir-Min-Position
     beyond them waits for the bound, then gets 503 with Retry-After; once the lease is free,
     this server's runner takes over, projects, and the same request is answered."""
-    settings = short(backend.settings, read_wait_seconds=0.5)
+    settings = short(backend.settings, read_wait_seconds=0.5, runner_lease_seconds=5.0)
     other = build_application(settings)
     held = build_lease(other.recorder, settings)
     assert held.keep()
