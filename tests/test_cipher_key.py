@@ -24,8 +24,8 @@ from domain.values import Role
 from infra.keycheck import CipherKeyMismatch
 from infra.settings import Settings
 from infra.wiring import build_application, build_directory_view, build_view_runner
-from tests.conftest import Backend
-from tests.test_cli import POCDIR
+from tests.support.cli import POCDIR
+from tests.support.db import Backend
 
 KEY_1 = base64.b64encode(b"1" * 32).decode()
 KEY_2 = base64.b64encode(b"2" * 32).decode()

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from infra.wiring import build_application, build_directory_view
-from tests.conftest import Backend
-
-POCDIR = [sys.executable, "-c", "from api.cli import main; main()"]
-
-
-def run(backend_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POCDIR_DATABASE_URL": backend_url, "COLUMNS": "200"}
-    return subprocess.run(
-        [*POCDIR, *args], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+from tests.support.cli import POCDIR, run
+from tests.support.db import Backend
 
 
 def test_simulate_then_verify_reports_the_head_and_exits_zero(backend: Backend) -> None:

@@ -10,9 +10,9 @@ from uuid import UUID
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock
 from infra.wiring import build_application
-from tests.conftest import Backend, state
-from tests.test_cli import run
-from tests.test_review import register
+from tests.support.builders import register, state
+from tests.support.cli import run
+from tests.support.db import Backend
 
 
 def test_the_secretariat_launches_a_check_and_reads_its_results_over_the_cli(

@@ -15,7 +15,8 @@ from domain.values import Contact
 from infra.settings import Settings
 from infra.verify import verify_record
 from infra.wiring import build_application
-from tests.conftest import Backend, contact_data, pg_schema, state
+from tests.support.builders import contact_data, state
+from tests.support.db import Backend, pg_schema
 
 THREADS = 8
 PROCESSES = 2

@@ -25,9 +25,10 @@ from domain.clock import SimulatedClock
 from domain.values import Contact, Text
 from infra.settings import Settings
 from infra.wiring import build_application, build_directory_view, build_view_runner
-from tests.conftest import START, Backend, contact_data, state
-from tests.test_cli import POCDIR
-from tests.test_outage import Cluster, cluster  # noqa: F401 - the throwaway cluster fixture
+from tests.support.builders import START, contact_data, state
+from tests.support.cli import POCDIR
+from tests.support.cluster import Cluster
+from tests.support.db import Backend
 
 KEY = base64.b64encode(b"k" * 32).decode()
 
@@ -140,7 +141,7 @@ def test_no_confidential_value_is_in_clear_in_any_sqlite_file(tmp_path: Path) ->
 
 
 def test_no_confidential_value_is_in_clear_in_any_postgres_file(
-    cluster: Cluster,  # noqa: F811 - the fixture imported above
+    cluster: Cluster,
 ) -> None:
     if not cluster.running():
         cluster.start()

@@ -19,9 +19,9 @@ from domain.values import Contact, Text
 from infra.settings import Settings
 from infra.wiring import build_application, build_directory_view
 from projections.runner import DIRECTORY_VIEW, ViewRunner
-from tests.conftest import START, Backend, contact_data, state
+from tests.support.builders import START, contact_data, state
+from tests.support.db import Backend
 
-#: The fields that hold an exchange's content, by event class.
 CONTENT = {
     Notification.Sent: {"description", "supporting_information"},
     Notification.Responded: {"response"},

@@ -16,9 +16,8 @@ from api.app import create_app
 from api.cli_serve import CONSOLE
 from domain.values import Contact, Role
 from infra.settings import Settings
-from tests.conftest import contact_data, state
+from tests.support.builders import contact_data, state
 
-#: Each operation gets this many generated requests, each sent once per role and anonymously.
 EXAMPLES = 20
 
 CHECKS = [

@@ -19,9 +19,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from api.app import create_app
-from tests.conftest import Backend
-from tests.http_support import Api, api_for
-from tests.test_review import CHROMIUM_FLAGS
+from tests.support.browser import CHROMIUM_FLAGS
+from tests.support.db import Backend
+from tests.support.http import Api, api_for
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ import pytest
 from eventsourcing.persistence import OperationalError
 
 from domain.clock import SimulatedClock
-from tests.conftest import Backend, contact_data
-from tests.http_support import Api, api_for
+from tests.support.builders import contact_data
+from tests.support.db import Backend
+from tests.support.http import Api, api_for
 
 
 @pytest.fixture
@@ -244,7 +245,7 @@ def test_a_reservation_whose_request_died_is_taken_over_and_only_one_commit_coun
     from domain.idempotency import IdempotencyKey, RequestInFlight
     from infra.idempotency import IdempotencyKeys, InFlight, Reserved
     from infra.wiring import build_application
-    from tests.conftest import state
+    from tests.support.builders import state
 
     app = build_application(backend.settings, clock=clock)
     try:

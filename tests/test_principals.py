@@ -4,21 +4,13 @@ takes effect at once for a server already running."""
 from __future__ import annotations
 
 import hashlib
-import re
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from tests.conftest import Backend
-from tests.test_cli import run
-
-
-def issued(output: str) -> tuple[str, str]:
-    credential_id = re.search(r"issued credential ([0-9a-f-]{36})", output)
-    token = re.search(r"^(pocdir_\S+)$", output, re.MULTILINE)
-    assert credential_id and token, output
-    return credential_id.group(1), token.group(1)
+from tests.support.cli import issued, run
+from tests.support.db import Backend
 
 
 def test_a_token_is_shown_once_and_only_its_hash_is_stored(backend: Backend) -> None:

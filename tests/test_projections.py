@@ -24,7 +24,8 @@ from projections.asof import directory_as_of
 from projections.queries import DirectoryQueries, history_csv
 from projections.runner import DIRECTORY_VIEW, ViewRunner
 from projections.store import SHADOW_SUFFIX, SHADOW_TABLES
-from tests.conftest import START, Backend, contact_data, state
+from tests.support.builders import START, contact_data, state
+from tests.support.db import Backend
 
 
 def queries(app: PocDirectory, backend: Backend) -> DirectoryQueries:

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from infra.wiring import build_application
-from tests.conftest import RUN_ID, Backend, _pg_schema_url
-from tests.test_cli import run
+from tests.support.cli import run
+from tests.support.db import RUN_ID, Backend, pg_schema_url
 
 CHECK_ID = "0b6e7c1a-3f1e-4c3a-9a55-0d6f2e8b9c01"
 
@@ -80,7 +80,7 @@ def test_a_read_only_command_on_a_missing_postgres_schema_creates_nothing(
     command: tuple[str, ...], postgres_url: str, tmp_path: Path
 ) -> None:
     schema = f"pocdir_test_{RUN_ID}_never_created"
-    result = run(_pg_schema_url(postgres_url, schema), *_args(command, tmp_path))
+    result = run(pg_schema_url(postgres_url, schema), *_args(command, tmp_path))
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "no record at postgresql://" in result.stderr
     assert f"the schema {schema} does not exist" in result.stderr

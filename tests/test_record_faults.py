@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Backend
-from tests.test_cli import run
-from tests.test_principals import issued
+from tests.support.cli import issued, run
+from tests.support.db import Backend
 
 
 def _record(backend: Backend) -> None:

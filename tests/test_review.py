@@ -31,7 +31,7 @@ from domain.errors import (
 )
 from domain.notification import Notification
 from domain.state_entry import StateEntry
-from domain.values import Contact, Principal, Role, Text
+from domain.values import Principal, Role, Text
 from infra.wiring import build_application, build_directory_view
 from projections.asof import MemoryView
 from projections.queries import DirectoryQueries, history_csv
@@ -39,7 +39,9 @@ from projections.review import check_summaries
 from projections.review_report import build_report, report_csv, report_json, report_tables
 from projections.runner import ViewRunner, project_views
 from projections.store import ViewRecorder
-from tests.conftest import Backend, contact_data, pg_schema, sqlite_backend_at, state
+from tests.support.browser import CHROMIUM_FLAGS
+from tests.support.builders import register, state
+from tests.support.db import Backend, pg_schema, sqlite_backend_at
 
 SECRETARIAT = Principal("sec-1", Role.SECRETARIAT)
 
@@ -48,14 +50,6 @@ def view_of(app: PocDirectory, backend: Backend) -> ViewRecorder:
     view = build_directory_view(app, backend.settings)
     ViewRunner(app, view).catch_up()
     return view
-
-
-def register(app: PocDirectory, code: str, *levels: str) -> None:
-    app.register_state(state(code), code)
-    for i, level in enumerate(levels):
-        extra = {"incident_types": []} if level == "diplomatic" else {}
-        contact = contact_data(f"{level[:3]}-{i}", level=level, **extra)
-        app.add_contact(state(code), code, Contact.from_dict(contact))
 
 
 # -- communication checks ---------------------------------------------------------------------
@@ -402,18 +396,6 @@ def test_the_report_gives_one_csv_per_table_with_its_rows(year: SimulatedYear) -
 
 
 # -- the HTML report in a real browser --------------------------------------------------------
-
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1100,1400",
-)
 
 CHART_CHECK = """
 return Array.from(document.querySelectorAll('figure.chart')).map(function (f) {

@@ -25,12 +25,11 @@ from infra.lease import Lease, SQLiteLease, build_lease
 from infra.settings import Settings
 from infra.wiring import build_application, build_services
 from projections.runner import DIRECTORY_VIEW
-from tests.conftest import Backend, contact_data, sqlite_backend_at
-from tests.http_support import Api, api_for
+from tests.support.builders import contact_data
+from tests.support.cli import ROOT, run
+from tests.support.db import Backend, sqlite_backend_at
+from tests.support.http import Api, api_for
 
-POCDIR = [sys.executable, "-c", "from api.cli import main; main()"]
-ROOT = Path(__file__).resolve().parent.parent
-#: A liveness bound for takeovers on a loaded machine: far above the documented bound
 #: (lease + poll), only so that a broken takeover fails instead of hanging.
 TAKEOVER_DEADLINE = 60.0
 
@@ -263,13 +262,6 @@ def test_two_servers_on_one_record_write_concurrently_without_a_server_error(
         assert sorted(holders) == [False, True], holders
 
 
-def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POCDIR_DATABASE_URL": url, "COLUMNS": "200"}
-    return subprocess.run(
-        [*POCDIR, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-
-
 def test_cli_reads_wait_for_a_running_servers_runner_and_replay_refuses(
     backend: Backend,
 ) -> None:
@@ -284,16 +276,16 @@ def test_cli_reads_wait_for_a_running_servers_runner_and_replay_refuses(
         while not services.follower.state.holds_lease:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        listed = cli(backend.url, "directory", "--format", "json")
+        listed = run(backend.url, "directory", "--format", "json")
         assert listed.returncode == 0, listed.stderr
         assert '"FRA"' in listed.stdout
-        refused = cli(backend.url, "replay")
+        refused = run(backend.url, "replay")
         assert refused.returncode == 2, refused.stderr
         assert "holds the runner lease" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
     finally:
         services.close()
-    replayed = cli(backend.url, "replay")
+    replayed = run(backend.url, "replay")
     assert replayed.returncode == 0, replayed.stderr
 
 
@@ -304,7 +296,7 @@ def test_a_cli_read_catches_the_views_up_itself_when_no_server_runs(backend: Bac
         app.issue_credential(CONSOLE, Role.AUDITOR, None)
     finally:
         app.close()
-    listed = cli(backend.url, "directory", "--format", "json")
+    listed = run(backend.url, "directory", "--format", "json")
     assert listed.returncode == 0, listed.stderr
     assert '"DEU"' in listed.stdout
     # The lease was given back: a server (here, a second CLI) takes it at once.

@@ -31,7 +31,8 @@ from infra.chain import (
 from infra.settings import Settings
 from infra.verify import chained_recorder, verify_record
 from infra.wiring import build_application
-from tests.conftest import Backend, contact_data, pg_schema, state
+from tests.support.builders import contact_data, state
+from tests.support.db import Backend, pg_schema
 
 
 def populate(app: PocDirectory, clock: SimulatedClock) -> None:

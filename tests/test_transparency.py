@@ -29,8 +29,9 @@ from infra.transparency import NotRecorded, Transparency
 from infra.tree_store import RecordNotVerified, TreeDiverged, build_tree_store
 from infra.verify import chained_recorder
 from infra.wiring import build_transparency
-from tests.conftest import Backend, state
-from tests.test_cli import run
+from tests.support.builders import state
+from tests.support.cli import run
+from tests.support.db import Backend
 
 KEY = SignerKey.generate("test.example/pocdir")
 
@@ -412,7 +413,7 @@ def test_audit_cli_exports_and_verifies_a_bundle_without_settings(
 def test_the_bundle_snippet_in_the_audit_format_doc_checks_an_exported_bundle(
     bundle: Path,
 ) -> None:
-    from tests.test_audit_format import fenced_block_after
+    from tests.support.audit_doc import fenced_block_after
 
     namespace: dict[str, Any] = {}
     exec(fenced_block_after("13. The offline audit bundle", "python"), namespace)  # noqa: S102
@@ -426,7 +427,7 @@ def test_the_worked_example_tree_in_the_audit_format_doc_is_recomputed() -> None
     import re
 
     from infra.merkle import inclusion_ranges
-    from tests.test_audit_format import doc_text, example
+    from tests.support.audit_doc import doc_text, example
 
     leaves = [e.leaf_hash for e in example()]
     section = doc_text().split("## 11. Checkpoints", 1)[1].split("## 12.", 1)[0]
