@@ -17,6 +17,7 @@ from tests.support.builders import contact_data
 from tests.support.db import Backend
 from tests.support.http import Api, api_for
 
+#: A lone UTF-16 surrogate as JSON spells it: valid JSON, but not a Unicode scalar value, so
 #: no UTF-8 text holds it.
 SURROGATE = "\\ud800"
 

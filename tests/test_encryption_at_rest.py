@@ -22,10 +22,10 @@ import pytest
 
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock
-from domain.values import Contact, Text
+from domain.values import Text
 from infra.settings import Settings
 from infra.wiring import build_application, build_directory_view, build_view_runner
-from tests.support.builders import START, contact_data, state
+from tests.support.builders import START, contact_data, fra_notifies_deu, register_states, state
 from tests.support.cli import POCDIR
 from tests.support.cluster import Cluster
 from tests.support.db import Backend
@@ -59,8 +59,6 @@ def forms(marker: str) -> list[bytes]:
 
 
 def write_confidential(app: PocDirectory) -> None:
-    for code in ("FRA", "DEU"):
-        app.register_state(state(code), code)
     contact = contact_data(
         "desk",
         agency={"language": "fr", "text": MARKERS["contact name"], "english": MARKERS["agency"]},
@@ -69,15 +67,10 @@ def write_confidential(app: PocDirectory) -> None:
             {"kind": "phone", "address": MARKERS["phone"]},
         ],
     )
-    app.add_contact(state("FRA"), "FRA", Contact.from_dict(contact))
-    app.add_contact(state("DEU"), "DEU", Contact.from_dict(contact_data("cert")))
-    sent = app.send_notification(
-        state("FRA"),
-        "DEU",
-        "malware",
-        Text.english_only(MARKERS["description"]),
-        [{"kind": "domain", "value": MARKERS["indicator"]}],
-        good_faith_attested=True,
+    register_states(app, "FRA", contact=contact)
+    register_states(app, "DEU")
+    sent = fra_notifies_deu(
+        app, MARKERS["description"], [{"kind": "domain", "value": MARKERS["indicator"]}]
     )
     app.acknowledge_notification(state("DEU"), sent.id)
     app.respond_to_notification(state("DEU"), sent.id, Text.english_only(MARKERS["response"]))

@@ -24,7 +24,7 @@ from projections.asof import directory_as_of
 from projections.queries import DirectoryQueries, history_csv
 from projections.runner import DIRECTORY_VIEW, ViewRunner
 from projections.store import SHADOW_SUFFIX, SHADOW_TABLES
-from tests.support.builders import START, contact_data, state
+from tests.support.builders import START, contact_data, fra_notifies_deu, register_states, state
 from tests.support.db import Backend
 
 
@@ -304,17 +304,13 @@ def test_a_server_following_from_its_last_position_survives_another_process_movi
 def exchange(app: PocDirectory, clock: SimulatedClock) -> None:
     """FRA notifies DEU; DEU acknowledges after 2 h and responds asking for assistance after
     5 h; FRA asks to share with ITA, DEU denies."""
-    for code in ("DEU", "ITA"):
-        app.register_state(state(code), code)
-        app.add_contact(state(code), code, Contact.from_dict(contact_data()))
+    register_states(app, "DEU", "ITA")
     clock.advance(timedelta(days=10))
-    n = app.send_notification(
-        state("FRA"),
-        "DEU",
-        "ransomware",
-        Text.english_only("Confidential finding XYZZY"),
+    n = fra_notifies_deu(
+        app,
+        "Confidential finding XYZZY",
         [{"kind": "ipv4", "value": "203.0.113.77"}, {"kind": "domain", "value": "evil.example"}],
-        good_faith_attested=True,
+        incident_type="ransomware",
     )
     clock.advance(timedelta(hours=2))
     app.acknowledge_notification(state("DEU"), n.id)

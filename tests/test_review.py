@@ -39,6 +39,7 @@ from projections.review import check_summaries
 from projections.review_report import build_report, report_csv, report_json, report_tables
 from projections.runner import ViewRunner, project_views
 from projections.store import ViewRecorder
+from tests.support import builders
 from tests.support.browser import CHROMIUM_FLAGS
 from tests.support.builders import register, state
 from tests.support.db import Backend, pg_schema, sqlite_backend_at
@@ -211,14 +212,7 @@ def fra_notifies_deu(app: PocDirectory) -> Notification:
     """FRA, DEU and ITA register; FRA notifies DEU of a botnet."""
     for code in ("FRA", "DEU", "ITA"):
         register(app, code, "technical")
-    return app.send_notification(
-        state("FRA"),
-        "DEU",
-        "malware",
-        Text.english_only("Botnet"),
-        [{"kind": "ipv4", "value": "192.0.2.1"}],
-        good_faith_attested=True,
-    )
+    return builders.fra_notifies_deu(app, "Botnet")
 
 
 def test_a_need_may_cite_a_response_that_asked_for_assistance_by_a_party_only(

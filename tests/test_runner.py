@@ -30,6 +30,7 @@ from tests.support.cli import ROOT, run
 from tests.support.db import Backend, sqlite_backend_at
 from tests.support.http import Api, api_for
 
+#: A liveness bound for takeovers on a loaded machine: far above the documented bound
 #: (lease + poll), only so that a broken takeover fails instead of hanging.
 TAKEOVER_DEADLINE = 60.0
 

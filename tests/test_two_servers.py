@@ -27,6 +27,7 @@ from tests.support.cli import POCDIR, ROOT, free_port, issue, recorded_events, r
 from tests.support.db import Backend
 from tests.support.http import notify
 
+#: The runner's lease: short, so the takeover is quick to see.
 LEASE_SECONDS = 2.0
 POLL_SECONDS = 0.2
 #: The documented takeover bound (README: lease + one poll), with a second of slack for a
