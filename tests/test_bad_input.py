@@ -211,6 +211,7 @@ def test_a_review_period_the_calendar_cannot_end_gets_422_naming_the_valid_range
     assert last.status_code == 200, last.text
 
 
+@pytest.mark.slow
 def test_pocdir_review_refuses_a_period_the_calendar_cannot_end_with_one_line(
     sqlite_backend: Backend,
 ) -> None:
@@ -265,6 +266,7 @@ def test_an_id_spelt_with_other_digits_names_nothing(api: Api) -> None:
     assert r.status_code == 404, r.text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -285,6 +287,7 @@ def test_cli_positions_and_sizes_beyond_what_the_record_stores_get_one_line(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -307,6 +310,7 @@ def test_cli_arguments_that_are_not_utf8_get_one_line(
     assert not (tmp_path / "key").exists()
 
 
+@pytest.mark.slow
 def test_a_simulation_longer_than_the_calendar_allows_gets_one_line(
     sqlite_backend: Backend,
 ) -> None:

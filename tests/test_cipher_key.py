@@ -27,6 +27,9 @@ from infra.wiring import build_application, build_directory_view, build_view_run
 from tests.support.cli import POCDIR
 from tests.support.db import Backend
 
+#: Slow (each test runs `pocdir` processes or replays a record): `make check` leaves it out.
+pytestmark = pytest.mark.slow
+
 KEY_1 = base64.b64encode(b"1" * 32).decode()
 KEY_2 = base64.b64encode(b"2" * 32).decode()
 

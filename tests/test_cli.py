@@ -6,9 +6,15 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from infra.wiring import build_application, build_directory_view
 from tests.support.cli import POCDIR, run
 from tests.support.db import Backend
+
+#: Slow (each test runs `pocdir` in processes of its own, some over simulated records):
+#: `make check` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def test_simulate_then_verify_reports_the_head_and_exits_zero(backend: Backend) -> None:

@@ -7,12 +7,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
+import pytest
+
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock
 from infra.wiring import build_application
 from tests.support.builders import register, state
 from tests.support.cli import run
 from tests.support.db import Backend
+
+#: Slow (each test runs `pocdir` in processes of its own): `make check` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def test_the_secretariat_launches_a_check_and_reads_its_results_over_the_cli(

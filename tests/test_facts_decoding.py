@@ -169,6 +169,7 @@ def test_an_event_decoded_for_the_views_cannot_be_stored(encrypted_app: PocDirec
             mapper.to_stored_event(facts)
 
 
+@pytest.mark.slow
 def test_views_built_from_facts_equal_views_built_from_whole_events(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:

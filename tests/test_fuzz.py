@@ -18,6 +18,9 @@ from domain.values import Role
 from infra.settings import Settings
 from tests.support.builders import register_states
 
+#: Slow (hundreds of generated requests per operation): `make check` leaves it out.
+pytestmark = pytest.mark.slow
+
 #: Each operation gets this many generated requests, each sent once per role and anonymously.
 EXAMPLES = 20
 

@@ -83,6 +83,7 @@ def test_redoc_is_not_served_from_a_cdn(api: Api) -> None:
     assert api.call("GET", "/redoc", api.auth("auditor")).status_code == 404
 
 
+@pytest.mark.slow
 def test_docs_render_in_headless_chromium_loading_only_from_the_server(
     sqlite_backend: Backend, tmp_path: Path
 ) -> None:

@@ -63,6 +63,7 @@ def test_auditors_verify_an_inclusion_proof_against_the_served_checkpoint(api: A
     assert_error(api.call("GET", "/audit/proofs/consistency?first=1", auditor), 422)
 
 
+@pytest.mark.slow
 def test_the_server_signs_checkpoints_on_a_period(backend: Backend, tmp_path: Path) -> None:
     import time
 

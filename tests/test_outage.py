@@ -131,6 +131,7 @@ def still_held(workers: list[threading.Thread], seconds: float, resume: Any) -> 
     return held
 
 
+@pytest.mark.slow
 def test_requests_while_the_database_is_down_get_503_with_retry_after_within_seconds(
     running: Cluster,
 ) -> None:
@@ -153,6 +154,7 @@ def test_requests_while_the_database_is_down_get_503_with_retry_after_within_sec
         assert r.status_code == 200, r.text
 
 
+@pytest.mark.slow
 def test_the_same_app_serves_again_by_itself_when_the_database_returns(
     running: Cluster,
 ) -> None:
@@ -181,6 +183,7 @@ def test_the_same_app_serves_again_by_itself_when_the_database_returns(
         assert r.status_code == 200, r.text
 
 
+@pytest.mark.slow
 def test_an_app_started_while_the_database_is_down_answers_503_then_recovers(
     running: Cluster,
 ) -> None:
@@ -224,6 +227,7 @@ def get(client: TestClient, path: str, token: str | None = None) -> Any:
     return client.get(path, headers=headers)
 
 
+@pytest.mark.slow
 def test_a_hung_database_gets_503_within_the_configured_bound_then_recovers(
     running: Cluster,
 ) -> None:
@@ -245,6 +249,7 @@ def test_a_hung_database_gets_503_within_the_configured_bound_then_recovers(
         assert get(client, "/ready").status_code == 200
 
 
+@pytest.mark.slow
 def test_health_answers_while_many_requests_wait_on_a_hung_database(running: Cluster) -> None:
     """48 clients at once (more than the server's worker threads) block on a hung database;
     /health, which never touches it, still answers, and each of them gets its 503 in time."""
@@ -278,6 +283,7 @@ def test_health_answers_while_many_requests_wait_on_a_hung_database(running: Clu
         serves_again(client, "/directory", token)
 
 
+@pytest.mark.slow
 def test_ready_says_the_database_is_unreachable_during_an_outage_and_ready_after(
     running: Cluster,
 ) -> None:
@@ -305,6 +311,7 @@ def test_ready_says_the_database_is_unreachable_during_an_outage_and_ready_after
         assert r.status_code == 200, r.text
 
 
+@pytest.mark.slow
 def test_ready_is_503_while_the_views_lag_more_than_the_setting(backend: Backend) -> None:
     """Events recorded by another process and not yet in the views count as lag; past
     POCDIR_READY_MAX_LAG_EVENTS the server is not ready, and ready again once caught up.
@@ -375,6 +382,7 @@ def write_lock_held(backend: Backend) -> Iterator[Callable[[], None]]:
         release()
 
 
+@pytest.mark.slow
 def test_a_write_behind_a_held_lock_gets_503_within_the_bound(backend: Backend) -> None:
     """A write waits for the record's lock no longer than the statement timeout (SQLite's was
     30 s, PostgreSQL's 30 s per try with ten tries), then answers 503 and writes nothing."""
@@ -438,6 +446,7 @@ def test_the_bounds_reach_the_library() -> None:
     assert lite["SQLITE_LOCK_TIMEOUT"] == "1"
 
 
+@pytest.mark.slow
 def test_concurrent_first_requests_to_an_app_started_during_a_hang_each_get_503_in_time(
     running: Cluster,
 ) -> None:

@@ -12,6 +12,9 @@ from api.app import create_app
 from tests.support.cli import issued, run
 from tests.support.db import Backend
 
+#: Slow (each test runs `pocdir` in processes of its own): `make check` leaves it out.
+pytestmark = pytest.mark.slow
+
 
 def test_a_token_is_shown_once_and_only_its_hash_is_stored(backend: Backend) -> None:
     result = run(backend.url, "principals", "add", "--role", "auditor")

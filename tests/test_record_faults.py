@@ -13,6 +13,9 @@ import pytest
 from tests.support.cli import issued, run
 from tests.support.db import Backend
 
+#: Slow (each test runs `pocdir` in processes of its own): `make check` leaves it out.
+pytestmark = pytest.mark.slow
+
 
 def _record(backend: Backend) -> None:
     simulated = run(backend.url, "simulate", "--states", "3", "--days", "3")

@@ -26,6 +26,9 @@ from tests.support.cli import POCDIR, ROOT, free_port, issue, recorded_events, r
 from tests.support.db import Backend
 from tests.support.http import notify
 
+#: Slow (a real `pocdir serve` process): `make check` leaves it out.
+pytestmark = pytest.mark.slow
+
 #: The served process's body limit, small so the test's big bodies stay small.
 BODY_LIMIT = 65536
 

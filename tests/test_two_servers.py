@@ -27,6 +27,9 @@ from tests.support.cli import POCDIR, ROOT, free_port, issue, recorded_events, r
 from tests.support.db import Backend
 from tests.support.http import notify
 
+#: Slow (two real `pocdir serve` processes sharing one record): `make check` leaves it out.
+pytestmark = pytest.mark.slow
+
 #: The runner's lease: short, so the takeover is quick to see.
 LEASE_SECONDS = 2.0
 POLL_SECONDS = 0.2

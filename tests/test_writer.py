@@ -9,6 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+#: Slow (a writer process, killed, and waited for past its commit): `make check` leaves it out.
+pytestmark = pytest.mark.slow
+
 RUNNER = """
 import sys, time
 from functools import partial
