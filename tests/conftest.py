@@ -17,6 +17,7 @@ from infra.wiring import build_application
 from tests.support.builders import START
 from tests.support.cluster import Cluster, binaries_missing, throwaway_cluster
 from tests.support.db import PG_URL, Backend, pg_available, pg_schema, sqlite_backend_at
+from tests.support.http import Api, api_for
 
 
 def _required_in_ci(reason: str) -> None:
@@ -64,6 +65,14 @@ def app(backend: Backend, clock: SimulatedClock) -> Iterator[PocDirectory]:
     application = build_application(backend.settings, clock=clock)
     yield application
     application.close()
+
+
+@pytest.fixture
+def api(backend: Backend, clock: SimulatedClock) -> Iterator[Api]:
+    """The HTTP API over the test's database, on the test's clock (modules that need other
+    settings define their own ``api``)."""
+    with api_for(backend.settings, clock) as a:
+        yield a
 
 
 @pytest.fixture(scope="module")

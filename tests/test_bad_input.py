@@ -5,34 +5,19 @@ error shape (HTTP) or one line and exit 2 (CLI), saying what to fix, and writes 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from domain.clock import SimulatedClock
 from domain.errors import ValidationError
 from domain.values import Contact, Text
 from tests.support.builders import contact_data
 from tests.support.db import Backend
-from tests.support.http import Api, api_for
+from tests.support.http import Api, register
 
 #: A lone UTF-16 surrogate as JSON spells it: valid JSON, but not a Unicode scalar value, so
 #: no UTF-8 text holds it.
 SURROGATE = "\\ud800"
-
-
-@pytest.fixture
-def api(backend: Backend, clock: SimulatedClock) -> Iterator[Api]:
-    with api_for(backend.settings, clock) as a:
-        yield a
-
-
-def register(api: Api, code: str) -> None:
-    who = api.as_state(code)
-    assert api.call("POST", f"/entries/{code}", who, json={}).status_code == 201
-    r = api.call("POST", f"/entries/{code}/contacts", who, json={"contact": contact_data("cert")})
-    assert r.status_code == 200, r.text
 
 
 def raw_json(api: Api, method: str, path: str, who: dict[str, str], body: str) -> Any:

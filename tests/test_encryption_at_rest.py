@@ -126,6 +126,7 @@ def assert_no_marker_in(files: list[Path]) -> None:
     assert not leaks, leaks
 
 
+@pytest.mark.slow
 def test_no_confidential_value_is_in_clear_in_any_sqlite_file(tmp_path: Path) -> None:
     db = tmp_path / "pocdir.sqlite3"
     drive(f"sqlite:///{db}")
@@ -133,6 +134,7 @@ def test_no_confidential_value_is_in_clear_in_any_sqlite_file(tmp_path: Path) ->
     assert_no_marker_in(list(files_under(*database_files)))
 
 
+@pytest.mark.slow
 def test_no_confidential_value_is_in_clear_in_any_postgres_file(
     cluster: Cluster,
 ) -> None:
@@ -173,6 +175,7 @@ def cli(url: str, *args: str, key: str | None = None) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.slow
 def test_cipher_init_creates_the_demo_key_once_with_mode_0600(tmp_path: Path) -> None:
     url, key_file = f"sqlite:///{tmp_path / 'pocdir.sqlite3'}", tmp_path / "demo-cipher.key"
     created = cli(url, "keys", "cipher-init", str(key_file))
@@ -187,6 +190,7 @@ def test_cipher_init_creates_the_demo_key_once_with_mode_0600(tmp_path: Path) ->
     assert not (tmp_path / "pocdir.sqlite3").exists()  # it creates no database
 
 
+@pytest.mark.slow
 def test_cipher_init_moves_a_plaintext_demo_record_aside(tmp_path: Path) -> None:
     db = tmp_path / "pocdir.sqlite3"
     url, key_file = f"sqlite:///{db}", tmp_path / "demo-cipher.key"

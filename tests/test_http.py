@@ -4,22 +4,13 @@ of exchanges (R11-R14), and the JSON error shape."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from domain.clock import SimulatedClock
 from domain.values import Role
 from tests.support.builders import contact_data
 from tests.support.db import Backend
-from tests.support.http import Api, api_for, assert_error, register, send
-
-
-@pytest.fixture
-def api(backend: Backend, clock: SimulatedClock) -> Iterator[Api]:
-    with api_for(backend.settings, clock) as a:
-        yield a
+from tests.support.http import Api, assert_error, register, send
 
 
 def test_missing_wrong_or_revoked_token_gets_401(api: Api) -> None:

@@ -5,7 +5,6 @@ write twice."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,13 +13,7 @@ from eventsourcing.persistence import OperationalError
 from domain.clock import SimulatedClock
 from tests.support.builders import contact_data
 from tests.support.db import Backend
-from tests.support.http import Api, api_for
-
-
-@pytest.fixture
-def api(backend: Backend, clock: SimulatedClock) -> Iterator[Api]:
-    with api_for(backend.settings, clock) as a:
-        yield a
+from tests.support.http import Api
 
 
 def events(api: Api) -> int:

@@ -183,6 +183,7 @@ def rebuilt_view(app: PocDirectory, backend: Backend) -> list[tuple[str, str, st
     return view.dump()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["catch_up", "rebuild"])
 def test_a_runner_killed_mid_stream_resumes_with_nothing_lost_or_counted_twice(
     backend: Backend, app: PocDirectory, mode: str
@@ -215,6 +216,7 @@ def test_a_runner_killed_mid_stream_resumes_with_nothing_lost_or_counted_twice(
     assert rebuilt_view(app, backend) == rebuilt  # two rebuilds give identical output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["catch_up", "rebuild"])
 def test_a_batch_overtaken_by_another_runner_is_not_written_and_stops_the_runner(
     backend: Backend, app: PocDirectory, mode: str

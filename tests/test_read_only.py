@@ -48,6 +48,7 @@ def _names(command: tuple[str, ...]) -> str:
     return " ".join(command[:2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", READ_ONLY_COMMANDS, ids=_names)
 def test_a_read_only_command_on_a_mistyped_sqlite_path_creates_nothing(
     command: tuple[str, ...], tmp_path: Path
@@ -75,6 +76,7 @@ def _schema_exists(base: str, schema: str) -> bool:
     return row is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", READ_ONLY_COMMANDS, ids=_names)
 def test_a_read_only_command_on_a_missing_postgres_schema_creates_nothing(
     command: tuple[str, ...], postgres_url: str, tmp_path: Path
@@ -88,6 +90,7 @@ def test_a_read_only_command_on_a_missing_postgres_schema_creates_nothing(
     assert not _schema_exists(postgres_url, schema)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", READ_ONLY_COMMANDS, ids=_names)
 def test_a_read_only_command_on_a_schema_without_the_record_creates_no_table(
     command: tuple[str, ...], backend: Backend, tmp_path: Path
@@ -104,6 +107,7 @@ def test_a_read_only_command_on_a_schema_without_the_record_creates_no_table(
         assert backend.execute("SELECT name FROM sqlite_master") == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [("verify",), ("verify", "--checkpoint", "{checkpoint}")])
 def test_an_empty_record_is_not_reported_intact(
     command: tuple[str, ...], backend: Backend, tmp_path: Path
@@ -116,6 +120,7 @@ def test_an_empty_record_is_not_reported_intact(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_writer_still_creates_the_sqlite_record_and_its_directory(tmp_path: Path) -> None:
     path = tmp_path / "new" / "pocdir.sqlite3"
     simulated = run(f"sqlite:///{path}", "simulate", "--states", "3", "--days", "3")
@@ -132,6 +137,7 @@ def test_reading_the_sqlite_path_setting_creates_no_directory(tmp_path: Path) ->
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.slow
 def test_an_empty_record_is_not_exported_and_an_empty_bundle_is_not_intact(
     backend: Backend, tmp_path: Path
 ) -> None:

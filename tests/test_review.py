@@ -292,6 +292,7 @@ def year(
         simulated.app.close()
 
 
+@pytest.mark.slow
 def test_a_simulated_year_shows_every_figure_and_chart_of_the_report(year: SimulatedYear) -> None:
     report = year.report()
     for chart in CHARTS:
@@ -308,6 +309,7 @@ def test_a_simulated_year_shows_every_figure_and_chart_of_the_report(year: Simul
     assert report["participation"]["summary"]["registered_at_end"] <= 40
 
 
+@pytest.mark.slow
 def test_the_same_period_on_a_replayed_record_gives_byte_identical_json(
     year: SimulatedYear,
 ) -> None:
@@ -327,6 +329,7 @@ def test_the_same_period_on_a_replayed_record_gives_byte_identical_json(
             assert stored == json.dumps(folded.history(code, *period))
 
 
+@pytest.mark.slow
 def test_a_report_counts_only_what_had_happened_by_the_end_of_its_period(
     year: SimulatedYear,
 ) -> None:
@@ -363,6 +366,7 @@ def _secrets(app: PocDirectory) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_the_rendered_report_holds_no_contact_detail_ioc_or_exchange_text(
     year: SimulatedYear,
 ) -> None:
@@ -375,6 +379,7 @@ def test_the_rendered_report_holds_no_contact_detail_ioc_or_exchange_text(
     assert leaked == []
 
 
+@pytest.mark.slow
 def test_the_report_gives_one_csv_per_table_with_its_rows(year: SimulatedYear) -> None:
     report = year.report()
     files = report_csv(report)
@@ -403,6 +408,7 @@ return Array.from(document.querySelectorAll('figure.chart')).map(function (f) {
 """
 
 
+@pytest.mark.slow
 def test_the_html_report_renders_every_chart_in_headless_chromium(
     year: SimulatedYear, tmp_path: Path
 ) -> None:

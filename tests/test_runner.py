@@ -121,6 +121,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_a_holder_killed_with_sigkill_is_taken_over(backend: Backend) -> None:
     """A holder killed outright releases nothing itself: PostgreSQL drops its session (and
     the advisory lock with it); SQLite's lease row expires. Either way another process takes
@@ -177,6 +178,7 @@ def test_a_write_answers_its_position_and_its_replay_the_same(api: Api) -> None:
     assert read.status_code == 200 and "Pocdir-Position" not in read.headers
 
 
+@pytest.mark.slow
 def test_requests_never_project_and_min_position_waits_for_the_runner(backend: Backend) -> None:
     """With the runner lease held by another process (another server, stalled), a request
     sees the views as they are: no request projects. One that sends Pocdir-Min-Position
@@ -226,6 +228,7 @@ def test_requests_never_project_and_min_position_waits_for_the_runner(backend: B
         other.close()
 
 
+@pytest.mark.slow
 def test_two_servers_on_one_record_write_concurrently_without_a_server_error(
     backend: Backend,
 ) -> None:
@@ -263,6 +266,7 @@ def test_two_servers_on_one_record_write_concurrently_without_a_server_error(
         assert sorted(holders) == [False, True], holders
 
 
+@pytest.mark.slow
 def test_cli_reads_wait_for_a_running_servers_runner_and_replay_refuses(
     backend: Backend,
 ) -> None:
@@ -290,6 +294,7 @@ def test_cli_reads_wait_for_a_running_servers_runner_and_replay_refuses(
     assert replayed.returncode == 0, replayed.stderr
 
 
+@pytest.mark.slow
 def test_a_cli_read_catches_the_views_up_itself_when_no_server_runs(backend: Backend) -> None:
     app = build_application(backend.settings)
     try:

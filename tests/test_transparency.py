@@ -248,6 +248,7 @@ def cli(backend: Backend, key_file: Path, *args: str) -> Any:
         del os.environ["POCDIR_SIGNING_KEY_FILE"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tamper", ["truncate", "rewrite", "alter"])
 def test_verify_with_a_checkpoint_exits_one_naming_each_tamper_class(
     backend: Backend, tmp_path: Path, tamper: str
@@ -283,6 +284,7 @@ def test_verify_with_a_checkpoint_exits_one_naming_each_tamper_class(
     assert reason in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_proof_commands_print_the_json_auditors_rely_on(backend: Backend, tmp_path: Path) -> None:
     assert run(backend.url, "simulate", "--states", "4", "--days", "10").returncode == 0
     inclusion = run(backend.url, "proof", "inclusion", "3", "--size", "9")
@@ -390,6 +392,7 @@ def test_a_forged_checkpoint_or_manifest_is_caught(bundle: Path, tmp_path: Path)
         verify_bundle(bundle, [KEY.verifier])
 
 
+@pytest.mark.slow
 def test_audit_cli_exports_and_verifies_a_bundle_without_settings(
     backend: Backend, tmp_path: Path
 ) -> None:
