@@ -82,6 +82,6 @@ def register(app: PocDirectory, code: str, *levels: str) -> None:
     """``code`` registers with one contact at each of ``levels``."""
     app.register_state(state(code), code)
     for i, level in enumerate(levels):
-        extra = {"incident_types": []} if level == "diplomatic" else {}
+        extra: dict[str, Any] = {"incident_types": []} if level == "diplomatic" else {}
         contact = contact_data(f"{level[:3]}-{i}", level=level, **extra)
         app.add_contact(state(code), code, Contact.from_dict(contact))

@@ -56,9 +56,9 @@ class Backend:
             conn.close()
             return rows
         assert self.pg_dsn is not None
-        with psycopg.connect(self.pg_dsn, autocommit=True) as conn:
-            conn.execute(f'SET search_path TO "{self.pg_schema}"')
-            cur = conn.execute(sql, params)  # type: ignore[call-overload]
+        with psycopg.connect(self.pg_dsn, autocommit=True) as pg:
+            pg.execute(f'SET search_path TO "{self.pg_schema}"')
+            cur = pg.execute(sql, params)  # type: ignore[call-overload]
             return cur.fetchall() if cur.description else []
 
 
