@@ -45,10 +45,11 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
-## test: the whole suite, on SQLite and on PostgreSQL, plus lint and type checks.
+## test: the whole suite, on SQLite and on PostgreSQL, plus lint, type checks and the import contracts.
 test: $(TSTAMP) browser
 	$(BIN)/ruff check domain projections api infra tests bench
 	$(BIN)/mypy domain projections api infra
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 ## check: the tests not marked slow, without lint (under a minute; `make test` runs them all).

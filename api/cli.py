@@ -25,9 +25,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.cli_options import IdempotencyOption as IdempotencyOption
+from api.cli_serve import CONSOLE
+from api.cli_serve import principals as principals_commands
+from api.schemas import entry_json, public_json
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock, SystemClock
 from domain.errors import NotFound, PocdirError
+from domain.freshness import LATE_NOTICE_DAYS
 from domain.idempotency import IdempotencyKey, request_digest
 from domain.values import Principal
 from infra.chain import VerificationError
@@ -348,7 +352,8 @@ def directory_view(
 
 
 def _print_json(data: object) -> None:
-    out.print_json(json.dumps(data, ensure_ascii=False, default=str))
+    """JSON in the HTTP API's convention (``api.schemas.public_json``)."""
+    out.print_json(json.dumps(public_json(data), ensure_ascii=False, default=str))
 
 
 def _channels(contact: dict[str, Any]) -> str:
@@ -370,7 +375,7 @@ def directory(
         if state is None:
             entries = queries.entries()
             if format is Format.JSON:
-                _print_json(entries)
+                _print_json([entry_json(e) for e in entries])
                 return
             table = Table(title=f"Directory: {len(entries)} States")
             for column in ("state", "name", "contacts", "coordination", "last update"):
@@ -387,7 +392,7 @@ def directory(
             return
         entry = queries.entry(state)
         if format is Format.JSON:
-            _print_json(entry)
+            _print_json(entry_json(entry))
             return
         table = Table(title=f"{entry['name']} ({entry['code']})")
         for column in ("contact", "level", "agency", "channels", "languages", "hours", "handles"):
@@ -465,7 +470,10 @@ def pending(
         if s["status"] != "current":
             table.add_row(s["state"], s["name"], s["last_update_on"], s["next_due_on"], s["status"])
     out.print(table)
-    late = Table(title=f"Changes notified more than 30 days late: {len(report['late_notices'])}")
+    late = Table(
+        title=f"Changes notified more than {LATE_NOTICE_DAYS} days after they occurred: "
+        f"{len(report['late_notices'])}"
+    )
     for column in ("state", "change", "occurred", "notified", "days"):
         late.add_column(column)
     for n in report["late_notices"]:
@@ -556,6 +564,44 @@ def replay(
     finally:
         application.close()
     out.print(f"views rebuilt from {count} events")
+
+
+@principals_commands.command("list")
+def list_principals(format: FormatOption = Format.TABLE) -> None:  # noqa: A002
+    """Every credential issued, revoked or not, oldest first: id, role, State, label, when
+    issued and whether revoked; never a token or its hash. Find the id to revoke here."""
+    with command_application(mode=OpenMode.READ_ONLY) as application:
+        credentials = application.credentials(CONSOLE)
+    rows: list[dict[str, Any]] = [
+        {
+            "id": str(c.id),
+            "role": str(c.role),
+            "state": c.state,
+            "label": c.label,
+            "issued_at": c.created_on.isoformat(),
+            "revoked": c.revoked,
+            # A credential's one later event is its revocation.
+            "revoked_at": c.modified_on.isoformat() if c.revoked else None,
+        }
+        for c in credentials
+    ]
+    if format is Format.JSON:
+        _print_json(rows)
+        return
+    table = Table(title=f"Credentials: {len(rows)}, {sum(r['revoked'] for r in rows)} revoked")
+    table.add_column("id", min_width=36, overflow="fold")
+    for column in ("role", "state", "label", "issued at", "revoked"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["role"],
+            r["state"] or "-",
+            r["label"],
+            r["issued_at"][:19].replace("T", " "),
+            f"revoked {r['revoked_at'][:10]}" if r["revoked_at"] else "no",
+        )
+    out.print(table, markup=False, highlight=False, crop=False)  # never cut an id or label
 
 
 def _register_commands() -> None:

@@ -27,6 +27,7 @@ from api.cli import (
 )
 from api.cli_options import IdempotencyOption
 from api.review_html import render_html
+from api.schemas import check_json
 from domain.errors import ValidationError
 from domain.values import Principal, Role, parse_uuid
 from infra.wiring import OpenMode
@@ -56,7 +57,7 @@ def _check_id(value: str) -> UUID:
 
 def _print_results(results: dict[str, Any], format: TableFormat) -> None:  # noqa: A002
     if format is TableFormat.JSON:
-        _print_json(results)
+        _print_json(check_json(results))
         return
     counts = results["counts"]
     title = (
@@ -106,7 +107,7 @@ def check_launch(
         )
         results = check.results(application.clock.now())
     if format is TableFormat.JSON:
-        _print_json(results)
+        _print_json(check_json(results))
     else:
         out.print(
             f"check {check.id} launched at the {check.level} level for {len(check.states)} "
@@ -151,7 +152,7 @@ def check_list(format: FormatOption = TableFormat.TABLE) -> None:  # noqa: A002
     with directory_view() as queries:
         rows = check_summaries(queries.view)
     if format is TableFormat.JSON:
-        _print_json(rows)
+        _print_json([check_json(r) for r in rows])
         return
     table = Table(title=f"Communication checks: {len(rows)}")
     for column in ("check", "level", "launched", "deadline", "States", "answers", "closed"):

@@ -11,6 +11,8 @@ from eventsourcing.persistence import OperationalError, PersistenceError
 
 from api.cli_options import IdempotencyOption
 from domain.clock import SimulatedClock
+from domain.credential import MAX_LABEL, NO_LABEL, check_label
+from domain.errors import PocdirError
 from domain.values import Principal, Role
 from infra.settings import Settings, SettingsError
 
@@ -18,7 +20,7 @@ from infra.settings import Settings, SettingsError
 #: and issues credentials); this is the principal recorded on what it does.
 CONSOLE = Principal("console", Role.SECRETARIAT)
 
-principals = typer.Typer(help="Issue and revoke API credentials.", no_args_is_help=True)
+principals = typer.Typer(help="Issue, list and revoke API credentials.", no_args_is_help=True)
 log = logging.getLogger("pocdir.serve")
 
 
@@ -28,26 +30,47 @@ def add_principal(
     state: Annotated[
         str | None, typer.Option(help="the State's ISO 3166-1 alpha-3 code (role state)")
     ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            help="the office or function that holds the credential, e.g. 'CERT duty desk' "
+            f"(one line, at most {MAX_LABEL} characters); never a person's name: the record "
+            f"is immutable. Default: {NO_LABEL!r}"
+        ),
+    ] = None,
     idempotency_key: IdempotencyOption = None,
 ) -> None:
-    """Issue a credential and print its bearer token once; only its hash is kept."""
-    from api.cli import command_application, command_key, out
+    """Issue a credential and print its bearer token once; only its hash is kept. The
+    label is recorded and shown by `pocdir principals list`."""
+    from api.cli import command_application, command_key, fail, out
 
+    try:
+        checked = NO_LABEL if label is None else check_label(label)
+    except PocdirError as e:
+        fail(str(e))
+    # Without --label the command is keyed as before labels existed, so a retry across the
+    # upgrade is still recognised as the same command.
+    args: list[object] = [role, state] if label is None else [role, state, checked]
     with command_application() as application:
-        key = command_key(application, CONSOLE, "principals add", [role, state], idempotency_key)
+        key = command_key(application, CONSOLE, "principals add", args, idempotency_key)
         if key is None:
             out.print("its bearer token was shown then, and is not kept", highlight=False)
             return
-        credential, token = application.issue_credential(CONSOLE, role, state, idempotency=key)
+        credential, token = application.issue_credential(
+            CONSOLE, role, state, label=checked, idempotency=key
+        )
     who = f"{role} {credential.state}" if credential.state else str(role)
     out.print(f"issued credential {credential.id} for {who}", highlight=False)
+    out.print(f"label: {credential.label}", highlight=False, markup=False)
     out.print("bearer token (shown once, keep it secret):", highlight=False)
     print(token)
 
 
 @principals.command("revoke")
 def revoke_principal(
-    credential_id: Annotated[str, typer.Argument(help="the credential id")],
+    credential_id: Annotated[
+        str, typer.Argument(help="the credential id (`pocdir principals list` shows them)")
+    ],
     idempotency_key: IdempotencyOption = None,
 ) -> None:
     """Revoke a credential; requests with its token get 401 from now on."""

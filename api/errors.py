@@ -1,4 +1,6 @@
-"""One JSON error shape for every refusal: ``{"error": <code>, "detail": <what to fix>}``.
+"""One JSON error shape for every refusal: ``{"error": <code>, "detail": <what to fix>}``,
+plus ``"see"``, a link to the rule's section of docs/domain.md, when the refusal is about one
+of the rules R1-R17 (named in the message, or implied by the error class).
 
 Each domain error class maps to one status; nothing is matched on messages. Database outages
 become 503 with ``Retry-After``; nothing becomes a 500 on purpose. Messages never quote
@@ -18,19 +20,24 @@ from eventsourcing.persistence import DataError, InterfaceError, OperationalErro
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.errors import (
     ConcurrentChange,
+    InvalidIndicator,
     InvalidTransition,
+    NotAMemberState,
     NotAuthenticated,
     NotFound,
     NotPermitted,
     PocdirError,
     StaleVersion,
+    TranslationRequired,
     ValidationError,
 )
+from domain.rules import first_rule_cited
+from domain.rules import rule_link as domain_rule_link
 from infra.follower import ViewsBehind
 from infra.keycheck import CipherKeyMismatch
 from infra.merkle import AuditError, ProofRequestInvalid
@@ -44,6 +51,38 @@ RETRY_AFTER_SECONDS = 5
 class ErrorBody(BaseModel):
     error: str
     detail: str
+    see: str | None = Field(
+        default=None,
+        description="when the refusal concerns a rule R1-R17: its section of docs/domain.md",
+        examples=["docs/domain.md#r5"],
+    )
+
+
+#: The rule an error class is about when its message names none.
+_CLASS_RULES: list[tuple[type[Exception], int]] = [
+    (NotAMemberState, 1),
+    (TranslationRequired, 6),
+    (InvalidIndicator, 7),
+]
+
+def rule_link(detail: str, exc: Exception | None = None) -> str | None:
+    """The link to the docs/domain.md section of the first rule ``detail`` names (``R5``,
+    ``R11``...), else of the rule ``exc``'s class is about; None when neither names one."""
+    number = first_rule_cited(detail)
+    if number is None and exc is not None:
+        number = next((n for cls, n in _CLASS_RULES if isinstance(exc, cls)), None)
+    return None if number is None else domain_rule_link(number)
+
+
+#: What a 428 says: how to get the ETag to send.
+IF_MATCH_REQUIRED = (
+    "send If-Match with the entry's ETag: GET /entries/{state} and send its ETag header "
+    '(e.g. If-Match: "3"); "*" is not accepted'
+)
+
+
+class PreconditionRequired(Exception):
+    """A change of an entry came without a concrete ``If-Match`` (HTTP 428)."""
 
 
 #: Declared on every route, so the OpenAPI document lists each status a client may meet.
@@ -57,6 +96,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         409: "Conflicts with the current state, a concurrent change, or a request with the "
         "same Idempotency-Key still in flight",
         412: "If-Match names a version that is no longer current",
+        428: "An entry change came without If-Match, or with If-Match: *; GET the entry and "
+        "send its ETag",
         413: "The request body is larger than the server accepts (POCDIR_MAX_BODY_BYTES)",
         422: "Invalid input, or an Idempotency-Key reused for a different request",
         503: "The database is unreachable, or the views did not reach Pocdir-Min-Position "
@@ -87,11 +128,16 @@ def _utf8(text: str) -> str:
 
 
 def error_response(status: int, error: str, detail: str, **headers: str) -> JSONResponse:
-    return JSONResponse(
-        ErrorBody(error=_utf8(error), detail=_utf8(detail)).model_dump(),
-        status_code=status,
-        headers=headers,
-    )
+    """The one error shape; ``see`` is added when ``detail`` names a rule."""
+    return _error_response(status, error, detail, None, headers)
+
+
+def _error_response(
+    status: int, error: str, detail: str, exc: Exception | None, headers: dict[str, str]
+) -> JSONResponse:
+    """The one error shape, ``see`` added when ``detail`` or ``exc``'s class concerns a rule."""
+    body = ErrorBody(error=_utf8(error), detail=_utf8(detail), see=rule_link(detail, exc))
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
 def unavailable_response() -> JSONResponse:
@@ -107,12 +153,25 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     for cls, status, code in _DOMAIN_STATUS:
         if isinstance(exc, cls):
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-            return error_response(status, code, str(exc), **headers)
-    return error_response(400, "bad_request", str(exc))
+            return _error_response(status, code, str(exc), exc, headers)
+    return _error_response(400, "bad_request", str(exc), exc, {})
 
 
-def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+def _precondition_required(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(428, "precondition_required", str(exc))
+
+
+def _missing_if_match(errors: list[Any]) -> bool:
+    return any(
+        e.get("type") == "missing" and tuple(e.get("loc", ())) == ("header", "if-match")
+        for e in errors
+    )
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    errors = list(exc.errors()) if isinstance(exc, RequestValidationError) else []
+    if _missing_if_match(errors):  # a required If-Match (entry changes): 428, not 422
+        return _precondition_required(request, PreconditionRequired(IF_MATCH_REQUIRED))
     problems = []
     for e in errors[:5]:
         where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "request"
@@ -196,6 +255,7 @@ def _key_mismatch(_: Request, exc: Exception) -> JSONResponse:
 #: answers too for the errors met before a route runs.
 HANDLERS: list[tuple[type[Exception], Callable[[Request, Exception], JSONResponse]]] = [
     (CipherKeyMismatch, _key_mismatch),
+    (PreconditionRequired, _precondition_required),
     (PocdirError, _domain_error),
     (RequestValidationError, _validation_error),
     (StarletteHTTPException, _http_error),

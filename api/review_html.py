@@ -8,11 +8,13 @@ bytes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from projections.review_report import SECTIONS
+from domain.rules import RULES_DOCUMENT, rule_link
+from projections.review_report import RULES_NOTE, SECTIONS
 
 WIDTH, PLOT_HEIGHT = 780, 220
 LEFT, RIGHT, TOP = 56, 16, 12
@@ -40,6 +42,18 @@ SECTION_TITLES = {
     "use": "Use of the directory (R7-R11)",
     "capacity": "Capacity building (R16)",
 }
+
+
+#: A rule cited by id in a title (R1-R17).
+_RULE_ID = re.compile(r"\bR(1[0-7]|[1-9])\b")
+
+
+def cited(text: str) -> str:
+    """``text`` escaped, with each rule it cites linked to its definition in docs/domain.md
+    (a repository link: the page loads nothing, a reader follows it in the repository)."""
+    return _RULE_ID.sub(
+        lambda m: f'<a href="{escape(rule_link(int(m.group(1))))}">{m.group(0)}</a>', escape(text)
+    )
 
 
 @dataclass(frozen=True)
@@ -253,7 +267,7 @@ def render_chart(chart: Chart, table: dict[str, Any]) -> str:
         body = legend + _svg(frame, table["title"], parts)
     return (
         f'<figure class="chart" id="chart-{name}" data-chart="{name}" data-marks="{marks}">'
-        f"<figcaption>{escape(table['title'])}</figcaption>{body}</figure>"
+        f"<figcaption>{cited(table['title'])}</figcaption>{body}</figure>"
     )
 
 
@@ -286,7 +300,7 @@ def _html_table(name: str, table: dict[str, Any]) -> str:
         f'<div class="scroll"><table class="data" id="table-{escape(name)}">'
         f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
     )
-    summary = f"{escape(table['title'])} ({len(table['rows'])} rows; CSV: {escape(name)}.csv)"
+    summary = f"{cited(table['title'])} ({len(table['rows'])} rows; CSV: {escape(name)}.csv)"
     return f"<details{'' if long else ' open'}><summary>{summary}</summary>{inner}</details>"
 
 
@@ -338,7 +352,7 @@ def render_html(report: dict[str, Any]) -> str:
             for name, table in data["tables"].items()
         )
         sections.append(
-            f'<section id="{section}"><h2>{escape(SECTION_TITLES[section])}</h2>'
+            f'<section id="{section}"><h2>{cited(SECTION_TITLES[section])}</h2>'
             f"{_summary(data['summary'])}{''.join(charts_by_section[section])}{tables}</section>"
         )
     title = escape(report["title"])
@@ -352,6 +366,11 @@ def render_html(report: dict[str, Any]) -> str:
         f"<p>Period: {escape(period['from'])} to {escape(period['to'])} (inclusive) · "
         f"{report['member_states']} UN member States</p></header><main>"
         f'<p class="note">{escape(report["confidentiality"])}</p>'
+        f'<p class="note">{escape(RULES_NOTE).replace(RULES_DOCUMENT, _document_link())}</p>'
         + "".join(sections)
         + "</main></body></html>\n"
     )
+
+
+def _document_link() -> str:
+    return f'<a href="{escape(RULES_DOCUMENT)}">{escape(RULES_DOCUMENT)}</a>'

@@ -3,14 +3,66 @@
 Request schemas check shapes only; the domain checks meaning (member States, R6 languages,
 IoC formats) and says what to fix. Response schemas list exactly what a caller may see, so
 content fields exist only on the schemas of routes that may return content.
+
+**One JSON convention** (README, "JSON conventions"), for HTTP and the CLI's ``--format
+json`` alike: a resource's own id is ``id``, a reference to another is ``<thing>_id``;
+collections are lists (never objects keyed by id); times are RFC 3339 in UTC with ``Z``.
+Response models give it for what they build; ``public_json``, ``entry_json`` and
+``check_json`` give it to the documents the views and the domain return as plain data, and
+the CLI prints through them, so both interfaces answer in the same shapes.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from datetime import UTC, date, datetime
 from typing import Any, Literal
+from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from domain.freshness import LATE_NOTICE_DAYS
+
+_DATETIME = TypeAdapter(datetime)
+
+#: A stored time as ``datetime.isoformat`` writes it, with a numeric UTC offset.
+_OFFSET_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}:\d{2}", re.ASCII
+)
+
+
+def rfc3339(value: datetime) -> str:
+    """``value`` in UTC with ``Z``, written as the response models write it (naive times are
+    taken as UTC, which is what pocdir's clocks give)."""
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return str(_DATETIME.dump_python(utc, mode="json"))
+
+
+def public_json(value: Any) -> Any:
+    """``value`` as JSON-ready data in the one convention: times (objects, or strings with a
+    numeric offset, as the views store them) in UTC with ``Z``, days and UUIDs as strings,
+    tuples as lists; everything else as it is."""
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, str):
+        return rfc3339(datetime.fromisoformat(value)) if _OFFSET_TIME.fullmatch(value) else value
+    if isinstance(value, dict):
+        return {k: public_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [public_json(v) for v in value]
+    return value
+
+
+def check_json(check: dict[str, Any]) -> dict[str, Any]:
+    """A communication check's results or summary in the convention: its own id as ``id``
+    (the domain and the views call it ``check_id``)."""
+    shaped = {("id" if k == "check_id" else k): v for k, v in check.items()}
+    return public_json(shaped)  # type: ignore[no-any-return]
+
 
 Str = str  # a plain string field, kept short where the domain limits it
 
@@ -86,6 +138,18 @@ class EntryPublic(BaseModel):
     last_confirmed_on: date | None
 
 
+def entry_public(doc: dict[str, Any]) -> EntryPublic:
+    """The view's entry document as served: only ``EntryPublic``'s fields, and the contacts,
+    which the view keys by id, as a list in id order."""
+    contacts = doc["contacts"]
+    return EntryPublic.model_validate({**doc, "contacts": [contacts[k] for k in sorted(contacts)]})
+
+
+def entry_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """The view's entry document as JSON data, exactly as GET /directory/{state} gives it."""
+    return entry_public(doc).model_dump(mode="json")
+
+
 class RoutePublic(BaseModel):
     state: str
     incident_type: str
@@ -99,9 +163,13 @@ class RegisterCreate(Strict):
 
 
 class EffectiveOn(Strict):
-    """When the change occurred (R5: reported within 30 days); defaults to today."""
+    """When the change occurred (R5); defaults to today."""
 
-    effective_on: date | None = None
+    effective_on: date | None = Field(
+        default=None,
+        description=f"when the change occurred (R5: notify it within {LATE_NOTICE_DAYS} days of "
+        "it); defaults to today",
+    )
 
 
 class ContactChange(EffectiveOn):

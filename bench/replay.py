@@ -498,13 +498,13 @@ def read_decode(app: Any, batch: int, *, facts_only: bool = False) -> Pass:
     cpu, started = time.process_time(), time.perf_counter()
     start, count = 0, 0
     while True:
-        notifications = select(start, batch, inclusive_of_start=False)
-        if not notifications:
+        records = select(start, batch, inclusive_of_start=False)
+        if not records:
             break
-        for notification in notifications:
-            decode(notification)
-        count += len(notifications)
-        start = notifications[-1].id
+        for record in records:
+            decode(record)
+        count += len(records)
+        start = records[-1].id
     return Pass(count, time.perf_counter() - started, time.process_time() - cpu)
 
 
@@ -567,10 +567,10 @@ def writer_commands(app: PocDirectory, inputs: Inputs, seed: int) -> Iterator[Ca
 
 def last_timestamp(app: PocDirectory) -> datetime:
     last = app.recorder.max_notification_id() or 0
-    notifications = app.recorder.select_notifications(last, 1)
-    if not notifications:
+    records = app.recorder.select_notifications(last, 1)
+    if not records:
         return START
-    event: Any = app.mapper.to_domain_event(notifications[0])
+    event: Any = app.mapper.to_domain_event(records[0])
     return event.timestamp  # type: ignore[no-any-return]
 
 
@@ -726,7 +726,8 @@ class _CappedRecorder:
 
 
 class _CappedApp:
-    """What ``ViewRunner`` uses of the application (recorder and facts mapper), capped."""
+    """A ``RecordReader``, what ``ViewRunner`` reads of the record (recorder and facts
+    mapper), capped."""
 
     def __init__(self, app: PocDirectory, stop: int) -> None:
         self.recorder = _CappedRecorder(app.recorder, stop)
@@ -813,7 +814,7 @@ def breakdown_phase(app: PocDirectory, view: ViewRecorder, args: argparse.Namesp
     clock = _Clock()
     view.reset(DIRECTORY_VIEW)
     runner = ViewRunner(
-        _ClockedApp(app, args.breakdown_events, clock),  # type: ignore[arg-type]
+        _ClockedApp(app, args.breakdown_events, clock),
         _ClockedView(view, clock),  # type: ignore[arg-type]
         projector=clock.wrap("project", project_views),
         open_writer_view=partial(open_directory_view, settings),

@@ -18,6 +18,7 @@ only another State offers, and only while the need is open.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
@@ -74,30 +75,43 @@ class CapacityNeed(PocdirAggregate):
 
         def apply(self, need: CapacityNeed) -> None:
             need.offers[self.by_state] = self.timestamp
+            need.offer_texts[self.by_state] = self.text
 
     class OfferAccepted(PocdirAggregate.Event):
         offering_state: str
 
         def apply(self, need: CapacityNeed) -> None:
-            need.status = NeedStatus.MATCHED
+            need.status = need_status_after(need.status, type(self))
             need.matched_with = self.offering_state
 
     class Fulfilled(PocdirAggregate.Event):
         def apply(self, need: CapacityNeed) -> None:
-            need.status = NeedStatus.FULFILLED
+            need.status = need_status_after(need.status, type(self))
 
     class Withdrawn(PocdirAggregate.Event):
         def apply(self, need: CapacityNeed) -> None:
-            need.status = NeedStatus.WITHDRAWN
+            need.status = need_status_after(need.status, type(self))
 
     def __init__(self, state: str, category: str, text: Text, notification_id: UUID | None) -> None:
         self.state = state
         self.category = category
         self.text = text
         self.notification_id = notification_id
-        self.status = NeedStatus.OPEN
+        self.status = need_status([CapacityNeed.Recorded])
         self.offers: dict[str, datetime] = {}
+        self.offer_texts: dict[str, Text] = {}
         self.matched_with: str | None = None
+
+    def offer_texts_for(self, by: Principal) -> dict[str, Text]:
+        """The offers' texts ``by`` may read, by offering State (R16, within R11 and R13): an
+        offer is addressed to the State in need, which reads every offer's text to choose
+        one; the offering State reads its own. No one else does, the Secretariat and
+        reviewers included: they see that an offer was made, never what it says."""
+        if by.role is not Role.STATE or by.state is None:
+            return {}
+        if by.state == self.state:
+            return dict(self.offer_texts)
+        return {s: t for s, t in self.offer_texts.items() if s == by.state}
 
     @classmethod
     def record(
@@ -160,3 +174,28 @@ class CapacityNeed(PocdirAggregate):
     def check_owner(self, by: Principal, verb: str) -> None:
         if by.role is not Role.STATE or by.state != self.state:
             raise NotPermitted(f"only the State that recorded the need {verb}")
+
+
+#: The lifecycle (module docstring): the status a need takes after each event that changes
+#: it; an offer (``AssistanceOffered``) leaves it as it was.
+STATUS_AFTER: dict[type[PocdirAggregate.Event], NeedStatus] = {
+    CapacityNeed.Recorded: NeedStatus.OPEN,
+    CapacityNeed.OfferAccepted: NeedStatus.MATCHED,
+    CapacityNeed.Fulfilled: NeedStatus.FULFILLED,
+    CapacityNeed.Withdrawn: NeedStatus.WITHDRAWN,
+}
+
+
+def need_status_after(status: NeedStatus, event_class: type[PocdirAggregate.Event]) -> NeedStatus:
+    """The status of a need that was ``status`` after an event of ``event_class`` (the command
+    that triggered the event has checked the transition)."""
+    return STATUS_AFTER.get(event_class, status)
+
+
+def need_status(event_classes: Iterable[type[PocdirAggregate.Event]]) -> NeedStatus:
+    """The status of a need after these events, in the order they happened (the review report
+    judges a need by the events recorded by the end of its period)."""
+    status = NeedStatus.OPEN
+    for event_class in event_classes:
+        status = need_status_after(status, event_class)
+    return status

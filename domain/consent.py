@@ -3,10 +3,17 @@
 The consent is effective only while every State party to the exchange has granted it. The
 requesting party grants by asking. Any party may deny, which is final, and a party that has
 granted may revoke, which ends the consent (a new request is needed to share again).
+
+This module is where R11 (docs/domain.md#r11-mutual-consent-for-third-parties) is decided:
+who may see an exchange (``exchange_access``), when a consent is effective
+(``consent_status``), whom it shares the exchange with (``shares_with``) and who may know of
+it (``may_see_consent``). The aggregate, the application service, the views' queries and the
+routers call these functions, on aggregates or on view documents alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
@@ -21,6 +28,59 @@ class ConsentStatus(StrEnum):
     EFFECTIVE = "effective"
     DENIED = "denied"
     REVOKED = "revoked"
+
+
+def consent_status(
+    parties: Iterable[str],
+    granted_by: Iterable[str],
+    denied_by: str | None = None,
+    revoked_by: str | None = None,
+) -> ConsentStatus:
+    """R11: a denial or a revocation is final; otherwise the consent is effective once every
+    party has granted it, and pending until then."""
+    if denied_by is not None:
+        return ConsentStatus.DENIED
+    if revoked_by is not None:
+        return ConsentStatus.REVOKED
+    if set(granted_by) >= set(parties):
+        return ConsentStatus.EFFECTIVE
+    return ConsentStatus.PENDING
+
+
+def shares_with(third_state: str, status: str, state: str | None) -> bool:
+    """R11: a consent shares its exchange with ``state`` only if ``state`` is the third State
+    it names and it is effective (every party's grant stands)."""
+    return state is not None and state == third_state and status == ConsentStatus.EFFECTIVE
+
+
+def may_see_consent(state: str, parties: Collection[str], third_state: str, status: str) -> bool:
+    """A State knows of a consent if it is a party to it, or while it shares the exchange
+    with it: a pending request would tell the third State of an exchange the parties have not
+    shared."""
+    return state in parties or shares_with(third_state, status, state)
+
+
+class ExchangeAccess(StrEnum):
+    """What a principal may see of an exchange (a notification), by ``exchange_access``."""
+
+    #: its content: a State party to it
+    CONTENT = "content"
+    #: who, when and status, never content: the Secretariat
+    METADATA = "metadata"
+    #: nothing, unless a consent ``shares_with`` it (R11); until then it does not exist for it
+    THROUGH_CONSENT = "through consent"
+
+
+def exchange_access(by: Principal, parties: Collection[str]) -> ExchangeAccess:
+    """Who may see an exchange between ``parties`` (R11, docs/access.md). Only States and the
+    Secretariat see exchanges (``NotPermitted`` for any other role)."""
+    if by.role is Role.SECRETARIAT:
+        return ExchangeAccess.METADATA
+    if by.role is not Role.STATE:
+        raise NotPermitted("only States and the Secretariat see exchanges")
+    if by.state in parties:
+        return ExchangeAccess.CONTENT
+    return ExchangeAccess.THROUGH_CONSENT
 
 
 class SharingConsent(PocdirAggregate):
@@ -70,17 +130,15 @@ class SharingConsent(PocdirAggregate):
 
     @property
     def status(self) -> ConsentStatus:
-        if self.denied_by is not None:
-            return ConsentStatus.DENIED
-        if self.revoked_by is not None:
-            return ConsentStatus.REVOKED
-        if self.granted_by >= set(self.parties):
-            return ConsentStatus.EFFECTIVE
-        return ConsentStatus.PENDING
+        return consent_status(self.parties, self.granted_by, self.denied_by, self.revoked_by)
 
     @property
     def is_effective(self) -> bool:
         return self.status is ConsentStatus.EFFECTIVE
+
+    def shares_with(self, by: Principal) -> bool:
+        """This consent lets ``by`` read its exchange (``shares_with``)."""
+        return by.role is Role.STATE and shares_with(self.third_state, self.status, by.state)
 
     @classmethod
     def request(
@@ -132,20 +190,18 @@ class SharingConsent(PocdirAggregate):
 
     def record_read(self, by: Principal, at: datetime) -> None:
         """The third State reads the exchange; only while every party's grant stands."""
-        if by.role is not Role.STATE or by.state != self.third_state:
-            raise NotPermitted("only the third State named by a consent reads through it")
-        if not self.is_effective:
+        if not self.shares_with(by):
+            if by.role is not Role.STATE or by.state != self.third_state:
+                raise NotPermitted("only the third State named by a consent reads through it")
             raise NotPermitted(f"this consent is {self.status}, not effective; nothing is shared")
         self.trigger_event(self.ContentRead, actor=by.ref, timestamp=at, reader=by.state)
 
     def is_visible_to(self, by: Principal) -> bool:
         """Parties always see their consents; the third State only while it is effective,
         since a pending request would tell it of an exchange the parties have not shared."""
-        if by.role is not Role.STATE:
+        if by.role is not Role.STATE or by.state is None:
             return by.role is Role.SECRETARIAT
-        if by.state in self.parties:
-            return True
-        return by.state == self.third_state and self.is_effective
+        return may_see_consent(by.state, self.parties, self.third_state, self.status)
 
     def check_open(self) -> None:
         if self.status in (ConsentStatus.DENIED, ConsentStatus.REVOKED):

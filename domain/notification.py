@@ -92,7 +92,7 @@ class Notification(PocdirAggregate):
         statement: str
 
         def apply(self, n: Notification) -> None:
-            n.status = NotificationStatus.ACKNOWLEDGED
+            n.status = status_after(type(self))
             n.acknowledged_at = self.timestamp
 
     class Responded(PocdirAggregate.Event):
@@ -100,17 +100,17 @@ class Notification(PocdirAggregate):
         assistance_requested: bool
 
         def apply(self, n: Notification) -> None:
-            n.status = NotificationStatus.RESPONDED
+            n.status = status_after(type(self))
             n.response_log.append((self.timestamp, self.response, self.assistance_requested))
             n.assistance_requested = n.assistance_requested or self.assistance_requested
 
     class Closed(PocdirAggregate.Event):
         def apply(self, n: Notification) -> None:
-            n.status = NotificationStatus.CLOSED
+            n.status = status_after(type(self))
 
     class Withdrawn(PocdirAggregate.Event):
         def apply(self, n: Notification) -> None:
-            n.status = NotificationStatus.WITHDRAWN
+            n.status = status_after(type(self))
 
     def __init__(
         self,
@@ -129,7 +129,7 @@ class Notification(PocdirAggregate):
         self.supporting_information = supporting_information
         self.good_faith_attested = good_faith_attested
         self.statement = statement
-        self.status = NotificationStatus.SENT
+        self.status = status_after(Notification.Sent)
         self.acknowledged_at: datetime | None = None
         self.response_log: list[tuple[datetime, Text, bool]] = []
         self.assistance_requested = False
@@ -141,9 +141,6 @@ class Notification(PocdirAggregate):
     @property
     def parties(self) -> tuple[str, str]:
         return (self.sender, self.recipient)
-
-    def is_party(self, by: Principal) -> bool:
-        return by.role is Role.STATE and by.state in self.parties
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -231,3 +228,20 @@ class Notification(PocdirAggregate):
         if by.role is not Role.STATE or by.state != party:
             role = "recipient" if party == self.recipient else "sender"
             raise NotPermitted(f"only the {role} {verb} a notification")
+
+
+#: The lifecycle (module docstring): what a notification's status is after each of its
+#: events. The aggregate and the views' projector both read it, so they cannot disagree.
+STATUS_AFTER: dict[type[PocdirAggregate.Event], NotificationStatus] = {
+    Notification.Sent: NotificationStatus.SENT,
+    Notification.Acknowledged: NotificationStatus.ACKNOWLEDGED,
+    Notification.Responded: NotificationStatus.RESPONDED,
+    Notification.Closed: NotificationStatus.CLOSED,
+    Notification.Withdrawn: NotificationStatus.WITHDRAWN,
+}
+
+
+def status_after(event_class: type[PocdirAggregate.Event]) -> NotificationStatus:
+    """The status of a notification after an event of ``event_class`` (every notification
+    event sets it; the command that triggered the event has checked the transition)."""
+    return STATUS_AFTER[event_class]

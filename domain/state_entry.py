@@ -35,9 +35,20 @@ def code_of_entry(entry_id: UUID) -> str:
 
 
 def check_acts_for(principal: Principal, code: str) -> None:
-    """R15: only the State itself changes its own entry."""
+    """R15 (docs/domain.md#r15): only the State itself changes its own entry.
+    Decided here only: every command on an entry calls it, and so does the HTTP dependency
+    for a State's own entry before anything else."""
     if principal.role is not Role.STATE or principal.state != code:
         raise NotPermitted(f"only {code} itself may change or withdraw its entry (R15)")
+
+
+def check_reads_own_history(principal: Principal, code: str) -> None:
+    """A State reads only its own interaction history (docs/access.md). Reading is not
+    changing, so this is not R15's check and does not answer with its message."""
+    if principal.role is not Role.STATE or principal.state != code:
+        raise NotPermitted(
+            f"a State reads only its own interaction history; you may not read {code[:10]}'s"
+        )
 
 
 class StateEntry(PocdirAggregate):

@@ -29,6 +29,7 @@ from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
 from infra.verify import chained_recorder
 from projections.queries import DirectoryQueries
+from projections.records import RecordReader
 from projections.runner import DIRECTORY_VIEW, ViewRunner
 from projections.store import (
     MAIN_TABLES,
@@ -149,8 +150,10 @@ def open_directory_view(settings: Settings, tables: ViewTables = MAIN_TABLES) ->
     return build_directory_view(_view_owner, settings, tables)
 
 
-def build_view_runner(app: PocDirectory, view: ViewRecorder, settings: Settings) -> ViewRunner:
-    """The runner of ``view``, whose rebuilds write from a process of their own."""
+def build_view_runner(app: RecordReader, view: ViewRecorder, settings: Settings) -> ViewRunner:
+    """The runner of ``view`` over the record ``app`` reads (the application, or anything
+    else with its stored events and views' decoder), whose rebuilds write from a process of
+    their own."""
     return ViewRunner(app, view, open_writer_view=partial(open_directory_view, settings))
 
 

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from domain.application import PocDirectory
 from projections.directory import project_directory
 from projections.history import HistoryItem, HistoryRow
+from projections.records import RecordReader
 
 READ_BATCH = 1000
 
@@ -64,21 +64,21 @@ class MemoryView:
 
 
 def directory_as_of(
-    app: PocDirectory, *, position: int | None = None, day: date | None = None
+    app: RecordReader, *, position: int | None = None, day: date | None = None
 ) -> MemoryView:
     """The directory documents as they stood at ``position`` (inclusive), or at the end of
     ``day``. Events are in time order (one clock stamps them as they are stored)."""
     view = MemoryView()
     start = 0
     while True:
-        notifications = app.recorder.select_notifications(
+        records = app.recorder.select_notifications(
             start, READ_BATCH, stop=position, inclusive_of_start=False
         )
-        for notification in notifications:
-            event: Any = app.facts_mapper.to_domain_event(notification)
+        for record in records:
+            event: Any = app.facts_mapper.to_domain_event(record)
             if day is not None and event.timestamp.date() > day:
                 return view
-            project_directory(event, notification.id, view)
-        if len(notifications) < READ_BATCH:
+            project_directory(event, record.id, view)
+        if len(records) < READ_BATCH:
             return view
-        start = notifications[-1].id
+        start = records[-1].id

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from domain.freshness import late_notice_delay
 from domain.state_entry import StateEntry, code_of_entry
 
 ENTRY = "entry"
-LATE_NOTICE_DAYS = 30  # R5: notify a change no later than 30 days after it occurred
 
 
 class Documents(Protocol):
@@ -91,8 +91,8 @@ def project_directory(event: Any, position: int, docs: Documents) -> None:
     doc["last_update_on"] = _day(event.timestamp)
     effective_on: date | None = getattr(event, "effective_on", None)
     if effective_on is not None:
-        delay = (event.timestamp.date() - effective_on).days
-        if delay > LATE_NOTICE_DAYS:
+        delay = late_notice_delay(effective_on, event.timestamp)
+        if delay is not None:  # R5, domain.freshness
             doc["late_notices"].append(
                 {
                     "position": position,

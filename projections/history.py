@@ -12,14 +12,14 @@ a table of their own with a column per fact (``projections.store``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 from domain.capacity import CapacityNeed
 from domain.check import CommunicationCheck
-from domain.consent import SharingConsent
-from domain.notification import Notification, NotificationStatus
+from domain.consent import SharingConsent, consent_status
+from domain.notification import Notification, status_after
 from domain.state_entry import StateEntry, code_of_entry
 from projections.directory import Documents
 from projections.review import review_history
@@ -122,16 +122,12 @@ def project_history(event: Any, position: int, docs: HistoryDocuments) -> None:
 
 
 #: For each later event: what the recipient's and the sender's timelines (in that order)
-#: call it, and the notification's status after it.
-_AFTER_SENT: dict[type, tuple[str, str, NotificationStatus]] = {
-    Notification.Acknowledged: (
-        "acknowledged",
-        "acknowledgement received",
-        NotificationStatus.ACKNOWLEDGED,
-    ),
-    Notification.Responded: ("responded", "response received", NotificationStatus.RESPONDED),
-    Notification.Closed: ("closed by sender", "closed", NotificationStatus.CLOSED),
-    Notification.Withdrawn: ("withdrawn by sender", "withdrawn", NotificationStatus.WITHDRAWN),
+#: call it. The notification's status after it is the domain's (``status_after``).
+_AFTER_SENT: dict[type, tuple[str, str]] = {
+    Notification.Acknowledged: ("acknowledged", "acknowledgement received"),
+    Notification.Responded: ("responded", "response received"),
+    Notification.Closed: ("closed by sender", "closed"),
+    Notification.Withdrawn: ("withdrawn by sender", "withdrawn"),
 }
 
 
@@ -153,7 +149,7 @@ def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) ->
                 "sent_at": at,
                 "acknowledged_at": None,
                 "first_response_at": None,
-                "status": NotificationStatus.SENT.value,
+                "status": status_after(Notification.Sent).value,
             },
         )
         add((sender, position, at, "notification sent", recipient, incident_type, nid))
@@ -173,8 +169,8 @@ def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) ->
             meta["first_response_at"] = at
             to_respond = _hours(event.timestamp, meta["sent_at"])
         assistance = True if event.assistance_requested else None
-    recipient_verb, sender_verb, status = _AFTER_SENT[kind]
-    meta["status"] = status.value
+    recipient_verb, sender_verb = _AFTER_SENT[kind]
+    meta["status"] = status_after(kind).value
     docs.put(NOTIFICATION, nid, meta)
     for code, verb, counterpart in (
         (recipient, recipient_verb, sender),
@@ -206,7 +202,7 @@ def _consent(event: Any, docs: Documents, item: Any) -> None:
             "third_state": event.third_state,
             "requested_at": event.timestamp.isoformat(),
             "granted_by": [event.requested_by],
-            "status": _consent_status([event.requested_by], list(event.parties)),
+            "status": consent_status(event.parties, [event.requested_by]).value,
         }
         docs.put(CONSENT, cid, meta)
         verb, actor = "consent requested", event.requested_by
@@ -224,9 +220,12 @@ def _consent(event: Any, docs: Documents, item: Any) -> None:
         actor = event.reader if isinstance(event, SharingConsent.ContentRead) else event.party
         if isinstance(event, SharingConsent.Granted):
             meta["granted_by"] = sorted({*meta["granted_by"], actor})
-            meta["status"] = _consent_status(meta["granted_by"], meta["parties"])
-        elif isinstance(event, SharingConsent.Denied | SharingConsent.Revoked):
-            meta["status"] = "denied" if isinstance(event, SharingConsent.Denied) else "revoked"
+            meta["status"] = consent_status(meta["parties"], meta["granted_by"]).value
+        elif isinstance(event, SharingConsent.Denied):
+            meta["status"] = consent_status(meta["parties"], meta["granted_by"], actor).value
+        elif isinstance(event, SharingConsent.Revoked):
+            status = consent_status(meta["parties"], meta["granted_by"], revoked_by=actor)
+            meta["status"] = status.value
         docs.put(CONSENT, cid, meta)
     for party in meta["parties"]:
         item(
@@ -238,8 +237,3 @@ def _consent(event: Any, docs: Documents, item: Any) -> None:
             notification_id=meta["notification_id"],
             consent_id=cid,
         )
-
-
-def _consent_status(granted_by: Iterable[str], parties: Iterable[str]) -> str:
-    """As ``SharingConsent.status``: effective once every party has granted."""
-    return "effective" if set(granted_by) >= set(parties) else "pending"

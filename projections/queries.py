@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, Protocol
 
+from domain.consent import may_see_consent, shares_with
 from domain.errors import NotFound, ValidationError
+from domain.freshness import freshness, next_due_on
 from domain.members import check_member_state, member_states
+from domain.routing import route_contacts
 from domain.taxonomy import check_incident_type, check_level
 from projections.directory import ENTRY
 from projections.history import CONSENT, NOTIFICATION
@@ -43,17 +46,6 @@ HISTORY_COLUMNS = (
     "need_id",
     "category",
 )
-
-DUE_WINDOW_DAYS = 30
-
-
-def add_year(day: date) -> date:
-    """The same day a year later (29 February becomes 28 February)."""
-    try:
-        return day.replace(year=day.year + 1)
-    except ValueError:
-        return day.replace(year=day.year + 1, day=28)
-
 
 @dataclass(frozen=True)
 class Route:
@@ -103,37 +95,20 @@ class DirectoryQueries:
         return doc
 
     def route(self, code: str, incident_type: str, level: str = "technical") -> Route:
-        """Whom to reach at ``code`` about ``incident_type``, in order: the contact with the
-        preferred channel, then the coordination contact, then the others. When no contact at
-        that level handles the type, the coordination contact alone, and the route says so."""
+        """Whom to reach at ``code`` about ``incident_type``, in the order R4 gives
+        (``domain.routing.route_contacts``); says when it fell back to the coordination
+        contact."""
         doc = self.entry(code)
         incident_type = check_incident_type(incident_type)
         level = str(check_level(level))
-        contacts: dict[str, dict[str, Any]] = doc["contacts"]
-        preferred = doc["preferred"] or {}
-        coordinator = doc["coordination_contact_id"]
-        matching = [
-            c
-            for c in contacts.values()
-            if c["level"] == level and incident_type in c["incident_types"]
-        ]
-        fell_back = not matching
-        if fell_back:
-            if coordinator is None or coordinator not in contacts:
-                raise NotFound(
-                    f"{doc['code']} has no contact for {incident_type} at the {level} level "
-                    "and no coordination contact"
-                )
-            matching = [contacts[coordinator]]
-
-        def rank(c: dict[str, Any]) -> tuple[int, str]:
-            if c["contact_id"] == preferred.get("contact_id"):
-                return (0, c["contact_id"])
-            if c["contact_id"] == coordinator:
-                return (1, c["contact_id"])
-            return (2, c["contact_id"])
-
-        ordered = [_with_preferred_channel_first(c, preferred) for c in sorted(matching, key=rank)]
+        ordered, fell_back = route_contacts(
+            doc["code"],
+            doc["contacts"],
+            incident_type,
+            level,
+            doc["coordination_contact_id"],
+            doc["preferred"],
+        )
         return Route(doc["code"], incident_type, level, ordered, fell_back)
 
     def history(
@@ -167,20 +142,28 @@ class DirectoryQueries:
         return sorted(self.view.all(NOTIFICATION), key=lambda d: (d["sent_at"], d["id"]))
 
     def consents(self, code: str | None = None) -> list[dict[str, Any]]:
-        """Consents ``code`` is party to, and those naming it as third State while they
-        are effective; every consent when ``code`` is None (the Secretariat's view)."""
+        """Consents ``code`` may know of (``domain.consent.may_see_consent``: those it is
+        party to, and those naming it as third State while they are effective); every
+        consent when ``code`` is None (the Secretariat's view)."""
         docs = self.view.all(CONSENT)
         if code is not None:
-            code = check_member_state(code)
+            state = check_member_state(code)
             docs = [
                 d
                 for d in docs
-                if code in d["parties"] or (d["third_state"] == code and d["status"] == "effective")
+                if may_see_consent(state, d["parties"], d["third_state"], d["status"])
             ]
         return sorted(docs, key=lambda d: (d["requested_at"], d["id"]))
 
-    def consents_for_notification(self, notification_id: str) -> list[dict[str, Any]]:
-        return [d for d in self.view.all(CONSENT) if d["notification_id"] == notification_id]
+    def consents_sharing(self, notification_id: str, state: str | None) -> Iterator[str]:
+        """Ids of the consents that share notification ``notification_id`` with ``state``
+        (``domain.consent.shares_with``, R11). A generator: the view is read only if the
+        caller iterates, which the application does only for a State not party to it."""
+        for d in self.view.all(CONSENT):
+            if d["notification_id"] == notification_id and shares_with(
+                d["third_state"], d["status"], state
+            ):
+                yield d["id"]
 
     def pending(self, today: date) -> dict[str, Any]:
         """R5 for every registered State: last update or confirmation, next due date, status;
@@ -193,20 +176,13 @@ class DirectoryQueries:
             if d["withdrawn"]:
                 continue
             last = date.fromisoformat(d["last_update_on"])
-            due = add_year(last)
-            if today > due:
-                status = "overdue"
-            elif (due - today) <= timedelta(days=DUE_WINDOW_DAYS):
-                status = "due"
-            else:
-                status = "current"
             states.append(
                 {
                     "state": d["code"],
                     "name": d["name"],
                     "last_update_on": last.isoformat(),
-                    "next_due_on": due.isoformat(),
-                    "status": status,
+                    "next_due_on": next_due_on(last).isoformat(),
+                    "status": str(freshness(last, today)),
                 }
             )
         registered = {d["code"] for d in docs}
@@ -222,15 +198,6 @@ class DirectoryQueries:
                 if code not in registered
             ],
         }
-
-
-def _with_preferred_channel_first(
-    contact: dict[str, Any], preferred: dict[str, Any]
-) -> dict[str, Any]:
-    if contact["contact_id"] != preferred.get("contact_id"):
-        return contact
-    channels = sorted(contact["channels"], key=lambda ch: ch["kind"] != preferred["channel"])
-    return {**contact, "channels": channels, "preferred_channel": preferred["channel"]}
 
 
 def history_csv(items: list[dict[str, Any]]) -> str:

@@ -18,9 +18,10 @@ from typing import Any, Protocol
 from domain.capacity import CapacityNeed
 from domain.check import CommunicationCheck, hours_between, judge
 from domain.consent import SharingConsent
+from domain.freshness import late_notice_delay
 from domain.notification import Notification
 from domain.state_entry import StateEntry, code_of_entry
-from projections.directory import LATE_NOTICE_DAYS, Documents
+from projections.directory import Documents
 
 REVIEW_STATE = "review-state"
 CHECK = "check"
@@ -102,8 +103,8 @@ def _state(event: Any, docs: Documents) -> None:
         doc["updates"].append(day)
     effective_on = getattr(event, "effective_on", None)
     if effective_on is not None and not isinstance(event, StateEntry.Registered):
-        delay = (event.timestamp.date() - effective_on).days
-        if delay > LATE_NOTICE_DAYS:
+        delay = late_notice_delay(effective_on, event.timestamp)
+        if delay is not None:  # R5, domain.freshness
             doc["late_notices"].append({"reported_on": day, "delay_days": delay})
     snapshot = {
         "on": day,

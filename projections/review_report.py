@@ -26,16 +26,26 @@ from collections.abc import Iterable
 from datetime import MAXYEAR, MINYEAR, UTC, date, datetime, time, timedelta
 from typing import Any
 
-from domain.capacity import CAPACITY_CATEGORIES, NeedStatus
+from domain.capacity import CAPACITY_CATEGORIES, CapacityNeed, NeedStatus, need_status
 from domain.check import CheckResult, judge
 from domain.errors import ValidationError
+from domain.freshness import LATE_NOTICE_DAYS, confirmed_on_time, days_overdue
 from domain.members import member_states
+from domain.notification import NotificationStatus
+from domain.rules import RULES_DOCUMENT
 from domain.taxonomy import INCIDENT_TYPES
 from projections.history import NOTIFICATION
-from projections.queries import DirectoryView, add_year
+from projections.queries import DirectoryView
 from projections.review import CHECK, NEED, REVIEW_DAY, REVIEW_STATE
 
 REPORT_TITLE = "Provisional operation of the Points of Contact directory: review report"
+#: Where the rules the report cites (R1-R17) are defined: the pocdir repository's own domain
+#: document, one anchor per rule (``domain.rules.rule_link``). The HTML page links them; the
+#: JSON keeps the shape it had, which the old-record test holds it to.
+RULES_NOTE = (
+    f"The rules cited by id (R1-R17) are defined, with their sources in the working papers, "
+    f"in {RULES_DOCUMENT} in the pocdir repository."
+)
 CONFIDENTIALITY = (
     "Aggregate figures from the directory's record. No contact detail, indicator of "
     "compromise or text of any exchange appears here; per-State figures are given only for "
@@ -66,8 +76,9 @@ DAY_BUCKETS: tuple[tuple[str, float], ...] = (
     ("31-60 days", 60),
     ("over 60 days", math.inf),
 )
+#: Late notices by delay: the first bucket starts the day after R5's limit.
 NOTICE_DELAY_BUCKETS: tuple[tuple[str, float], ...] = (
-    ("31-45 days", 45),
+    (f"{LATE_NOTICE_DAYS + 1}-45 days", 45),
     ("46-60 days", 60),
     ("61-90 days", 90),
     ("over 90 days", math.inf),
@@ -273,12 +284,11 @@ def _freshness(states: list[dict[str, Any]], start: date, end: date) -> dict[str
                 continue
             day = date.fromisoformat(confirmed)
             previous = max((u for u in updates if u < day), default=None)
-            if previous is None or day <= add_year(previous):
+            if confirmed_on_time(previous, day):
                 on_time += 1
             else:
                 late += 1
-        due = add_year(updates[-1])
-        overdue_days = (end - due).days if snap["active"] and end > due else 0
+        overdue_days = days_overdue(updates[-1], end) if snap["active"] else 0
         notices = [n["delay_days"] for n in st["late_notices"] if s <= n["reported_on"] <= e]
         delays.extend(notices)
         totals.update(
@@ -319,7 +329,8 @@ def _freshness(states: list[dict[str, Any]], start: date, end: date) -> dict[str
                 ],
             ),
             "late_notice_delays": _table(
-                "Changes notified more than 30 days after they occurred, by delay (R5)",
+                f"Changes notified more than {LATE_NOTICE_DAYS} days after they occurred, "
+                "by delay (R5)",
                 ("delay", "notices"),
                 _distribution({"notices": [float(d) for d in delays]}, NOTICE_DELAY_BUCKETS),
             ),
@@ -489,7 +500,7 @@ def _use(view: DirectoryView, start: date, end: date, period_end: datetime) -> d
         for n in notifications
         if n["acknowledged_at"] is not None and _parse(n["acknowledged_at"]) < period_end
     )
-    withdrawn = sum(1 for n in notifications if n["status"] == "withdrawn")
+    withdrawn = sum(1 for n in notifications if n["status"] == NotificationStatus.WITHDRAWN)
     days = _day_counts(view, start, end)
     decisions = ("requested", "granted", "denied", "revoked")
     return {
@@ -521,17 +532,23 @@ def _use(view: DirectoryView, start: date, end: date, period_end: datetime) -> d
 # -- capacity ---------------------------------------------------------------------------------
 
 
-def _need_status(need: dict[str, Any], period_end: datetime) -> NeedStatus:
-    def by_end(key: str) -> bool:
-        return need[key] is not None and _parse(need[key]) < period_end
+#: The times the review view keeps of a need's lifecycle events, in lifecycle order.
+_NEED_EVENTS: tuple[tuple[str, type[CapacityNeed.Event]], ...] = (
+    ("matched_at", CapacityNeed.OfferAccepted),
+    ("fulfilled_at", CapacityNeed.Fulfilled),
+    ("withdrawn_at", CapacityNeed.Withdrawn),
+)
 
-    if by_end("withdrawn_at"):
-        return NeedStatus.WITHDRAWN
-    if by_end("fulfilled_at"):
-        return NeedStatus.FULFILLED
-    if by_end("matched_at"):
-        return NeedStatus.MATCHED
-    return NeedStatus.OPEN
+
+def _need_status(need: dict[str, Any], period_end: datetime) -> NeedStatus:
+    """The need's status at the end of the period: the domain's lifecycle (``need_status``)
+    over the events recorded before then, in the order they happened."""
+    happened = sorted(
+        (_parse(need[key]), order, event_class)
+        for order, (key, event_class) in enumerate(_NEED_EVENTS)
+        if need[key] is not None and _parse(need[key]) < period_end
+    )
+    return need_status(event_class for _, _, event_class in happened)
 
 
 def _capacity(view: DirectoryView, start: date, end: date, period_end: datetime) -> dict[str, Any]:
@@ -617,14 +634,19 @@ def table_csv(table: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def report_csv(report: dict[str, Any]) -> dict[str, str]:
-    """One CSV file per table (``name.csv`` -> content), plus ``summary.csv`` of the
-    headline figures (section, figure, value)."""
-    files = {f"{name}.csv": table_csv(t) for name, t in report_tables(report).items()}
-    summary = _table(
+def csv_tables(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every table the report is given as CSV, by name: each table of ``report_tables``,
+    then ``summary``, the headline figures (section, figure, value). The CLI writes each as
+    ``name.csv``; HTTP serves one by ``?table=name``, so both offer the same tables."""
+    tables = dict(report_tables(report))
+    tables["summary"] = _table(
         "Headline figures",
         ("section", "figure", "value"),
         [[s, k, v] for s in SECTIONS for k, v in report[s]["summary"].items()],
     )
-    files["summary.csv"] = table_csv(summary)
-    return files
+    return tables
+
+
+def report_csv(report: dict[str, Any]) -> dict[str, str]:
+    """One CSV file per table (``name.csv`` -> content), ``summary.csv`` among them."""
+    return {f"{name}.csv": table_csv(t) for name, t in csv_tables(report).items()}

@@ -5,9 +5,11 @@ and each batch's document changes and history items are written with the batch's
 position in one transaction. A runner killed at any point leaves the view at the end of its
 last committed batch and the next runner resumes there: nothing lost, nothing counted twice.
 
-Events are decoded with every exchange's content withheld (``PocDirectory.facts_mapper``): no
-view holds content, so no projector receives it, and a rebuild does not validate again the
-indicators it would throw away.
+The runner reads the record through ``projections.records.RecordReader`` (the stored
+events after a position, and their decoder for the views), not through the application.
+Events are decoded with every exchange's content withheld (``facts_mapper``, e.g.
+``PocDirectory``'s): no view holds content, so no projector receives it, and a rebuild does
+not validate again the indicators it would throw away.
 
 Why it is fast enough to rebuild a large record: a batch's events are decoded first, the
 documents they will read are fetched in one query per kind, and documents the runner itself
@@ -28,9 +30,9 @@ from typing import Any
 
 from eventsourcing.persistence import Tracking
 
-from domain.application import PocDirectory
 from projections.directory import directory_reads, project_directory
 from projections.history import HistoryDocuments, HistoryRow, history_reads, project_history
+from projections.records import RecordReader
 from projections.review import project_review
 from projections.store import (
     SHADOW_SUFFIX,
@@ -178,7 +180,8 @@ def collection_paused() -> Iterator[None]:
 
 
 class ViewRunner:
-    """Keeps ``view`` up to date with ``app``'s record.
+    """Keeps ``view`` up to date with the record that ``app`` reads (a ``RecordReader``,
+    such as the application).
 
     ``open_writer_view`` (optional) opens another recorder of the same view, in a process
     of its own: a rebuild then writes its batches from there (``projections.writer``). It
@@ -187,7 +190,7 @@ class ViewRunner:
 
     def __init__(
         self,
-        app: PocDirectory,
+        app: RecordReader,
         view: ViewRecorder,
         name: str = DIRECTORY_VIEW,
         projector: Projector = project_views,
@@ -274,22 +277,22 @@ class ViewRunner:
 
         with open_writer() as writer:
             while True:
-                notifications = select(start, batch, inclusive_of_start=False)
-                if not notifications:
+                records = select(start, batch, inclusive_of_start=False)
+                if not records:
                     written()
                     self.last_position = position
                     return projected
-                events = [(n.id, decode(n)) for n in notifications]
+                events = [(r.id, decode(r)) for r in records]
                 docs = BatchDocuments(self.view, known, writing)
                 docs.prefetch(k for _, event in events for k in self.reads(event))
                 for p, event in events:
                     self.projector(event, p, docs)
                 # Serialised before the next batch runs.
                 rows = split_changes(docs.changes, docs.items, after=start)
-                start = notifications[-1].id
+                start = records[-1].id
                 written()
-                writing, position, pending_events = docs.changes, start, len(notifications)
-                if len(notifications) == batch:
+                writing, position, pending_events = docs.changes, start, len(records)
+                if len(records) == batch:
                     pending = writer.submit(Tracking(self.name, start), rows)
                 else:  # a short batch ends the record for now: nothing to overlap it with
                     self.view.write(Tracking(self.name, start), rows)

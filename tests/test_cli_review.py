@@ -27,7 +27,7 @@ def test_the_secretariat_launches_a_check_and_reads_its_results_over_the_cli(
     register(app, "DEU", "technical", "diplomatic")
     launched = run(backend.url, "check", "launch", "--level", "technical", "--format", "json")
     assert launched.returncode == 0, launched.stderr
-    check_id = json.loads(launched.stdout)["check_id"]
+    check_id = json.loads(launched.stdout)["id"]
     clock.set(datetime.now(UTC))  # the CLI stamps its events with the system clock
     app.answer_check(state("FRA"), UUID(check_id), "tec-0")
 
@@ -38,7 +38,7 @@ def test_the_secretariat_launches_a_check_and_reads_its_results_over_the_cli(
     table = run(backend.url, "check", "results", check_id)
     assert "answered in time" in table.stdout and "tec-0" in table.stdout
     listed = run(backend.url, "check", "list", "--format", "json")
-    assert [c["check_id"] for c in json.loads(listed.stdout)] == [check_id]
+    assert [c["id"] for c in json.loads(listed.stdout)] == [check_id]
 
     subset = run(backend.url, "check", "launch", "--level", "diplomatic", "--state", "DEU")
     assert subset.returncode == 0 and "for 1 States" in subset.stdout

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import pytest
+
 from domain.clock import SimulatedClock
 from domain.values import Role
 from tests.support.builders import contact_data
@@ -78,10 +80,98 @@ def test_a_stale_if_match_gets_412_and_changes_nothing(api: Api) -> None:
     }
 
 
+@pytest.mark.parametrize("if_match", [None, "*", " * "])
+def test_an_entry_change_without_a_concrete_if_match_gets_428_and_changes_nothing(
+    api: Api, if_match: str | None
+) -> None:
+    """Lost updates are prevented for every client, not only those that opt in."""
+    register(api, "FRA")
+    who = api.as_state("FRA")
+    before = api.application.get_entry("FRA").version
+    headers = {} if if_match is None else {"If-Match": if_match}
+    for method, path, body in [
+        ("POST", "/entries/FRA/contacts", {"contact": contact_data("second")}),
+        (
+            "PUT",
+            "/entries/FRA/contacts/cert",
+            {"contact": contact_data("cert", hours="Mon-Fri 09:00-17:00")},
+        ),
+        ("DELETE", "/entries/FRA/contacts/cert", None),
+        ("PUT", "/entries/FRA/coordination-contact", {"contact_id": "cert"}),
+        ("PUT", "/entries/FRA/preferred-channel", {"contact_id": "cert", "channel": "email"}),
+        ("POST", "/entries/FRA/confirmation", None),
+        ("POST", "/entries/FRA/withdrawal", {}),
+    ]:
+        r = api.call(method, path, who, json=body, headers=headers)
+        error = assert_error(r, 428)
+        assert error["error"] == "precondition_required", (method, path)
+        assert "GET /entries/" in error["detail"] and "ETag" in error["detail"], error
+    assert api.application.get_entry("FRA").version == before
+
+
+def test_if_match_is_documented_as_required_on_entry_changes(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        if not path.startswith("/entries/{state}"):
+            continue
+        for method, operation in operations.items():
+            if_match = [p for p in operation.get("parameters", []) if p["name"] == "if-match"]
+            if method == "get" or path == "/entries/{state}":  # reading, and registering
+                assert not if_match, (method, path)
+            else:
+                assert if_match and if_match[0]["required"] is True, (method, path)
+                assert "428" in operation["responses"], (method, path)
+
+
+def test_an_error_that_cites_a_rule_links_its_section_of_docs_domain_md(api: Api) -> None:
+    """Every error message that names R1-R17 carries ``see``, the rule's section."""
+    register(api, "FRA")
+    r = api.call(
+        "POST",
+        "/entries/FRA/contacts",
+        api.as_state("DEU"),
+        json={"contact": contact_data("x")},
+        headers={"If-Match": '"2"'},
+    )
+    body = assert_error(r, 403)
+    assert "R15" in body["detail"] and body["see"] == "docs/domain.md#r15"
+    to_no_state = {
+        "recipient": "XXX",
+        "incident_type": "malware",
+        "description": "Botnet C2 observed in your address space",
+        "good_faith_attested": True,
+    }
+    not_member = api.call("POST", "/notifications", api.as_state("FRA"), json=to_no_state)
+    assert assert_error(not_member, 422).get("see", "").endswith("#r1")
+    plain = assert_error(api.call("GET", "/notifications/not-a-uuid", api.as_state("FRA")), 404)
+    assert "see" not in plain
+
+
+def test_every_rule_link_names_a_section_of_docs_domain_md() -> None:
+    import re
+    from pathlib import Path
+
+    from api.errors import rule_link
+    from domain.rules import RULE_NUMBERS, rule_anchor
+
+    text = (Path(__file__).parent.parent / "docs" / "domain.md").read_text(encoding="utf-8")
+    anchors = set(re.findall(r'^#+ <a id="(r\d+)"></a>', text, re.M))
+    assert {rule_anchor(n) for n in RULE_NUMBERS} == anchors
+    assert rule_link("stale (R5: within 30 days)") == "docs/domain.md#r5"
+    assert rule_link("R11 says no") == "docs/domain.md#r11"
+    assert rule_link("version 3, not R2D2") is None
+
+
 def test_route_lookup_puts_the_coordination_contact_first(api: Api) -> None:
     register(api, "FRA", contact_data("cert"), contact_data("anssi"))
     who = api.as_state("FRA")
-    r = api.call("PUT", "/entries/FRA/coordination-contact", who, json={"contact_id": "cert"})
+    r = api.call(
+        "PUT",
+        "/entries/FRA/coordination-contact",
+        who,
+        json={"contact_id": "cert"},
+        headers=api.if_match("FRA"),
+    )
     assert r.status_code == 200, r.text
     route = api.call("GET", "/directory/FRA/route?incident_type=malware", api.as_state("DEU"))
     assert route.status_code == 200, route.text
@@ -182,6 +272,14 @@ def test_a_state_exports_its_own_history_as_csv_or_json(api: Api) -> None:
     assert_error(api.call("GET", "/history/DEU", who), 403)
 
 
+def test_reading_another_states_history_is_refused_as_a_read_not_as_a_change(api: Api) -> None:
+    """The 403 names what was refused: reading a history, not changing an entry (R15)."""
+    register(api, "FRA")
+    body = assert_error(api.call("GET", "/history/FRA", api.as_state("DEU")), 403)
+    assert "history" in body["detail"] and "FRA" in body["detail"]
+    assert "change" not in body["detail"] and "R15" not in body["detail"]
+
+
 def test_auditors_page_through_the_stored_bytes(api: Api, backend: Backend) -> None:
     register(api, "FRA")
     auditor = api.auth(Role.AUDITOR)
@@ -211,6 +309,7 @@ def test_bad_input_gets_a_json_error_saying_what_to_fix(api: Api) -> None:
         "/entries/FRA/contacts",
         who,
         json={"contact": contact_data("x", time_zone="Mars/Olympus")},
+        headers=api.if_match("FRA"),
     )
     assert "time_zone" in assert_error(bad_contact, 422)["detail"]
     missing = api.call("POST", "/notifications", who, json={"recipient": "DEU"})
@@ -236,8 +335,19 @@ def test_concurrent_changes_get_200_or_409_and_nothing_is_lost(api: Api) -> None
     who = api.as_state("FRA")
 
     def add(n: int) -> tuple[str, int]:
+        """Add a contact as a careful client does: with the ETag just read, reading it
+        again while another change got in first (412)."""
         cid = f"c{n}"
-        r = api.call("POST", "/entries/FRA/contacts", who, json={"contact": contact_data(cid)})
+        for _ in range(100):
+            r = api.call(
+                "POST",
+                "/entries/FRA/contacts",
+                who,
+                json={"contact": contact_data(cid)},
+                headers=api.if_match("FRA"),
+            )
+            if r.status_code != 412:
+                break
         return cid, r.status_code
 
     with ThreadPoolExecutor(max_workers=6) as pool:
@@ -258,7 +368,7 @@ def test_the_secretariat_runs_a_check_that_states_answer(api: Api, clock: Simula
         "POST", "/checks", secretariat, json={"level": "technical", "deadline": deadline}
     )
     assert launched.status_code == 201, launched.text
-    check_id = launched.json()["check_id"]
+    check_id = launched.json()["id"]
     assert_error(
         api.call(
             "POST",
@@ -276,7 +386,7 @@ def test_the_secretariat_runs_a_check_that_states_answer(api: Api, clock: Simula
     results = api.call("GET", f"/checks/{check_id}", secretariat).json()
     assert {s["state"]: s["result"] for s in results["states"]}["FRA"] == "answered in time"
     mine = api.call("GET", "/checks", api.as_state("DEU")).json()
-    assert [(c["check_id"], c["answered_at"]) for c in mine] == [(check_id, None)]
+    assert [(c["id"], c["answered_at"]) for c in mine] == [(check_id, None)]
 
 
 def test_reviewers_read_the_report_and_never_contact_details(api: Api) -> None:
@@ -293,7 +403,58 @@ def test_reviewers_read_the_report_and_never_contact_details(api: Api) -> None:
         assert "cert@example.org" not in text and "203.0.113.7" not in text
         assert "Botnet" not in text
     assert_error(api.call("GET", f"/review/report?{period}", api.auth(Role.SECRETARIAT)), 403)
-    assert_error(api.call("GET", f"/review/report?{period}&format=csv&table=nope", reviewer), 404)
+    for table in ("&table=nope", ""):  # an unknown table, or none: invalid input
+        refused = api.call("GET", f"/review/report?{period}&format=csv{table}", reviewer)
+        detail = assert_error(refused, 422)["detail"]
+        assert "participation-" in detail and "summary" in detail, detail
+
+
+def test_reviewers_read_the_summary_csv_the_cli_writes(api: Api) -> None:
+    from datetime import date
+
+    from projections.review_report import build_report, report_csv
+
+    register(api, "FRA")
+    reviewer = api.auth(Role.REVIEWER)
+    period = "from=2025-01-01&to=2025-12-31"
+    r = api.call("GET", f"/review/report?{period}&format=csv&table=summary", reviewer)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv"), r.text
+    view = api.client.app.state.services.get().view  # type: ignore[attr-defined]
+    written = report_csv(build_report(view, date(2025, 1, 1), date(2025, 12, 31)))
+    assert r.text == written["summary.csv"] and r.text.startswith("section,figure,value")
+
+
+def test_offer_texts_are_read_by_the_needing_state_and_the_offering_state_only(
+    api: Api,
+) -> None:
+    for code in ("FRA", "DEU", "ITA", "ESP"):
+        register(api, code)
+    nid = api.call(
+        "POST", "/needs", api.as_state("FRA"), json={"category": "forensics", "text": "Disk help"}
+    ).json()["id"]
+    for code, offer in (("DEU", "Our CERT can help"), ("ITA", "Two analysts for a week")):
+        r = api.call("POST", f"/needs/{nid}/offers", api.as_state(code), json={"text": offer})
+        assert r.status_code == 200, r.text
+    as_read = {
+        who: api.call("GET", f"/needs/{nid}", headers).json()["offers"]
+        for who, headers in (
+            ("FRA", api.as_state("FRA")),
+            ("DEU", api.as_state("DEU")),
+            ("ESP", api.as_state("ESP")),
+            ("secretariat", api.auth(Role.SECRETARIAT)),
+        )
+    }
+    texts = {
+        who: {o["state"]: (o["text"] or {}).get("text") for o in offers}
+        for who, offers in as_read.items()
+    }
+    assert texts["FRA"] == {"DEU": "Our CERT can help", "ITA": "Two analysts for a week"}
+    assert texts["DEU"] == {"DEU": "Our CERT can help", "ITA": None}
+    assert texts["ESP"] == texts["secretariat"] == {"DEU": None, "ITA": None}
+    assert all(o["at"].endswith("Z") for o in as_read["FRA"])
+    listed = api.call("GET", "/needs", api.as_state("FRA")).json()
+    assert [o["state"] for o in listed[0]["offers"]] == ["DEU", "ITA"]
+    assert "Our CERT" not in str(listed)
 
 
 def test_a_need_is_matched_with_an_offer_and_fulfilled(api: Api) -> None:
@@ -330,3 +491,92 @@ def test_a_need_is_matched_with_an_offer_and_fulfilled(api: Api) -> None:
     assert [(n["id"], n["matched_with"]) for n in listed] == [(nid, "DEU")]
     assert "disk image" not in str(listed)
     assert_error(api.call("GET", "/needs", api.auth(Role.REVIEWER)), 403)
+
+
+def _json_shapes(value: Any, where: str = "") -> list[str]:
+    """Where ``value`` breaks the JSON convention: a time not in UTC with ``Z``, or an
+    object keyed by ids (contacts, offers) instead of a list."""
+    import re
+
+    problems = []
+    if isinstance(value, str) and re.fullmatch(
+        r"\d{4}-\d{2}-\d{2}T[0-9:.]+([+-]\d{2}:\d{2})", value
+    ):
+        problems.append(f"{where}: {value}")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if k in ("contacts", "offers", "checks", "states") and isinstance(v, dict):
+                problems.append(f"{where}.{k}: an object, not a list")
+            problems += _json_shapes(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            problems += _json_shapes(v, f"{where}[{i}]")
+    return problems
+
+
+def test_every_json_answer_follows_one_convention(
+    api: Api, clock: SimulatedClock, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Own ids are ``id``, references ``<thing>_id``, collections lists, times UTC with ``Z``;
+    and the CLI's ``--format json`` gives the HTTP API's shapes."""
+    import json
+    from datetime import timedelta
+
+    from typer.testing import CliRunner
+
+    from api.cli import app as cli
+
+    register(api, "FRA")
+    register(api, "DEU")
+    note = send(api, "FRA", "DEU")
+    deu, fra = api.as_state("DEU"), api.as_state("FRA")
+    api.call("POST", f"/notifications/{note['id']}/acknowledgement", deu)
+    secretariat = api.auth(Role.SECRETARIAT)
+    deadline = (clock.now() + timedelta(days=2)).isoformat()
+    check = api.call(
+        "POST", "/checks", secretariat, json={"level": "technical", "deadline": deadline}
+    )
+    assert check.status_code == 201 and "check_id" not in check.json(), check.text
+    answer = api.call(
+        "POST", f"/checks/{check.json()['id']}/answer", fra, json={"contact_id": "cert"}
+    )
+    assert answer.json()["check_id"] == check.json()["id"]  # a reference: <thing>_id
+    need = api.call("POST", "/needs", fra, json={"category": "forensics", "text": "Disk help"})
+    api.call("POST", f"/needs/{need.json()['id']}/offers", deu, json={"text": "We can help"})
+    answers = {
+        path: api.call("GET", path, who).json()
+        for path, who in [
+            ("/directory", fra),
+            ("/directory/FRA", deu),
+            ("/entries/FRA", fra),
+            ("/notifications/outbox", fra),
+            (f"/notifications/{note['id']}", fra),
+            ("/exchanges", secretariat),
+            ("/checks", secretariat),
+            ("/checks", fra),
+            (f"/checks/{check.json()['id']}", secretariat),
+            ("/needs", fra),
+            (f"/needs/{need.json()['id']}", fra),
+            ("/history/FRA", fra),
+            ("/pending", secretariat),
+        ]
+    }
+    answers["answer"] = answer.json()
+    problems = [p for path, body in answers.items() for p in _json_shapes(body, path)]
+    assert not problems, problems
+    for path in ("/checks", "/needs", "/exchanges", "/notifications/outbox"):
+        assert all("id" in item for item in answers[path]), path
+
+    monkeypatch.setenv("POCDIR_DATABASE_URL", backend.url)
+    runner = CliRunner()
+    for args, path in [
+        (["directory", "FRA", "--format", "json"], "/directory/FRA"),
+        (["directory", "--format", "json"], "/directory"),
+    ]:
+        result = runner.invoke(cli, args, env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output) == answers[path], args
+    listed = runner.invoke(cli, ["check", "list", "--format", "json"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    shown = json.loads(listed.output)
+    assert [c["id"] for c in shown] == [check.json()["id"]] and not _json_shapes(shown)

@@ -37,6 +37,7 @@ def test_auditors_verify_an_inclusion_proof_against_the_served_checkpoint(api: A
     recorded = services.transparency.record_checkpoint()
     latest = api.call("GET", "/audit/checkpoints/latest", auditor).json()
     assert latest["tree_size"] == recorded.tree_size
+    assert latest["recorded_at"].endswith("Z"), latest  # the one JSON convention's times
     keys = [VerifierKey.parse(k) for k in api.call("GET", "/audit/keys", auditor).json()]
     note = api.call("GET", f"/audit/checkpoints/{recorded.tree_size}?format=note", auditor).text
     signed = open_checkpoint(note, keys)

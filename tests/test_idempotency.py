@@ -34,6 +34,10 @@ def notification(recipient: str = "DEU") -> dict[str, Any]:
     }
 
 
+#: ``If-Match`` for an entry as ``registered`` leaves it (version 2); entry changes need one.
+AT_2 = {"If-Match": '"2"'}
+
+
 def registered(api: Api, *codes: str, contact: bool = True) -> None:
     """Register each State, with one contact unless ``contact`` is false (entry version 2)."""
     for code in codes:
@@ -42,7 +46,8 @@ def registered(api: Api, *codes: str, contact: bool = True) -> None:
         assert r.status_code == 201, r.text
         if contact:
             body = {"contact": contact_data("cert")}
-            r = api.call("POST", f"/entries/{code}/contacts", who, json=body)
+            headers = {"If-Match": '"1"'}  # as registering answered
+            r = api.call("POST", f"/entries/{code}/contacts", who, json=body, headers=headers)
             assert r.status_code == 200, r.text
 
 
@@ -99,7 +104,7 @@ def test_the_same_key_with_a_different_request_gets_422(api: Api) -> None:
     r = api.call("POST", "/notifications", fra, json=changed, headers=keyed("k"))
     assert r.status_code == 422, r.text
     assert r.json()["error"] == "idempotency_key_reused"
-    elsewhere = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("k"))
+    elsewhere = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("k", **AT_2))
     assert elsewhere.status_code == 422
     assert events(api) == before
 
@@ -140,13 +145,13 @@ def test_the_same_key_while_the_first_request_is_in_flight_gets_409(api: Api) ->
     outcome: dict[str, Any] = {}
     first = threading.Thread(
         target=lambda: outcome.setdefault(
-            "r", api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("slow"))
+            "r", api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("slow", **AT_2))
         )
     )
     first.start()
     try:
         assert entered.wait(30)
-        second = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("slow"))
+        second = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("slow", **AT_2))
         assert second.status_code == 409, second.text
         assert second.json()["error"] == "request_in_flight"
         assert second.headers["Retry-After"]
@@ -155,7 +160,7 @@ def test_the_same_key_while_the_first_request_is_in_flight_gets_409(api: Api) ->
         first.join(30)
     application.confirm_entry = original
     assert outcome["r"].status_code == 200, outcome["r"].text
-    third = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("slow"))
+    third = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("slow", **AT_2))
     assert third.status_code == 200 and third.json() == outcome["r"].json()
     assert application.get_entry("FRA").version == 3
 
@@ -177,11 +182,11 @@ def test_a_write_that_committed_before_a_503_is_not_written_again(api: Api) -> N
 
     services.wait_for_position = failing_wait
     fra = api.as_state("FRA")
-    failed = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("disk"))
+    failed = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("disk", **AT_2))
     services.wait_for_position = original
     assert failed.status_code == 503, failed.text
     assert api.application.get_entry("FRA").version == 3  # it did commit
-    retry = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("disk"))
+    retry = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("disk", **AT_2))
     assert retry.status_code == 409, retry.text
     assert retry.json()["error"] == "already_applied"
     assert api.application.get_entry("FRA").version == 3
@@ -198,10 +203,10 @@ def test_a_server_error_that_committed_nothing_lets_the_retry_run(api: Api) -> N
 
     application.confirm_entry = unreachable
     fra = api.as_state("FRA")
-    failed = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("down"))
+    failed = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("down", **AT_2))
     application.confirm_entry = original
     assert failed.status_code == 503
-    retry = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("down"))
+    retry = api.call("POST", "/entries/FRA/confirmation", fra, headers=keyed("down", **AT_2))
     assert retry.status_code == 200, retry.text
     assert application.get_entry("FRA").version == 3
 
@@ -214,7 +219,7 @@ def test_an_invalid_key_gets_422_and_writes_nothing(api: Api) -> None:
             "POST",
             "/entries/FRA/confirmation",
             api.as_state("FRA"),
-            headers={"Idempotency-Key": bad},
+            headers={"Idempotency-Key": bad, **AT_2},
         )
         assert r.status_code == 422, (bad, r.text)
     assert events(api) == before
@@ -223,7 +228,9 @@ def test_an_invalid_key_gets_422_and_writes_nothing(api: Api) -> None:
 def test_the_key_is_written_in_the_events_transaction(api: Api, backend: Backend) -> None:
     """The key's row names the position of the events it wrote."""
     registered(api, "FRA")
-    r = api.call("POST", "/entries/FRA/confirmation", api.as_state("FRA"), headers=keyed("tx"))
+    r = api.call(
+        "POST", "/entries/FRA/confirmation", api.as_state("FRA"), headers=keyed("tx", **AT_2)
+    )
     assert r.status_code == 200
     rows = backend.execute("SELECT key, position FROM idempotency_keys WHERE key = %s", ("tx",))
     assert rows == [("tx", events(api))]

@@ -27,6 +27,7 @@ READ_ONLY_COMMANDS: list[tuple[str, ...]] = [
     ("keys", "public", "--all"),
     ("check", "results", CHECK_ID),
     ("check", "list"),
+    ("principals", "list"),
     ("review", "--from", "2025-01-01", "--to", "2025-12-31", "--format", "json"),
     ("directory",),
     ("route", "FRA", "malware"),

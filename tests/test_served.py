@@ -71,7 +71,9 @@ class Served:
         key = str(uuid.uuid4())
         self.attempts += 1
         if self.attempts % 3:
-            self.abandon(method, path, who, key, kw.get("json"), self.attempts % 3 == 2)
+            self.abandon(
+                method, path, who, key, kw.get("json"), self.attempts % 3 == 2, kw.get("headers")
+            )
         for _ in range(100):
             r = self.request(method, path, who, key, **kw)
             if r.status_code == 503 or (
@@ -87,15 +89,26 @@ class Served:
         raise AssertionError(f"{method} {path} was never answered")
 
     def abandon(
-        self, method: str, path: str, who: str, key: str, body: Any, answered: bool
+        self,
+        method: str,
+        path: str,
+        who: str,
+        key: str,
+        body: Any,
+        answered: bool,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        """Send the request whole and close the connection without reading the answer: at
-        once, or (``answered``) once its first byte has arrived."""
+        """Send the request whole (with ``headers``, e.g. ``If-Match``) and close the
+        connection without reading the answer: at once, or (``answered``) once its first
+        byte has arrived."""
         payload = json.dumps(body).encode() if body is not None else b""
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        if body is not None:  # as httpx sends it: no body, no Content-Type (it is digested)
+            extra += "Content-Type: application/json\r\n"
         head = (
-            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}"
             f"Authorization: Bearer {self.tokens[who]}\r\nIdempotency-Key: {key}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n"
         )
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
             s.sendall(head.encode() + payload)
@@ -151,7 +164,8 @@ def test_served_retries_revocation_and_bad_input(served: tuple[Served, Backend])
         r = s.write("POST", f"/entries/{code}", code, json={})
         assert r.status_code == 201, r.text
         body = {"contact": contact_data("cert")}
-        r = s.write("POST", f"/entries/{code}/contacts", code, json=body)
+        etag = {"If-Match": r.headers["ETag"]}
+        r = s.write("POST", f"/entries/{code}/contacts", code, json=body, headers=etag)
         assert r.status_code == 200, r.text
 
     # Concurrent keyed writes from four clients, half of whose first answers are never read.

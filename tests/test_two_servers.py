@@ -81,6 +81,7 @@ class Clients:
         """A keyed write, retried (alternating servers) until it is answered with anything but
         409 in flight, 503, or a connection that failed (the server may have been killed)."""
         key = str(uuid.uuid4())
+        headers = {**kw.pop("headers", {}), "Idempotency-Key": key}
         r = None
         deadline = time.monotonic() + RETRY_FOR
         attempt = -1
@@ -90,7 +91,7 @@ class Clients:
             if not self.servers[i].alive():
                 continue
             try:
-                r = self.send(i, method, path, who, headers={"Idempotency-Key": key}, **kw)
+                r = self.send(i, method, path, who, headers=headers, **kw)
             except httpx.TransportError:
                 time.sleep(0.05)
                 continue
@@ -181,7 +182,10 @@ def test_two_servers_share_one_record(two: tuple[Clients, Backend, dict[str, str
     for n, code in enumerate(("FRA", "DEU", "ITA", "ESP")):
         assert clients.write(n % 2, "POST", f"/entries/{code}", code, json={}).status_code == 201
         body = {"contact": contact_data("cert")}
-        r = clients.write((n + 1) % 2, "POST", f"/entries/{code}/contacts", code, json=body)
+        etag = {"If-Match": '"1"'}  # as registering answered
+        r = clients.write(
+            (n + 1) % 2, "POST", f"/entries/{code}/contacts", code, json=body, headers=etag
+        )
         assert r.status_code == 200, r.text
         # Read-your-writes on the other server: the entry as just written.
         seen = clients.send(

@@ -18,7 +18,8 @@ from api.deps import (
     StatePrincipal,
 )
 from api.routers.common import parse_id
-from api.schemas import Strict
+from api.schemas import Strict, check_json, public_json
+from domain.check import MAX_DEADLINE_DAYS
 from projections.review import check_summaries
 
 router = APIRouter(prefix="/checks", tags=["communication checks"])
@@ -26,7 +27,9 @@ router = APIRouter(prefix="/checks", tags=["communication checks"])
 
 class CheckCreate(Strict):
     level: Literal["diplomatic", "technical"]
-    deadline: AwareDatetime = Field(description="answers after this are late (at most 30 days)")
+    deadline: AwareDatetime = Field(
+        description=f"answers after this are late (at most {MAX_DEADLINE_DAYS} days)"
+    )
     states: list[str] | None = Field(
         default=None, max_length=193, description="a subset of States; default: every registered"
     )
@@ -45,7 +48,7 @@ class CheckStateResult(BaseModel):
 
 
 class CheckResultsPublic(BaseModel):
-    check_id: str
+    id: str
     level: str
     launched_at: datetime
     deadline: datetime
@@ -61,17 +64,17 @@ def launch(
 ) -> Any:
     app = services.application
     check = app.launch_check(by, body.level, body.deadline, body.states, idempotency=key)
-    return check.results(app.clock.now())
+    return check_json(check.results(app.clock.now()))
 
 
 @router.get("", response_model=list[dict[str, Any]], summary="Checks: all, or your State's")
 def list_checks(by: StateOrSecretariat, queries: QueriesDep) -> list[dict[str, Any]]:
-    return check_summaries(queries.view, by.state)  # type: ignore[arg-type]
+    return [check_json(c) for c in check_summaries(queries.view, by.state)]  # type: ignore[arg-type]
 
 
 @router.get("/{check_id}", response_model=CheckResultsPublic, summary="A check's results")
 def results(check_id: str, by: SecretariatPrincipal, services: ServicesDep) -> Any:
-    return services.application.check_results(by, parse_id(check_id, "check"))
+    return check_json(services.application.check_results(by, parse_id(check_id, "check")))
 
 
 @router.post("/{check_id}/answer", response_model=dict[str, Any], summary="Confirm receipt")
@@ -85,11 +88,11 @@ def answer(
     app = services.application
     check = app.answer_check(by, parse_id(check_id, "check"), body.contact_id, idempotency=key)
     own = next(r for r in check.results(app.clock.now())["states"] if r["state"] == by.state)
-    return {"check_id": str(check.id), **own}
+    return public_json({"check_id": str(check.id), **own})  # type: ignore[no-any-return]
 
 
 @router.post("/{check_id}/close", response_model=CheckResultsPublic, summary="Close a check")
 def close(check_id: str, by: SecretariatPrincipal, services: ServicesDep, key: Idempotency) -> Any:
     app = services.application
     closed = app.close_check(by, parse_id(check_id, "check"), idempotency=key)
-    return closed.results(app.clock.now())
+    return check_json(closed.results(app.clock.now()))

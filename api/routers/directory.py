@@ -8,15 +8,9 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import QueriesDep, StatePrincipal
-from api.schemas import EntryPublic, RoutePublic
+from api.schemas import EntryPublic, RoutePublic, entry_public
 
 router = APIRouter(prefix="/directory", tags=["directory"])
-
-
-def entry_public(doc: dict[str, Any]) -> EntryPublic:
-    """The view's entry document as served: contacts as a list in id order."""
-    contacts = [doc["contacts"][k] for k in sorted(doc["contacts"])]
-    return EntryPublic.model_validate({**doc, "contacts": contacts})
 
 
 def etag(version: int) -> str:

@@ -1,5 +1,8 @@
-"""A State's own entry (R15: only the State itself changes it). Changes take ``If-Match``
-with the entry's ETag; a stale one gets 412 and changes nothing."""
+"""A State's own entry (R15: only the State itself changes it). Every change of an existing
+entry must send ``If-Match`` with the entry's ETag, as a GET returned it: a missing one, or
+``*``, gets 428 (so no client can overwrite a change it has not seen by forgetting the
+header), and a stale one gets 412; neither changes anything. Registering creates the entry,
+so it has no ETag to send."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Response
 
 from api.deps import Idempotency, ServicesDep, StatePrincipal
+from api.errors import IF_MATCH_REQUIRED, PreconditionRequired
 from api.routers.directory import entry_public, etag
 from api.schemas import (
     ContactChange,
@@ -31,10 +35,11 @@ from projections.queries import DirectoryQueries
 router = APIRouter(prefix="/entries", tags=["own entry"])
 
 IfMatch = Annotated[
-    str | None,
+    str,
     Header(
         max_length=40,
-        description="The entry's ETag as last read; a stale one gets 412 and changes nothing",
+        description="Required: the entry's ETag as last read (GET /entries/{state}), e.g. "
+        '`"3"`. Missing or `*` gets 428; a stale one gets 412; neither changes anything.',
     ),
 ]
 
@@ -44,32 +49,47 @@ IfMatch = Annotated[
 _ETAG_VERSION = re.compile(r"[0-9]+", re.ASCII)
 
 
-def expected_version(if_match: str | None) -> int | None:
-    if if_match is None or if_match.strip() == "*":
-        return None
+def expected_version(if_match: str) -> int:
+    """The version an ``If-Match`` names; ``*`` names none, so it is refused like a missing
+    header (428), as it would let a client overwrite changes it has not seen."""
+    if if_match.strip() == "*":
+        raise PreconditionRequired(IF_MATCH_REQUIRED)
     raw = if_match.strip().removeprefix("W/").strip('"')
     if not _ETAG_VERSION.fullmatch(raw):
         raise ValidationError('If-Match must be an ETag such as "3", as returned by GET')
     return int(raw)
 
 
+def own_code(state: str, by: StatePrincipal) -> str:
+    """The entry's State code, once R15 holds (the caller acts for that State). A dependency
+    of its own, so that FastAPI runs it before it reads the other headers: another State's
+    entry gets 403 whatever else the request lacks."""
+    code = state.strip().upper()
+    check_acts_for(by, code)
+    return code
+
+
+OwnCode = Annotated[str, Depends(own_code)]
+
+
 class OwnEntry:
     """A dependency: the caller's own entry (R15 is checked before anything else), with what
-    every change needs, the caller's ``If-Match`` and the response to put the ETag on."""
+    every write needs and the response to put the ETag on. Registering uses it as it is;
+    changes of an existing entry use ``ChangedEntry``, which also requires ``If-Match``."""
 
     def __init__(
         self,
-        state: str,
+        code: OwnCode,
         by: StatePrincipal,
         services: ServicesDep,
         response: Response,
         key: Idempotency,
-        if_match: IfMatch = None,
     ) -> None:
-        self.code = state.strip().upper()
-        check_acts_for(by, self.code)
-        self.by, self.services, self.response, self.if_match = by, services, response, if_match
+        self.code = code
+        self.by, self.services, self.response = by, services, response
         self.key = key
+        #: The version the caller's ``If-Match`` names; None only when registering.
+        self.version: int | None = None
 
     def read(self) -> EntryPublic:
         """The entry from the view as it is, with its ETag (a client that wrote it sends
@@ -85,7 +105,7 @@ class OwnEntry:
         with the entry as it now is, with its new ETag: once the views have reached the
         position the change was written at (bounded, ``POCDIR_READ_WAIT_SECONDS``; the
         runner projects it, not this request)."""
-        command(self.services.application, self.code, expected_version(self.if_match), self.key)
+        command(self.services.application, self.code, self.version, self.key)
         written = written_position()
         if written is None:  # outside the gate's sink: at least as far as the record is now
             written = self.services.application.recorder.max_notification_id() or 0
@@ -93,7 +113,24 @@ class OwnEntry:
         return self.read()
 
 
+class ChangedEntry(OwnEntry):
+    """The caller's own entry, to change: ``If-Match`` is required (428 without it)."""
+
+    def __init__(
+        self,
+        code: OwnCode,
+        by: StatePrincipal,
+        services: ServicesDep,
+        response: Response,
+        key: Idempotency,
+        if_match: IfMatch,
+    ) -> None:
+        super().__init__(code, by, services, response, key)
+        self.version = expected_version(if_match)  # before the body is looked at
+
+
 Own = Annotated[OwnEntry, Depends()]
+Changed = Annotated[ChangedEntry, Depends()]
 
 
 @router.get("/{state}", response_model=EntryPublic, summary="Your own entry, with its ETag")
@@ -109,7 +146,7 @@ def register(body: RegisterCreate, own: Own) -> EntryPublic:
 
 
 @router.post("/{state}/contacts", response_model=EntryPublic, summary="Add a contact")
-def add_contact(body: ContactChange, own: Own) -> EntryPublic:
+def add_contact(body: ContactChange, own: Changed) -> EntryPublic:
     contact = Contact.from_dict(body.contact.model_dump())
     return own.change(
         lambda app, c, v, k: app.add_contact(
@@ -121,7 +158,7 @@ def add_contact(body: ContactChange, own: Own) -> EntryPublic:
 @router.put(
     "/{state}/contacts/{contact_id}", response_model=EntryPublic, summary="Update a contact"
 )
-def update_contact(contact_id: str, body: ContactChange, own: Own) -> EntryPublic:
+def update_contact(contact_id: str, body: ContactChange, own: Changed) -> EntryPublic:
     contact = Contact.from_dict(body.contact.model_dump())
     if contact.contact_id != contact_id:
         raise ValidationError("the contact's contact_id must be the one in the path")
@@ -135,7 +172,7 @@ def update_contact(contact_id: str, body: ContactChange, own: Own) -> EntryPubli
 @router.delete(
     "/{state}/contacts/{contact_id}", response_model=EntryPublic, summary="Remove a contact"
 )
-def remove_contact(contact_id: str, own: Own, effective_on: date | None = None) -> EntryPublic:
+def remove_contact(contact_id: str, own: Changed, effective_on: date | None = None) -> EntryPublic:
     return own.change(
         lambda app, c, v, k: app.remove_contact(
             own.by, c, contact_id, effective_on, v, idempotency=k
@@ -148,7 +185,7 @@ def remove_contact(contact_id: str, own: Own, effective_on: date | None = None) 
     response_model=EntryPublic,
     summary="Name the coordination contact (R3)",
 )
-def set_coordination_contact(body: ContactRef, own: Own) -> EntryPublic:
+def set_coordination_contact(body: ContactRef, own: Changed) -> EntryPublic:
     return own.change(
         lambda app, c, v, k: app.set_coordination_contact(
             own.by, c, body.contact_id, body.effective_on, v, idempotency=k
@@ -161,7 +198,7 @@ def set_coordination_contact(body: ContactRef, own: Own) -> EntryPublic:
     response_model=EntryPublic,
     summary="Say where communications should start (R3)",
 )
-def set_preferred_channel(body: PreferredChannelCreate, own: Own) -> EntryPublic:
+def set_preferred_channel(body: PreferredChannelCreate, own: Changed) -> EntryPublic:
     return own.change(
         lambda app, c, v, k: app.set_preferred_channel(
             own.by, c, body.contact_id, body.channel, body.effective_on, v, idempotency=k
@@ -174,7 +211,7 @@ def set_preferred_channel(body: PreferredChannelCreate, own: Own) -> EntryPublic
     response_model=EntryPublic,
     summary="Confirm the entry is current (R5, yearly)",
 )
-def confirm(own: Own) -> EntryPublic:
+def confirm(own: Changed) -> EntryPublic:
     return own.change(lambda app, c, v, k: app.confirm_entry(own.by, c, v, idempotency=k))
 
 
@@ -183,7 +220,7 @@ def confirm(own: Own) -> EntryPublic:
     response_model=EntryPublic,
     summary="Withdraw from the directory (history is kept)",
 )
-def withdraw(body: EffectiveOn, own: Own) -> EntryPublic:
+def withdraw(body: EffectiveOn, own: Changed) -> EntryPublic:
     return own.change(
         lambda app, c, v, k: app.withdraw_entry(own.by, c, body.effective_on, v, idempotency=k)
     )

@@ -124,11 +124,7 @@ def get_one(
 ) -> NotificationPublic | NotificationMetaPublic:
     nid = parse_id(notification_id)
     # A generator: the consents are looked up only if the caller is a State not party to it.
-    consents = (
-        UUID(c["id"])
-        for c in queries.consents_for_notification(str(nid))
-        if c["third_state"] == by.state and c["status"] == "effective"
-    )
+    consents = (UUID(c) for c in queries.consents_sharing(str(nid), by.state))
     notification, readable = services.application.read_notification(by, nid, consents)
     if readable:
         return content(notification)

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
 from api.deps import QueriesDep, ServicesDep, StateOrSecretariat, StatePrincipal
-from api.schemas import HistoryItemPublic, PendingPublic
-from domain.state_entry import check_acts_for
+from api.schemas import HistoryItemPublic, PendingPublic, public_json
+from domain.state_entry import check_reads_own_history
 from domain.values import Role
 from projections.queries import history_csv
 
@@ -52,8 +52,8 @@ def history(
     format: Literal["json", "csv"] = "json",  # noqa: A002 - the query parameter's name
 ) -> Any:
     code = state.strip().upper()
-    check_acts_for(by, code)
+    check_reads_own_history(by, code)
     items = queries.history(code, start, end)
     if format == "csv":
         return PlainTextResponse(history_csv(items), media_type="text/csv")
-    return items
+    return public_json(items)

@@ -3,6 +3,7 @@ may also have inclusion proofs for the events of its own exchanges."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -23,7 +24,8 @@ class CheckpointPublic(BaseModel):
     root_hash: str
     note: str
     verifier_key: str
-    recorded_at: str
+    #: Stored as ``isoformat`` writes it; served in the one JSON convention (UTC with ``Z``).
+    recorded_at: datetime
 
 
 class InclusionProofPublic(BaseModel):

@@ -37,6 +37,13 @@ class Api:
     def as_state(self, code: str) -> dict[str, str]:
         return self.auth(Role.STATE, code)
 
+    def if_match(self, code: str) -> dict[str, str]:
+        """``If-Match`` with ``code``'s entry's current ETag, read as a client reads it (GET
+        /entries/{code}): every change of an existing entry must send it (428 without)."""
+        r = self.client.get(f"/entries/{code}", headers=self.as_state(code))
+        assert r.status_code == 200, r.text
+        return {"If-Match": r.headers["ETag"]}
+
     def call(self, method: str, path: str, who: dict[str, str], **kwargs: Any) -> Any:
         return self.client.request(
             method, path, headers={**who, **kwargs.pop("headers", {})}, **kwargs
@@ -76,7 +83,13 @@ def register(api: Api, code: str, *contacts: dict[str, Any]) -> dict[str, Any]:
     r = api.call("POST", f"/entries/{code}", who, json={})
     assert r.status_code == 201, r.text
     for c in contacts or (contact_data("cert"),):
-        r = api.call("POST", f"/entries/{code}/contacts", who, json={"contact": c})
+        r = api.call(
+            "POST",
+            f"/entries/{code}/contacts",
+            who,
+            json={"contact": c},
+            headers=api.if_match(code),
+        )
         assert r.status_code == 200, r.text
     return dict(r.json())
 
@@ -101,7 +114,8 @@ def send(api: Api, sender: str, recipient: str) -> dict[str, Any]:
 def assert_error(r: Any, status: int) -> dict[str, Any]:
     assert r.status_code == status, r.text
     body = r.json()
-    assert set(body) == {"error", "detail"} and body["detail"], body
+    assert {"error", "detail"} <= set(body) <= {"error", "detail", "see"}, body
+    assert body["detail"], body
     return dict(body)
 
 
