@@ -1,4 +1,5 @@
 # Two commands a newcomer needs: `make run` and `make test`. Each installs what it needs first.
+# `make check` is a third, for developers: the fast tests only, after `make test`'s install.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 export POCDIR_DATABASE_URL ?= sqlite:///var/pocdir.sqlite3
 
-.PHONY: run test lint install clean browser
+.PHONY: run test check lint install clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,10 @@ test: $(TSTAMP) browser
 	$(BIN)/mypy domain projections api infra simulation state_client
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+## check: the tests not marked slow, without lint (under a minute; `make test` runs them all).
+check: $(TSTAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,11 +1,12 @@
 """The RFC 9162 Merkle tree over the record's leaf hashes: tree heads, proofs and their verifier.
 
 This module holds no state and touches no database. The tree is the one of RFC 9162 §2.1 (the
-same as RFC 6962 §2.1): its leaves are the chain's leaf hashes ``SHA-256(0x00 ‖ record)`` in
-position order (leaf index 0 is the first stored event), and an interior node is
-``SHA-256(0x01 ‖ left ‖ right)``. The tree over ``n`` leaves splits at ``k``, the largest power
-of two smaller than ``n``, so every node is either a *perfect* subtree of ``2**level`` leaves
-starting at a multiple of ``2**level``, or lies on the right edge of the tree.
+same as RFC 6962 §2.1): its leaves are the chain's leaf hashes ``SHA-256(0x00 ‖ record)``
+(``infra.chain.leaf_hash``, the one leaf hash) in position order (leaf index 0 is the first
+stored event), and an interior node is ``SHA-256(0x01 ‖ left ‖ right)``. The tree over ``n``
+leaves splits at ``k``, the largest power of two smaller than ``n``, so every node is either a
+*perfect* subtree of ``2**level`` leaves starting at a multiple of ``2**level``, or lies on the
+right edge of the tree.
 
 Stored trees keep only perfect subtrees (``infra/tree_store.py``). A proof names the subtrees it
 needs as leaf ranges ``[start, end)`` (``inclusion_ranges``, ``consistency_ranges``); each range
@@ -25,7 +26,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from infra.chain import LEAF_HASH_PREFIX, NODE_HASH_PREFIX
+from infra.chain import NODE_HASH_PREFIX
 
 HASH_SIZE = 32
 #: RFC 9162 §2.1.1: the hash of an empty tree is the hash of the empty string.
@@ -68,11 +69,6 @@ class ProofRequestInvalid(ValueError):
 
 
 # -- hashing ----------------------------------------------------------------------------------
-
-
-def hash_leaf(data: bytes) -> bytes:
-    """RFC 9162 leaf hash of arbitrary leaf data (the chain's ``leaf_hash`` of a record)."""
-    return hashlib.sha256(LEAF_HASH_PREFIX + data).digest()
 
 
 def hash_children(left: bytes, right: bytes) -> bytes:

@@ -12,8 +12,8 @@ import pytest
 
 from api.public import PUBLIC_PATHS, PUBLIC_PREFIXES, is_public
 from domain.values import Role
-from tests.conftest import Backend
-from tests.http_support import Api, api_for
+from tests.support.db import Backend
+from tests.support.http import Api, api_for
 
 ACCESS_DOC = Path(__file__).resolve().parent.parent / "docs" / "access.md"
 ROLES = [Role.STATE, Role.SECRETARIAT, Role.AUDITOR, Role.REVIEWER]

@@ -5,39 +5,19 @@ error shape (HTTP) or one line and exit 2 (CLI), saying what to fix, and writes 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from domain.clock import SimulatedClock
 from domain.errors import ValidationError
 from domain.values import Contact, Text
-from tests.conftest import Backend, contact_data
-from tests.http_support import Api, api_for
+from tests.support.builders import contact_data
+from tests.support.db import Backend
+from tests.support.http import Api, register
 
 #: A lone UTF-16 surrogate as JSON spells it: valid JSON, but not a Unicode scalar value, so
 #: no UTF-8 text holds it.
 SURROGATE = "\\ud800"
-
-
-@pytest.fixture
-def api(backend: Backend, clock: SimulatedClock) -> Iterator[Api]:
-    with api_for(backend.settings, clock) as a:
-        yield a
-
-
-def register(api: Api, code: str) -> None:
-    who = api.as_state(code)
-    assert api.call("POST", f"/entries/{code}", who, json={}).status_code == 201
-    r = api.call(
-        "POST",
-        f"/entries/{code}/contacts",
-        who,
-        json={"contact": contact_data("cert")},
-        headers=api.if_match(code),
-    )
-    assert r.status_code == 200, r.text
 
 
 def raw_json(api: Api, method: str, path: str, who: dict[str, str], body: str) -> Any:
@@ -218,10 +198,11 @@ def test_a_review_period_the_calendar_cannot_end_gets_422_naming_the_valid_range
     assert last.status_code == 200, last.text
 
 
+@pytest.mark.slow
 def test_pocdir_review_refuses_a_period_the_calendar_cannot_end_with_one_line(
     sqlite_backend: Backend,
 ) -> None:
-    from tests.test_cli import run
+    from tests.support.cli import run
 
     result = run(
         sqlite_backend.url,
@@ -272,6 +253,7 @@ def test_an_id_spelt_with_other_digits_names_nothing(api: Api) -> None:
     assert r.status_code == 404, r.text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -283,7 +265,7 @@ def test_an_id_spelt_with_other_digits_names_nothing(api: Api) -> None:
 def test_cli_positions_and_sizes_beyond_what_the_record_stores_get_one_line(
     sqlite_backend: Backend, args: tuple[str, ...]
 ) -> None:
-    from tests.test_cli import run
+    from tests.support.cli import run
 
     assert run(sqlite_backend.url, "simulate", "--states", "2", "--days", "2").returncode == 0
     result = run(sqlite_backend.url, *args)
@@ -292,6 +274,7 @@ def test_cli_positions_and_sizes_beyond_what_the_record_stores_get_one_line(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -304,7 +287,7 @@ def test_cli_arguments_that_are_not_utf8_get_one_line(
 ) -> None:
     """Python gives undecodable argument bytes (here 0xFF) as lone surrogates: an acting
     official's id is recorded on events, a key name is signed, and neither can hold them."""
-    from tests.test_cli import run
+    from tests.support.cli import run
 
     assert run(sqlite_backend.url, "simulate", "--states", "2", "--days", "2").returncode == 0
     result = run(sqlite_backend.url, *(a.format(tmp=tmp_path) for a in args))
@@ -314,10 +297,11 @@ def test_cli_arguments_that_are_not_utf8_get_one_line(
     assert not (tmp_path / "key").exists()
 
 
+@pytest.mark.slow
 def test_a_simulation_longer_than_the_calendar_allows_gets_one_line(
     sqlite_backend: Backend,
 ) -> None:
-    from tests.test_cli import run
+    from tests.support.cli import run
 
     result = run(sqlite_backend.url, "simulate", "--states", "2", "--days", "99999999")
     assert result.returncode == 2, result.stderr

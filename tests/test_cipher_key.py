@@ -24,8 +24,11 @@ from domain.values import Role
 from infra.keycheck import CipherKeyMismatch
 from infra.settings import Settings
 from infra.wiring import build_application, build_view_runner, build_views
-from tests.conftest import Backend
-from tests.test_cli import POCDIR
+from tests.support.cli import POCDIR
+from tests.support.db import Backend
+
+#: Slow (each test runs `pocdir` processes or replays a record): `make check` leaves it out.
+pytestmark = pytest.mark.slow
 
 KEY_1 = base64.b64encode(b"1" * 32).decode()
 KEY_2 = base64.b64encode(b"2" * 32).decode()

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+import pytest
+
 from infra.wiring import build_application, build_views
-from tests.conftest import Backend
+from tests.support.cli import POCDIR, run
+from tests.support.db import Backend
 
-POCDIR = [sys.executable, "-c", "from api.cli.main import main; main()"]
-
-
-def run(
-    backend_url: str, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``pocdir ARGS`` on ``backend_url``, 200 columns wide unless ``env`` says otherwise."""
-    environ = {**os.environ, "POCDIR_DATABASE_URL": backend_url, "COLUMNS": "200", **(env or {})}
-    return subprocess.run(
-        [*POCDIR, *args], env=environ, capture_output=True, text=True, timeout=300, check=False
-    )
+#: Slow (each test runs `pocdir` in processes of its own, some over simulated records):
+#: `make check` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def test_simulate_then_verify_reports_the_head_and_exits_zero(backend: Backend) -> None:

@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from api.cli.main import command
-from tests.test_cli import POCDIR
+from tests.support.cli import POCDIR
 
 
 def commands(

@@ -8,13 +8,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
+import pytest
+
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock
 from domain.values import Contact
 from infra.wiring import build_application
-from tests.conftest import Backend, contact_data, state
-from tests.test_cli import run
-from tests.test_review import SECRETARIAT, register
+from tests.support.builders import SECRETARIAT, contact_data, register, state
+from tests.support.cli import run
+from tests.support.db import Backend
+
+#: Slow (each test runs `pocdir` in processes of its own): `make check` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def test_the_secretariat_launches_a_check_and_reads_its_results_over_the_cli(

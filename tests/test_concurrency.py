@@ -8,6 +8,7 @@ import threading
 from datetime import UTC, datetime
 
 import psycopg
+import pytest
 
 from domain.clock import SimulatedClock
 from domain.members import member_states
@@ -15,7 +16,11 @@ from domain.values import Contact
 from infra.settings import Settings
 from infra.verify import verify_record
 from infra.wiring import build_application
-from tests.conftest import Backend, contact_data, pg_schema, state
+from tests.support.builders import contact_data, state
+from tests.support.db import Backend, pg_schema
+
+#: Slow (many writers racing on each backend): `make check` leaves it out.
+pytestmark = pytest.mark.slow
 
 THREADS = 8
 PROCESSES = 2

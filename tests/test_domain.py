@@ -29,7 +29,7 @@ from domain.notification import (
 from domain.state_entry import StateEntry, state_entry_id
 from domain.taxonomy import INCIDENT_TYPES
 from domain.values import Contact, Principal, Role, Text
-from tests.conftest import contact_data, state
+from tests.support.builders import contact_data, state
 
 AT = datetime(2025, 5, 1, 10, 0, tzinfo=UTC)
 SECRETARIAT = Principal("sec-1", Role.SECRETARIAT)

@@ -13,7 +13,8 @@ from domain.values import Contact
 from infra.settings import Settings, SettingsError
 from infra.verify import verify_record
 from infra.wiring import build_application
-from tests.conftest import START, Backend, contact_data, state
+from tests.support.builders import START, contact_data, state
+from tests.support.db import Backend
 
 
 def test_encrypted_records_hide_contact_details_and_verify_without_the_key(

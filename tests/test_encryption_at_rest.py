@@ -22,12 +22,13 @@ import pytest
 
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock
-from domain.values import Contact, Text
+from domain.values import Text
 from infra.settings import Settings
 from infra.wiring import build_application, build_view_runner, build_views
-from tests.conftest import START, Backend, contact_data, state
-from tests.test_cli import POCDIR
-from tests.test_outage import Cluster, cluster  # noqa: F401 - the throwaway cluster fixture
+from tests.support.builders import START, contact_data, fra_notifies_deu, register_states, state
+from tests.support.cli import POCDIR
+from tests.support.cluster import Cluster
+from tests.support.db import Backend
 
 KEY = base64.b64encode(b"k" * 32).decode()
 
@@ -58,8 +59,6 @@ def forms(marker: str) -> list[bytes]:
 
 
 def write_confidential(app: PocDirectory) -> None:
-    for code in ("FRA", "DEU"):
-        app.register_state(state(code), code)
     contact = contact_data(
         "desk",
         agency={"language": "fr", "text": MARKERS["contact name"], "english": MARKERS["agency"]},
@@ -68,15 +67,10 @@ def write_confidential(app: PocDirectory) -> None:
             {"kind": "phone", "address": MARKERS["phone"]},
         ],
     )
-    app.add_contact(state("FRA"), "FRA", Contact.from_dict(contact))
-    app.add_contact(state("DEU"), "DEU", Contact.from_dict(contact_data("cert")))
-    sent = app.send_notification(
-        state("FRA"),
-        "DEU",
-        "malware",
-        Text.english_only(MARKERS["description"]),
-        [{"kind": "domain", "value": MARKERS["indicator"]}],
-        good_faith_attested=True,
+    register_states(app, "FRA", contact=contact)
+    register_states(app, "DEU")
+    sent = fra_notifies_deu(
+        app, MARKERS["description"], [{"kind": "domain", "value": MARKERS["indicator"]}]
     )
     app.acknowledge_notification(state("DEU"), sent.id)
     app.respond_to_notification(state("DEU"), sent.id, Text.english_only(MARKERS["response"]))
@@ -132,6 +126,7 @@ def assert_no_marker_in(files: list[Path]) -> None:
     assert not leaks, leaks
 
 
+@pytest.mark.slow
 def test_no_confidential_value_is_in_clear_in_any_sqlite_file(tmp_path: Path) -> None:
     db = tmp_path / "pocdir.sqlite3"
     drive(f"sqlite:///{db}")
@@ -139,8 +134,9 @@ def test_no_confidential_value_is_in_clear_in_any_sqlite_file(tmp_path: Path) ->
     assert_no_marker_in(list(files_under(*database_files)))
 
 
+@pytest.mark.slow
 def test_no_confidential_value_is_in_clear_in_any_postgres_file(
-    cluster: Cluster,  # noqa: F811 - the fixture imported above
+    cluster: Cluster,
 ) -> None:
     if not cluster.running():
         cluster.start()
@@ -179,6 +175,7 @@ def cli(url: str, *args: str, key: str | None = None) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.slow
 def test_cipher_init_creates_the_demo_key_once_with_mode_0600(tmp_path: Path) -> None:
     url, key_file = f"sqlite:///{tmp_path / 'pocdir.sqlite3'}", tmp_path / "demo-cipher.key"
     created = cli(url, "keys", "cipher-init", str(key_file))
@@ -193,6 +190,7 @@ def test_cipher_init_creates_the_demo_key_once_with_mode_0600(tmp_path: Path) ->
     assert not (tmp_path / "pocdir.sqlite3").exists()  # it creates no database
 
 
+@pytest.mark.slow
 def test_cipher_init_moves_a_plaintext_demo_record_aside(tmp_path: Path) -> None:
     db = tmp_path / "pocdir.sqlite3"
     url, key_file = f"sqlite:///{db}", tmp_path / "demo-cipher.key"

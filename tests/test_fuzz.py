@@ -14,9 +14,12 @@ from schemathesis import checks
 
 from api.app import create_app
 from api.cli.console import CONSOLE
-from domain.values import Contact, Role
+from domain.values import Role
 from infra.settings import Settings
-from tests.conftest import contact_data, state
+from tests.support.builders import register_states
+
+#: Slow (hundreds of generated requests per operation): `make check` leaves it out.
+pytestmark = pytest.mark.slow
 
 #: Each operation gets this many generated requests, each sent once per role and anonymously.
 EXAMPLES = 20
@@ -32,13 +35,11 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """An app over a small record (two registered States, one exchange), tokens per role."""
+    """An app over a small record (two registered States), tokens per role."""
     path = Path(tmp_path_factory.mktemp("fuzz")) / "pocdir.sqlite3"
     app = create_app(Settings(database_url=f"sqlite:///{path}"))
     application = app.state.services.get().application
-    for code in ("FRA", "DEU"):
-        application.register_state(state(code), code)
-        application.add_contact(state(code), code, Contact.from_dict(contact_data("cert")))
+    register_states(application, "FRA", "DEU")
     headers: dict[str, dict[str, str]] = {"anonymous": {}}
     for role in Role:
         _, token = application.issue_credential(

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from infra.settings import Settings
-from tests.conftest import Backend
-from tests.http_support import Api, api_for
+from tests.support.db import Backend
+from tests.support.http import Api, api_for
 
 LIMIT = 4096
 

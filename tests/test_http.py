@@ -4,62 +4,15 @@ of exchanges (R11-R14), and the JSON error shape."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from domain.clock import SimulatedClock
 from domain.values import Role
-from tests.conftest import Backend, contact_data
-from tests.http_support import Api, api_for
-
-
-@pytest.fixture
-def api(backend: Backend, clock: SimulatedClock) -> Iterator[Api]:
-    with api_for(backend.settings, clock) as a:
-        yield a
-
-
-def register(api: Api, code: str, *contacts: dict[str, Any]) -> dict[str, Any]:
-    who = api.as_state(code)
-    r = api.call("POST", f"/entries/{code}", who, json={})
-    assert r.status_code == 201, r.text
-    for c in contacts or (contact_data("cert"),):
-        r = api.call(
-            "POST",
-            f"/entries/{code}/contacts",
-            who,
-            json={"contact": c},
-            headers=api.if_match(code),
-        )
-        assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
-def send(api: Api, sender: str, recipient: str) -> dict[str, Any]:
-    r = api.call(
-        "POST",
-        "/notifications",
-        api.as_state(sender),
-        json={
-            "recipient": recipient,
-            "incident_type": "malware",
-            "description": "Botnet C2 observed in your address space",
-            "indicators": [{"kind": "ipv4", "value": "203.0.113.7"}],
-            "good_faith_attested": True,
-        },
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-def assert_error(r: Any, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert {"error", "detail"} <= set(body) <= {"error", "detail", "see"}, body
-    assert body["detail"], body
-    return dict(body)
+from tests.support.builders import contact_data
+from tests.support.db import Backend
+from tests.support.http import Api, assert_error, register, send
 
 
 def test_missing_wrong_or_revoked_token_gets_401(api: Api) -> None:

@@ -19,9 +19,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from api.app import create_app
-from tests.conftest import Backend
-from tests.http_support import Api, api_for
-from tests.test_review import CHROMIUM_FLAGS
+from tests.support.browser import CHROMIUM_FLAGS
+from tests.support.db import Backend
+from tests.support.http import Api, api_for
 
 
 @pytest.fixture
@@ -83,6 +83,7 @@ def test_redoc_is_not_served_from_a_cdn(api: Api) -> None:
     assert api.call("GET", "/redoc", api.auth("auditor")).status_code == 404
 
 
+@pytest.mark.slow
 def test_docs_render_in_headless_chromium_loading_only_from_the_server(
     sqlite_backend: Backend, tmp_path: Path
 ) -> None:

@@ -14,9 +14,8 @@ from domain.clock import SimulatedClock
 from domain.values import Role
 from infra.merkle import ConsistencyProof, InclusionProof, unb64
 from infra.note import SignerKey, VerifierKey, open_checkpoint
-from tests.conftest import Backend
-from tests.http_support import Api, api_for
-from tests.test_http import assert_error, register, send
+from tests.support.db import Backend
+from tests.support.http import Api, api_for, assert_error, register, send
 
 
 @pytest.fixture
@@ -65,14 +64,14 @@ def test_auditors_verify_an_inclusion_proof_against_the_served_checkpoint(api: A
     assert_error(api.call("GET", "/audit/proofs/consistency?first=1", auditor), 422)
 
 
+@pytest.mark.slow
 def test_the_server_signs_checkpoints_on_a_period(backend: Backend, tmp_path: Path) -> None:
     import time
 
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from tests.test_cli import run
-    from tests.test_principals import issued
+    from tests.support.cli import issued, run
 
     key_file = tmp_path / "signing.key"
     SignerKey.generate("test.example/pocdir").write_new(key_file)
@@ -101,7 +100,7 @@ def lose_a_race(api: Api, code: str) -> None:
     from eventsourcing.persistence import IntegrityError
 
     from domain.state_entry import state_entry_id
-    from tests.conftest import state
+    from tests.support.builders import state
 
     app = api.application
     first, second = (app.repository.get(state_entry_id(code)) for _ in range(2))

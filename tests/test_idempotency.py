@@ -5,21 +5,15 @@ write twice."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from eventsourcing.persistence import OperationalError
 
 from domain.clock import SimulatedClock
-from tests.conftest import Backend, contact_data
-from tests.http_support import Api, api_for
-
-
-@pytest.fixture
-def api(backend: Backend, clock: SimulatedClock) -> Iterator[Api]:
-    with api_for(backend.settings, clock) as a:
-        yield a
+from tests.support.builders import contact_data
+from tests.support.db import Backend
+from tests.support.http import Api
 
 
 def events(api: Api) -> int:
@@ -251,7 +245,7 @@ def test_a_reservation_whose_request_died_is_taken_over_and_only_one_commit_coun
     from domain.idempotency import IdempotencyKey, RequestInFlight
     from infra.idempotency import IdempotencyKeys, InFlight, Reserved
     from infra.wiring import build_application
-    from tests.conftest import state
+    from tests.support.builders import state
 
     app = build_application(backend.settings, clock=clock)
     try:

@@ -3,6 +3,9 @@
 Golden vectors: the RFC 6962 test tree of transparency-dev/merkle (``testonly/constants.go``:
 8 leaf inputs, the roots for sizes 1-8) and its known proofs (``proof/verify_test.go``,
 ``testonly/reference_test.go``); the signed-note example of ``golang.org/x/mod/sumdb/note``.
+They run against the functions production uses: the chain's ``leaf_hash`` (what every stored
+event's leaf is), ``CompactRange`` as the tree store extends with it, and the tree store's
+``fetch_nodes`` under ``Transparency`` (roots and proofs), on both backends.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import base64
 
 import pytest
 
+from domain.application import PocDirectory
+from infra.chain import GENESIS_LINK, leaf_hash
 from infra.merkle import (
     EMPTY_ROOT,
     CompactRange,
@@ -18,10 +23,10 @@ from infra.merkle import (
     InclusionProofFailed,
     ProofRequestInvalid,
     consistency_ranges,
-    hash_leaf,
     hashes_of_ranges,
     inclusion_ranges,
     perfect_cover,
+    root_from_store,
     root_of,
     verify_consistency,
     verify_inclusion,
@@ -36,6 +41,8 @@ from infra.note import (
     open_checkpoint,
     sign_note,
 )
+from infra.transparency import Transparency
+from infra.tree_store import build_tree_store
 
 LEAF_INPUTS = [
     bytes.fromhex(h)
@@ -50,7 +57,7 @@ LEAF_INPUTS = [
         "606162636465666768696a6b6c6d6e6f",
     )
 ]
-LEAVES = [hash_leaf(x) for x in LEAF_INPUTS]
+LEAVES = [leaf_hash(x) for x in LEAF_INPUTS]
 ROOTS = {
     size: bytes.fromhex(h)
     for size, h in {
@@ -167,6 +174,55 @@ def test_tree_heads_match_the_published_roots(size: int) -> None:
     compact = CompactRange()
     compact.extend(LEAVES[:size])
     assert compact.root() == ROOTS[size]
+    assert root_from_store(size, fetch) == ROOTS[size]
+
+
+def test_the_chain_leaf_hash_is_the_published_leaf_hash() -> None:
+    """RFC 9162 leaf 0 (empty input), as transparency-dev/merkle publishes it: the hash
+    every stored event's leaf is computed with is the RFC's."""
+    assert leaf_hash(b"").hex() == (
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+    )
+
+
+@pytest.fixture
+def golden_tree(app: PocDirectory) -> Transparency:
+    """The published 8-leaf tree in a real tree store, written as the store writes a tree it
+    extends (leaves, then the perfect subtrees ``CompactRange`` completes, then the head)."""
+    tree = build_tree_store(app.recorder)
+    nodes: list[tuple[int, int, bytes]] = []
+    compact = CompactRange(on_node=lambda level, index, value: nodes.append((level, index, value)))
+    compact.extend(LEAVES)
+    with tree.writing() as c:
+        c.executemany(
+            tree.sql(f"INSERT INTO {tree.leaves} VALUES (%s, %s, %s)"),
+            [(i, i + 1, leaf) for i, leaf in enumerate(LEAVES)],
+        )
+        c.executemany(tree.sql(f"INSERT INTO {tree.nodes} VALUES (%s, %s, %s)"), nodes)
+        c.execute(
+            tree.sql(
+                f"UPDATE {tree.head_table} SET tree_size = %s, position = %s, link = %s "
+                "WHERE id = 1"
+            ),
+            (8, 8, GENESIS_LINK),
+        )
+    return Transparency(tree, "test.example/golden", signer=lambda: SignerKey.generate("x"))
+
+
+def test_the_tree_store_answers_the_published_roots_and_proofs(golden_tree: Transparency) -> None:
+    """What the API and the CLI serve: roots and proofs read from the stored tree."""
+    for size in range(0, 9):
+        assert golden_tree.root_hash(size) == ROOTS[size]
+    for index, size, proof in INCLUSION:
+        inclusion = golden_tree.inclusion_proof(index, size)
+        assert (inclusion.leaf_hash, inclusion.root_hash) == (LEAVES[index], ROOTS[size])
+        assert list(inclusion.proof) == proof
+        inclusion.verify()
+    for first, second, proof in CONSISTENCY:
+        consistency = golden_tree.consistency_proof(first, second)
+        assert (consistency.first_root, consistency.second_root) == (ROOTS[first], ROOTS[second])
+        assert list(consistency.proof) == proof
+        consistency.verify()
 
 
 def test_stored_perfect_subtrees_match_the_published_node_hashes() -> None:
@@ -218,7 +274,7 @@ def test_a_corrupted_inclusion_proof_fails_naming_expected_and_computed_root(
         (index, size, leaf, proof[:-1], root),
         (index, size, leaf, [*proof, root], root),
         (index, size, leaf, [root, *proof], root),
-        (index, size, hash_leaf(b"wrong leaf"), proof, root),
+        (index, size, leaf_hash(b"wrong leaf"), proof, root),
         (index, size, leaf, proof, EMPTY_ROOT),
         (index ^ 1, size, leaf, proof, root),
         (index, size * 2, leaf, proof, root),

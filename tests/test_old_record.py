@@ -29,8 +29,8 @@ from domain.values import Principal, Role
 from infra.audit import verify_against_checkpoint
 from infra.verify import verify_record
 from infra.wiring import OpenMode, build_application, build_transparency
-from tests.conftest import pg_schema
-from tests.test_cli import run
+from tests.support.cli import run
+from tests.support.db import pg_schema
 
 FIXTURE = Path(__file__).parent / "fixtures" / "record-v1"
 SECRETARIAT = Principal("console", Role.SECRETARIAT)
@@ -97,6 +97,7 @@ def test_the_old_record_answers_as_it_did_when_written(old_record: Path) -> None
     }
 
 
+@pytest.mark.slow
 def test_pocdir_verify_passes_on_the_old_record_and_against_its_checkpoints(
     old_record: Path, tmp_path: Path
 ) -> None:
@@ -187,6 +188,7 @@ def old_record_on_postgres(postgres_url: str, old_record: Path) -> Iterator[Any]
         yield settings
 
 
+@pytest.mark.slow
 def test_the_old_record_moved_to_postgresql_verifies_replays_and_answers_alike(
     old_record_on_postgres: Any,
 ) -> None:
@@ -227,14 +229,17 @@ def append_and_verify(settings: Any) -> None:
     assert run(settings.database_url, "verify").returncode == 0
 
 
+@pytest.mark.slow
 def test_new_events_follow_the_old_ones_and_the_record_still_verifies(old_record: Path) -> None:
     append_and_verify(capture.fixture_settings(old_record))
 
 
+@pytest.mark.slow
 def test_new_events_follow_the_old_ones_on_postgresql(old_record_on_postgres: Any) -> None:
     append_and_verify(old_record_on_postgres)
 
 
+@pytest.mark.slow
 def test_principals_list_shows_the_old_credentials_with_the_upcast_label(
     old_record: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -310,6 +315,7 @@ def test_both_decoders_upcast_old_events_and_new_ones_are_stored_at_their_versio
         app.close()
 
 
+@pytest.mark.slow
 def test_reading_and_replaying_the_old_record_never_rewrites_a_stored_event(
     old_record: Path, tmp_path: Path
 ) -> None:

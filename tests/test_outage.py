@@ -12,19 +12,11 @@ tried on both backends.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from pathlib import Path
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -38,130 +30,12 @@ from domain.values import Role
 from infra.lease import build_lease
 from infra.settings import Settings, SettingsError
 from infra.wiring import build_application, eventsourcing_env
-from tests.conftest import Backend
+from tests.support.cluster import Cluster
+from tests.support.db import Backend
 
-PG_BIN = Path(os.environ.get("POCDIR_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
-PG_USER = "postgres"  # the OS user that owns the cluster (PostgreSQL refuses to run as root)
-
-#: A request during an outage is refused within this (twice the Retry-After hint), not held.
 ANSWER_WITHIN_SECONDS = 2.0 * RETRY_AFTER_SECONDS
 #: Once the database is back, the same app serves again within this many retries.
 RECOVERY_ATTEMPTS = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Cluster:
-    """A PostgreSQL cluster this module owns, on its own port, trust auth."""
-
-    datadir: Path
-    sockdir: Path
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _pg_ctl(self, *args: str, timeout: float = 60) -> None:
-        cmd = [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), *args]
-        subprocess.run(_as_postgres(cmd), check=True, capture_output=True, timeout=timeout)
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._pg_ctl("-w", "-t", "60", "-l", str(self.sockdir / "log"), "-o", options, "start")
-
-    def stop(self) -> None:
-        self._pg_ctl("-w", "-m", "immediate", "stop")
-
-    def running(self) -> bool:
-        cmd = [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "status"]
-        return subprocess.run(_as_postgres(cmd), capture_output=True).returncode == 0
-
-    def processes(self) -> list[int]:
-        """The postmaster first, then every process it started."""
-        postmaster = int((self.datadir / "postmaster.pid").read_text().split()[0])
-        children = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # the process ended meanwhile
-            if int(fields[1]) == postmaster:
-                children.append(int(stat.parent.name))
-        return [postmaster, *children]
-
-    @contextmanager
-    def hung(self) -> Iterator[Callable[[], None]]:
-        """Every process of the cluster stopped (SIGSTOP) for the block: connections stay
-        open, the port accepts, and nothing answers. Resumed (SIGCONT) on leaving, or earlier
-        by the callable it yields."""
-        stopped: list[int] = []
-
-        def resume() -> None:
-            while stopped:
-                with suppress(ProcessLookupError):
-                    os.kill(stopped.pop(), signal.SIGCONT)
-
-        try:
-            for pid in self.processes():
-                with suppress(ProcessLookupError):  # a backend that ended meanwhile
-                    os.kill(pid, signal.SIGSTOP)
-                    stopped.append(pid)
-            yield resume
-        finally:
-            resume()
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    if os.geteuid() == 0:
-        return ["runuser", "-u", PG_USER, "--", *cmd]
-    return cmd
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    missing = [b for b in ("initdb", "pg_ctl", "postgres") if not (PG_BIN / b).exists()]
-    if missing:
-        reason = f"PostgreSQL binaries missing in {PG_BIN}: {', '.join(missing)}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} and CI=true")
-        pytest.skip(reason)
-    tmp = Path(tempfile.mkdtemp(prefix="pocdir-outage-"))
-    try:
-        datadir, sockdir = tmp / "data", tmp / "run"
-        sockdir.mkdir()
-        if os.geteuid() == 0:
-            shutil.chown(tmp, PG_USER)
-            shutil.chown(sockdir, PG_USER)
-        initdb = [
-            str(PG_BIN / "initdb"),
-            "-D",
-            str(datadir),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale",
-            "C",
-        ]
-        subprocess.run(_as_postgres(initdb), check=True, capture_output=True, timeout=120)
-        c = Cluster(datadir, sockdir, _free_port())
-        c.start()
-        try:
-            yield c
-        finally:
-            if c.running():
-                c.stop()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture
@@ -257,6 +131,7 @@ def still_held(workers: list[threading.Thread], seconds: float, resume: Any) -> 
     return held
 
 
+@pytest.mark.slow
 def test_requests_while_the_database_is_down_get_503_with_retry_after_within_seconds(
     running: Cluster,
 ) -> None:
@@ -279,6 +154,7 @@ def test_requests_while_the_database_is_down_get_503_with_retry_after_within_sec
         assert r.status_code == 200, r.text
 
 
+@pytest.mark.slow
 def test_the_same_app_serves_again_by_itself_when_the_database_returns(
     running: Cluster,
 ) -> None:
@@ -307,6 +183,7 @@ def test_the_same_app_serves_again_by_itself_when_the_database_returns(
         assert r.status_code == 200, r.text
 
 
+@pytest.mark.slow
 def test_an_app_started_while_the_database_is_down_answers_503_then_recovers(
     running: Cluster,
 ) -> None:
@@ -350,6 +227,7 @@ def get(client: TestClient, path: str, token: str | None = None) -> Any:
     return client.get(path, headers=headers)
 
 
+@pytest.mark.slow
 def test_a_hung_database_gets_503_within_the_configured_bound_then_recovers(
     running: Cluster,
 ) -> None:
@@ -371,6 +249,7 @@ def test_a_hung_database_gets_503_within_the_configured_bound_then_recovers(
         assert get(client, "/ready").status_code == 200
 
 
+@pytest.mark.slow
 def test_health_answers_while_many_requests_wait_on_a_hung_database(running: Cluster) -> None:
     """48 clients at once (more than the server's worker threads) block on a hung database;
     /health, which never touches it, still answers, and each of them gets its 503 in time."""
@@ -404,6 +283,7 @@ def test_health_answers_while_many_requests_wait_on_a_hung_database(running: Clu
         serves_again(client, "/directory", token)
 
 
+@pytest.mark.slow
 def test_ready_says_the_database_is_unreachable_during_an_outage_and_ready_after(
     running: Cluster,
 ) -> None:
@@ -431,6 +311,7 @@ def test_ready_says_the_database_is_unreachable_during_an_outage_and_ready_after
         assert r.status_code == 200, r.text
 
 
+@pytest.mark.slow
 def test_ready_is_503_while_the_views_lag_more_than_the_setting(backend: Backend) -> None:
     """Events recorded by another process and not yet in the views count as lag; past
     POCDIR_READY_MAX_LAG_EVENTS the server is not ready, and ready again once caught up.
@@ -501,6 +382,7 @@ def write_lock_held(backend: Backend) -> Iterator[Callable[[], None]]:
         release()
 
 
+@pytest.mark.slow
 def test_a_write_behind_a_held_lock_gets_503_within_the_bound(backend: Backend) -> None:
     """A write waits for the record's lock no longer than the statement timeout (SQLite's was
     30 s, PostgreSQL's 30 s per try with ten tries), then answers 503 and writes nothing."""
@@ -564,6 +446,7 @@ def test_the_bounds_reach_the_library() -> None:
     assert lite["SQLITE_LOCK_TIMEOUT"] == "1"
 
 
+@pytest.mark.slow
 def test_concurrent_first_requests_to_an_app_started_during_a_hang_each_get_503_in_time(
     running: Cluster,
 ) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,11 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from domain.credential import MAX_LABEL, NO_LABEL, check_label
 from domain.errors import ValidationError
-from tests.conftest import Backend
-from tests.test_cli import run
+from tests.support.cli import issued, run
+from tests.support.db import Backend
 
-
-def issued(output: str) -> tuple[str, str]:
-    credential_id = re.search(r"issued credential ([0-9a-f-]{36})", output)
-    token = re.search(r"^(pocdir_\S+)$", output, re.MULTILINE)
-    assert credential_id and token, output
-    return credential_id.group(1), token.group(1)
+#: Slow (each test runs `pocdir` in processes of its own): `make check` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def test_a_token_is_shown_once_and_only_its_hash_is_stored(backend: Backend) -> None:

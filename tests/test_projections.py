@@ -28,7 +28,8 @@ from projections.history import HistoryItem
 from projections.queries import ViewQueries, history_csv
 from projections.runner import VIEWS_NAME, ViewRunner
 from projections.store import SHADOW_SUFFIX, SHADOW_TABLES, split_changes
-from tests.conftest import START, Backend, contact_data, state
+from tests.support.builders import START, contact_data, fra_notifies_deu, register_states, state
+from tests.support.db import Backend
 
 
 def queries(app: PocDirectory, backend: Backend) -> ViewQueries:
@@ -186,6 +187,7 @@ def rebuilt_view(app: PocDirectory, backend: Backend) -> list[tuple[str, str, st
     return view.dump()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["catch_up", "rebuild"])
 def test_a_runner_killed_mid_stream_resumes_with_nothing_lost_or_counted_twice(
     backend: Backend, app: PocDirectory, mode: str
@@ -218,6 +220,7 @@ def test_a_runner_killed_mid_stream_resumes_with_nothing_lost_or_counted_twice(
     assert rebuilt_view(app, backend) == rebuilt  # two rebuilds give identical output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["catch_up", "rebuild"])
 def test_a_batch_overtaken_by_another_runner_is_not_written_and_stops_the_runner(
     backend: Backend, app: PocDirectory, mode: str
@@ -307,17 +310,13 @@ def test_a_server_following_from_its_last_position_survives_another_process_movi
 def exchange(app: PocDirectory, clock: SimulatedClock) -> None:
     """FRA notifies DEU; DEU acknowledges after 2 h and responds asking for assistance after
     5 h; FRA asks to share with ITA, DEU denies."""
-    for code in ("DEU", "ITA"):
-        app.register_state(state(code), code)
-        app.add_contact(state(code), code, Contact.from_dict(contact_data()))
+    register_states(app, "DEU", "ITA")
     clock.advance(timedelta(days=10))
-    n = app.send_notification(
-        state("FRA"),
-        "DEU",
-        "ransomware",
-        Text.english_only("Confidential finding XYZZY"),
+    n = fra_notifies_deu(
+        app,
+        "Confidential finding XYZZY",
         [{"kind": "ipv4", "value": "203.0.113.77"}, {"kind": "domain", "value": "evil.example"}],
-        good_faith_attested=True,
+        incident_type="ransomware",
     )
     clock.advance(timedelta(hours=2))
     app.acknowledge_notification(state("DEU"), n.id)

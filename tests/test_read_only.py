@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from infra.wiring import build_application
-from tests.conftest import RUN_ID, Backend, _pg_schema_url
-from tests.test_cli import run
+from tests.support.cli import run
+from tests.support.db import RUN_ID, Backend, pg_schema_url
 
 CHECK_ID = "0b6e7c1a-3f1e-4c3a-9a55-0d6f2e8b9c01"
 
@@ -49,6 +49,7 @@ def _names(command: tuple[str, ...]) -> str:
     return " ".join(command[:2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", READ_ONLY_COMMANDS, ids=_names)
 def test_a_read_only_command_on_a_mistyped_sqlite_path_creates_nothing(
     command: tuple[str, ...], tmp_path: Path
@@ -76,12 +77,13 @@ def _schema_exists(base: str, schema: str) -> bool:
     return row is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", READ_ONLY_COMMANDS, ids=_names)
 def test_a_read_only_command_on_a_missing_postgres_schema_creates_nothing(
     command: tuple[str, ...], postgres_url: str, tmp_path: Path
 ) -> None:
     schema = f"pocdir_test_{RUN_ID}_never_created"
-    result = run(_pg_schema_url(postgres_url, schema), *_args(command, tmp_path))
+    result = run(pg_schema_url(postgres_url, schema), *_args(command, tmp_path))
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "no record at postgresql://" in result.stderr
     assert f"the schema {schema} does not exist" in result.stderr
@@ -89,6 +91,7 @@ def test_a_read_only_command_on_a_missing_postgres_schema_creates_nothing(
     assert not _schema_exists(postgres_url, schema)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", READ_ONLY_COMMANDS, ids=_names)
 def test_a_read_only_command_on_a_schema_without_the_record_creates_no_table(
     command: tuple[str, ...], backend: Backend, tmp_path: Path
@@ -105,6 +108,7 @@ def test_a_read_only_command_on_a_schema_without_the_record_creates_no_table(
         assert backend.execute("SELECT name FROM sqlite_master") == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [("verify",), ("verify", "--checkpoint", "{checkpoint}")])
 def test_an_empty_record_is_not_reported_intact(
     command: tuple[str, ...], backend: Backend, tmp_path: Path
@@ -117,6 +121,7 @@ def test_an_empty_record_is_not_reported_intact(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_writer_still_creates_the_sqlite_record_and_its_directory(tmp_path: Path) -> None:
     path = tmp_path / "new" / "pocdir.sqlite3"
     simulated = run(f"sqlite:///{path}", "simulate", "--states", "3", "--days", "3")
@@ -133,6 +138,7 @@ def test_reading_the_sqlite_path_setting_creates_no_directory(tmp_path: Path) ->
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.slow
 def test_an_empty_record_is_not_exported_and_an_empty_bundle_is_not_intact(
     backend: Backend, tmp_path: Path
 ) -> None:

@@ -22,8 +22,9 @@ import pytest
 
 from domain.clock import SimulatedClock
 from domain.values import Role
-from tests.conftest import Backend, contact_data
-from tests.http_support import Api, api_for
+from tests.support.builders import contact_data
+from tests.support.db import Backend
+from tests.support.http import Api, api_for
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BASE_URL = "http://127.0.0.1:8000"

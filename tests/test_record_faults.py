@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Backend
-from tests.test_cli import run
-from tests.test_principals import issued
+from tests.support.cli import issued, run
+from tests.support.db import Backend
+
+#: Slow (each test runs `pocdir` in processes of its own): `make check` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def _record(backend: Backend) -> None:

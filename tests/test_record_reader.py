@@ -13,7 +13,8 @@ from projections.asof import directory_as_of
 from projections.queries import ViewQueries
 from projections.records import Record, RecordReader, StoredRecords, ViewsDecoder
 from projections.runner import VIEWS_NAME, ViewRunner
-from tests.conftest import Backend, contact_data, state
+from tests.support.builders import contact_data, state
+from tests.support.db import Backend
 
 
 class _RecordUpTo:

@@ -30,7 +30,7 @@ from domain.errors import (
 )
 from domain.notification import Notification
 from domain.state_entry import StateEntry
-from domain.values import Contact, Principal, Role, Text
+from domain.values import Text
 from infra.wiring import build_application, build_views
 from projections.asof import MemoryView
 from projections.queries import ViewQueries, history_csv
@@ -39,23 +39,16 @@ from projections.review_report import build_report, report_csv, report_json, rep
 from projections.runner import ViewRunner, project_views
 from projections.store import ViewRecorder
 from simulation.simulator import DEFAULT_START, Simulator, seeded_ids
-from tests.conftest import Backend, contact_data, pg_schema, sqlite_backend_at, state
-
-SECRETARIAT = Principal("sec-1", Role.SECRETARIAT)
+from tests.support import builders
+from tests.support.browser import CHROMIUM_FLAGS
+from tests.support.builders import SECRETARIAT, register, state
+from tests.support.db import Backend, pg_schema, sqlite_backend_at
 
 
 def view_of(app: PocDirectory, backend: Backend) -> ViewRecorder:
     view = build_views(app, backend.settings)
     ViewRunner(app, view).catch_up()
     return view
-
-
-def register(app: PocDirectory, code: str, *levels: str) -> None:
-    app.register_state(state(code), code)
-    for i, level in enumerate(levels):
-        extra = {"incident_types": []} if level == "diplomatic" else {}
-        contact = contact_data(f"{level[:3]}-{i}", level=level, **extra)
-        app.add_contact(state(code), code, Contact.from_dict(contact))
 
 
 # -- communication checks ---------------------------------------------------------------------
@@ -217,14 +210,7 @@ def fra_notifies_deu(app: PocDirectory) -> Notification:
     """FRA, DEU and ITA register; FRA notifies DEU of a botnet."""
     for code in ("FRA", "DEU", "ITA"):
         register(app, code, "technical")
-    return app.send_notification(
-        state("FRA"),
-        "DEU",
-        "malware",
-        Text.english_only("Botnet"),
-        [{"kind": "ipv4", "value": "192.0.2.1"}],
-        good_faith_attested=True,
-    )
+    return builders.fra_notifies_deu(app, "Botnet")
 
 
 def test_a_need_may_cite_a_response_that_asked_for_assistance_by_a_party_only(
@@ -304,6 +290,7 @@ def year(
         simulated.app.close()
 
 
+@pytest.mark.slow
 def test_a_simulated_year_shows_every_figure_and_chart_of_the_report(year: SimulatedYear) -> None:
     report = year.report()
     for chart in CHARTS:
@@ -320,6 +307,7 @@ def test_a_simulated_year_shows_every_figure_and_chart_of_the_report(year: Simul
     assert report["participation"]["summary"]["registered_at_end"] <= 40
 
 
+@pytest.mark.slow
 def test_the_same_period_on_a_replayed_record_gives_byte_identical_json(
     year: SimulatedYear,
 ) -> None:
@@ -339,6 +327,7 @@ def test_the_same_period_on_a_replayed_record_gives_byte_identical_json(
             assert stored == json.dumps(folded.history(code, *period))
 
 
+@pytest.mark.slow
 def test_a_report_counts_only_what_had_happened_by_the_end_of_its_period(
     year: SimulatedYear,
 ) -> None:
@@ -375,6 +364,7 @@ def _secrets(app: PocDirectory) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_the_rendered_report_holds_no_contact_detail_ioc_or_exchange_text(
     year: SimulatedYear,
 ) -> None:
@@ -387,6 +377,7 @@ def test_the_rendered_report_holds_no_contact_detail_ioc_or_exchange_text(
     assert leaked == []
 
 
+@pytest.mark.slow
 def test_the_report_gives_one_csv_per_table_with_its_rows(year: SimulatedYear) -> None:
     report = year.report()
     files = report_csv(report)
@@ -403,18 +394,6 @@ def test_the_report_gives_one_csv_per_table_with_its_rows(year: SimulatedYear) -
 
 # -- the HTML report in a real browser --------------------------------------------------------
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1100,1400",
-)
-
 CHART_CHECK = """
 return Array.from(document.querySelectorAll('figure.chart')).map(function (f) {
   var svg = f.querySelector('svg');
@@ -427,6 +406,7 @@ return Array.from(document.querySelectorAll('figure.chart')).map(function (f) {
 """
 
 
+@pytest.mark.slow
 def test_the_html_report_renders_every_chart_in_headless_chromium(
     year: SimulatedYear, tmp_path: Path
 ) -> None:

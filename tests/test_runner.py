@@ -25,11 +25,11 @@ from infra.lease import Lease, SQLiteLease, build_lease
 from infra.settings import Settings
 from infra.wiring import build_application, build_services
 from projections.runner import VIEWS_NAME
-from tests.conftest import Backend, contact_data, sqlite_backend_at
-from tests.http_support import Api, api_for
+from tests.support.builders import contact_data
+from tests.support.cli import ROOT, run
+from tests.support.db import Backend, sqlite_backend_at
+from tests.support.http import Api, api_for
 
-POCDIR = [sys.executable, "-c", "from api.cli.main import main; main()"]
-ROOT = Path(__file__).resolve().parent.parent
 #: A liveness bound for takeovers on a loaded machine: far above the documented bound
 #: (lease + poll), only so that a broken takeover fails instead of hanging.
 TAKEOVER_DEADLINE = 60.0
@@ -121,6 +121,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_a_holder_killed_with_sigkill_is_taken_over(backend: Backend) -> None:
     """A holder killed outright releases nothing itself: PostgreSQL drops its session (and
     the advisory lock with it); SQLite's lease row expires. Either way another process takes
@@ -177,6 +178,7 @@ def test_a_write_answers_its_position_and_its_replay_the_same(api: Api) -> None:
     assert read.status_code == 200 and "Pocdir-Position" not in read.headers
 
 
+@pytest.mark.slow
 def test_requests_never_project_and_min_position_waits_for_the_runner(backend: Backend) -> None:
     """With the runner lease held by another process (another server, stalled), a request
     sees the views as they are: no request projects. One that sends Pocdir-Min-Position
@@ -226,6 +228,7 @@ def test_requests_never_project_and_min_position_waits_for_the_runner(backend: B
         other.close()
 
 
+@pytest.mark.slow
 def test_two_servers_on_one_record_write_concurrently_without_a_server_error(
     backend: Backend,
 ) -> None:
@@ -278,13 +281,7 @@ def test_two_servers_on_one_record_write_concurrently_without_a_server_error(
         assert sorted(holders) == [False, True], holders
 
 
-def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POCDIR_DATABASE_URL": url, "COLUMNS": "200"}
-    return subprocess.run(
-        [*POCDIR, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-
-
+@pytest.mark.slow
 def test_cli_reads_wait_for_a_running_servers_runner_and_replay_refuses(
     backend: Backend,
 ) -> None:
@@ -299,19 +296,20 @@ def test_cli_reads_wait_for_a_running_servers_runner_and_replay_refuses(
         while not services.follower.state.holds_lease:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        listed = cli(backend.url, "directory", "--format", "json")
+        listed = run(backend.url, "directory", "--format", "json")
         assert listed.returncode == 0, listed.stderr
         assert '"FRA"' in listed.stdout
-        refused = cli(backend.url, "replay")
+        refused = run(backend.url, "replay")
         assert refused.returncode == 2, refused.stderr
         assert "holds the runner lease" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
     finally:
         services.close()
-    replayed = cli(backend.url, "replay")
+    replayed = run(backend.url, "replay")
     assert replayed.returncode == 0, replayed.stderr
 
 
+@pytest.mark.slow
 def test_a_cli_read_catches_the_views_up_itself_when_no_server_runs(backend: Backend) -> None:
     app = build_application(backend.settings)
     try:
@@ -319,7 +317,7 @@ def test_a_cli_read_catches_the_views_up_itself_when_no_server_runs(backend: Bac
         app.issue_credential(CONSOLE, Role.AUDITOR, None)
     finally:
         app.close()
-    listed = cli(backend.url, "directory", "--format", "json")
+    listed = run(backend.url, "directory", "--format", "json")
     assert listed.returncode == 0, listed.stderr
     assert '"DEU"' in listed.stdout
     # The lease was given back: a server (here, a second CLI) takes it at once.

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,34 +21,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Backend, contact_data
+from tests.support.builders import contact_data
+from tests.support.cli import POCDIR, ROOT, free_port, issue, recorded_events, run
+from tests.support.db import Backend
+from tests.support.http import notify
 
-POCDIR = [sys.executable, "-c", "from api.cli.main import main; main()"]
-ROOT = Path(__file__).resolve().parent.parent
+#: Slow (a real `pocdir serve` process): `make check` leaves it out.
+pytestmark = pytest.mark.slow
+
 #: The served process's body limit, small so the test's big bodies stay small.
 BODY_LIMIT = 65536
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POCDIR_DATABASE_URL": url}
-    return subprocess.run(
-        [*POCDIR, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-
-
-def issue(url: str, *args: str) -> tuple[str, str]:
-    out = cli(url, "principals", "add", *args)
-    assert out.returncode == 0, out.stderr
-    cid = re.search(r"issued credential ([0-9a-f-]{36})", out.stdout)
-    token = re.search(r"^(pocdir_\S+)$", out.stdout, re.MULTILINE)
-    assert cid and token, out.stdout
-    return cid.group(1), token.group(1)
 
 
 @dataclass
@@ -177,24 +157,6 @@ def served(backend: Backend, tmp_path: Path) -> Iterator[tuple[Served, Backend]]
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
 
 
-def recorded_events(url: str) -> int:
-    out = cli(url, "verify")
-    assert out.returncode == 0, out.stderr
-    found = re.search(r"record intact: (\d+) events", out.stdout)
-    assert found, out.stdout
-    return int(found.group(1))
-
-
-def notify(recipient: str, description: Any = "Botnet C2 seen in your space") -> dict[str, Any]:
-    return {
-        "recipient": recipient,
-        "incident_type": "malware",
-        "description": description,
-        "indicators": [{"kind": "ipv4", "value": "203.0.113.7"}],
-        "good_faith_attested": True,
-    }
-
-
 def test_served_retries_revocation_and_bad_input(served: tuple[Served, Backend]) -> None:
     s, backend = served
     cli_events = 5  # the five credentials issued above
@@ -228,9 +190,9 @@ def test_served_retries_revocation_and_bad_input(served: tuple[Served, Backend])
 
     # A revocation recorded by another process, whose views that process then brings up to date.
     assert s.request("GET", "/directory", "ESP").status_code == 200
-    assert cli(backend.url, "principals", "revoke", s.credentials["ESP"]).returncode == 0  # type: ignore[attr-defined]
+    assert run(backend.url, "principals", "revoke", s.credentials["ESP"]).returncode == 0  # type: ignore[attr-defined]
     cli_events += 1
-    assert cli(backend.url, "pending").returncode == 0
+    assert run(backend.url, "pending").returncode == 0
     assert s.request("GET", "/directory", "ESP").status_code == 401
     assert s.request("POST", "/entries/ESP/confirmation", "ESP", key="late").status_code == 401
 

@@ -31,23 +31,14 @@ from infra.chain import (
 from infra.settings import Settings
 from infra.verify import chained_recorder, verify_record
 from infra.wiring import build_application
-from tests.conftest import Backend, contact_data, pg_schema, state
+from tests.support.builders import contact_data, fra_notifies_deu, register_states, state
+from tests.support.db import Backend, pg_schema
 
 
 def populate(app: PocDirectory, clock: SimulatedClock) -> None:
     """Ten events from two States and one exchange."""
-    for code in ("FRA", "DEU"):
-        app.register_state(state(code), code)
-        app.add_contact(state(code), code, Contact.from_dict(contact_data()))
-        clock.advance(timedelta(hours=1))
-    n = app.send_notification(
-        state("FRA"),
-        "DEU",
-        "malware",
-        Text.english_only("C2 traffic"),
-        [{"kind": "ipv4", "value": "192.0.2.1"}],
-        good_faith_attested=True,
-    )
+    register_states(app, "FRA", "DEU", clock=clock, apart=timedelta(hours=1))
+    n = fra_notifies_deu(app, "C2 traffic")
     app.acknowledge_notification(state("DEU"), n.id)
     app.respond_to_notification(state("DEU"), n.id, Text.english_only("on it"))
     app.close_notification(state("FRA"), n.id)

@@ -27,8 +27,9 @@ from api.tls import check_files
 from domain.channel import check_plain_http
 from domain.errors import ValidationError
 from infra.settings import Settings, SettingsError
-from tests.conftest import Backend
-from tests.test_served import POCDIR, ROOT, cli, free_port, issue
+from tests.support.cli import POCDIR, ROOT, free_port, issue
+from tests.support.cli import run as cli
+from tests.support.db import Backend
 
 NOW = dt.datetime.now(dt.UTC)
 

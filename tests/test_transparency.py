@@ -29,8 +29,9 @@ from infra.tree_store import RecordNotVerified, TreeDiverged, build_tree_store
 from infra.verify import chained_recorder
 from infra.wiring import build_transparency
 from simulation.simulator import Simulator
-from tests.conftest import Backend, state
-from tests.test_cli import run
+from tests.support.builders import state
+from tests.support.cli import run
+from tests.support.db import Backend
 
 KEY = SignerKey.generate("test.example/pocdir")
 
@@ -247,6 +248,7 @@ def cli(backend: Backend, key_file: Path, *args: str) -> Any:
         del os.environ["POCDIR_SIGNING_KEY_FILE"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tamper", ["truncate", "rewrite", "alter"])
 def test_verify_with_a_checkpoint_exits_one_naming_each_tamper_class(
     backend: Backend, tmp_path: Path, tamper: str
@@ -282,6 +284,7 @@ def test_verify_with_a_checkpoint_exits_one_naming_each_tamper_class(
     assert reason in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_proof_commands_print_the_json_auditors_rely_on(backend: Backend, tmp_path: Path) -> None:
     assert run(backend.url, "simulate", "--states", "4", "--days", "10").returncode == 0
     inclusion = run(backend.url, "proof", "inclusion", "3", "--size", "9")
@@ -389,6 +392,7 @@ def test_a_forged_checkpoint_or_manifest_is_caught(bundle: Path, tmp_path: Path)
         verify_bundle(bundle, [KEY.verifier])
 
 
+@pytest.mark.slow
 def test_audit_cli_exports_and_verifies_a_bundle_without_settings(
     backend: Backend, tmp_path: Path
 ) -> None:
@@ -412,7 +416,7 @@ def test_audit_cli_exports_and_verifies_a_bundle_without_settings(
 def test_the_bundle_snippet_in_the_audit_format_doc_checks_an_exported_bundle(
     bundle: Path,
 ) -> None:
-    from tests.test_audit_format import fenced_block_after
+    from tests.support.audit_doc import fenced_block_after
 
     namespace: dict[str, Any] = {}
     exec(fenced_block_after("13. The offline audit bundle", "python"), namespace)  # noqa: S102
@@ -426,7 +430,7 @@ def test_the_worked_example_tree_in_the_audit_format_doc_is_recomputed() -> None
     import re
 
     from infra.merkle import inclusion_ranges
-    from tests.test_audit_format import doc_text, example
+    from tests.support.audit_doc import doc_text, example
 
     leaves = [e.leaf_hash for e in example()]
     section = doc_text().split("## 11. Checkpoints", 1)[1].split("## 12.", 1)[0]

@@ -22,8 +22,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Backend, contact_data
-from tests.test_served import POCDIR, ROOT, cli, free_port, issue, notify, recorded_events
+from tests.support.builders import contact_data
+from tests.support.cli import POCDIR, ROOT, free_port, issue, recorded_events, run
+from tests.support.db import Backend
+from tests.support.http import notify
+
+#: Slow (two real `pocdir serve` processes sharing one record): `make check` leaves it out.
+pytestmark = pytest.mark.slow
 
 #: The runner's lease: short, so the takeover is quick to see.
 LEASE_SECONDS = 2.0
@@ -233,7 +238,7 @@ def test_two_servers_share_one_record(two: tuple[Clients, Backend, dict[str, str
     # A revocation by a third process, refused by the surviving server at once (the killed
     # one answers nothing any more; before the kill, both refused: see test_served).
     assert clients.send(survivor, "GET", "/directory", "ESP").status_code == 200
-    assert cli(backend.url, "principals", "revoke", credentials["ESP"]).returncode == 0
+    assert run(backend.url, "principals", "revoke", credentials["ESP"]).returncode == 0
     cli_events += 1
     assert clients.send(survivor, "GET", "/directory", "ESP").status_code == 401
 
@@ -244,7 +249,7 @@ def test_two_servers_share_one_record(two: tuple[Clients, Backend, dict[str, str
             s.proc.wait(30)
     assert recorded_events(backend.url) == cli_events + len(clients.acknowledged)
     before = view_rows(backend)
-    replay = cli(backend.url, "replay")
+    replay = run(backend.url, "replay")
     assert replay.returncode == 0, replay.stderr
     assert view_rows(backend) == before
 
@@ -255,7 +260,7 @@ def test_a_revocation_is_refused_at_both_servers_on_the_next_request(
     clients, backend, credentials = two
     for i in (0, 1):
         assert clients.send(i, "GET", "/directory", "ITA").status_code == 200
-    assert cli(backend.url, "principals", "revoke", credentials["ITA"]).returncode == 0
+    assert run(backend.url, "principals", "revoke", credentials["ITA"]).returncode == 0
     for i in (0, 1):
         assert clients.send(i, "GET", "/directory", "ITA").status_code == 401
         r = clients.send(i, "POST", "/entries/ITA", "ITA", json={})

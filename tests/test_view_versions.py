@@ -26,8 +26,9 @@ from infra.wiring import build_views
 from projections.queries import ViewQueries
 from projections.runner import VIEWS_VERSION, ViewRunner, project_views
 from projections.store import ViewRecorder, dumps
-from tests.conftest import Backend, contact_data, state
-from tests.http_support import Api, api_for
+from tests.support.builders import contact_data, state
+from tests.support.db import Backend
+from tests.support.http import Api, api_for
 
 #: The versions an earlier pocdir's projectors wrote (the directory's was 0).
 OLDER = dumps({"directory": 0, "history": 1, "review": 1})

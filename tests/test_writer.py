@@ -8,29 +8,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from eventsourcing.persistence import Tracking
+import pytest
 
-from projections.store import Rows
-
-
-class SlowView:
-    """Stands in for a view recorder whose write is still running when the runner dies:
-    it says which process is writing, then takes ``seconds`` before it would commit."""
-
-    def __init__(self, directory: str, seconds: float) -> None:
-        self.directory, self.seconds = Path(directory), seconds
-
-    def write_batch(self, tracking: Tracking, rows: Rows) -> None:
-        (self.directory / "writer.pid").write_text(str(os.getpid()))
-        time.sleep(self.seconds)
-        (self.directory / "committed").write_text(str(tracking.notification_id))
-
-
-def open_slow_view(directory: str, seconds: float) -> Any:
-    return SlowView(directory, seconds)
-
+#: Slow (a writer process, killed, and waited for past its commit): `make check` leaves it out.
+pytestmark = pytest.mark.slow
 
 RUNNER = """
 import sys, time
@@ -38,7 +20,7 @@ from functools import partial
 from eventsourcing.persistence import Tracking
 from projections.store import Rows
 from projections.writer import ProcessWriter
-from tests.test_writer import open_slow_view
+from tests.support.slow_view import open_slow_view
 with ProcessWriter(partial(open_slow_view, sys.argv[1], 5.0)) as writer:
     writer.submit(Tracking("view", 1), Rows([], [], []))
     time.sleep(60)

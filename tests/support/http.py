@@ -15,6 +15,7 @@ from domain.application import PocDirectory
 from domain.clock import Clock
 from domain.values import Role
 from infra.settings import Settings
+from tests.support.builders import contact_data
 
 
 @dataclass
@@ -75,3 +76,55 @@ def api_for(settings: Settings, clock: Clock | None = None) -> Iterator[Api]:
         application = app.state.services.get().application
         client.application = application
         yield Api(client, application)
+
+
+def register(api: Api, code: str, *contacts: dict[str, Any]) -> dict[str, Any]:
+    who = api.as_state(code)
+    r = api.call("POST", f"/entries/{code}", who, json={})
+    assert r.status_code == 201, r.text
+    for c in contacts or (contact_data("cert"),):
+        r = api.call(
+            "POST",
+            f"/entries/{code}/contacts",
+            who,
+            json={"contact": c},
+            headers=api.if_match(code),
+        )
+        assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def send(api: Api, sender: str, recipient: str) -> dict[str, Any]:
+    r = api.call(
+        "POST",
+        "/notifications",
+        api.as_state(sender),
+        json={
+            "recipient": recipient,
+            "incident_type": "malware",
+            "description": "Botnet C2 observed in your address space",
+            "indicators": [{"kind": "ipv4", "value": "203.0.113.7"}],
+            "good_faith_attested": True,
+        },
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def assert_error(r: Any, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert {"error", "detail"} <= set(body) <= {"error", "detail", "see"}, body
+    assert body["detail"], body
+    return dict(body)
+
+
+def notify(recipient: str, description: Any = "Botnet C2 seen in your space") -> dict[str, Any]:
+    """The body of a notification to ``recipient`` (``description`` may be any JSON)."""
+    return {
+        "recipient": recipient,
+        "incident_type": "malware",
+        "description": description,
+        "indicators": [{"kind": "ipv4", "value": "203.0.113.7"}],
+        "good_faith_attested": True,
+    }
