@@ -53,6 +53,7 @@ from domain.statement import (
 from domain.values import Principal, Role
 
 __all__ = [
+    "ENCRYPTION_KEY_LENGTH",
     "MAX_SIGNING_KEYS",
     "REVOKE_COMMAND",
     "ROTATE_COMMAND",
@@ -63,6 +64,8 @@ __all__ = [
     "StateKeys",
     "code_of_state_keys",
     "keys_valid_at",
+    "owners_of",
+    "parse_signing_keys",
     "state_keys_id",
 ]
 
