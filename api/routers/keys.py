@@ -1,6 +1,6 @@
 """A State's public keys (issue 15, item 1): everyone authenticated reads a State's signed key
 history, which a client checks a key against before encrypting to it; the Secretariat binds
-and re-onboards; the State rotates and revokes with a statement it signed."""
+and re-onboards; the State rotates and revokes with a statement it signed (R12, R14)."""
 
 from __future__ import annotations
 
