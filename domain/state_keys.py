@@ -63,7 +63,9 @@ __all__ = [
     "SigningKeyNotValid",
     "StateKeys",
     "code_of_state_keys",
+    "KeyHistoryBroken",
     "keys_valid_at",
+    "verify_key_history",
     "owners_of",
     "parse_signing_keys",
     "state_keys_id",
@@ -251,6 +253,23 @@ class KeySet:
     def signing_key(self, fingerprint: str) -> SigningKey | None:
         return next((k for k in self.signing_keys if k.fingerprint == fingerprint), None)
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> KeySet:
+        """Read :meth:`to_json`'s form as served (``at`` as RFC 3339 text), e.g. by a client
+        that checks a history with :func:`verify_key_history`."""
+        at = data["at"]
+        return cls(
+            version=data["version"],
+            at=datetime.fromisoformat(at) if isinstance(at, str) else at,
+            event=data["event"],
+            actor=data["actor"],
+            encryption_key=EncryptionKey.from_dict(data["encryption_key"]),
+            signing_keys=tuple(SigningKey.from_dict(k) for k in data["signing_keys"]),
+            signed_by=data.get("signed_by"),
+            statement=data.get("statement"),
+            signature=data.get("signature"),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "version": self.version,
@@ -283,6 +302,87 @@ def keys_valid_at(
     if not found:
         raise NotFound("no keys were bound for this State at that point")
     return found[-1]
+
+
+class KeyHistoryBroken(ValidationError):
+    """A key history does not hold together: ``version`` names the first step that fails."""
+
+    def __init__(self, version: int, problem: str) -> None:
+        self.version = version
+        self.problem = problem
+        super().__init__(f"the key history breaks at version {version}: {problem}")
+
+
+#: The signed steps of a key history and the command each one's statement must be.
+_SIGNED_EVENTS: Final = {"KeysRotated": ROTATE_COMMAND, "SigningKeyRevoked": REVOKE_COMMAND}
+
+
+def verify_key_history(
+    history: Sequence[KeySet], state: str, *, anchor: str | None = None
+) -> list[int]:
+    """Check a State's key history without any server key, as a client does before it
+    trusts a key: the first step binds the encryption key ``anchor`` (its fingerprint, as
+    confirmed out of band) when given; each signed step's statement is genuine, signed by a
+    key valid at the step before, about this State's keys at that version, and says exactly
+    the change the step shows. Returns the versions of re-onboardings, which are the
+    Secretariat's and unsigned, so the caller can confirm their fingerprints out of band too.
+    """
+    if not history or history[0].event != "KeysBound" or history[0].version != 1:
+        raise KeyHistoryBroken(1, "it does not start with the binding at version 1")
+    if anchor is not None and history[0].encryption_key.fingerprint != anchor:
+        raise KeyHistoryBroken(1, f"the bound encryption key is not {anchor}")
+    reonboarded = []
+    for before, step in zip(history, history[1:], strict=False):
+        if step.version != before.version + 1:
+            raise KeyHistoryBroken(step.version, f"it follows version {before.version}")
+        if step.event == "KeysReonboarded":
+            reonboarded.append(step.version)
+            continue
+        command = _SIGNED_EVENTS.get(step.event)
+        if command is None or step.statement is None or step.signature is None:
+            raise KeyHistoryBroken(step.version, f"{step.event[:40]} is not a signed key step")
+        _check_step(before, step, state, command, step.statement, step.signature)
+    return reonboarded
+
+
+def _check_step(
+    before: KeySet, step: KeySet, state: str, command: str, text: str, signature: str
+) -> None:
+    signer = before.signing_key(step.signed_by or "")
+    if signer is None:
+        raise KeyHistoryBroken(step.version, "its signer held no valid key at the step before")
+    try:
+        signed = SignedStatement.from_dict(
+            {"statement": text, "signature": signature, "key": signer.fingerprint}
+        )
+        statement = verify_statement(signed, signer.verifier())
+    except ValidationError as e:
+        raise KeyHistoryBroken(step.version, str(e)) from None
+    if (
+        statement.command != command
+        or statement.state != state
+        or statement.aggregate != state_keys_id(state)
+        or statement.expected_version != before.version
+    ):
+        raise KeyHistoryBroken(step.version, "the statement is about another change")
+    fields = statement.fields
+    if command == REVOKE_COMMAND:
+        expected = (
+            before.encryption_key,
+            [k for k in before.signing_keys if k.fingerprint != fields.get("key")],
+        )
+    else:
+        retire = fields.get("retire") or []
+        raw = fields.get("encryption_key")
+        try:
+            encryption = before.encryption_key if raw is None else EncryptionKey.parse(raw)
+            added = list(parse_signing_keys(fields.get("add") or [], at_least=0))
+        except ValidationError as e:
+            raise KeyHistoryBroken(step.version, str(e)) from None
+        kept = [k for k in before.signing_keys if k.fingerprint not in retire]
+        expected = (encryption, kept + added)
+    if (step.encryption_key, list(step.signing_keys)) != expected:
+        raise KeyHistoryBroken(step.version, "its keys are not what its statement says")
 
 
 def _check_secretariat(by: Principal, verb: str) -> None:

@@ -12,7 +12,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from domain.clock import SimulatedClock
-from domain.state_keys import REVOKE_COMMAND, ROTATE_COMMAND, state_keys_id
+from domain.state_keys import (
+    REVOKE_COMMAND,
+    ROTATE_COMMAND,
+    EncryptionKey,
+    KeySet,
+    state_keys_id,
+    verify_key_history,
+)
 from domain.statement import Statement, key_fingerprint, sign_statement
 from domain.values import Role
 from state_client.keys import EncryptionPrivateKey
@@ -119,6 +126,10 @@ def test_the_key_lifecycle_over_http(api: Api, team_keys: list[str]) -> None:
     ]
     assert history[1]["statement"] == rotation["statement"]
     assert history[1]["signature"] == rotation["signature"]
+    # What a client does before encrypting: check the served history, anchored in the
+    # fingerprint confirmed at onboarding, without any server key.
+    anchor = EncryptionKey.parse(team_keys[0]).fingerprint
+    assert verify_key_history([KeySet.from_json(h) for h in history], "FRA", anchor=anchor) == [4]
     # The views follow the record past key events (they hold none of them).
     r = api.client.get("/directory", headers=api.as_state("FRA"))
     assert r.status_code == 200, r.text

@@ -5,6 +5,7 @@ lost, and the key history as of any version."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -20,11 +21,14 @@ from domain.state_keys import (
     REVOKE_COMMAND,
     ROTATE_COMMAND,
     EncryptionKey,
+    KeyHistoryBroken,
+    KeySet,
     SigningKey,
     SigningKeyNotValid,
     StateKeys,
     keys_valid_at,
     state_keys_id,
+    verify_key_history,
 )
 from domain.statement import (
     SignedStatement,
@@ -298,3 +302,42 @@ def test_keys_are_checked_before_they_are_bound() -> None:
         EncryptionKey.parse("not base64!")
     with pytest.raises(ValueError, match="64 characters"):
         SigningKey.parse("00")
+
+
+def test_a_key_history_checks_without_the_server_and_shows_a_substitution(
+    bound: Bound,
+) -> None:
+    carol = Ed25519PrivateKey.generate()
+    fra = state("FRA")
+    bound.app.rotate_state_keys(
+        fra, "FRA", bound.signed(ROTATE_COMMAND, rotate_fields([carol], [], bound.e[1]), bound.bob)
+    )
+    bound.app.revoke_state_key(
+        fra, "FRA", bound.signed(REVOKE_COMMAND, {"key": sig(bound.bob).fingerprint}, carol)
+    )
+    bound.app.reonboard_state_keys(
+        SECRETARIAT, "FRA", enc(bound.e[2]), (sig(Ed25519PrivateKey.generate()),)
+    )
+    history = bound.app.get_state_keys("FRA").history
+    anchor = enc(bound.e[0]).fingerprint
+    # Read back as served (JSON), the history holds, anchored in the onboarding fingerprint;
+    # the re-onboarding is named, for its fingerprints to be confirmed out of band too.
+    served = [KeySet.from_json(k.to_json()) for k in history]
+    assert verify_key_history(served, "FRA", anchor=anchor) == [4]
+    with pytest.raises(KeyHistoryBroken) as broken:
+        verify_key_history(history, "FRA", anchor=enc(bound.e[1]).fingerprint)
+    assert broken.value.version == 1
+    # An operator who swaps the encryption key a rotation brought in is seen at that step.
+    swapped = [*history[:1], replace(history[1], encryption_key=enc(bound.e[2])), *history[2:]]
+    with pytest.raises(KeyHistoryBroken, match="not what its statement says") as broken:
+        verify_key_history(swapped, "FRA", anchor=anchor)
+    assert broken.value.version == 2
+    # ... and one who adds a signing key of its own to a step, at the next step it signs.
+    rogue = Ed25519PrivateKey.generate()
+    forged = replace(history[1], signing_keys=(*history[1].signing_keys, sig(rogue)))
+    with pytest.raises(KeyHistoryBroken) as broken:
+        verify_key_history([history[0], forged, *history[2:]], "FRA", anchor=anchor)
+    assert broken.value.version == 2
+    # A history read as another State's does not hold either.
+    with pytest.raises(KeyHistoryBroken):
+        verify_key_history(history, "DEU")
