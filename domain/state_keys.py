@@ -41,7 +41,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from domain.base import PocdirAggregate
 from domain.errors import InvalidTransition, NotFound, NotPermitted, ValidationError
 from domain.members import check_member_state, member_states
-from domain.state_entry import check_acts_for
 from domain.statement import (
     SignedStatement,
     Statement,
@@ -62,6 +61,7 @@ __all__ = [
     "SigningKey",
     "SigningKeyNotValid",
     "StateKeys",
+    "check_changes_own_keys",
     "code_of_state_keys",
     "KeyHistoryBroken",
     "keys_valid_at",
@@ -385,6 +385,13 @@ def _check_step(
         raise KeyHistoryBroken(step.version, "its keys are not what its statement says")
 
 
+def check_changes_own_keys(by: Principal, code: str) -> None:
+    """R15: only the State itself rotates or revokes its keys. Decided here only: the
+    aggregate calls it, and so does the HTTP route before it reads the statement."""
+    if by.role is not Role.STATE or by.state != code:
+        raise NotPermitted(f"only {code[:10]} itself changes its keys (R15)")
+
+
 def _check_secretariat(by: Principal, verb: str) -> None:
     if by.role is not Role.SECRETARIAT:
         raise NotPermitted(f"only the Secretariat {verb} a State's keys")
@@ -591,7 +598,7 @@ class StateKeys(PocdirAggregate):
     ) -> Statement:
         """A key change is the State's own (R15), signed by a key it holds now, about this
         aggregate at its current version, created within the window of ``at``."""
-        check_acts_for(by, self.state)
+        check_changes_own_keys(by, self.state)
         statement = signed.statement
         if statement.command != command:
             raise StatementMalformed(

@@ -11,8 +11,16 @@ from pydantic import BaseModel, Field
 
 from api.deps import AnyPrincipal, Idempotency, SecretariatPrincipal, ServicesDep, StatePrincipal
 from api.schemas import Strict, public_json
-from domain.state_keys import MAX_SIGNING_KEYS, EncryptionKey, StateKeys, parse_signing_keys
+from domain.members import check_member_state
+from domain.state_keys import (
+    MAX_SIGNING_KEYS,
+    EncryptionKey,
+    StateKeys,
+    check_changes_own_keys,
+    parse_signing_keys,
+)
 from domain.statement import SignedStatement
+from domain.values import Principal
 
 router = APIRouter(prefix="/keys/states", tags=["State keys"])
 
@@ -74,7 +82,9 @@ def _keys_json(keys: StateKeys) -> Any:
     )
 
 
-def _signed(body: SignedStatementIn) -> SignedStatement:
+def _signed(by: Principal, state: str, body: SignedStatementIn) -> SignedStatement:
+    """The statement, read only once the caller is known to act for ``state`` (R15)."""
+    check_changes_own_keys(by, check_member_state(state))
     return SignedStatement.from_dict(body.model_dump())
 
 
@@ -129,7 +139,9 @@ def rotate(
     services: ServicesDep,
     key: Idempotency,
 ) -> Any:
-    keys = services.application.rotate_state_keys(by, state, _signed(body), idempotency=key)
+    keys = services.application.rotate_state_keys(
+        by, state, _signed(by, state, body), idempotency=key
+    )
     return _keys_json(keys)
 
 
@@ -141,5 +153,7 @@ def revoke(
     services: ServicesDep,
     key: Idempotency,
 ) -> Any:
-    keys = services.application.revoke_state_key(by, state, _signed(body), idempotency=key)
+    keys = services.application.revoke_state_key(
+        by, state, _signed(by, state, body), idempotency=key
+    )
     return _keys_json(keys)
