@@ -167,7 +167,10 @@ class SigningKey:
     def from_bytes(cls, raw: bytes) -> SigningKey:
         if len(raw) != _ED25519_LENGTH:
             raise ValidationError(f"a signing key is 32 raw Ed25519 bytes, got {len(raw)}")
-        key = Ed25519PublicKey.from_public_bytes(raw)
+        try:
+            key = Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError:
+            raise ValidationError("the signing key is not a valid Ed25519 public key") from None
         return cls(raw.hex(), key_fingerprint(key))
 
     @classmethod

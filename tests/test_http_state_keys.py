@@ -88,9 +88,13 @@ def test_the_key_lifecycle_over_http(api: Api, team_keys: list[str]) -> None:
         {"encryption_key": team_keys[1], "add": [hexkey(carol)], "retire": []},
         alice,
     )
-    r = api.call("POST", f"{URL}/rotation", fra, json=rotation)
+    keyed = {**fra, "Idempotency-Key": "rotate-1"}
+    r = api.call("POST", f"{URL}/rotation", keyed, json=rotation)
     assert r.status_code == 200, r.text
     body = r.json()
+    # A retry with the same Idempotency-Key gets the first answer and writes nothing.
+    retry = api.call("POST", f"{URL}/rotation", keyed, json=rotation)
+    assert retry.status_code == 200 and retry.json() == body
     assert body["version"] == 2 and body["current"]["signed_by"] == fp(alice)
     assert [k["fingerprint"] for k in body["current"]["signing_keys"]] == [
         fp(alice),
