@@ -131,8 +131,11 @@ def create_app(
         responses={503: {"model": NotReadyPublic, "description": "Not ready; see the body"}},
     )
     async def ready() -> ReadyPublic | JSONResponse:
-        """Public: the database answers within its bounds and the views lag the record by
-        at most ``POCDIR_READY_MAX_LAG_EVENTS`` events. Otherwise 503, saying which."""
+        """Public: the database answers within its bounds, the views were built by this
+        code's projectors and lag the record by at most ``POCDIR_READY_MAX_LAG_EVENTS``
+        events. Otherwise 503, saying which: status ``rebuilding`` while views written by
+        projectors of other versions are rebuilt (a load balancer then sends no traffic
+        here that would read them; requests sent anyway read the old views)."""
         allowed = resolved.ready_max_lag_events
         try:
             readiness: Readiness = await run_in_threadpool(lambda: services.get().readiness())
@@ -142,6 +145,19 @@ def create_app(
                 "unreachable",
                 None,
                 allowed,
+            )
+        if readiness.rebuilding or not readiness.views_current:
+            return _not_ready(
+                "the views are being rebuilt by this server: projectors of other versions "
+                "wrote them; the old views are served until the rebuild is swapped in"
+                if readiness.rebuilding
+                else "the views were built by projectors of other versions; the server "
+                "holding the runner lease rebuilds them",
+                "reachable",
+                readiness.lag_events,
+                allowed,
+                readiness,
+                status="rebuilding",
             )
         if not readiness.ready:
             return _not_ready(
@@ -169,11 +185,12 @@ def _not_ready(
     lag: int | None,
     allowed: int,
     readiness: Readiness | None = None,
+    status: Literal["not_ready", "rebuilding"] = "not_ready",
 ) -> JSONResponse:
     body = NotReadyPublic(
         error="not_ready",
         detail=detail,
-        status="not_ready",
+        status=status,
         database=database,
         lag_events=lag,
         max_lag_events=allowed,

@@ -22,7 +22,7 @@ from domain.idempotency import IdempotencyKey
 from domain.values import Principal, Role
 from infra.settings import Settings
 from infra.wiring import Services, build_services
-from projections.queries import DirectoryQueries
+from projections.queries import ViewQueries
 
 
 class ServiceHolder:
@@ -85,13 +85,13 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_queries(services: ServicesDep) -> DirectoryQueries:
+async def get_queries(services: ServicesDep) -> ViewQueries:
     """Queries over the views as the runner has brought them (``infra.follower``); the gate
     has waited for the request's ``Pocdir-Min-Position``, if it sent one."""
-    return DirectoryQueries(services.view)
+    return ViewQueries(services.view)
 
 
-QueriesDep = Annotated[DirectoryQueries, Depends(get_queries)]
+QueriesDep = Annotated[ViewQueries, Depends(get_queries)]
 
 bearer = HTTPBearer(auto_error=False, description="A token from `pocdir principals add`")
 

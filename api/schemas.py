@@ -344,11 +344,13 @@ class ReadyPublic(BaseModel):
 
 
 class NotReadyPublic(BaseModel):
-    """``/ready`` answered 503: the error shape, with the condition that failed."""
+    """``/ready`` answered 503: the error shape, with the condition that failed. Status
+    ``rebuilding``: the views are being rebuilt for this code's projectors (or wait for the
+    runner lease's holder to rebuild them); ``not_ready``: any other condition."""
 
     error: Literal["not_ready"]
     detail: str
-    status: Literal["not_ready"]
+    status: Literal["not_ready", "rebuilding"]
     database: Literal["reachable", "unreachable"]
     lag_events: int | None
     max_lag_events: int

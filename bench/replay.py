@@ -24,7 +24,7 @@ For each backend (a SQLite file, a PostgreSQL schema) it
   (send, acknowledge, respond, close: one event each) at ``--rate`` events/s for ``--duration``
   s through its own application instance, while a runner thread calls ``catch_up`` again and
   again (sleeping ``--poll`` s when there was nothing to do); every ``--sample`` s the lag,
-  ``app.recorder.max_notification_id() - view.max_tracking_id(DIRECTORY_VIEW)`` events, is
+  ``app.recorder.max_notification_id() - view.max_tracking_id(VIEWS_NAME)`` events, is
   sampled. Max / p50 / p95 of the samples, the lag when the writer stops and the time to drain
   it are reported. The writer is another process by default (``--writer process``), as the
   service's API would be: as a thread of this process, its short database waits queue behind
@@ -100,12 +100,12 @@ from domain.values import Contact, Principal, Role, Text
 from infra.settings import Settings
 from infra.wiring import (
     build_application,
-    build_directory_view,
     build_view_runner,
+    build_views,
     eventsourcing_env,
-    open_directory_view,
+    open_views,
 )
-from projections.runner import DIRECTORY_VIEW, REBUILD_BATCH, ViewRunner, project_views
+from projections.runner import REBUILD_BATCH, VIEWS_NAME, ViewRunner, project_views
 from projections.store import HISTORY_TABLE, VIEW_TABLE, ViewRecorder
 
 GOAL_RATIO = 0.50
@@ -641,7 +641,7 @@ def lag_phase(
 
     def lag() -> int:
         return (app.recorder.max_notification_id() or 0) - (
-            view.max_tracking_id(DIRECTORY_VIEW) or 0
+            view.max_tracking_id(VIEWS_NAME) or 0
         )
 
     runner_thread = threading.Thread(target=run, name="runner")
@@ -812,12 +812,12 @@ def breakdown_phase(app: PocDirectory, view: ViewRecorder, args: argparse.Namesp
     """Rebuild the first ``--breakdown-events`` events without a profiler, timing each step
     around the unchanged ``ViewRunner`` (thin wrappers: a clock read before and after)."""
     clock = _Clock()
-    view.reset(DIRECTORY_VIEW)
+    view.reset(VIEWS_NAME)
     runner = ViewRunner(
         _ClockedApp(app, args.breakdown_events, clock),
         _ClockedView(view, clock),  # type: ignore[arg-type]
         projector=clock.wrap("project", project_views),
-        open_writer_view=partial(open_directory_view, settings),
+        open_writer_view=partial(open_views, settings),
     )
     serialise = runner_module.split_changes
     timed_serialise = clock.wrap("serialise", serialise)
@@ -867,7 +867,7 @@ def profile_phase(app: PocDirectory, view: ViewRecorder, args: argparse.Namespac
     """cProfile a rebuild of the first ``--profile-events`` events (the view is reset first,
     so it is left holding only those). Returns the report lines."""
     capped = _CappedApp(app, args.profile_events)
-    view.reset(DIRECTORY_VIEW)
+    view.reset(VIEWS_NAME)
     lines = [f"===== profile: {title}, first {args.profile_events:,} events "
              "(cProfile inflates Python calls; read it for shares, not rates; it sees the "
              "runner's thread only, not the writer process's writes) ====="]
@@ -1018,8 +1018,8 @@ def measure_backend(
 
     app = build_application(store.settings)
     try:
-        view = build_directory_view(app, store.settings)
-        view.reset(DIRECTORY_VIEW)  # not timed: empties a view left by an earlier run
+        view = build_views(app, store.settings)
+        view.reset(VIEWS_NAME)  # not timed: empties a view left by an earlier run
 
         reads: list[Pass] = []
         facts_reads: list[Pass] = []

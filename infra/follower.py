@@ -3,6 +3,12 @@ into the views, off the request path, while this process holds the runner lease
 (``infra.lease``). Every server runs one; at most one of them projects at a time, and the
 others take over when it stops (its lease released, expired, or its session gone).
 
+When it takes the lease, it first looks at the versions the views were built with: views
+written by projectors of other versions are rebuilt into a copy beside them and swapped in
+(``ViewRunner.rebuild_if_outdated``), while the old ones are still served and ``/ready``
+says "rebuilding". A rebuild that fails, or a process killed mid-rebuild, leaves the old
+views; the next step (or the next start) rebuilds again.
+
 It wakes every ``POCDIR_RUNNER_POLL_SECONDS`` (and at once when a request of this process is
 waiting for a position, ``wake``), asks the record for its head, and catches up if the views
 are behind. A request never projects: it reads the views as they are, or waits until they
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError
 
 from infra.lease import LEASE_ERRORS, Lease, LeaseHeld
-from projections.runner import ViewRunner
+from projections.runner import RebuildNotSwapped, ViewRunner
 
 log = logging.getLogger("pocdir.runner")
 
@@ -32,6 +38,8 @@ POSITION_POLL_SECONDS = 0.05
 #: next poll. (psycopg's and sqlite3's own errors are subclasses of ``Exception`` that the
 #: lease raises; they are listed in ``STEP_ERRORS`` below.)
 _RETRIED: tuple[type[Exception], ...] = (OperationalError, PersistenceError, IntegrityError)
+#: A rebuild that could not be swapped in (the record grew too fast) is tried again too.
+_REBUILD_RETRIED: tuple[type[Exception], ...] = (RebuildNotSwapped,)
 
 
 class LeaseLost(Exception):  # noqa: N818 - a state of the world
@@ -54,6 +62,8 @@ class FollowerState:
     holds_lease: bool
     #: ``time.time()`` when the views were last seen at the record's head by this runner.
     caught_up_at: float | None
+    #: Whether this runner is rebuilding outdated views (``ViewRunner.rebuild_if_outdated``).
+    rebuilding: bool = False
 
 
 class ViewFollower:
@@ -71,12 +81,19 @@ class ViewFollower:
         step_errors: tuple[type[Exception], ...] = (),
     ) -> None:
         self.runner, self.lease, self.head, self.poll = runner, lease, head, poll
-        self.step_errors: tuple[type[Exception], ...] = (*_RETRIED, LeaseLost, *step_errors)
+        self.step_errors: tuple[type[Exception], ...] = (
+            *_RETRIED,
+            *_REBUILD_RETRIED,
+            LeaseLost,
+            *step_errors,
+        )
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
         self.caught_up_at: float | None = None
+        #: Whether the views' versions were checked since this process last took the lease.
+        self.versions_checked = False
 
     def start(self) -> None:
         if self._thread is None:
@@ -103,7 +120,7 @@ class ViewFollower:
 
     @property
     def state(self) -> FollowerState:
-        return FollowerState(self.lease.held, self.caught_up_at)
+        return FollowerState(self.lease.held, self.caught_up_at, self.runner.rebuilding)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -115,9 +132,13 @@ class ViewFollower:
             self._wake.clear()
 
     def step(self) -> int:
-        """Take or renew the lease; if held, project every new event. Return how many."""
+        """Take or renew the lease; if held, rebuild the views if they are outdated (once
+        per taking of the lease), then project every new event. Return how many."""
         if not self.lease.keep():
+            self.versions_checked = False
             return 0
+        if not self.versions_checked:
+            self._rebuild_if_outdated()
         projected = 0
         if self.head() > (self.runner.last_position or 0):
             try:
@@ -130,6 +151,14 @@ class ViewFollower:
         with self._progress:
             self._progress.notify_all()
         return projected
+
+    def _rebuild_if_outdated(self) -> None:
+        """Only the lease's holder writes the views, so only it rebuilds them; a rebuild
+        that fails raises here and leaves ``versions_checked`` False: the next step tries
+        again."""
+        if self.runner.rebuild_if_outdated(on_progress=self._renew):
+            log.info("views rebuilt for projector versions %s", self.runner.version)
+        self.versions_checked = True
 
     def _renew(self, _: int) -> None:
         """Between batches: stop if the server is stopping (the lease is given up next) or
@@ -207,9 +236,11 @@ def bring_views_up(
     """What a command that reads the views does first: if the lease is free, take it, catch
     the views up and give it back; if a server's runner holds it, leave the views to it and
     wait (``bound``) until they have reached ``head``, the record's position when the command
-    started. Never two writers: the command never projects while a server does."""
+    started. Never two writers: the command never projects while a server does. Views built
+    by projectors of other versions are rebuilt first, as a server does on start."""
     try:
         with LeaseKeeper(lease, seconds):
+            runner.rebuild_if_outdated(on_progress=on_progress)
             runner.catch_up(on_progress=on_progress)
             return runner.position
     except LeaseHeld:

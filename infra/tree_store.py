@@ -135,7 +135,7 @@ class TreeStore:
         yield
 
     @contextmanager
-    def write(self) -> Iterator[Cursor]:
+    def writing(self) -> Iterator[Cursor]:
         """A transaction holding the tree's write lock from its first statement."""
         raise NotImplementedError
         yield
@@ -253,7 +253,7 @@ class TreeStore:
         if self.chain_head_position() == head.position and not self._diverged_from(head):
             return head.tree_size
         while True:
-            with self.write() as c:
+            with self.writing() as c:
                 head = self.head(c)
                 self._check_tree_base(c, head)
                 rows = self.linked_page(c, head.position, batch)
@@ -336,7 +336,7 @@ class TreeStore:
     def record_checkpoint(self, checkpoint: StoredCheckpoint) -> StoredCheckpoint:
         """Store a checkpoint and its key; a checkpoint of the same size by the same key is
         kept as first recorded (Ed25519 is deterministic, so it is the same note)."""
-        with self.write() as c:
+        with self.writing() as c:
             c.execute(
                 self.sql(f"SELECT 1 FROM {self.keys_table} WHERE verifier_key = %s"),
                 (checkpoint.verifier_key,),
@@ -457,7 +457,7 @@ class SQLiteTreeStore(TreeStore):
             yield c
 
     @contextmanager
-    def write(self) -> Iterator[Cursor]:
+    def writing(self) -> Iterator[Cursor]:
         with self.datastore.transaction(commit=True) as c:
             # The first statement writes, so the transaction takes SQLite's write lock now
             # (waiting for other writers), and reads a snapshot no older than that lock.
@@ -537,7 +537,7 @@ class PostgresTreeStore(TreeStore):
             yield c
 
     @contextmanager
-    def write(self) -> Iterator[Cursor]:
+    def writing(self) -> Iterator[Cursor]:
         with self.write_connection() as c:
             # Serialises tree writers; plain reads (ACCESS SHARE) go on.
             c.execute(f"LOCK TABLE {self.head_table} IN EXCLUSIVE MODE")

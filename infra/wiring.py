@@ -28,9 +28,9 @@ from infra.store import DatabaseTimeout, read_only_sqlite_uri, sqlite_record_abs
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
 from infra.verify import chained_recorder
-from projections.queries import DirectoryQueries
+from projections.queries import ViewQueries
 from projections.records import RecordReader
-from projections.runner import DIRECTORY_VIEW, ViewRunner
+from projections.runner import VIEWS_NAME, ViewRunner
 from projections.store import (
     MAIN_TABLES,
     PostgresViewRecorder,
@@ -115,11 +115,12 @@ def eventsourcing_env(settings: Settings, *, read_only: bool = False) -> dict[st
     return env
 
 
-def build_directory_view(
+def build_views(
     app: PocDirectory, settings: Settings, tables: ViewTables = MAIN_TABLES
 ) -> ViewRecorder:
-    """The directory view's recorder, in the same database as the record. A view in an
-    earlier layout is emptied here, so that the runner rebuilds it from the record.
+    """The recorder of all the views (the directory's entries, the histories, the review
+    facts), in the same database as the record. Views in an earlier layout are emptied
+    here, so that the runner rebuilds them from the record.
     ``tables``: the views that are read, or a rebuild's copy (``SHADOW_TABLES``)."""
     factory: Any = app.factory
     view_class = SQLiteViewRecorder if settings.backend == "sqlite" else PostgresViewRecorder
@@ -130,31 +131,31 @@ def build_directory_view(
     if factory.env_create_table():
         view.create_table()  # type: ignore[attr-defined]
     if tables == MAIN_TABLES:
-        view.reset_if_outdated(DIRECTORY_VIEW)
+        view.reset_if_old_layout(VIEWS_NAME)
     return view
 
 
-#: The application whose connections ``open_directory_view``'s view uses. An application
+#: The application whose connections ``open_views``'s view uses. An application
 #: closes them when it is collected, so it is kept for as long as that view is in use.
 _view_owner: PocDirectory | None = None
 
 
-def open_directory_view(settings: Settings, tables: ViewTables = MAIN_TABLES) -> ViewRecorder:
-    """The directory view alone (or a rebuild's copy of it, ``tables``), with connections of
-    its own: what a rebuild's writer process opens (``projections.writer``), once per
+def open_views(settings: Settings, tables: ViewTables = MAIN_TABLES) -> ViewRecorder:
+    """The views alone (or a rebuild's copy of them, ``tables``), with connections of
+    their own: what a rebuild's writer process opens (``projections.writer``), once per
     process."""
     global _view_owner
     if _view_owner is not None:
         _view_owner.close()
     _view_owner = build_application(settings)
-    return build_directory_view(_view_owner, settings, tables)
+    return build_views(_view_owner, settings, tables)
 
 
 def build_view_runner(app: RecordReader, view: ViewRecorder, settings: Settings) -> ViewRunner:
     """The runner of ``view`` over the record ``app`` reads (the application, or anything
     else with its stored events and views' decoder), whose rebuilds write from a process of
     their own."""
-    return ViewRunner(app, view, open_writer_view=partial(open_directory_view, settings))
+    return ViewRunner(app, view, open_writer_view=partial(open_views, settings))
 
 
 def build_application(
@@ -264,10 +265,17 @@ class Readiness:
     lag_seconds: float
     #: Whether this process's runner holds the lease, i.e. is the one writing the views.
     holds_runner_lease: bool
+    #: Whether the views were built by this code's projectors (``ViewRunner.outdated``).
+    views_current: bool = True
+    #: Whether this process's runner is rebuilding them meanwhile.
+    rebuilding: bool = False
 
     @property
     def ready(self) -> bool:
-        return self.lag_events <= self.max_lag_events
+        """Views that lag too far, or that are being rebuilt (or wait to be, by the
+        lease's holder) because other projectors wrote them, are not fit to serve."""
+        fresh = self.views_current and not self.rebuilding
+        return fresh and self.lag_events <= self.max_lag_events
 
 
 @dataclass
@@ -293,18 +301,18 @@ class Services:
     def __post_init__(self) -> None:
         self.tree_lock = BoundedLock(self.settings.db_pool_timeout, "the Merkle tree")
 
-    def queries(self) -> DirectoryQueries:
+    def queries(self) -> ViewQueries:
         """Queries over the views once they have reached the record's head as it is now:
         for a caller outside a request (a benchmark's set-up, a script), which has no
         position to send. The runner projects; this waits for it while it makes progress
         (``POCDIR_READ_WAIT_SECONDS`` without any is ``ViewsBehind``)."""
         head = self.application.recorder.max_notification_id() or 0
         self.wait_for_position(head, while_progressing=True)
-        return DirectoryQueries(self.view)
+        return ViewQueries(self.view)
 
     def views_position(self) -> int:
         """The record position the views have reached."""
-        return self.view.max_tracking_id(DIRECTORY_VIEW) or 0
+        return self.view.max_tracking_id(VIEWS_NAME) or 0
 
     def wait_for_position(
         self, wanted: int, bound: float | None = None, *, while_progressing: bool = False
@@ -342,7 +350,8 @@ class Services:
         """Whether this server can serve: bounded reads of the record and of the views'
         position, never a write. The lag is the number of events recorded after the views'
         position, counted no further than one past the allowed lag, and the age of the
-        oldest of them (from its timestamp: the same for every server, whichever projects)."""
+        oldest of them (from its timestamp: the same for every server, whichever projects);
+        and whether the views are this code's or being rebuilt (one more read of one row)."""
         allowed = self.settings.ready_max_lag_events
         position = self.views_position()
         lag = chained_recorder(self.application).count_events_after(position, allowed + 1)
@@ -355,11 +364,14 @@ class Services:
                 event: Any = self.application.facts_mapper.to_domain_event(oldest[0])
                 stamp: datetime = event.timestamp
                 seconds = max(0.0, (datetime.now(UTC) - stamp).total_seconds())
+        follower = self.follower.state
         return Readiness(
             lag_events=lag,
             max_lag_events=allowed,
             lag_seconds=round(seconds, 3),
-            holds_runner_lease=self.follower.state.holds_lease,
+            holds_runner_lease=follower.holds_lease,
+            views_current=not self.runner.outdated(),
+            rebuilding=follower.rebuilding,
         )
 
     def authenticate(self, token: str) -> Principal:
@@ -394,7 +406,7 @@ def build_services(
     serving starts, never at import time."""
     application = build_application(settings, clock=clock, new_id=new_id)
     try:
-        view = build_directory_view(application, settings)
+        view = build_views(application, settings)
         transparency = build_transparency(application, settings)
         runner = build_view_runner(application, view, settings)
         follower = build_follower(application, runner, settings)

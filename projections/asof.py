@@ -56,7 +56,7 @@ class MemoryView:
         as of a past date, which projects the directory alone)."""
         return [
             i.to_dict()
-            for i in (HistoryItem(*row) for row in sorted(self.items))
+            for i in sorted(HistoryItem(**row) for row in self.items)
             if i.state == state
             and (start is None or i.at[:10] >= start)
             and (end is None or i.at[:10] <= end)

@@ -18,6 +18,12 @@ from domain.state_entry import StateEntry, code_of_entry
 ENTRY = "entry"
 
 
+#: The version of what this projector writes (the entries' documents). Bump it by hand with any
+#: change to its output: the server holding the runner lease then rebuilds the views from the
+#: record when it starts (``projections.runner.ViewRunner.outdated``).
+VERSION = 1
+
+
 class Documents(Protocol):
     """Where a projector reads and writes documents.
 

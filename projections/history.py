@@ -5,9 +5,10 @@ times to acknowledge and to respond, consents asked, granted, denied or revoked,
 asked for, and changes to the entry. No indicator, description, response text or contact
 detail is copied here.
 
-Items are typed rows (``HistoryItem``), not JSON documents: they are two thirds of everything
-a replay writes, are written once and never read back by the projector, so they are stored in
-a table of their own with a column per fact (``projections.store``).
+Items are rows of facts by field name (``HistoryRow``, read back as ``HistoryItem``), not JSON
+documents: they are two thirds of everything a replay writes, are written once and never
+read back by the projector, so they are stored in a table of their own with a column per
+``HistoryItem`` field (``projections.store``).
 """
 
 from __future__ import annotations
@@ -29,11 +30,23 @@ NOTIFICATION = "notification"
 CONSENT = "consent"
 
 
+#: The version of what this projector writes (history items, notifications' and consents'
+#: metadata). Bump it by hand with any change to its output: the server holding the runner lease
+#: then rebuilds the views from the record when it starts
+#: (``projections.runner.ViewRunner.outdated``).
+VERSION = 1
+
+
 class HistoryItem(NamedTuple):
     """One fact of one State's timeline. ``(state, position)`` is unique: an event names each
     State at most once (a State cannot notify itself, consents are between two parties, a
     check names each State once). Facts that do not apply are ``None`` and left out of
-    ``to_dict``."""
+    ``to_dict``.
+
+    The fields are the history table's columns (``HISTORY_FIELDS``, the one list of them):
+    the store derives the table from them and names them in every statement, projectors
+    add items as ``HistoryRow`` (facts by field name), and items are read back as this
+    tuple, so a field added anywhere here shifts no value."""
 
     state: str
     position: int
@@ -61,12 +74,15 @@ class HistoryItem(NamedTuple):
         return {k: v for k, v in zip(HISTORY_FIELDS, self, strict=True) if v is not None}
 
 
-#: The columns of the history table, in ``HistoryItem`` order.
+#: The columns of the history table, in ``HistoryItem`` order: the one list of them.
 HISTORY_FIELDS: tuple[str, ...] = HistoryItem._fields
-#: An item as the projector adds it: ``HistoryItem``'s values in order, as a plain tuple,
-#: possibly without the trailing ``None`` facts. Cheaper to make, sort and send to a writer
-#: process than the named tuple, which is how items are read back.
-HistoryRow = tuple[Any, ...]
+
+
+#: An item as a projector adds it: its facts by ``HistoryItem`` field name (a fact left out
+#: is NULL). Cheaper to make than the named tuple, on the nine events in ten of a real
+#: record that add two: the store turns rows into columns, in the writer process during a
+#: rebuild.
+HistoryRow = dict[str, Any]
 
 
 class HistoryDocuments(Documents, Protocol):
@@ -103,7 +119,7 @@ def project_history(event: Any, position: int, docs: HistoryDocuments) -> None:
     add = docs.add_item
 
     def item(code: str, kind: str, **facts: Any) -> None:
-        add(tuple(HistoryItem(code, position, at, kind, **facts)))
+        add({"state": code, "position": position, "at": at, "event": kind, **facts})
 
     if isinstance(event, StateEntry.Event):
         code = (
@@ -132,8 +148,7 @@ _AFTER_SENT: dict[type, tuple[str, str]] = {
 
 
 def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) -> None:
-    """Two items per event, one on each party's timeline, as plain tuples in
-    ``HistoryItem`` order: this runs for nine events in ten of a real record."""
+    """Two items per event, one on each party's timeline."""
     nid = str(event.originator_id)
     add = docs.add_item
     if isinstance(event, Notification.Sent):
@@ -152,23 +167,37 @@ def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) ->
                 "status": status_after(Notification.Sent).value,
             },
         )
-        add((sender, position, at, "notification sent", recipient, incident_type, nid))
-        add((recipient, position, at, "notification received", sender, incident_type, nid))
+        for code, verb, counterpart in (
+            (sender, "notification sent", recipient),
+            (recipient, "notification received", sender),
+        ):
+            add(
+                {
+                    "state": code,
+                    "position": position,
+                    "at": at,
+                    "event": verb,
+                    "counterpart": counterpart,
+                    "incident_type": incident_type,
+                    "notification_id": nid,
+                }
+            )
         return
     meta = docs.get(NOTIFICATION, nid)
     if meta is None:  # pragma: no cover - the record always sends first
         raise LookupError(f"event at position {position} for an unknown notification")
     kind = type(event)
     sender, recipient, incident_type = meta["sender"], meta["recipient"], meta["incident_type"]
-    to_acknowledge = to_respond = assistance = None
+    facts: HistoryRow = {}
     if kind is Notification.Acknowledged:
         meta["acknowledged_at"] = at
-        to_acknowledge = _hours(event.timestamp, meta["sent_at"])
+        facts["hours_to_acknowledge"] = _hours(event.timestamp, meta["sent_at"])
     elif kind is Notification.Responded:
         if meta["first_response_at"] is None:
             meta["first_response_at"] = at
-            to_respond = _hours(event.timestamp, meta["sent_at"])
-        assistance = True if event.assistance_requested else None
+            facts["hours_to_respond"] = _hours(event.timestamp, meta["sent_at"])
+        if event.assistance_requested:
+            facts["assistance_requested"] = True
     recipient_verb, sender_verb = _AFTER_SENT[kind]
     meta["status"] = status_after(kind).value
     docs.put(NOTIFICATION, nid, meta)
@@ -177,18 +206,16 @@ def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) ->
         (sender, sender_verb, recipient),
     ):
         add(
-            (
-                code,
-                position,
-                at,
-                verb,
-                counterpart,
-                incident_type,
-                nid,
-                to_acknowledge,
-                to_respond,
-                assistance,
-            )
+            {
+                "state": code,
+                "position": position,
+                "at": at,
+                "event": verb,
+                "counterpart": counterpart,
+                "incident_type": incident_type,
+                "notification_id": nid,
+                **facts,
+            }
         )
 
 

@@ -1,4 +1,4 @@
-"""Reads of the directory view: entries, route lookup (R3, R4) and pending updates (R5).
+"""Reads of the views: entries, route lookup (R3, R4), pending updates (R5), histories.
 
 Everything here reads the view, never the event table. Deadlines are judged against a date
 given by the caller (from the injectable clock), so a simulated year shows real statuses.
@@ -20,32 +20,12 @@ from domain.members import check_member_state, member_states
 from domain.routing import route_contacts
 from domain.taxonomy import check_incident_type, check_level
 from projections.directory import ENTRY
-from projections.history import CONSENT, NOTIFICATION
+from projections.history import CONSENT, HISTORY_FIELDS, NOTIFICATION
 
-#: Columns of a history export, in order; every item has a subset of them.
-HISTORY_COLUMNS = (
-    "position",
-    "at",
-    "state",
-    "event",
-    "counterpart",
-    "incident_type",
-    "notification_id",
-    "hours_to_acknowledge",
-    "hours_to_respond",
-    "assistance_requested",
-    "by",
-    "third_state",
-    "consent_id",
-    "effective_on",
-    "check_id",
-    "level",
-    "deadline",
-    "hours_to_answer",
-    "result",
-    "need_id",
-    "category",
-)
+#: Columns of a history export, in order: where and when first, then every other field of
+#: ``HistoryItem`` in its order. Every item has a subset of them.
+_LEADING = ("position", "at", "state")
+HISTORY_COLUMNS = (*_LEADING, *(f for f in HISTORY_FIELDS if f not in _LEADING))
 
 @dataclass(frozen=True)
 class Route:
@@ -56,7 +36,10 @@ class Route:
     fell_back_to_coordination_contact: bool
 
 
-class DirectoryView(Protocol):
+class ReadableViews(Protocol):
+    """What the queries read: the persistent views (``projections.store``) or views in
+    memory (``projections.asof``)."""
+
     def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
 
     def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]: ...
@@ -70,10 +53,10 @@ class DirectoryView(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
-class DirectoryQueries:
-    """Reads over the persistent view, or over one computed as of a past date."""
+class ViewQueries:
+    """Reads over the persistent views, or over the directory computed as of a past date."""
 
-    def __init__(self, view: DirectoryView) -> None:
+    def __init__(self, view: ReadableViews) -> None:
         self.view = view
 
     def entries(self) -> list[dict[str, Any]]:

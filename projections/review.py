@@ -30,6 +30,11 @@ REVIEW_DAY = "review-day"
 
 Item = Callable[..., None]
 
+#: The version of what this projector writes (the review's documents and history items). Bump it by
+#: hand with any change to its output: the server holding the runner lease then rebuilds the views
+#: from the record when it starts (``projections.runner.ViewRunner.outdated``).
+VERSION = 1
+
 #: The consent events the review counts, by the decision they record (R11).
 CONSENT_DECISIONS: dict[type, str] = {
     SharingConsent.Requested: "requested",

@@ -35,7 +35,7 @@ from domain.notification import NotificationStatus
 from domain.rules import RULES_DOCUMENT
 from domain.taxonomy import INCIDENT_TYPES
 from projections.history import NOTIFICATION
-from projections.queries import DirectoryView
+from projections.queries import ReadableViews
 from projections.review import CHECK, NEED, REVIEW_DAY, REVIEW_STATE
 
 REPORT_TITLE = "Provisional operation of the Points of Contact directory: review report"
@@ -163,7 +163,7 @@ def check_period(start: date, end: date) -> None:
         raise ValidationError(f"a report covers at most {MAX_PERIOD_DAYS} days")
 
 
-def build_report(view: DirectoryView, start: date, end: date) -> dict[str, Any]:
+def build_report(view: ReadableViews, start: date, end: date) -> dict[str, Any]:
     """The review report for the days ``start``..``end`` inclusive, as a JSON-able dict."""
     check_period(start, end)
     period_end = datetime.combine(end + timedelta(days=1), time(0), tzinfo=UTC)
@@ -358,7 +358,7 @@ def _in_period(at: str, start: date, end: date) -> bool:
     return start.isoformat() <= at[:10] <= end.isoformat()
 
 
-def _notifications(view: DirectoryView, start: date, end: date) -> list[dict[str, Any]]:
+def _notifications(view: ReadableViews, start: date, end: date) -> list[dict[str, Any]]:
     return sorted(
         (n for n in view.all(NOTIFICATION) if _in_period(n["sent_at"], start, end)),
         key=lambda n: (n["sent_at"], n["id"]),
@@ -372,7 +372,7 @@ def _hours_if_by(later: str | None, earlier: str, period_end: datetime) -> float
 
 
 def _responsiveness(
-    view: DirectoryView, start: date, end: date, period_end: datetime
+    view: ReadableViews, start: date, end: date, period_end: datetime
 ) -> dict[str, Any]:
     check_rows, answer_hours = [], []
     totals: Counter[str] = Counter()
@@ -481,7 +481,7 @@ def _responsiveness(
 # -- use --------------------------------------------------------------------------------------
 
 
-def _day_counts(view: DirectoryView, start: date, end: date) -> Counter[str]:
+def _day_counts(view: ReadableViews, start: date, end: date) -> Counter[str]:
     totals: Counter[str] = Counter()
     stop = (end + timedelta(days=1)).isoformat()
     for doc in view.key_range(REVIEW_DAY, start.isoformat(), stop):
@@ -489,7 +489,7 @@ def _day_counts(view: DirectoryView, start: date, end: date) -> Counter[str]:
     return totals
 
 
-def _use(view: DirectoryView, start: date, end: date, period_end: datetime) -> dict[str, Any]:
+def _use(view: ReadableViews, start: date, end: date, period_end: datetime) -> dict[str, Any]:
     notifications = _notifications(view, start, end)
     months = _months(start, end)
     per_month: dict[str, Counter[str]] = {m: Counter() for m in months}
@@ -551,7 +551,7 @@ def _need_status(need: dict[str, Any], period_end: datetime) -> NeedStatus:
     return need_status(event_class for _, _, event_class in happened)
 
 
-def _capacity(view: DirectoryView, start: date, end: date, period_end: datetime) -> dict[str, Any]:
+def _capacity(view: ReadableViews, start: date, end: date, period_end: datetime) -> dict[str, Any]:
     needs = sorted(
         (n for n in view.all(NEED) if _in_period(n["recorded_at"], start, end)),
         key=lambda n: (n["recorded_at"], n["id"]),

@@ -30,6 +30,7 @@ from typing import Any
 
 from eventsourcing.persistence import Tracking
 
+from projections import directory, history, review
 from projections.directory import directory_reads, project_directory
 from projections.history import HistoryDocuments, HistoryRow, history_reads, project_history
 from projections.records import RecordReader
@@ -39,6 +40,7 @@ from projections.store import (
     SHADOW_TABLES,
     Changes,
     ViewRecorder,
+    dumps,
     split_changes,
 )
 from projections.writer import BatchWriter, ProcessWriter, ThreadWriter
@@ -46,7 +48,9 @@ from projections.writer import BatchWriter, ProcessWriter, ThreadWriter
 Projector = Callable[[Any, int, HistoryDocuments], None]
 #: The (kind, key) of each document a projector will ``get`` for an event.
 Reads = Callable[[Any], Iterable[tuple[str, str]]]
-DIRECTORY_VIEW = "view:directory"
+#: The tracking name of all the views (they are projected together). It still says
+#: "directory", as it did when the directory was the only view: stored positions keep it.
+VIEWS_NAME = "view:directory"
 
 
 def project_views(event: Any, position: int, docs: HistoryDocuments) -> None:
@@ -55,6 +59,13 @@ def project_views(event: Any, position: int, docs: HistoryDocuments) -> None:
     project_directory(event, position, docs)
     project_history(event, position, docs)
     project_review(event, position, docs)
+
+
+#: The versions of the projectors ``project_views`` runs, as the views store them: views
+#: that say otherwise were written by other code, and are rebuilt (``ViewRunner.outdated``).
+VIEWS_VERSION = dumps(
+    {"directory": directory.VERSION, "history": history.VERSION, "review": review.VERSION}
+)
 
 
 def views_read(event: Any) -> Iterator[tuple[str, str]]:
@@ -186,22 +197,31 @@ class ViewRunner:
     ``open_writer_view`` (optional) opens another recorder of the same view, in a process
     of its own: a rebuild then writes its batches from there (``projections.writer``). It
     takes the tables to open as ``tables=`` (a ``ViewTables``) and must be picklable, e.g. a
-    ``functools.partial`` of a module-level function."""
+    ``functools.partial`` of a module-level function.
+
+    ``version`` names the projectors' versions (``VIEWS_VERSION`` for ``project_views``):
+    views built from scratch by this runner record it, and views that record another are
+    ``outdated``."""
 
     def __init__(
         self,
         app: RecordReader,
         view: ViewRecorder,
-        name: str = DIRECTORY_VIEW,
+        name: str = VIEWS_NAME,
         projector: Projector = project_views,
         reads: Reads = views_read,
         open_writer_view: Callable[..., ViewRecorder] | None = None,
+        version: str = VIEWS_VERSION,
     ) -> None:
         self.app, self.view, self.name = app, view, name
         self.projector, self.reads = projector, reads
         self.open_writer_view = open_writer_view
+        self.version = version
         #: The position this runner last brought the view to, in this process.
         self.last_position: int | None = None
+        #: Whether ``rebuild`` is running (``/ready`` says so: the views served meanwhile
+        #: are the old ones).
+        self.rebuilding = False
 
     @property
     def position(self) -> int:
@@ -256,6 +276,8 @@ class ViewRunner:
             # thread, no batch. (One row; the loop below reads the batch again.)
             self.last_position = start
             return 0
+        if start == 0 and self.position == 0:
+            self._record_versions_of_new_views()
         known = KnownDocuments()
         select = self.app.recorder.select_notifications
         decode = self.app.facts_mapper.to_domain_event  # content withheld: see its docstring
@@ -295,9 +317,32 @@ class ViewRunner:
                 if len(records) == batch:
                     pending = writer.submit(Tracking(self.name, start), rows)
                 else:  # a short batch ends the record for now: nothing to overlap it with
-                    self.view.write(Tracking(self.name, start), rows)
+                    self.view.write_batch(Tracking(self.name, start), rows)
                     pending = Future()
                     pending.set_result(None)
+
+    def _record_versions_of_new_views(self) -> None:
+        """Views at position 0 hold nothing: the ones this runner is about to build are this
+        runner's projectors' output, whatever versions the empty views said before."""
+        self.view.record_versions(self.version)
+
+    def outdated(self) -> bool:
+        """Whether the views hold output of projectors of other versions than this runner's
+        (or of the code before views had versions): following them would mix two outputs,
+        so they are rebuilt instead (``rebuild_if_outdated``). Views that hold nothing yet
+        are not outdated: this runner builds them."""
+        return self.view.stored_versions() != self.version and self.position > 0
+
+    def rebuild_if_outdated(
+        self, batch: int = REBUILD_BATCH, on_progress: Callable[[int], None] | None = None
+    ) -> bool:
+        """Rebuild the views if they are ``outdated``; return whether it did. Meanwhile the
+        old views are still read, and ``rebuilding`` is True; a rebuild that fails leaves
+        them as they were, still outdated, so the next call rebuilds again."""
+        if not self.outdated():
+            return False
+        self.rebuild(batch, on_progress)
+        return True
 
     def rebuild(
         self, batch: int = REBUILD_BATCH, on_progress: Callable[[int], None] | None = None
@@ -313,9 +358,19 @@ class ViewRunner:
         with the record first), so that the views never go back; a process that followed
         the old views then finds its next batch refused (``Rows.after``) and reads the
         position again, so it projects no event twice."""
+        self.rebuilding = True
+        try:
+            return self._rebuild(batch, on_progress)
+        finally:
+            self.rebuilding = False
+
+    def _rebuild(self, batch: int, on_progress: Callable[[int], None] | None) -> int:
         shadow_name = self.name + SHADOW_SUFFIX
         shadow = self.view.open_shadow(shadow_name)
-        copy = ViewRunner(self.app, shadow, shadow_name, self.projector, self.reads)
+        shadow.record_versions(self.version)  # swapped in with the copy's tables
+        copy = ViewRunner(
+            self.app, shadow, shadow_name, self.projector, self.reads, version=self.version
+        )
         open_writer: Callable[[], BatchWriter] = (
             partial(ProcessWriter, partial(self.open_writer_view, tables=SHADOW_TABLES))
             if self.open_writer_view is not None

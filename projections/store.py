@@ -7,6 +7,10 @@ read and changed by the projectors. History items are typed rows in a table of t
 (``HISTORY_TABLE``, one column per ``HistoryItem`` field): they are most of what a replay
 writes, and inserting columns costs far less than serialising and upserting documents.
 
+A third table holds one row: the projectors' versions that built the views
+(``record_versions``; ``projections.runner.ViewRunner.outdated`` compares them with the
+code's). A rebuild writes a copy of all three tables and swaps it in (``swap_in``).
+
 Each backend's view recorder is a subclass of the library's ``TrackingRecorder`` for that
 backend, so the tracking table and its "never go backwards" guarantee are the library's:
 a batch whose tracking position does not advance raises ``IntegrityError`` and rolls back
@@ -18,9 +22,11 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import typing
 from collections.abc import Callable, Iterable
 from functools import partial
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from eventsourcing.persistence import Cipher, IntegrityError, Tracking
@@ -32,31 +38,47 @@ from projections.history import HISTORY, HISTORY_FIELDS, HistoryItem, HistoryRow
 
 VIEW_TABLE = "view_documents"
 HISTORY_TABLE = "view_history"
+VERSIONS_TABLE = "view_versions"
 
 
 class ViewTables(NamedTuple):
-    """The two tables of one copy of the views."""
+    """The tables of one copy of the views."""
 
     documents: str
     history: str
+    #: One row: the projectors' versions this copy was built with (``record_versions``).
+    #: It is swapped in with the copy, so the views always say which code built them.
+    versions: str
 
 
 #: The views that are read.
-MAIN_TABLES = ViewTables(VIEW_TABLE, HISTORY_TABLE)
+MAIN_TABLES = ViewTables(VIEW_TABLE, HISTORY_TABLE, VERSIONS_TABLE)
 #: Where a rebuild writes, until it has succeeded and is swapped in (``swap_in``), so that
 #: a rebuild that fails leaves the views as they were.
-SHADOW_TABLES = ViewTables(f"{VIEW_TABLE}_rebuild", f"{HISTORY_TABLE}_rebuild")
+SHADOW_TABLES = ViewTables(*(f"{table}_rebuild" for table in MAIN_TABLES))
 #: The shadow's tracking name is the view's with this suffix.
 SHADOW_SUFFIX = "~rebuild"
-#: SQL types of the history columns that are not text, per backend.
-_HISTORY_TYPES = {
-    "position": ("INTEGER", "bigint"),
-    "hours_to_acknowledge": ("REAL", "double precision"),
-    "hours_to_respond": ("REAL", "double precision"),
-    "hours_to_answer": ("REAL", "double precision"),
-    "assistance_requested": ("INTEGER", "boolean"),  # SQLite has no boolean: 1 or NULL
+#: SQL types of the history columns by their Python type, per backend (SQLite has no
+#: boolean: 1 or NULL).
+_SQL_TYPES: dict[type, tuple[str, str]] = {
+    str: ("TEXT", "text"),
+    int: ("INTEGER", "bigint"),
+    float: ("REAL", "double precision"),
+    bool: ("INTEGER", "boolean"),
 }
-_NOT_NULL = {"state", "position", "at", "event"}
+
+
+def _history_column_types() -> dict[str, tuple[tuple[str, str], bool]]:
+    """Each history column's SQL types (SQLite, PostgreSQL) and whether it may be NULL,
+    from ``HistoryItem``'s own annotations: a field added there gets its column here."""
+    columns = {}
+    for name, hint in typing.get_type_hints(HistoryItem).items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        nullable = bool(args)
+        columns[name] = (_SQL_TYPES[args[0] if nullable else hint], nullable)
+    return columns
+
+
 #: SQLite page cache of a connection writing the view (negative: KiB). The default 2 MB
 #: cannot hold the pages a batch touches in a view of millions of documents, and spilling
 #: them mid-transaction made each batch's upserts several times slower.
@@ -81,24 +103,31 @@ class Rows(NamedTuple):
 
 def _history_columns(backend: int) -> str:
     """The history table's column definitions (``backend``: 0 SQLite, 1 PostgreSQL)."""
+    types = _history_column_types()
     return ", ".join(
-        f"{name} {_HISTORY_TYPES.get(name, ('TEXT', 'text'))[backend]}"
+        f"{name} {types[name][0][backend]}"
         + (' COLLATE "C"' if backend and name == "state" else "")
-        + (" NOT NULL" if name in _NOT_NULL else "")
+        + ("" if types[name][1] else " NOT NULL")
         for name in HISTORY_FIELDS
     )
 
 
-def _by_last_fact(items: list[HistoryRow]) -> dict[tuple[str, ...], list[HistoryRow]]:
-    """``items`` in (state, position) order, grouped by the columns up to their last fact,
-    each cut there: the columns after it are left to default to NULL."""
-    groups: dict[int, list[HistoryRow]] = {}
-    for item in sorted(items):
-        n = len(item)
-        while item[n - 1] is None:  # the first four fields are never None
-            n -= 1
-        groups.setdefault(n, []).append(item[:n])
-    return {HISTORY_FIELDS[:n]: rows for n, rows in groups.items()}
+_HISTORY_FIELD_SET = frozenset(HISTORY_FIELDS)
+_ITEM_ORDER = itemgetter("state", "position")
+
+
+def _by_columns(items: list[HistoryRow]) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
+    """``items`` in (state, position) order, as the values of the fields each names, grouped
+    by those fields: each value goes to its own field's column, and a column an item leaves
+    out defaults to NULL. (Binding costs per parameter, and a notification's item names
+    7 to 10 of the 21 fields.) A field ``HistoryItem`` does not have is refused."""
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for item in sorted(items, key=_ITEM_ORDER):
+        groups.setdefault(tuple(item), []).append(tuple(item.values()))
+    unknown = {name for columns in groups for name in columns} - _HISTORY_FIELD_SET
+    if unknown:
+        raise ValueError(f"history items name fields HistoryItem does not have: {unknown}")
+    return groups
 
 
 def _item_document(item: HistoryItem) -> tuple[str, str, str]:
@@ -160,7 +189,7 @@ class ViewRecorder(Protocol):
 
     def max_tracking_id(self, application_name: str) -> int | None: ...
 
-    def write(self, tracking: Tracking, rows: Rows) -> None: ...
+    def write_batch(self, tracking: Tracking, rows: Rows) -> None: ...
 
     def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
 
@@ -178,7 +207,16 @@ class ViewRecorder(Protocol):
 
     def reset(self, application_name: str) -> None: ...
 
-    def reset_if_outdated(self, application_name: str) -> bool: ...
+    def reset_if_old_layout(self, application_name: str) -> bool: ...
+
+    def stored_versions(self) -> str | None:
+        """The projectors' versions these views were built with (``record_versions``); None
+        for views built before views had versions, or emptied since."""
+        ...
+
+    def record_versions(self, versions: str) -> None:
+        """Say that these views are built by projectors of ``versions`` (``ViewRunner``)."""
+        ...
 
     def open_shadow(self, application_name: str) -> ViewRecorder: ...
 
@@ -249,7 +287,7 @@ class _ViewBackend:
     def _sample_document(self) -> str | None:
         raise NotImplementedError
 
-    def write(self, tracking: Tracking, rows: Rows) -> None:
+    def write_batch(self, tracking: Tracking, rows: Rows) -> None:
         raise NotImplementedError
 
     def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -287,7 +325,7 @@ class _ViewBackend:
         items = map(_item_document, self._select_history(None, None, None))
         return sorted([*self._dump_documents(), *items])
 
-    def reset_if_outdated(self, application_name: str) -> bool:
+    def reset_if_old_layout(self, application_name: str) -> bool:
         """Empty a view written before history items had a table of their own (they were
         documents of kind ``history``), or whose documents are not encrypted as this
         recorder's cipher says (written before views were encrypted); the runner then
@@ -305,6 +343,9 @@ class _ViewBackend:
 #: output: nonce, tag, ciphertext). A view in the other form (plain JSON under a key, or
 #: encrypted documents without one) is in an earlier layout, and is rebuilt.
 SEALED = "aes-gcm:"
+
+#: The versions table's one row (``id`` 1): the same definition on both backends.
+_VERSIONS_COLUMNS = "id integer PRIMARY KEY CHECK (id = 1), versions text NOT NULL"
 
 #: Rows per SQLite ``INSERT`` (at most 21 parameters each, under SQLite's limit of 32,766).
 SQLITE_ROWS_PER_INSERT = 1000
@@ -332,15 +373,14 @@ def _sqlite_insert_all(
 
 
 def _sqlite_insert_items(c: Any, table: str, items: list[HistoryRow]) -> None:
-    """Binding costs per parameter, and a notification's item leaves the last dozen or so
-    of its 21 columns empty: each item is bound only up to its last fact."""
-    for columns, rows in _by_last_fact(items).items():
+    for columns, rows in _by_columns(items).items():
         _sqlite_insert_all(c, table, columns, rows)
 
 
 def _sqlite_item(row: Any) -> HistoryItem:
-    """A stored history row as an item: SQLite stores ``True`` as 1."""
-    item = HistoryItem(*row)
+    """A stored history row (its columns selected in ``HISTORY_FIELDS`` order) as an item:
+    SQLite stores ``True`` as 1."""
+    item = HistoryItem._make(row)
     if item.assistance_requested is not None:
         return item._replace(assistance_requested=bool(item.assistance_requested))
     return item
@@ -366,9 +406,10 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
             "PRIMARY KEY (kind, key)) WITHOUT ROWID",
             f"CREATE TABLE IF NOT EXISTS {self.tables.history} ({_history_columns(0)}, "
             "PRIMARY KEY (state, position)) WITHOUT ROWID",
+            f"CREATE TABLE IF NOT EXISTS {self.tables.versions} ({_VERSIONS_COLUMNS})",
         ]
 
-    def write(self, tracking: Tracking, rows: Rows) -> None:
+    def write_batch(self, tracking: Tracking, rows: Rows) -> None:
         """Upsert and delete documents, insert history items and advance ``tracking``, in
         one transaction."""
         upserts, deletes, items, after = rows
@@ -465,8 +506,23 @@ class SQLiteViewRecorder(_ViewBackend, SQLiteTrackingRecorder):
             c.execute("PRAGMA secure_delete = ON")
             c.execute(f"DELETE FROM {self.tables.documents}")
             c.execute(f"DELETE FROM {self.tables.history}")
+            c.execute(f"DELETE FROM {self.tables.versions}")
             c.execute("PRAGMA secure_delete = OFF")
             c.execute("DELETE FROM tracking WHERE application_name = ?", (application_name,))
+
+    def stored_versions(self) -> str | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT versions FROM {self.tables.versions} WHERE id = 1")
+            row = c.fetchone()
+        return str(row[0]) if row else None
+
+    def record_versions(self, versions: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                f"INSERT INTO {self.tables.versions} (id, versions) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET versions = excluded.versions",
+                (versions,),
+            )
 
     def open_shadow(self, application_name: str) -> SQLiteViewRecorder:
         """Empty shadow tables for a rebuild (those of a failed one are dropped first)."""
@@ -514,7 +570,7 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
         super().__init__(datastore, **kwargs)
         self.tables, self.cipher = tables, cipher
         schema = Identifier(self.datastore.schema)
-        self.view_table = (schema, Identifier(tables.documents), Identifier(tables.history))
+        self.view_table = (schema, *(Identifier(table) for table in tables))
         self.sql_create_statements.append(
             self._sql(
                 "CREATE TABLE IF NOT EXISTS {0}.{1} ("
@@ -528,12 +584,16 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
                 "PRIMARY KEY (state, position))"
             )
         )
+        self.sql_create_statements.append(
+            self._sql(f"CREATE TABLE IF NOT EXISTS {{0}}.{{3}} ({_VERSIONS_COLUMNS})")
+        )
 
     def _sql(self, text: str) -> Any:
-        """``text`` with {0} the schema, {1} the documents' table and {2} the history's."""
+        """``text`` with {0} the schema, {1} the documents' table, {2} the history's and {3}
+        the versions'."""
         return SQL(text).format(*self.view_table)  # type: ignore[arg-type]
 
-    def write(self, tracking: Tracking, rows: Rows) -> None:
+    def write_batch(self, tracking: Tracking, rows: Rows) -> None:
         """Upsert and delete documents, insert history items and advance ``tracking``, in
         one transaction.
 
@@ -554,7 +614,7 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
                 tracked = curs.fetchone()
                 _check_follows(tracking, after, tracked["notification_id"] if tracked else None)
             # Items are inserted, never replaced: one event's item appears in one batch only.
-            for columns, group in _by_last_fact(items).items():
+            for columns, group in _by_columns(items).items():
                 copy_items = self._sql(f"COPY {{0}}.{{2}} ({', '.join(columns)}) FROM STDIN")
                 with curs.copy(copy_items) as copy:
                     for item in group:
@@ -644,12 +704,28 @@ class PostgresViewRecorder(_ViewBackend, PostgresTrackingRecorder):
         behind: after a ``DELETE`` of millions of documents, the next rebuild's reads were
         many times slower until autovacuum had run."""
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self._sql("TRUNCATE {0}.{1}, {0}.{2}"))
+            curs.execute(self._sql("TRUNCATE {0}.{1}, {0}.{2}, {0}.{3}"))
             curs.execute(
                 SQL("DELETE FROM {0}.{1} WHERE application_name = %s").format(
                     Identifier(self.datastore.schema), Identifier(self.tracking_table_name)
                 ),
                 (application_name,),
+            )
+
+    def stored_versions(self) -> str | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._sql("SELECT versions FROM {0}.{3} WHERE id = 1"))
+            row = curs.fetchone()
+        return str(row["versions"]) if row else None
+
+    def record_versions(self, versions: str) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                self._sql(
+                    "INSERT INTO {0}.{3} (id, versions) VALUES (1, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET versions = excluded.versions"
+                ),
+                (versions,),
             )
 
     def open_shadow(self, application_name: str) -> PostgresViewRecorder:

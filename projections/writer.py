@@ -61,7 +61,7 @@ def _open(open_view: Callable[[], ViewRecorder]) -> None:
 def _write(tracking: Tracking, rows: Rows) -> None:
     if _view is None:
         raise _not_opened or RuntimeError("the writer process has no view")
-    _view.write(tracking, rows)
+    _view.write_batch(tracking, rows)
 
 
 class BatchWriter(Protocol):
@@ -84,7 +84,7 @@ class ThreadWriter:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="view-writer")
 
     def submit(self, tracking: Tracking, rows: Rows) -> Future[None]:
-        return self.pool.submit(self.view.write, tracking, rows)
+        return self.pool.submit(self.view.write_batch, tracking, rows)
 
     def __enter__(self) -> ThreadWriter:
         return self

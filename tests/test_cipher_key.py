@@ -23,7 +23,7 @@ from api.cli.console import CONSOLE
 from domain.values import Role
 from infra.keycheck import CipherKeyMismatch
 from infra.settings import Settings
-from infra.wiring import build_application, build_directory_view, build_view_runner
+from infra.wiring import build_application, build_view_runner, build_views
 from tests.conftest import Backend
 from tests.test_cli import POCDIR
 
@@ -109,7 +109,7 @@ def test_replay_under_another_key_leaves_the_views_intact(
     own = settings(backend, written_with)
     app = build_application(own)
     try:
-        view = build_directory_view(app, own)
+        view = build_views(app, own)
         before = view.dump()
         assert any(kind == "entry" for kind, _, _ in before)
         assert_refused(run_with_key(backend, given, "replay"), written_with, given)
@@ -127,7 +127,7 @@ def test_a_rebuild_that_fails_midway_leaves_the_old_views_intact(backend: Backen
     own = settings(backend, None)
     app = build_application(own)
     try:
-        view = build_directory_view(app, own)
+        view = build_views(app, own)
         runner = build_view_runner(app, view, own)
         runner.catch_up()
         before = view.dump()
@@ -160,7 +160,7 @@ def test_a_replay_swaps_in_views_equal_to_those_kept_incrementally(backend: Back
     own = settings(backend, KEY_1)
     app = build_application(own)
     try:
-        view = build_directory_view(app, own)
+        view = build_views(app, own)
         before = view.dump()
         replay = run_with_key(backend, KEY_1, "replay", "--batch", "7")
         assert replay.returncode == 0, replay.stderr

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.wiring import build_application, build_directory_view
+from infra.wiring import build_application, build_views
 from tests.conftest import Backend
 
 POCDIR = [sys.executable, "-c", "from api.cli.main import main; main()"]
@@ -78,7 +78,7 @@ def test_replay_rebuilds_the_same_views_and_refuses_a_batch_below_one(backend: B
     assert run(backend.url, "pending").returncode == 0  # brings the views up to date
     app = build_application(backend.settings)
     try:
-        view = build_directory_view(app, backend.settings)
+        view = build_views(app, backend.settings)
         incremental = view.dump()
         assert any(kind == "history" for kind, _, _ in incremental)
         replay = run(backend.url, "replay", "--batch", "50")

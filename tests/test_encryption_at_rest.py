@@ -24,7 +24,7 @@ from domain.application import PocDirectory
 from domain.clock import SimulatedClock
 from domain.values import Contact, Text
 from infra.settings import Settings
-from infra.wiring import build_application, build_directory_view, build_view_runner
+from infra.wiring import build_application, build_view_runner, build_views
 from tests.conftest import START, Backend, contact_data, state
 from tests.test_cli import POCDIR
 from tests.test_outage import Cluster, cluster  # noqa: F401 - the throwaway cluster fixture
@@ -90,7 +90,7 @@ def drive(url: str) -> None:
     app = build_application(settings, clock=SimulatedClock(START))
     try:
         write_confidential(app)
-        view = build_directory_view(app, settings)
+        view = build_views(app, settings)
         build_view_runner(app, view, settings).catch_up()
         entry = view.get("entry", "FRA")
         assert entry is not None and MARKERS["e-mail"] in json.dumps(entry)  # readable
@@ -237,8 +237,8 @@ def test_views_written_in_clear_before_they_were_encrypted_are_rebuilt_encrypted
     app = build_application(settings, clock=SimulatedClock(START))
     try:
         write_confidential(app)
-        build_view_runner(app, build_directory_view(app, settings), settings).catch_up()
-        earlier = build_directory_view(app, settings)
+        build_view_runner(app, build_views(app, settings), settings).catch_up()
+        earlier = build_views(app, settings)
         entry = earlier.get("entry", "FRA")
         for kind, key, doc in earlier.dump():  # as an earlier version left them: in clear
             backend.execute(
@@ -246,7 +246,7 @@ def test_views_written_in_clear_before_they_were_encrypted_are_rebuilt_encrypted
                 (doc, kind, key),
             )
         assert MARKERS["e-mail"] in str(backend.execute("SELECT doc FROM view_documents"))
-        view = build_directory_view(app, settings)
+        view = build_views(app, settings)
         build_view_runner(app, view, settings).catch_up()
         assert view.get("entry", "FRA") == entry
         stored = " ".join(str(r[0]) for r in backend.execute("SELECT doc FROM view_documents"))

@@ -16,8 +16,8 @@ from domain.clock import SimulatedClock
 from domain.notification import Notification
 from domain.values import Contact, Text
 from infra.settings import Settings
-from infra.wiring import build_application, build_directory_view
-from projections.runner import DIRECTORY_VIEW, ViewRunner
+from infra.wiring import build_application, build_views
+from projections.runner import VIEWS_NAME, ViewRunner
 from simulation.simulator import DEFAULT_START, Simulator, seeded_ids
 from tests.conftest import START, Backend, contact_data, state
 
@@ -104,12 +104,12 @@ def test_views_built_from_facts_equal_views_built_from_whole_events(
         Simulator(app, clock, states=12, days=120, seed=3).run()
         topics = {n.topic.split(":")[-1] for n in app.recorder.select_notifications(0, 100_000)}
         assert {"Notification.Sent", "Notification.Responded", "CapacityNeed.Recorded"} <= topics
-        view = build_directory_view(app, backend.settings)
+        view = build_views(app, backend.settings)
         ViewRunner(app, view).rebuild()
         from_facts = view.dump()
         monkeypatch.setattr(app, "facts_mapper", app.mapper)
         ViewRunner(app, view).rebuild()
-        assert view.max_tracking_id(DIRECTORY_VIEW) == app.recorder.max_notification_id()
+        assert view.max_tracking_id(VIEWS_NAME) == app.recorder.max_notification_id()
         assert view.dump() == from_facts
     finally:
         app.close()

@@ -10,27 +10,31 @@ import signal
 import subprocess
 import sys
 import time
+import typing
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from domain.application import PocDirectory
 from domain.clock import SimulatedClock
 from domain.errors import NotFound, ValidationError
 from domain.values import Contact, Text
-from infra.wiring import build_directory_view, build_view_runner
+from infra.wiring import build_view_runner, build_views
 from projections.asof import directory_as_of
-from projections.queries import DirectoryQueries, history_csv
-from projections.runner import DIRECTORY_VIEW, ViewRunner
-from projections.store import SHADOW_SUFFIX, SHADOW_TABLES
+from projections.history import HistoryItem
+from projections.queries import ViewQueries, history_csv
+from projections.runner import VIEWS_NAME, ViewRunner
+from projections.store import SHADOW_SUFFIX, SHADOW_TABLES, split_changes
 from tests.conftest import START, Backend, contact_data, state
 
 
-def queries(app: PocDirectory, backend: Backend) -> DirectoryQueries:
-    view = build_directory_view(app, backend.settings)
+def queries(app: PocDirectory, backend: Backend) -> ViewQueries:
+    view = build_views(app, backend.settings)
     ViewRunner(app, view).catch_up()
-    return DirectoryQueries(view)
+    return ViewQueries(view)
 
 
 def register_fra(app: PocDirectory) -> None:
@@ -160,10 +164,10 @@ def _simulate(backend: Backend) -> None:
 KILLABLE_RUNNER = """
 import sys, time
 from infra.settings import Settings
-from infra.wiring import build_application, build_directory_view, build_view_runner
+from infra.wiring import build_application, build_views, build_view_runner
 settings = Settings.from_env()
 app = build_application(settings)
-runner = build_view_runner(app, build_directory_view(app, settings), settings)
+runner = build_view_runner(app, build_views(app, settings), settings)
 slowly = lambda position: time.sleep(0.05)
 if sys.argv[1] == "rebuild":
     runner.rebuild(batch=20, on_progress=slowly)
@@ -175,7 +179,7 @@ else:
 def rebuilt_view(app: PocDirectory, backend: Backend) -> list[tuple[str, str, str]]:
     """Rebuild the view as ``pocdir replay`` does (batches written by a writer process;
     small ones, so that there are many) and return its dump."""
-    view = build_directory_view(app, backend.settings)
+    view = build_views(app, backend.settings)
     assert build_view_runner(app, view, backend.settings).rebuild(batch=50) == (
         app.recorder.max_notification_id()
     )
@@ -190,9 +194,9 @@ def test_a_runner_killed_mid_stream_resumes_with_nothing_lost_or_counted_twice(
     it leaves the views as they were (here: empty) and its copy is dropped by the next."""
     _simulate(backend)
     total = app.recorder.max_notification_id()
-    view = build_directory_view(app, backend.settings)
-    view.reset(DIRECTORY_VIEW)
-    written = DIRECTORY_VIEW if mode == "catch_up" else DIRECTORY_VIEW + SHADOW_SUFFIX
+    view = build_views(app, backend.settings)
+    view.reset(VIEWS_NAME)
+    written = VIEWS_NAME if mode == "catch_up" else VIEWS_NAME + SHADOW_SUFFIX
     env = {**os.environ, "POCDIR_DATABASE_URL": backend.url}
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE_RUNNER, mode], env=env)
     deadline = time.monotonic() + 60
@@ -225,13 +229,13 @@ def test_a_batch_overtaken_by_another_runner_is_not_written_and_stops_the_runner
     views: as they were)."""
     _simulate(backend)
     total = app.recorder.max_notification_id()
-    view = build_directory_view(app, backend.settings)
+    view = build_views(app, backend.settings)
     runner = build_view_runner(app, view, backend.settings)
     if mode == "rebuild":
-        copy = build_directory_view(app, backend.settings, SHADOW_TABLES)
-        other = ViewRunner(app, copy, DIRECTORY_VIEW + SHADOW_SUFFIX)
+        copy = build_views(app, backend.settings, SHADOW_TABLES)
+        other = ViewRunner(app, copy, VIEWS_NAME + SHADOW_SUFFIX)
     else:
-        other = ViewRunner(app, build_directory_view(app, backend.settings))
+        other = ViewRunner(app, build_views(app, backend.settings))
     before = view.dump()
     overtaken: list[int] = []
 
@@ -286,7 +290,7 @@ def test_a_server_following_from_its_last_position_survives_another_process_movi
     try:
         register_fra(services.application)
         services.follower.step()
-        cli = ViewRunner(app, build_directory_view(app, backend.settings))
+        cli = ViewRunner(app, build_views(app, backend.settings))
         for code in ("DEU", "ITA"):
             app.register_state(state(code), code)
         cli.catch_up()
@@ -376,12 +380,44 @@ def test_the_directory_as_of_a_past_date_or_position_is_computed_from_the_record
     clock.advance(timedelta(days=3))
     app.register_state(state("DEU"), "DEU")  # position 7
     app.remove_contact(state("FRA"), "FRA", "cert-a")  # position 8
-    before_deu = DirectoryQueries(directory_as_of(app, day=START.date()))
+    before_deu = ViewQueries(directory_as_of(app, day=START.date()))
     assert [e["code"] for e in before_deu.entries()] == ["FRA"]
     assert "cert-a" in before_deu.entry("FRA")["contacts"]
     assert len(before_deu.pending(START.date())["never_registered"]) == 192
-    at_7 = DirectoryQueries(directory_as_of(app, position=7))
+    at_7 = ViewQueries(directory_as_of(app, position=7))
     assert [e["code"] for e in at_7.entries()] == ["DEU", "FRA"]
     assert "cert-a" in at_7.entry("FRA")["contacts"]
-    now = DirectoryQueries(directory_as_of(app))
+    now = ViewQueries(directory_as_of(app))
     assert now.entries() == queries(app, backend).entries()
+
+
+def test_every_history_field_is_stored_and_read_back_under_its_own_name(
+    backend: Backend, app: PocDirectory
+) -> None:
+    """An item with a distinct value in every field comes back from the view, and out of
+    the CSV export, with each value under its own field: a field inserted anywhere in
+    ``HistoryItem`` cannot shift the values of the fields after it. A row naming a field
+    that ``HistoryItem`` does not have is refused, and nothing of its batch is written."""
+    samples: dict[type, Callable[[int, str], Any]] = {
+        str: lambda i, name: f"{name}-{i}",
+        int: lambda i, name: 1000 + i,
+        float: lambda i, name: i + 0.25,
+        bool: lambda i, name: True,
+    }
+    values: dict[str, Any] = {}
+    for i, (name, hint) in enumerate(typing.get_type_hints(HistoryItem).items()):
+        kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        values[name] = samples[kind](i, name)
+    view = build_views(app, backend.settings)
+    view.write_batch(Tracking(VIEWS_NAME, 1), split_changes({}, [values]))
+    assert view.history(values["state"]) == [values]
+    exported = next(csv.DictReader(io.StringIO(history_csv(view.history(values["state"])))))
+    assert exported == {name: str(value) for name, value in values.items()}
+    # In reverse order too: a row's facts are matched to columns by name, not by place.
+    backwards = {**dict(reversed(values.items())), "state": "other", "position": 2}
+    view.write_batch(Tracking(VIEWS_NAME, 2), split_changes({}, [backwards]))
+    assert view.history("other") == [{**values, "state": "other", "position": 2}]
+    misspelt = {"state": "x", "position": 3, "at": values["at"], "event": "e", "countrpart": "y"}
+    with pytest.raises(ValueError, match="countrpart"):
+        view.write_batch(Tracking(VIEWS_NAME, 3), split_changes({}, [misspelt]))
+    assert view.max_tracking_id(VIEWS_NAME) == 2 and view.history("x") == []

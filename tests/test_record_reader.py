@@ -8,11 +8,11 @@ from typing import Any
 
 from domain.application import PocDirectory
 from domain.values import Contact, Text
-from infra.wiring import build_directory_view
+from infra.wiring import build_views
 from projections.asof import directory_as_of
-from projections.queries import DirectoryQueries
+from projections.queries import ViewQueries
 from projections.records import Record, RecordReader, StoredRecords, ViewsDecoder
-from projections.runner import DIRECTORY_VIEW, ViewRunner
+from projections.runner import VIEWS_NAME, ViewRunner
 from tests.conftest import Backend, contact_data, state
 
 
@@ -85,15 +85,15 @@ def test_the_runner_and_the_views_as_of_read_any_record_reader(
     middle = head // 2
     decoder = _Decoder(app.facts_mapper)
     reader: RecordReader = _Reader(_RecordUpTo(app.recorder, middle), decoder)
-    view = build_directory_view(app, backend.settings)
+    view = build_views(app, backend.settings)
     runner = ViewRunner(reader, view)
 
     assert runner.catch_up() == middle
-    assert view.max_tracking_id(DIRECTORY_VIEW) == middle
+    assert view.max_tracking_id(VIEWS_NAME) == middle
     assert runner.catch_up() == 0  # nothing after the reader's last record
     assert decoder.decoded == middle  # each record decoded once
-    as_of = DirectoryQueries(directory_as_of(reader)).entries()
-    assert as_of == DirectoryQueries(directory_as_of(app, position=middle)).entries()
+    as_of = ViewQueries(directory_as_of(reader)).entries()
+    assert as_of == ViewQueries(directory_as_of(app, position=middle)).entries()
 
     reader.recorder.stop = head  # type: ignore[attr-defined]  # the record grows
     decoder.decoded = 0

@@ -31,9 +31,9 @@ from domain.errors import (
 from domain.notification import Notification
 from domain.state_entry import StateEntry
 from domain.values import Contact, Principal, Role, Text
-from infra.wiring import build_application, build_directory_view
+from infra.wiring import build_application, build_views
 from projections.asof import MemoryView
-from projections.queries import DirectoryQueries, history_csv
+from projections.queries import ViewQueries, history_csv
 from projections.review import check_summaries
 from projections.review_report import build_report, report_csv, report_json, report_tables
 from projections.runner import ViewRunner, project_views
@@ -45,7 +45,7 @@ SECRETARIAT = Principal("sec-1", Role.SECRETARIAT)
 
 
 def view_of(app: PocDirectory, backend: Backend) -> ViewRecorder:
-    view = build_directory_view(app, backend.settings)
+    view = build_views(app, backend.settings)
     ViewRunner(app, view).catch_up()
     return view
 
@@ -144,7 +144,7 @@ def test_checks_and_capacity_needs_appear_in_per_state_histories_without_text(
     app.offer_assistance(state("DEU"), need.id, Text.english_only("OFFER TEXT ASDF"))
     app.accept_offer(state("FRA"), need.id, "DEU")
     view = view_of(app, backend)
-    queries = DirectoryQueries(view)
+    queries = ViewQueries(view)
     deu, fra = queries.history("DEU"), queries.history("FRA")
     (for_deu,) = check_summaries(view, "DEU")  # what a State sees of its checks
     assert for_deu["answered_at"] is not None and "answers" not in for_deu
@@ -331,7 +331,7 @@ def test_the_same_period_on_a_replayed_record_gives_byte_identical_json(
         project_views(year.app.mapper.to_domain_event(notification), notification.id, folded)
     assert report_json(build_report(folded, *PERIOD)) == before
     assert report_json(year.report(date(2025, 6, 1), date(2025, 9, 30))) != before
-    states = sorted({item[0] for item in folded.items})
+    states = sorted({item["state"] for item in folded.items})
     assert states
     for code in states:  # and the histories as stored are, to the byte, those projected
         for period in ((None, None), ("2025-03-01", "2025-03-31")):

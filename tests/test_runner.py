@@ -24,7 +24,7 @@ from domain.values import Principal, Role
 from infra.lease import Lease, SQLiteLease, build_lease
 from infra.settings import Settings
 from infra.wiring import build_application, build_services
-from projections.runner import DIRECTORY_VIEW
+from projections.runner import VIEWS_NAME
 from tests.conftest import Backend, contact_data, sqlite_backend_at
 from tests.http_support import Api, api_for
 
@@ -182,7 +182,7 @@ def test_requests_never_project_and_min_position_waits_for_the_runner(backend: B
     sees the views as they are: no request projects. One that sends Pocdir-Min-Position
     beyond them waits for the bound, then gets 503 with Retry-After; once the lease is free,
     this server's runner takes over, projects, and the same request is answered."""
-    settings = short(backend.settings, read_wait_seconds=0.5)
+    settings = short(backend.settings, read_wait_seconds=0.5, runner_lease_seconds=5.0)
     other = build_application(settings)
     held = build_lease(other.recorder, settings)
     assert held.keep()
@@ -191,7 +191,7 @@ def test_requests_never_project_and_min_position_waits_for_the_runner(backend: B
             services = api.client.app.state.services.get()  # type: ignore[attr-defined]
             other.register_state(state_principal("FRA"), "FRA")
             head = other.recorder.max_notification_id() or 0
-            before = services.view.max_tracking_id(DIRECTORY_VIEW) or 0
+            before = services.view.max_tracking_id(VIEWS_NAME) or 0
             assert before < head
             who = api.as_state("DEU")  # issuing its token writes too
             head = api.application.recorder.max_notification_id() or 0
@@ -202,7 +202,7 @@ def test_requests_never_project_and_min_position_waits_for_the_runner(backend: B
             assert waited.status_code == 503, waited.text
             assert waited.json()["error"] == "views_behind"
             assert waited.headers["Retry-After"] == "1"
-            assert (services.view.max_tracking_id(DIRECTORY_VIEW) or 0) == before
+            assert (services.view.max_tracking_id(VIEWS_NAME) or 0) == before
             past = api.call(
                 "GET", "/directory", who, headers={"Pocdir-Min-Position": str(head + 1000)}
             )

@@ -22,7 +22,7 @@ class SlowView:
     def __init__(self, directory: str, seconds: float) -> None:
         self.directory, self.seconds = Path(directory), seconds
 
-    def write(self, tracking: Tracking, rows: Rows) -> None:
+    def write_batch(self, tracking: Tracking, rows: Rows) -> None:
         (self.directory / "writer.pid").write_text(str(os.getpid()))
         time.sleep(self.seconds)
         (self.directory / "committed").write_text(str(tracking.notification_id))

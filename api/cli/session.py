@@ -26,13 +26,13 @@ from infra.verify import chained_recorder, record_is_empty
 from infra.wiring import (
     OpenMode,
     build_application,
-    build_directory_view,
     build_idempotency_keys,
     build_transparency,
     build_view_runner,
+    build_views,
 )
 from projections.asof import directory_as_of
-from projections.queries import DirectoryQueries
+from projections.queries import ViewQueries
 
 
 def settings() -> Settings:
@@ -104,9 +104,9 @@ def command_key(
 
 
 @contextmanager
-def directory_view(
+def views_queries(
     as_of: date | None = None, at_position: int | None = None
-) -> Iterator[DirectoryQueries]:
+) -> Iterator[ViewQueries]:
     """Open the record, bring the views up to date with it, and yield their queries. Reads
     come from the views, never from scanning the event table. With ``as_of`` or
     ``at_position``, the directory is computed from the record as it stood then.
@@ -121,11 +121,11 @@ def directory_view(
     try:
         with exit_on_error():
             if past:
-                yield DirectoryQueries(
+                yield ViewQueries(
                     directory_as_of(application, position=at_position, day=as_of)
                 )
                 return
-            view = build_directory_view(application, config)
+            view = build_views(application, config)
             runner = build_view_runner(application, view, config)
             head = application.recorder.max_notification_id() or 0
             with progress() as bar:
@@ -138,7 +138,7 @@ def directory_view(
                     bound=config.read_wait_seconds,
                     on_progress=lambda _: bar.update(task, advance=1000),
                 )
-            yield DirectoryQueries(view)
+            yield ViewQueries(view)
     finally:
         application.close()
 

@@ -30,7 +30,7 @@ from domain.idempotency import IdempotencyKey
 from domain.position import written_position
 from domain.state_entry import check_acts_for
 from domain.values import Contact
-from projections.queries import DirectoryQueries
+from projections.queries import ViewQueries
 
 router = APIRouter(prefix="/entries", tags=["own entry"])
 
@@ -94,7 +94,7 @@ class OwnEntry:
     def read(self) -> EntryPublic:
         """The entry from the view as it is, with its ETag (a client that wrote it sends
         ``Pocdir-Min-Position`` to read its own write)."""
-        entry = entry_public(DirectoryQueries(self.services.view).view_entry(self.code))
+        entry = entry_public(ViewQueries(self.services.view).view_entry(self.code))
         self.response.headers["ETag"] = etag(entry.version)
         return entry
 

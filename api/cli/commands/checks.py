@@ -12,7 +12,7 @@ from api.cli.console import CONSOLE, out, print_json, secretariat, table
 from api.cli.errors import fail
 from api.cli.ids import parse_id, record_id
 from api.cli.options import ByOption, Format, FormatOption, IdempotencyOption
-from api.cli.session import command_application, command_key, directory_view
+from api.cli.session import command_application, command_key, views_queries
 from api.schemas import check_json
 from infra.wiring import OpenMode
 from projections.review import check_summaries
@@ -134,7 +134,7 @@ def check_close(
 @check_app.command("list")
 def check_list(format: FormatOption = Format.TABLE) -> None:  # noqa: A002
     """Every check, newest last: level, launch, deadline, States and answers so far."""
-    with directory_view() as queries:
+    with views_queries() as queries:
         rows = check_summaries(queries.view)
     if format is Format.JSON:
         print_json([check_json(r) for r in rows])

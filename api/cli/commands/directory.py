@@ -12,7 +12,7 @@ import typer
 
 from api.cli.console import out, print_json, table
 from api.cli.options import AsOfOption, AtPositionOption, Format, FormatOption
-from api.cli.session import bounded, directory_view, parse_date
+from api.cli.session import bounded, parse_date, views_queries
 from api.schemas import entry_json
 from domain.clock import SystemClock
 from domain.freshness import LATE_NOTICE_DAYS
@@ -34,7 +34,7 @@ def directory(
 ) -> None:
     """The current directory, or one State's entry; or as they stood at a past date."""
     at_position = bounded(at_position, "--at-position")
-    with directory_view(parse_date(as_of, "--as-of"), at_position) as queries:
+    with views_queries(parse_date(as_of, "--as-of"), at_position) as queries:
         if state is None:
             entries = queries.entries()
             if format is Format.JSON:
@@ -90,7 +90,7 @@ def route(
     format: FormatOption = Format.TABLE,  # noqa: A002
 ) -> None:
     """Whom to reach at a State about an incident type, in order."""
-    with directory_view() as queries:
+    with views_queries() as queries:
         result = queries.route(state, incident_type, level)
     if format is Format.JSON:
         print_json(result.__dict__)
@@ -127,7 +127,7 @@ def pending(
     With --as-of, as they stood at the end of that date (judged on that date)."""
     past = parse_date(as_of, "--as-of")
     day = parse_date(today, "--today") or past or SystemClock().now().date()
-    with directory_view(past) as queries:
+    with views_queries(past) as queries:
         report = queries.pending(day)
     if format is Format.JSON:
         print_json(report)
@@ -180,7 +180,7 @@ def history(
 ) -> None:
     """A State's interactions over a period: the facts, never the content."""
     start, end = parse_date(from_, "--from"), parse_date(to, "--to")
-    with directory_view() as queries:
+    with views_queries() as queries:
         items = queries.history(state, start, end)
     if format is HistoryFormat.JSON:
         print_json(items)

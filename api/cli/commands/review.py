@@ -11,7 +11,7 @@ import typer
 
 from api.cli.console import out
 from api.cli.errors import exit_on_error, fail
-from api.cli.session import directory_view, parse_date
+from api.cli.session import parse_date, views_queries
 from api.review_html import render_html
 from projections.review_report import build_report, check_period, report_csv, report_json
 
@@ -57,7 +57,7 @@ def review(
         fail(f"--out is required for --format {format}")
     with exit_on_error():
         check_period(start, end)  # bad input is named before the record is opened
-    with directory_view() as queries:
+    with views_queries() as queries:
         report = build_report(queries.view, start, end)
     if out_path is None:
         sys.stdout.write(report_json(report))

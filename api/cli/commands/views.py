@@ -11,7 +11,7 @@ from api.cli.errors import exit_on_error
 from api.cli.session import open_application, settings
 from infra.follower import LeaseKeeper
 from infra.lease import build_lease
-from infra.wiring import build_directory_view, build_view_runner
+from infra.wiring import build_view_runner, build_views
 from projections.runner import REBUILD_BATCH
 
 
@@ -33,7 +33,7 @@ def replay(
     application = open_application()
     try:
         with exit_on_error():
-            view = build_directory_view(application, config)
+            view = build_views(application, config)
             runner = build_view_runner(application, view, config)
             total = application.recorder.max_notification_id() or 0
             lease = build_lease(application.recorder, config)
