@@ -39,6 +39,7 @@ from api.routers import (
     consents,
     directory,
     entries,
+    keys,
     needs,
     notifications,
     reads,
@@ -64,6 +65,7 @@ ROUTERS = (
     checks.router,
     needs.router,
     review.router,
+    keys.router,
 )
 
 

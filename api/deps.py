@@ -156,3 +156,5 @@ AuditorPrincipal = Annotated[Principal, Depends(allow(Role.AUDITOR))]
 ReviewerPrincipal = Annotated[Principal, Depends(allow(Role.REVIEWER))]
 StateOrSecretariat = Annotated[Principal, Depends(allow(Role.STATE, Role.SECRETARIAT))]
 AuditorOrState = Annotated[Principal, Depends(allow(Role.AUDITOR, Role.STATE))]
+#: Every authenticated principal, whatever its role (e.g. a State's public key history).
+AnyPrincipal = Annotated[Principal, Depends(allow(*Role))]

@@ -16,6 +16,7 @@ from uuid import UUID
 from eventsourcing.persistence import InfrastructureFactory, JSONTranscoder, Mapper, Transcoding
 
 from domain.notification import SupportingInformation
+from domain.state_keys import EncryptionKey, SigningKey
 from domain.values import Contact, Text
 
 
@@ -52,6 +53,8 @@ def register_transcodings(transcoder: JSONTranscoder) -> None:
     transcoder.register(_value_transcoding(Text, "text"))
     transcoder.register(_value_transcoding(Contact, "contact"))
     transcoder.register(_value_transcoding(SupportingInformation, "supporting_information"))
+    transcoder.register(_value_transcoding(EncryptionKey, "encryption_key"))
+    transcoder.register(_value_transcoding(SigningKey, "signing_key"))
 
 
 @final

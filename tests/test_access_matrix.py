@@ -75,3 +75,30 @@ def test_each_role_gets_what_the_access_table_says(api: Api) -> None:
                 assert status == 403, (method, path, role, status)
             else:
                 assert status not in (401, 403, 500), (method, path, role, status)
+
+
+def test_a_states_key_history_is_read_by_every_role_and_changed_by_none_but_its_own(
+    api: Api,
+) -> None:
+    """GET /keys/states/{state} is public to every authenticated principal: a client checks
+    a State's key there before encrypting to it. Only the Secretariat binds, and only the
+    State itself sends its signed changes (another State gets 403 even with a statement)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from domain.state_keys import EncryptionKey, SigningKey
+    from state_client.keys import EncryptionPrivateKey
+
+    signer = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    team = EncryptionPrivateKey.generate().public_key().to_bytes()
+    api.application.bind_state_keys(
+        api.application.authenticate(api.token(Role.SECRETARIAT)),
+        "FRA",
+        EncryptionKey.from_bytes(team),
+        (SigningKey.from_bytes(signer),),
+    )
+    for role in ROLES:
+        who = api.auth(role, "DEU" if role is Role.STATE else None)
+        assert api.call("GET", "/keys/states/FRA", who).status_code == 200, role
+    body = {"statement": "{}", "signature": "00" * 64, "key": "sha256:" + "0" * 64}
+    r = api.call("POST", "/keys/states/FRA/rotation", api.auth(Role.STATE, "DEU"), json=body)
+    assert r.status_code == 403 and "only FRA itself" in r.json()["detail"], r.text

@@ -1,0 +1,112 @@
+"""The State keys area: the Secretariat binds and re-onboards a State's public keys, the
+State rotates and revokes them by signed statements (``domain.state_keys``)."""
+
+from __future__ import annotations
+
+from domain.commands.base import RecordService
+from domain.errors import AlreadyExists
+from domain.idempotency import IdempotencyKey
+from domain.members import check_member_state, member_states
+from domain.state_keys import (
+    EncryptionKey,
+    SigningKey,
+    SigningKeyNotValid,
+    StateKeys,
+    owners_of,
+    state_keys_id,
+)
+from domain.statement import SignedStatement
+from domain.values import Principal
+
+
+class KeyCommands(RecordService):
+    """Commands and reads on ``StateKeys``."""
+
+    def get_state_keys(self, code: str) -> StateKeys:
+        """A State's key history; public to every authenticated principal, since a client
+        checks a key against it before encrypting."""
+        code = check_member_state(code)
+        return self._get(StateKeys, state_keys_id(code), f"keys bound for {code}")
+
+    def bind_state_keys(
+        self,
+        by: Principal,
+        code: str,
+        encryption_key: EncryptionKey,
+        signing_keys: tuple[SigningKey, ...],
+        *,
+        idempotency: IdempotencyKey | None = None,
+    ) -> StateKeys:
+        code = check_member_state(code)
+        if state_keys_id(code) in self.repository:
+            raise AlreadyExists(
+                f"{code}'s keys are already bound; the State rotates them, or the Secretariat "
+                "re-onboards it if it lost every key"
+            )
+        keys = StateKeys.bind(code, encryption_key, signing_keys, by, self.clock.now())
+        self._save(keys, idempotency=idempotency)
+        return keys
+
+    def reonboard_state_keys(
+        self,
+        by: Principal,
+        code: str,
+        encryption_key: EncryptionKey,
+        signing_keys: tuple[SigningKey, ...],
+        *,
+        idempotency: IdempotencyKey | None = None,
+    ) -> StateKeys:
+        return self._change(
+            lambda: self.get_state_keys(code),
+            lambda k, at: k.reonboard(encryption_key, signing_keys, by, at),
+            idempotency=idempotency,
+        )
+
+    def rotate_state_keys(
+        self,
+        by: Principal,
+        code: str,
+        signed: SignedStatement,
+        *,
+        idempotency: IdempotencyKey | None = None,
+    ) -> StateKeys:
+        try:
+            return self._change(
+                lambda: self.get_state_keys(code),
+                lambda k, at: k.rotate(signed, by, at),
+                idempotency=idempotency,
+            )
+        except SigningKeyNotValid as e:
+            raise self._named(e) from None
+
+    def revoke_state_key(
+        self,
+        by: Principal,
+        code: str,
+        signed: SignedStatement,
+        *,
+        idempotency: IdempotencyKey | None = None,
+    ) -> StateKeys:
+        try:
+            return self._change(
+                lambda: self.get_state_keys(code),
+                lambda k, at: k.revoke(signed, by, at),
+                idempotency=idempotency,
+            )
+        except SigningKeyNotValid as e:
+            raise self._named(e) from None
+
+    def _named(self, refused: SigningKeyNotValid) -> SigningKeyNotValid:
+        """An ``unknown`` key that another State's history holds is named as that State's:
+        read only on this refusal path, which loads every bound State's keys."""
+        if refused.reason != "unknown":
+            return refused
+        others = (
+            self.get_state_keys(code)
+            for code in sorted(member_states())
+            if code != refused.state and state_keys_id(code) in self.repository
+        )
+        owner = owners_of(refused.key, others)
+        if owner is None:
+            return refused
+        return SigningKeyNotValid(refused.state, refused.key, "other_state", owner)
