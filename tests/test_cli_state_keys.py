@@ -6,14 +6,18 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from domain.statement import key_fingerprint
 from infra.wiring import build_application
 from state_client.keys import EncryptionPrivateKey
-from tests.conftest import Backend
-from tests.test_cli import run
+from tests.support.cli import run
+from tests.support.db import Backend
+
+#: Slow (each test runs `pocdir` in processes of its own): `make check` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def pem(path: Path, key: Ed25519PrivateKey) -> str:

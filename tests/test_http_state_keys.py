@@ -23,8 +23,8 @@ from domain.state_keys import (
 from domain.statement import Statement, key_fingerprint, sign_statement
 from domain.values import Role
 from state_client.keys import EncryptionPrivateKey
-from tests.conftest import Backend
-from tests.http_support import Api, api_for
+from tests.support.db import Backend
+from tests.support.http import Api, api_for
 
 URL = "/keys/states/FRA"
 

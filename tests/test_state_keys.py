@@ -39,7 +39,7 @@ from domain.statement import (
     sign_statement,
 )
 from state_client.keys import EncryptionPrivateKey
-from tests.conftest import state
+from tests.support.builders import state
 
 SECRETARIAT = CONSOLE
 
