@@ -164,7 +164,11 @@ def state_locale(code: str) -> StateLocale:
     official = get_official_languages(region) or get_official_languages(region, de_facto=True)
     shares = get_territory_language_info(region)
     in_un = [lang for lang in official if lang in UN_LANGUAGES] or ["en"]
-    language = max(in_un, key=lambda lang: shares.get(lang, {}).get("population_percent", 0))
+
+    def share(lang: str) -> float:
+        return float(shares.get(lang, {}).get("population_percent") or 0)
+
+    language = max(in_un, key=share)
     spoken = {lang.split("_")[0] for lang in official[:1]} | set(in_un) | {"en"}
     return StateLocale(
         region=region,
