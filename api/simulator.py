@@ -25,6 +25,7 @@ from importlib import resources
 from uuid import UUID
 
 import phonenumbers
+import phonenumbers.timezone
 import pycountry
 from babel.languages import get_official_languages, get_territory_language_info
 
@@ -176,6 +177,16 @@ def state_locale(code: str) -> StateLocale:
         spoken=tuple(sorted(spoken)),
         zones=_zones_by_region()[region],
     )
+
+
+def time_zones(phone: str, locale: StateLocale) -> tuple[str, ...]:
+    """Where a contact with ``phone`` may sit: the zones libphonenumber gives for the number's
+    area that are zones of the State's territory (a +1 201 number: America/New_York, not
+    Pacific/Honolulu); else the State's first zone in the tz database. libphonenumber's own
+    zones are not used alone: some are a neighbour's that shares the offset (Lithuania's
+    Europe/Bucharest) or an old name (Asia/Calcutta)."""
+    by_area = phonenumbers.timezone.time_zones_for_number(phonenumbers.parse(phone))
+    return tuple(zone for zone in by_area if zone in locale.zones) or locale.zones[:1]
 
 
 def phone_number(rng: random.Random, region: str) -> str:
@@ -343,9 +354,10 @@ class Simulator:
 
     def _contact(self, persona: _Persona, contact_id: str, level: Level) -> Contact:
         rng, code = self.rng, persona.code.lower()
+        phone = phone_number(rng, persona.locale.region)
         channels: list[dict[str, str]] = [
             {"kind": "email", "address": f"{contact_id}@{code}.pocdir.example"},
-            {"kind": "phone", "address": phone_number(rng, persona.locale.region)},
+            {"kind": "phone", "address": phone},
         ]
         if level is Level.TECHNICAL and rng.random() < 0.6:
             fingerprint = hashlib.sha256(rng.randbytes(16)).hexdigest()
@@ -365,7 +377,7 @@ class Simulator:
                 "function": self._text(persona, f"{level} function").to_dict(),
                 "channels": channels,
                 "languages": list(persona.locale.spoken),
-                "time_zone": rng.choice(persona.locale.zones),
+                "time_zone": rng.choice(time_zones(phone, persona.locale)),
                 "hours": rng.choice(_HOURS),
                 "incident_types": types if level is Level.TECHNICAL else [],
             }
