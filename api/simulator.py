@@ -5,6 +5,8 @@ States register in an opening wave, keep their entries current (or let them laps
 each other, acknowledge, respond and ask for assistance, and ask for, grant, deny and revoke
 consent to share. The Secretariat runs monthly communication checks (some States answer late
 or never), and States record capacity-building needs that others offer to meet (R16).
+Each State's contacts look like its own (``state_locale``): phone numbers of its calling code,
+time zones of its territory, texts in its official UN language or else English.
 Behaviour is drawn from seeded ``random.Random`` generators (one for the directory's use, one
 for the review activity, so adding the latter left the former's draws unchanged), time from a
 ``SimulatedClock`` and ids from a seeded factory, so a seed always writes the same record.
@@ -44,7 +46,7 @@ DEFAULT_START = datetime(2025, 1, 6, tzinfo=UTC)
 _HOURS = ("24/7", "Mon-Fri 08:00-18:00", "Mon-Fri 09:00-17:00", "Sun-Thu 08:00-16:00")
 _MALWARE = ("Emotet", "TrickBot", "LockBit", "Conti", "Mirai", "PlugX", "QakBot", "NotPetya")
 #: Each simulated text in the six UN languages (R6). A State writes in the language that
-#: ``_StateLocale`` picks for it, with the English beside any other (R6 asks for it).
+#: ``state_locale`` picks for it, with the English beside any other (R6 asks for it).
 _PHRASES: dict[str, dict[str, str]] = {
     "technical agency": {
         "en": "National cybersecurity centre",
