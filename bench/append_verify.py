@@ -14,10 +14,17 @@ For each backend (a fresh SQLite file, a fresh PostgreSQL schema) it
   reports both speeds (best of a few) and the ratio verification/raw.
 
 Workload: all 193 States register and add a contact (set-up, not timed); then, timed, a cycle
-of six commands, each saving one event in its own transaction as the service does: a State
-sends a notification with indicators, the recipient acknowledges and responds, the sender
-closes it and updates one of its contacts, the recipient confirms its entry. Time comes from a
-``SimulatedClock`` advanced one second a command, ids from a seeded factory.
+of six commands, each making one event: a State sends a notification with indicators, the
+recipient acknowledges and responds, the sender closes it and updates one of its contacts, the
+recipient confirms its entry. Time comes from a ``SimulatedClock`` advanced one second a
+command, ids from a seeded factory.
+
+Events per transaction (``--per-transaction``, default ``1,10``: each measured on fresh stores):
+with 1, each command saves its event in its own transaction, as the service does. With N > 1,
+the aggregates of N consecutive commands are held (and put in the aggregate cache, so the next
+command finds them there) and saved together, N events in one transaction, as a batch of
+writes would be: the commit's fixed cost is shared by N events, while the chain's work (the
+head, N links) is not, so the chain's share of the cost shows more.
 
 Commands load the aggregates they change. To keep reads out of the measurement as far as the
 real commands allow, both variants run with the library's aggregate cache
@@ -29,7 +36,7 @@ Usage::
 
     .venv/bin/python bench/append_verify.py [--events 100000] [--backend sqlite|postgresql|both]
         [--pg-url postgresql://postgres@127.0.0.1:5432/test] [--block 1000] [--rounds 1]
-        [--no-cache] [--profile]
+        [--per-transaction 1,10] [--no-cache] [--profile]
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import contextlib
 import cProfile
 import hashlib
 import io
+import itertools
 import os
 import pstats
 import random
@@ -196,6 +204,40 @@ class Workload:
             cycle += 1
 
 
+class Batched:
+    """Saves of ``size`` consecutive commands made as one transaction (``size`` 1: each
+    command's own save, untouched).
+
+    The application's ``save`` is replaced by one that holds the command's aggregates, with
+    their new events, and puts them in the aggregate cache, so the next command that loads one
+    gets it, events and all, from there; the ``size``-th command saves every held aggregate
+    with the library's real ``save``: one transaction of ``size`` events. Commands see no
+    recordings from a held save, so they report no position (nothing here reads one)."""
+
+    def __init__(self, app: PocDirectory, size: int) -> None:
+        self.app, self.size, self.real_save = app, size, app.save
+        self.held: dict[UUID, Any] = {}
+        self.commands = 0
+        if size > 1:
+            app.save = self.hold  # type: ignore[method-assign]
+
+    def hold(self, *objs: Any, **kwargs: Any) -> list[Any]:
+        if kwargs:
+            raise ValueError("a batched save takes no idempotency key")
+        cache = self.app.repository.cache
+        if cache is None:
+            raise ValueError("batched saves need the aggregate cache")
+        for aggregate in objs:
+            self.held[aggregate.id] = aggregate
+            cache.put(aggregate.id, aggregate)
+        self.commands += 1
+        if self.commands == self.size:
+            self.real_save(*self.held.values())
+            self.held.clear()
+            self.commands = 0
+        return []
+
+
 # -- stores ---------------------------------------------------------------------------------
 
 
@@ -289,6 +331,7 @@ class AppendRun:
     """One round: a plain and a chained store, fed alternately in blocks of commands."""
 
     round: int
+    per_transaction: int
     blocks: list[Block] = field(default_factory=list)
 
     def events(self, variant: str) -> int:
@@ -321,6 +364,7 @@ class VerifyRun:
     events: int
     verify_seconds: float
     raw_seconds: float
+    per_transaction: int = 1  # how the verified record was committed
 
     @property
     def verify_rate(self) -> float:
@@ -341,10 +385,12 @@ class BackendResult:
     appends: list[AppendRun] = field(default_factory=list)
     verifies: list[VerifyRun] = field(default_factory=list)
 
-    @property
-    def best(self) -> AppendRun:
+    def rounds(self, per_transaction: int) -> list[AppendRun]:
+        return [a for a in self.appends if a.per_transaction == per_transaction]
+
+    def best(self, per_transaction: int) -> AppendRun:
         """The round whose ratio is the median (the only one when there is one round)."""
-        ordered = sorted(self.appends, key=lambda a: a.ratio)
+        ordered = sorted(self.rounds(per_transaction), key=lambda a: a.ratio)
         return ordered[(len(ordered) - 1) // 2]
 
     @property
@@ -383,14 +429,18 @@ class Profiler:
         print(f"\n===== profile: {self.title} =====\n{out.getvalue()}", file=sys.stderr)
 
 
-def build_app(store: Store, workload: Workload, cache: bool) -> tuple[PocDirectory, SimulatedClock]:
-    """The application over ``store``, with every State set up (not timed)."""
+def build_app(
+    store: Store, workload: Workload, cache: bool, per_transaction: int
+) -> tuple[PocDirectory, SimulatedClock]:
+    """The application over ``store``, with every State set up (not timed, one event a
+    transaction), then saving ``per_transaction`` events a transaction."""
     clock = SimulatedClock(START)
     ids = random.Random(SEED)
     app = PocDirectory(
         store.env(cache), clock=clock, new_id=lambda: UUID(int=ids.getrandbits(128), version=4)
     )
     workload.setup(app, clock)
+    Batched(app, per_transaction)
     return app, clock
 
 
@@ -408,17 +458,24 @@ def timed_block(
 
 
 def append_phase(
-    stores: dict[str, Store], workload: Workload, args: argparse.Namespace, rnd: int
+    stores: dict[str, Store],
+    workload: Workload,
+    args: argparse.Namespace,
+    rnd: int,
+    per_transaction: int,
 ) -> tuple[AppendRun, PocDirectory, list[PocDirectory]]:
     """Append ``--events`` commands to each store, alternating blocks of ``--block`` commands
-    between plain and chained (and which goes first), so both see the same machine noise."""
-    apps = {v: build_app(s, workload, args.cache) for v, s in stores.items()}
+    between plain and chained (and which goes first), so both see the same machine noise. A
+    block is a whole number of transactions, so each block commits all it made."""
+    apps = {v: build_app(s, workload, args.cache, per_transaction) for v, s in stores.items()}
     commands = {v: workload.commands(app) for v, (app, _) in apps.items()}
     profilers = {
-        v: Profiler(args.profile and rnd == 1, f"{stores[v].backend} {v} append")
+        v: Profiler(
+            args.profile and rnd == 1, f"{stores[v].backend} {v} append, {per_transaction}/tx"
+        )
         for v in stores
     }
-    run = AppendRun(rnd)
+    run = AppendRun(rnd, per_transaction)
     done, index = 0, 0
     while done < args.events:
         size = min(args.block, args.events - done)
@@ -478,29 +535,34 @@ def verify_phase(app: PocDirectory, args: argparse.Namespace, rnd: int, title: s
 
 
 def run_backend(args: argparse.Namespace, backend: str, workload: Workload) -> BackendResult:
+    """Each round: for each ``--per-transaction``, fresh stores fed alternately, then the
+    chained one verified (the verify phase reads the record, however it was committed)."""
     result = BackendResult(backend)
     with tempfile.TemporaryDirectory(prefix="pocdir-bench-") as tmpdir:
-        for rnd in range(1, args.rounds + 1):
+        for rnd, per_tx in itertools.product(range(1, args.rounds + 1), args.per_transaction):
             with contextlib.ExitStack() as stack:
+                tag = f"{rnd}_{per_tx}"
                 stores = {
                     v: stack.enter_context(
-                        fresh_store(backend, v == "chained", str(rnd), tmpdir, args.pg_url)
+                        fresh_store(backend, v == "chained", tag, tmpdir, args.pg_url)
                     )
                     for v in ("plain", "chained")
                 }
-                run, chained_app, apps = append_phase(stores, workload, args, rnd)
+                run, chained_app, apps = append_phase(stores, workload, args, rnd, per_tx)
                 for app in apps:
                     stack.callback(app.close)
                 result.appends.append(run)
                 ratios = sorted(run.block_ratios)
                 print(
-                    f"  {backend:<10} round {rnd}: plain {run.rate('plain'):,.0f} events/s, "
+                    f"  {backend:<10} round {rnd}, {per_tx:>2} event(s)/transaction: "
+                    f"plain {run.rate('plain'):,.0f} events/s, "
                     f"chained {run.rate('chained'):,.0f} events/s, ratio {run.ratio:.3f} "
                     f"(blocks: min {ratios[0]:.2f}, median {statistics.median(ratios):.2f}, "
                     f"max {ratios[-1]:.2f}; {run.seconds('plain') + run.seconds('chained'):.0f} s)",
                     flush=True,
                 )
                 v = verify_phase(chained_app, args, rnd, f"{backend} verify_record")
+                v.per_transaction = per_tx
                 result.verifies.append(v)
                 print(
                     f"  {backend:<10} round {rnd}: verify_record {v.verify_rate:,.0f} events/s, "
@@ -516,60 +578,83 @@ def run_backend(args: argparse.Namespace, backend: str, workload: Workload) -> B
 
 def report(args: argparse.Namespace, results: list[BackendResult]) -> None:
     rule = "-" * 100
+    sizes = ", ".join(str(n) for n in args.per_transaction)
     print()
     print(rule)
     print("Append and verify (bench/append_verify.py)")
     print("command: " + shlex.join(["python", *sys.argv]))
     print(f"machine: {machine()}")
     print(
-        f"appended per store: {args.events:,} events, one command and one transaction each, "
-        f"plain and chained alternating in blocks of {args.block:,}; rounds: {args.rounds}; "
-        "aggregate cache: "
+        f"appended per store: {args.events:,} events (commands), {sizes} event(s) a "
+        f"transaction, plain and chained alternating in blocks of {args.block:,}; rounds: "
+        f"{args.rounds}; aggregate cache: "
         + ("on (commands read nothing)" if args.cache else "off (every command reads)")
     )
     print(rule)
     print(f"{'backend':<11}{'measure':<42}{'events/s':>12}{'ratio':>9}{'goal':>10}  result")
     print(rule)
+    goal_a, goal_v = f">= {GOAL_APPEND:.2f}", f">= {GOAL_VERIFY:.2f}"
     for r in results:
-        run, v = r.best, r.verify
-        plain, chained = run.rate("plain"), run.rate("chained")
-        ratios = sorted(run.block_ratios)
-        met_a = "met" if run.ratio >= GOAL_APPEND else "MISSED"
+        print(r.backend)
+        for per_tx in args.per_transaction:
+            run = r.best(per_tx)
+            plain, chained = run.rate("plain"), run.rate("chained")
+            ratios = sorted(run.block_ratios)
+            met_a = "met" if run.ratio >= GOAL_APPEND else "MISSED"
+            print(f"{'':<11}{per_tx} event(s) a transaction")
+            print(f"{'':<11}{'  append, plain recorder':<42}{plain:>12,.0f}")
+            print(
+                f"{'':<11}{'  append, chained recorder':<42}{chained:>12,.0f}"
+                f"{run.ratio:>9.3f}{goal_a:>10}  {met_a}"
+            )
+            print(
+                f"{'':<11}{'    chained/plain per block pair, median':<42}{'':>12}"
+                f"{statistics.median(ratios):>9.3f}"
+            )
+            print(
+                f"{'':<11}{'    ... min / max':<42}{'':>12}"
+                f"{ratios[0]:>9.3f} / {ratios[-1]:.3f}"
+            )
+            extra_us = 1e6 / chained - 1e6 / plain
+            cpu_p, cpu_c = run.cpu_us_per_event("plain"), run.cpu_us_per_event("chained")
+            print(
+                f"{'':<11}{'    wall time per event, plain / chained':<42}"
+                f"{1e6 / plain:>9.0f} us / {1e6 / chained:.0f} us  (+{extra_us:.0f} us)"
+            )
+            print(
+                f"{'':<11}{'    client CPU per event, plain / chained':<42}"
+                f"{cpu_p:>9.0f} us / {cpu_c:.0f} us  (+{cpu_c - cpu_p:.0f} us)"
+            )
+            if len(r.rounds(per_tx)) > 1:
+                all_ratios = ", ".join(f"{a.ratio:.3f}" for a in r.rounds(per_tx))
+                print(f"{'':<11}{'    ratio of each round (median shown)':<42}{all_ratios:>12}")
+        v = r.verify
         met_v = "met" if v.ratio >= GOAL_VERIFY else "MISSED"
-        goal_a, goal_v = f">= {GOAL_APPEND:.2f}", f">= {GOAL_VERIFY:.2f}"
-        print(f"{r.backend:<11}{'append, plain recorder':<42}{plain:>12,.0f}")
-        print(
-            f"{'':<11}{'append, chained recorder':<42}{chained:>12,.0f}"
-            f"{run.ratio:>9.3f}{goal_a:>10}  {met_a}"
-        )
-        print(
-            f"{'':<11}{'  chained/plain per block pair, median':<42}{'':>12}"
-            f"{statistics.median(ratios):>9.3f}"
-        )
-        print(
-            f"{'':<11}{'  ... min / max':<42}{'':>12}"
-            f"{ratios[0]:>9.3f} / {ratios[-1]:.3f}"
-        )
-        extra_us = 1e6 / chained - 1e6 / plain
-        cpu_p, cpu_c = run.cpu_us_per_event("plain"), run.cpu_us_per_event("chained")
-        print(f"{'':<11}{'  wall time per event, plain / chained':<42}"
-              f"{1e6 / plain:>9.0f} us / {1e6 / chained:.0f} us  (+{extra_us:.0f} us)")
-        print(f"{'':<11}{'  client CPU per event, plain / chained':<42}"
-              f"{cpu_p:>9.0f} us / {cpu_c:.0f} us  (+{cpu_c - cpu_p:.0f} us)")
-        if len(r.appends) > 1:
-            all_ratios = ", ".join(f"{a.ratio:.3f}" for a in r.appends)
-            print(f"{'':<11}{'  ratio of each round (median shown)':<42}{all_ratios:>12}")
         print(f"{'':<11}{'raw hashlib chaining, same bytes in memory':<42}{v.raw_rate:>12,.0f}")
         print(
             f"{'':<11}{'verify_record (reads DB, checks all)':<42}{v.verify_rate:>12,.0f}"
             f"{v.ratio:>9.3f}{goal_v:>10}  {met_v}"
         )
         print(f"{'':<11}{'  events verified':<42}{v.events:>12,}")
+        if len(r.verifies) > 1:
+            each = ", ".join(f"{x.ratio:.3f} ({x.per_transaction}/tx)" for x in r.verifies)
+            print(f"{'':<11}{'  ratio of each verified record (median shown)':<42} {each}")
         print(rule)
     print(
         "append ratio = chained/plain events/s over all blocks; verify ratio = "
         "verify_record/raw events/s (best of each)."
     )
+
+
+def _sizes(text: str) -> list[int]:
+    """``1,10`` -> [1, 10]: each at least 1."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 1,10") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("each size must be at least 1")
+    return sizes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -586,6 +671,10 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=1, help="fresh plain+chained store pairs per backend"
     )
     parser.add_argument(
+        "--per-transaction", type=_sizes, default=[1, 10], metavar="1,10",
+        help="events saved in one transaction, each size on fresh stores",
+    )
+    parser.add_argument(
         "--no-cache", dest="cache", action="store_false",
         help="no aggregate cache: every command reads its aggregate (service default)",
     )
@@ -596,6 +685,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.events, args.rounds, args.block) < 1:
         parser.error("--events, --block and --rounds must be at least 1")
+    if any(args.block % n or args.events % n for n in args.per_transaction):
+        parser.error("--block and --events must be multiples of each --per-transaction")
+    if not args.cache and max(args.per_transaction) > 1:
+        parser.error("--per-transaction above 1 needs the aggregate cache (drop --no-cache)")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     workload = Workload(sorted(member_states()))
     print(f"command: {shlex.join(['python', *sys.argv])}", flush=True)

@@ -5,6 +5,8 @@ States register in an opening wave, keep their entries current (or let them laps
 each other, acknowledge, respond and ask for assistance, and ask for, grant, deny and revoke
 consent to share. The Secretariat runs monthly communication checks (some States answer late
 or never), and States record capacity-building needs that others offer to meet (R16).
+Each State's contacts look like its own (``state_locale``): phone numbers of its calling code,
+time zones of its territory, texts in its official UN language or else English.
 Behaviour is drawn from seeded ``random.Random`` generators (one for the directory's use, one
 for the review activity, so adding the latter left the former's draws unchanged), time from a
 ``SimulatedClock`` and ids from a seeded factory, so a seed always writes the same record.
@@ -20,8 +22,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import partial
+from functools import cache, partial
+from importlib import resources
 from uuid import UUID
+
+import phonenumbers
+import phonenumbers.timezone
+import pycountry
+from babel.languages import get_official_languages, get_territory_language_info
 
 from domain.application import PocDirectory
 from domain.capacity import CAPACITY_CATEGORIES, NeedStatus
@@ -30,48 +38,175 @@ from domain.consent import ConsentStatus
 from domain.idempotency import IdempotencyKey, request_digest
 from domain.members import member_states
 from domain.notification import NotificationStatus
-from domain.taxonomy import INCIDENT_TYPES, Level
+from domain.taxonomy import INCIDENT_TYPES, UN_LANGUAGES, Level
 from domain.values import Contact, Principal, Role, Text
 
 DEFAULT_START = datetime(2025, 1, 6, tzinfo=UTC)
 
-_ZONES = (
-    "Europe/Paris",
-    "Europe/Berlin",
-    "Europe/London",
-    "Europe/Moscow",
-    "Africa/Nairobi",
-    "Africa/Lagos",
-    "Africa/Cairo",
-    "Asia/Tokyo",
-    "Asia/Singapore",
-    "Asia/Kolkata",
-    "Asia/Dubai",
-    "America/New_York",
-    "America/Sao_Paulo",
-    "America/Mexico_City",
-    "Australia/Sydney",
-    "Pacific/Fiji",
-)
 _HOURS = ("24/7", "Mon-Fri 08:00-18:00", "Mon-Fri 09:00-17:00", "Sun-Thu 08:00-16:00")
 _MALWARE = ("Emotet", "TrickBot", "LockBit", "Conti", "Mirai", "PlugX", "QakBot", "NotPetya")
-_TRANSLATED = {
-    "fr": ("Service national de cybersécurité", "Signalement d'activité malveillante"),
-    "es": ("Centro nacional de ciberseguridad", "Notificación de actividad maliciosa"),
-    "ru": ("Национальный центр кибербезопасности", "Уведомление о вредоносной активности"),
-    "ar": ("المركز الوطني للأمن السيبراني", "إخطار بنشاط ضار"),
-    "zh": ("国家网络安全中心", "恶意活动通报"),
+#: Each simulated text in the six UN languages (R6). A State writes in the language that
+#: ``state_locale`` picks for it, with the English beside any other (R6 asks for it).
+_PHRASES: dict[str, dict[str, str]] = {
+    "technical agency": {
+        "en": "National cybersecurity centre",
+        "fr": "Centre national de cybersécurité",
+        "es": "Centro nacional de ciberseguridad",
+        "ru": "Национальный центр кибербезопасности",
+        "ar": "المركز الوطني للأمن السيبراني",
+        "zh": "国家网络安全中心",
+    },
+    "diplomatic agency": {
+        "en": "Ministry of Foreign Affairs",
+        "fr": "Ministère des Affaires étrangères",
+        "es": "Ministerio de Relaciones Exteriores",
+        "ru": "Министерство иностранных дел",
+        "ar": "وزارة الخارجية",
+        "zh": "外交部",
+    },
+    "technical function": {
+        "en": "National CERT",
+        "fr": "CERT national",
+        "es": "CERT nacional",
+        "ru": "Национальная группа CERT",
+        "ar": "الفريق الوطني للاستجابة لطوارئ الحاسوب",
+        "zh": "国家计算机应急响应组",
+    },
+    "diplomatic function": {
+        "en": "Point of contact",
+        "fr": "Point de contact",
+        "es": "Punto de contacto",
+        "ru": "Контактное лицо",
+        "ar": "جهة الاتصال",
+        "zh": "联络点",
+    },
+    "notification": {
+        "en": "Report of malicious activity",
+        "fr": "Signalement d'activité malveillante",
+        "es": "Notificación de actividad maliciosa",
+        "ru": "Уведомление о вредоносной активности",
+        "ar": "إخطار بنشاط ضار",
+        "zh": "恶意活动通报",
+    },
+    "response": {
+        "en": "We are investigating and will share findings.",
+        "fr": "Nous enquêtons et partagerons nos constatations.",
+        "es": "Estamos investigando y compartiremos los resultados.",
+        "ru": "Мы проводим расследование и поделимся результатами.",
+        "ar": "نحن نحقق وسنشارك النتائج.",
+        "zh": "我们正在调查，并将分享调查结果。",
+    },
+    "assistance": {
+        "en": "We lack the capacity to respond in full and ask for technical assistance.",
+        "fr": "Nous n'avons pas les moyens de répondre pleinement et demandons "
+        "une assistance technique.",
+        "es": "No tenemos la capacidad de responder plenamente y solicitamos asistencia técnica.",
+        "ru": "У нас недостаточно возможностей для полного ответа, и мы просим "
+        "о технической помощи.",
+        "ar": "نفتقر إلى القدرة على الاستجابة الكاملة ونطلب المساعدة التقنية.",
+        "zh": "我们缺乏全面应对的能力，请求技术援助。",
+    },
+    "need": {
+        "en": "We need support to strengthen our capacity.",
+        "fr": "Nous avons besoin d'un appui pour renforcer nos capacités.",
+        "es": "Necesitamos apoyo para fortalecer nuestras capacidades.",
+        "ru": "Нам нужна поддержка для укрепления нашего потенциала.",
+        "ar": "نحتاج إلى دعم لتعزيز قدراتنا.",
+        "zh": "我们需要支持以加强我们的能力。",
+    },
+    "offer": {
+        "en": "We can offer experts, training and tools.",
+        "fr": "Nous pouvons offrir des experts, des formations et des outils.",
+        "es": "Podemos ofrecer expertos, formación y herramientas.",
+        "ru": "Мы можем предоставить экспертов, обучение и инструменты.",
+        "ar": "يمكننا تقديم خبراء وتدريب وأدوات.",
+        "zh": "我们可以提供专家、培训和工具。",
+    },
 }
-_ENGLISH = ("National cybersecurity centre", "Report of malicious activity")
-_NEED_TEXT = {
-    "fr": "Nous avons besoin d'un appui pour renforcer nos capacités.",
-    "es": "Necesitamos apoyo para fortalecer nuestras capacidades.",
-    "ru": "Нам нужна поддержка для укрепления нашего потенциала.",
-    "ar": "نحتاج إلى دعم لتعزيز قدراتنا.",
-    "zh": "我们需要支持以加强我们的能力。",
-}
-_NEED_ENGLISH = "We need support to strengthen our capacity."
-_OFFER_TEXT = "We can offer experts, training and tools."
+
+
+@dataclass(frozen=True)
+class StateLocale:
+    """What makes a State's simulated contacts look like its own to its delegation: the
+    language it writes in, the languages its contacts speak, its phone numbers' region and
+    the time zones of its territory."""
+
+    region: str  # ISO 3166-1 alpha-2, as phone numbers and the tz database name States
+    language: str  # the UN language its texts are written in (R6)
+    spoken: tuple[str, ...]  # ISO 639 codes its contacts speak
+    zones: tuple[str, ...]  # IANA zones of its territory
+
+
+@cache
+def _zones_by_region() -> dict[str, tuple[str, ...]]:
+    """The tz database's zones of each country, from the ``tzdata`` package's ``zone.tab``
+    (one country per row, so Norway gets Europe/Oslo rather than the Europe/Berlin it shares
+    in zone1970.tab, the names a delegation knows)."""
+    table = resources.files("tzdata.zoneinfo").joinpath("zone.tab").read_text("utf-8")
+    zones: dict[str, list[str]] = {}
+    for line in table.splitlines():
+        if line and not line.startswith("#"):
+            region, _coordinates, zone, *_ = line.split("\t")
+            zones.setdefault(region, []).append(zone)
+    return {region: tuple(names) for region, names in zones.items()}
+
+
+@cache
+def state_locale(code: str) -> StateLocale:
+    """``code``'s locale from CLDR (through ``babel``) and the tz database.
+
+    Its language is its official UN language (de jure, or de facto where it has none de jure,
+    as in the United States), the one most of its people speak if it has several (Canada:
+    English, Cameroon: French); a State with none writes English (Germany, Japan). Its
+    contacts also speak its main official language and English.
+    """
+    country = pycountry.countries.get(alpha_3=code)
+    if country is None:  # every member State is in ISO 3166-1: a bug if not
+        raise LookupError(f"{code} is not an ISO 3166-1 alpha-3 code")
+    region = country.alpha_2
+    official = get_official_languages(region) or get_official_languages(region, de_facto=True)
+    shares = get_territory_language_info(region)
+    in_un = [lang for lang in official if lang in UN_LANGUAGES] or ["en"]
+
+    def share(lang: str) -> float:
+        return float(shares.get(lang, {}).get("population_percent") or 0)
+
+    language = max(in_un, key=share)
+    spoken = {lang.split("_")[0] for lang in official[:1]} | set(in_un) | {"en"}
+    return StateLocale(
+        region=region,
+        language=language,
+        spoken=tuple(sorted(spoken)),
+        zones=_zones_by_region()[region],
+    )
+
+
+def time_zones(phone: str, locale: StateLocale) -> tuple[str, ...]:
+    """Where a contact with ``phone`` may sit: the zones libphonenumber gives for the number's
+    area that are zones of the State's territory (a +1 201 number: America/New_York, not
+    Pacific/Honolulu); else the State's first zone in the tz database. libphonenumber's own
+    zones are not used alone: some are a neighbour's that shares the offset (Lithuania's
+    Europe/Bucharest) or an old name (Asia/Calcutta)."""
+    by_area = phonenumbers.timezone.time_zones_for_number(phonenumbers.parse(phone))
+    return tuple(zone for zone in by_area if zone in locale.zones) or locale.zones[:1]
+
+
+def phone_number(rng: random.Random, region: str) -> str:
+    """A valid number of ``region`` in E.164 form: libphonenumber's example fixed-line
+    number with its last three digits drawn from ``rng``, kept only if still valid there."""
+    example = phonenumbers.example_number_for_type(
+        region, phonenumbers.PhoneNumberType.FIXED_LINE
+    ) or phonenumbers.example_number(region)
+    if example is None:  # libphonenumber has an example for every member State
+        raise LookupError(f"no example phone number for {region}")
+    e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+    for _ in range(10):
+        candidate = e164[:-3] + f"{rng.randrange(1000):03d}"
+        if phonenumbers.is_valid_number_for_region(phonenumbers.parse(candidate), region):
+            return candidate
+    return e164
+
+
 #: The first communication check follows the opening registration wave; then one a month.
 FIRST_CHECK_DAY, CHECK_EVERY_DAYS = 50, 30
 SECRETARIAT = Principal("sim-secretariat", Role.SECRETARIAT)
@@ -82,7 +217,7 @@ class _Persona:
     """How one simulated State behaves: drawn once from the seed."""
 
     code: str
-    language: str
+    locale: StateLocale
     diligent: bool  # confirms its entry on time, reports changes promptly
     responsive: float  # chance to acknowledge a notification
     needs_assistance: float  # chance a response asks for assistance (R16)
@@ -204,7 +339,7 @@ class Simulator:
     def _persona(self, code: str) -> _Persona:
         return _Persona(
             code=code,
-            language=self.rng.choice(("en", "en", "en", "fr", "es", "ru", "ar", "zh")),
+            locale=state_locale(code),
             diligent=self.rng.random() < 0.75,
             responsive=self.rng.choice((0.95, 0.9, 0.8, 0.5)),
             needs_assistance=self.rng.choice((0.0, 0.05, 0.3)),
@@ -213,18 +348,18 @@ class Simulator:
     def principal(self, code: str) -> Principal:
         return Principal(f"sim-{code.lower()}", Role.STATE, code)
 
-    def _text(self, persona: _Persona, which: int) -> Text:
-        if persona.language in _TRANSLATED:
-            return Text.parse(
-                persona.language, _TRANSLATED[persona.language][which], _ENGLISH[which]
-            )
-        return Text.english_only(_ENGLISH[which])
+    @staticmethod
+    def _text(persona: _Persona, phrase: str) -> Text:
+        """``phrase`` in the State's language, with its English (R6)."""
+        texts, language = _PHRASES[phrase], persona.locale.language
+        return Text.parse(language, texts[language], texts["en"], field=phrase)
 
     def _contact(self, persona: _Persona, contact_id: str, level: Level) -> Contact:
         rng, code = self.rng, persona.code.lower()
+        phone = phone_number(rng, persona.locale.region)
         channels: list[dict[str, str]] = [
             {"kind": "email", "address": f"{contact_id}@{code}.pocdir.example"},
-            {"kind": "phone", "address": "+" + str(rng.randrange(10**9, 10**11))},
+            {"kind": "phone", "address": phone},
         ]
         if level is Level.TECHNICAL and rng.random() < 0.6:
             fingerprint = hashlib.sha256(rng.randbytes(16)).hexdigest()
@@ -240,11 +375,11 @@ class Simulator:
             {
                 "contact_id": contact_id,
                 "level": str(level),
-                "agency": self._text(persona, 0).to_dict(),
-                "function": "Point of contact" if level is Level.DIPLOMATIC else "CERT",
+                "agency": self._text(persona, f"{level} agency").to_dict(),
+                "function": self._text(persona, f"{level} function").to_dict(),
                 "channels": channels,
-                "languages": sorted({persona.language, "en"}),
-                "time_zone": rng.choice(_ZONES),
+                "languages": list(persona.locale.spoken),
+                "time_zone": rng.choice(time_zones(phone, persona.locale)),
                 "hours": rng.choice(_HOURS),
                 "incident_types": types if level is Level.TECHNICAL else [],
             }
@@ -352,7 +487,7 @@ class Simulator:
             self.principal(sender),
             recipient,
             self.rng.choice(sorted(INCIDENT_TYPES)),
-            self._text(persona, 1),
+            self._text(persona, "notification"),
             self._indicators(),
             good_faith_attested=True,
             idempotency=self.next_key(),
@@ -396,13 +531,10 @@ class Simulator:
             return
         persona = self.personas[n.recipient]
         assistance = self.rng.random() < persona.needs_assistance
-        text = "We are investigating and will share findings."
-        if assistance:
-            text = "We lack the capacity to respond in full and ask for technical assistance."
         self.app.respond_to_notification(
             self.principal(n.recipient),
             nid,
-            Text.english_only(text),
+            self._text(persona, "assistance" if assistance else "response"),
             assistance,
             idempotency=self.next_key(),
         )
@@ -537,12 +669,12 @@ class Simulator:
             return
         rng, persona = self.review_rng, self.personas[code]
         category = rng.choice(sorted(CAPACITY_CATEGORIES))
-        if persona.language in _NEED_TEXT:
-            text = Text.parse(persona.language, _NEED_TEXT[persona.language], _NEED_ENGLISH)
-        else:
-            text = Text.english_only(_NEED_ENGLISH)
         need = self.app.record_need(
-            self.principal(code), category, text, notification_id, idempotency=self.next_key()
+            self.principal(code),
+            category,
+            self._text(persona, "need"),
+            notification_id,
+            idempotency=self.next_key(),
         )
         self.commands["record capacity need"] += 1
         offers = rng.choice((0, 1, 1, 2, 3))
@@ -560,7 +692,7 @@ class Simulator:
         self.app.offer_assistance(
             self.principal(offering),
             need_id,
-            Text.english_only(_OFFER_TEXT),
+            self._text(self.personas[offering], "offer"),
             idempotency=self.next_key(),
         )
         self.commands["offer assistance"] += 1
