@@ -11,15 +11,19 @@ from typing import Any
 
 import phonenumbers
 import pycountry
+import pytest
 from babel.languages import get_official_languages
 
-from api.simulator import DEFAULT_START, Simulator, seeded_ids
 from domain.clock import SimulatedClock
 from domain.members import member_states
 from domain.taxonomy import UN_LANGUAGES
 from domain.values import ChannelKind, Contact, Text
 from infra.wiring import build_application
-from tests.conftest import Backend
+from simulation.simulator import DEFAULT_START, Simulator, seeded_ids
+from tests.support.db import Backend
+
+#: Slow (a simulated month of all 193 States): `make check` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def _tz_zones() -> dict[str, set[str]]:
