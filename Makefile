@@ -52,9 +52,9 @@ test: $(TSTAMP) browser
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
-## check: the tests not marked slow, without lint (under a minute; `make test` runs them all).
+## check: the tests not marked slow, without lint, one worker per core (under a minute; `make test` runs them all).
 check: $(TSTAMP)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n auto
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

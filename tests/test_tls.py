@@ -31,6 +31,9 @@ from tests.support.cli import POCDIR, ROOT, free_port, issue
 from tests.support.cli import run as cli
 from tests.support.db import Backend
 
+#: Slow (each test starts real `pocdir serve` processes): `make check` leaves it out.
+pytestmark = pytest.mark.slow
+
 NOW = dt.datetime.now(dt.UTC)
 
 

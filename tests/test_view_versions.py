@@ -30,6 +30,9 @@ from tests.support.builders import contact_data, state
 from tests.support.db import Backend
 from tests.support.http import Api, api_for
 
+#: Slow (each test rebuilds views while servers run, seconds each): `make check` leaves it out.
+pytestmark = pytest.mark.slow
+
 #: The versions an earlier pocdir's projectors wrote (the directory's was 0).
 OLDER = dumps({"directory": 0, "history": 1, "review": 1})
 #: A liveness bound only, so that a broken rebuild fails the test instead of hanging it.
