@@ -8,12 +8,11 @@ bytes.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from domain.rules import RULES_DOCUMENT, rule_link
+from domain.rules import RULE_CITED, RULES_DOCUMENT, rule_link
 from projections.review_report import RULES_NOTE, SECTIONS
 
 WIDTH, PLOT_HEIGHT = 780, 220
@@ -44,14 +43,10 @@ SECTION_TITLES = {
 }
 
 
-#: A rule cited by id in a title (R1-R17).
-_RULE_ID = re.compile(r"\bR(1[0-7]|[1-9])\b")
-
-
 def cited(text: str) -> str:
     """``text`` escaped, with each rule it cites linked to its definition in docs/domain.md
     (a repository link: the page loads nothing, a reader follows it in the repository)."""
-    return _RULE_ID.sub(
+    return RULE_CITED.sub(
         lambda m: f'<a href="{escape(rule_link(int(m.group(1))))}">{m.group(0)}</a>', escape(text)
     )
 

@@ -16,7 +16,8 @@ RULES_DOCUMENT = "docs/domain.md"
 #: The rules' numbers: R1 to R17.
 RULE_NUMBERS = range(1, 18)
 
-_RULE_IN_TEXT = re.compile(r"\bR(1[0-7]|[1-9])\b")
+#: A rule cited by id in a text (``R5``, ``R11``); group 1 is its number.
+RULE_CITED = re.compile(r"\bR(1[0-7]|[1-9])\b")
 
 
 def rule_anchor(number: int) -> str:
@@ -33,5 +34,5 @@ def rule_link(number: int) -> str:
 
 def first_rule_cited(text: str) -> int | None:
     """The number of the first rule ``text`` cites as ``R5``, ``R11``..., or None."""
-    found = _RULE_IN_TEXT.search(text)
+    found = RULE_CITED.search(text)
     return int(found.group(1)) if found else None
