@@ -18,6 +18,7 @@ from eventsourcing.persistence import OperationalError, PersistenceError
 
 from api.cli.console import err
 from domain.errors import NotFound, PocdirError
+from infra.ca import CaError
 from infra.chain import VerificationError
 from infra.follower import ViewsBehind
 from infra.lease import LEASE_ERRORS, LeaseHeld
@@ -72,6 +73,7 @@ ERROR_LINES: list[tuple[tuple[type[Exception], ...], Callable[[Exception], tuple
             ProofRequestInvalid,
             SigningKeyMissing,
             KeyFormatError,
+            CaError,
         ),
         lambda e: (EXIT_USAGE, str(e)),
     ),

@@ -12,7 +12,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from api.cli.console import out
-from api.cli.errors import fail
+from api.cli.errors import exit_on_error, fail
 from domain.channel import certificate_name
 from domain.errors import PocdirError
 from domain.members import check_member_state
@@ -31,12 +31,12 @@ CaDir = Annotated[
 
 
 def _ca_call(action: Callable[[], T]) -> T:
-    """``action``'s result; a CA or file error is one line and exit 2."""
-    from infra.ca import CaError
-
+    """``action``'s result; a CA error is one line and exit 2 (``api.cli.errors``), and so is
+    a file that cannot be read or written."""
     try:
-        return action()
-    except (CaError, OSError) as e:
+        with exit_on_error():
+            return action()
+    except OSError as e:
         fail(str(e))
 
 
