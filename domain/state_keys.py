@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,12 +45,14 @@ from domain.statement import (
     Statement,
     StatementMalformed,
     check_creation_time,
+    fingerprint_of,
     key_fingerprint,
     verify_statement,
 )
 from domain.values import Principal, Role
 
 __all__ = [
+    "split_encryption_key",
     "ENCRYPTION_KEY_LENGTH",
     "MAX_SIGNING_KEYS",
     "REVOKE_COMMAND",
@@ -77,10 +78,10 @@ MAX_SIGNING_KEYS: Final = 64
 ROTATE_COMMAND: Final = "state_keys.rotate"
 REVOKE_COMMAND: Final = "state_keys.revoke"
 
-# The serialisation of state_client/keys.py's EncryptionPublicKey (docs/e2e.md, "Key
-# formats"): ML-KEM-768 encapsulation key then X25519 key. The server may not import the
-# State client, so the format is checked here with the same library calls; a test holds the
-# two to the same bytes and fingerprints.
+# The serialisation of a State's encryption public key (docs/e2e.md, "Key formats"):
+# ML-KEM-768 encapsulation key then X25519 key. It is decided here, where the server checks
+# the keys it records; the State client (which may import the domain, never the reverse)
+# reads its keys with ``split_encryption_key`` too.
 _MLKEM_LENGTH: Final = 1184
 _X25519_LENGTH: Final = 32
 ENCRYPTION_KEY_LENGTH: Final = _MLKEM_LENGTH + _X25519_LENGTH
@@ -102,9 +103,25 @@ def code_of_state_keys(keys_id: UUID) -> str:
     return _key_codes()[keys_id]
 
 
-def _fingerprint(raw: bytes) -> str:
-    """``sha256:`` and the SHA-256 of the raw public key: the key name of domain/statement.py."""
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+def split_encryption_key(
+    raw: bytes,
+) -> tuple[mlkem.MLKEM768PublicKey, x25519.X25519PublicKey]:
+    """The two halves of an encryption public key's bytes, or ``ValidationError`` saying why
+    they are not a valid ML-KEM-768 + X25519 public key."""
+    if len(raw) != ENCRYPTION_KEY_LENGTH:
+        raise ValidationError(
+            f"an encryption key is {ENCRYPTION_KEY_LENGTH} bytes (ML-KEM-768 then X25519, "
+            f"state_client/keys.py), got {len(raw)}"
+        )
+    try:
+        return (
+            mlkem.MLKEM768PublicKey.from_public_bytes(raw[:_MLKEM_LENGTH]),
+            x25519.X25519PublicKey.from_public_bytes(raw[_MLKEM_LENGTH:]),
+        )
+    except ValueError:
+        raise ValidationError(
+            "the encryption key is not a valid ML-KEM-768 + X25519 public key"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -117,19 +134,8 @@ class EncryptionKey:
     @classmethod
     def from_bytes(cls, raw: bytes) -> EncryptionKey:
         """Check the bytes are a valid ML-KEM-768 + X25519 public key and name them."""
-        if len(raw) != ENCRYPTION_KEY_LENGTH:
-            raise ValidationError(
-                f"an encryption key is {ENCRYPTION_KEY_LENGTH} bytes (ML-KEM-768 then X25519, "
-                f"state_client/keys.py), got {len(raw)}"
-            )
-        try:
-            mlkem.MLKEM768PublicKey.from_public_bytes(raw[:_MLKEM_LENGTH])
-            x25519.X25519PublicKey.from_public_bytes(raw[_MLKEM_LENGTH:])
-        except ValueError:
-            raise ValidationError(
-                "the encryption key is not a valid ML-KEM-768 + X25519 public key"
-            ) from None
-        return cls(base64.b64encode(raw).decode("ascii"), _fingerprint(raw))
+        split_encryption_key(raw)
+        return cls(base64.b64encode(raw).decode("ascii"), fingerprint_of(raw))
 
     @classmethod
     def parse(cls, text: object) -> EncryptionKey:

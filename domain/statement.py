@@ -314,9 +314,16 @@ class SignedStatement:
         return cls(parse_statement(text.encode("utf-8")), bytes.fromhex(signature), key)
 
 
+def fingerprint_of(raw_public_key: bytes) -> str:
+    """``sha256:`` and the SHA-256 of a public key's raw bytes, in hex: how every key is named
+    (signing keys here, the States' encryption keys in ``domain.state_keys`` and the State
+    client), and what a State's mission confirms out of band."""
+    return "sha256:" + hashlib.sha256(raw_public_key).hexdigest()
+
+
 def key_fingerprint(public_key: Ed25519PublicKey) -> str:
-    """``sha256:`` and the SHA-256 of the raw 32-byte public key, in hex: how keys are named."""
-    return "sha256:" + hashlib.sha256(public_key.public_bytes_raw()).hexdigest()
+    """The name of an Ed25519 signing key: ``fingerprint_of`` its raw 32 bytes."""
+    return fingerprint_of(public_key.public_bytes_raw())
 
 
 def statement_digest(statement: Statement) -> str:

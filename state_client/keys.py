@@ -16,7 +16,6 @@ serialisation, so this module keeps the halves and writes them as follows:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -34,6 +33,8 @@ from cryptography.hazmat.primitives.hpke import (
 )
 
 from domain.errors import ValidationError
+from domain.state_keys import ENCRYPTION_KEY_LENGTH, split_encryption_key
+from domain.statement import fingerprint_of
 
 __all__ = [
     "AEAD_ID",
@@ -53,10 +54,9 @@ KEM_ID: Final = 0x647A
 KDF_ID: Final = 0x0001
 AEAD_ID: Final = 0x0002
 
-_MLKEM_PUBLIC_LENGTH: Final = 1184
-_X25519_PUBLIC_LENGTH: Final = 32
-#: Length of a serialised public key: ML-KEM-768 encapsulation key then X25519 public key.
-PUBLIC_KEY_LENGTH: Final = _MLKEM_PUBLIC_LENGTH + _X25519_PUBLIC_LENGTH
+#: Length of a serialised public key: ML-KEM-768 encapsulation key then X25519 public key
+#: (the format ``domain.state_keys`` decides, where the server records the keys).
+PUBLIC_KEY_LENGTH: Final = ENCRYPTION_KEY_LENGTH
 
 _PEM_BLOCK: Final = re.compile(
     rb"-----BEGIN ENCRYPTED PRIVATE KEY-----\r?\n.*?-----END ENCRYPTED PRIVATE KEY-----\r?\n?",
@@ -81,25 +81,16 @@ class EncryptionPublicKey:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EncryptionPublicKey:
-        """DeserializePublicKey, refusing any other length or an invalid ML-KEM key."""
-        if len(data) != PUBLIC_KEY_LENGTH:
-            raise KeyFormatError(
-                f"an encryption public key is {PUBLIC_KEY_LENGTH} bytes "
-                f"(ML-KEM-768 then X25519), got {len(data)}"
-            )
+        """DeserializePublicKey, refusing any other length or an invalid ML-KEM key (the format
+        ``domain.state_keys.split_encryption_key`` decides)."""
         try:
-            return cls(
-                mlkem.MLKEM768PublicKey.from_public_bytes(data[:_MLKEM_PUBLIC_LENGTH]),
-                x25519.X25519PublicKey.from_public_bytes(data[_MLKEM_PUBLIC_LENGTH:]),
-            )
-        except ValueError:
-            raise KeyFormatError(
-                "the encryption public key is not a valid ML-KEM-768 + X25519 key"
-            ) from None
+            return cls(*split_encryption_key(data))
+        except ValidationError as e:
+            raise KeyFormatError(str(e)) from None
 
     def fingerprint(self) -> str:
-        """``sha256:`` and the SHA-256 of :meth:`to_bytes`: what a State's mission confirms."""
-        return "sha256:" + hashlib.sha256(self.to_bytes()).hexdigest()
+        """``fingerprint_of`` :meth:`to_bytes`: what a State's mission confirms."""
+        return fingerprint_of(self.to_bytes())
 
     def hpke(self) -> MLKEM768X25519PublicKey:
         """The key object ``cryptography``'s HPKE suite encrypts to."""
