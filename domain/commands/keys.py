@@ -3,6 +3,9 @@ State rotates and revokes them by signed statements (``domain.state_keys``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from domain.commands.base import RecordService
 from domain.errors import AlreadyExists
 from domain.idempotency import IdempotencyKey
@@ -70,14 +73,9 @@ class KeyCommands(RecordService):
         *,
         idempotency: IdempotencyKey | None = None,
     ) -> StateKeys:
-        try:
-            return self._change(
-                lambda: self.get_state_keys(code),
-                lambda k, at: k.rotate(signed, by, at),
-                idempotency=idempotency,
-            )
-        except SigningKeyNotValid as e:
-            raise self._named(e) from None
+        return self._signed_change(
+            code, lambda k, at: k.rotate(signed, by, at), idempotency=idempotency
+        )
 
     def revoke_state_key(
         self,
@@ -87,11 +85,22 @@ class KeyCommands(RecordService):
         *,
         idempotency: IdempotencyKey | None = None,
     ) -> StateKeys:
+        return self._signed_change(
+            code, lambda k, at: k.revoke(signed, by, at), idempotency=idempotency
+        )
+
+    def _signed_change(
+        self,
+        code: str,
+        change: Callable[[StateKeys, datetime], None],
+        *,
+        idempotency: IdempotencyKey | None,
+    ) -> StateKeys:
+        """A change the State signed, applied by the one load-change-save helper; a refused
+        signer is named as another State's when its key is one (``_named``)."""
         try:
             return self._change(
-                lambda: self.get_state_keys(code),
-                lambda k, at: k.revoke(signed, by, at),
-                idempotency=idempotency,
+                lambda: self.get_state_keys(code), change, idempotency=idempotency
             )
         except SigningKeyNotValid as e:
             raise self._named(e) from None
