@@ -13,7 +13,7 @@ read back by the projector, so they are stored in a table of their own with a co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -167,19 +167,21 @@ def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) ->
                 "status": status_after(Notification.Sent).value,
             },
         )
-        _on_both_timelines(
-            add,
-            (
-                (sender, "notification sent", recipient),
-                (recipient, "notification received", sender),
-            ),
-            {
-                "position": position,
-                "at": at,
-                "incident_type": incident_type,
-                "notification_id": nid,
-            },
-        )
+        for code, verb, counterpart in (
+            (sender, "notification sent", recipient),
+            (recipient, "notification received", sender),
+        ):
+            add(
+                {
+                    "state": code,
+                    "position": position,
+                    "at": at,
+                    "event": verb,
+                    "counterpart": counterpart,
+                    "incident_type": incident_type,
+                    "notification_id": nid,
+                }
+            )
         return
     meta = docs.get(NOTIFICATION, nid)
     if meta is None:  # pragma: no cover - the record always sends first
@@ -199,28 +201,22 @@ def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) ->
     recipient_verb, sender_verb = _AFTER_SENT[kind]
     meta["status"] = status_after(kind).value
     docs.put(NOTIFICATION, nid, meta)
-    _on_both_timelines(
-        add,
-        ((recipient, recipient_verb, sender), (sender, sender_verb, recipient)),
-        {
-            "position": position,
-            "at": at,
-            "incident_type": incident_type,
-            "notification_id": nid,
-            **facts,
-        },
-    )
-
-
-def _on_both_timelines(
-    add: Callable[[HistoryRow], None],
-    parties: tuple[tuple[str, str, str], tuple[str, str, str]],
-    facts: HistoryRow,
-) -> None:
-    """One item on each party's timeline, ``(state, verb, counterpart)`` each, with the
-    notification's ``facts`` on both."""
-    for code, verb, counterpart in parties:
-        add({"state": code, "event": verb, "counterpart": counterpart, **facts})
+    for code, verb, counterpart in (
+        (recipient, recipient_verb, sender),
+        (sender, sender_verb, recipient),
+    ):
+        add(
+            {
+                "state": code,
+                "position": position,
+                "at": at,
+                "event": verb,
+                "counterpart": counterpart,
+                "incident_type": incident_type,
+                "notification_id": nid,
+                **facts,
+            }
+        )
 
 
 def _consent(event: Any, docs: Documents, item: Any) -> None:
