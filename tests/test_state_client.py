@@ -282,8 +282,8 @@ def test_notify_never_encrypts_to_a_substituted_key(
         EncryptionKey.from_bytes(EncryptionPrivateKey.generate().public_key().to_bytes()),
         (SigningKey.from_bytes(Ed25519PrivateKey.generate().public_key().public_bytes_raw()),),
     )
-    position = api.application.recorder.max_notification_id()
     client = fra.client(api.token("state", "FRA"), http=api.client, clock=clock.now)
+    position = api.application.recorder.max_notification_id()
     content = {
         "description": "Botnet C2 MARKER-7f3a",
         "supporting_information": {"indicators": [{"kind": "ipv4", "value": "203.0.113.7"}]},
