@@ -169,6 +169,13 @@ def config_command(
     ] = None,
 ) -> None:
     """Say which server to talk to, as which State, and the TLS files."""
+    for option, path in (
+        ("--ca", ca),
+        ("--client-cert", client_cert),
+        ("--client-key", client_key),
+    ):
+        if path is not None and not path.is_file():
+            fail(f"{option} {path}: no such file")
     with errors():
         check_channel(server)
         config = ClientConfig(
@@ -454,8 +461,8 @@ def consent_revoke(consent: Annotated[str, typer.Argument(metavar="CONSENT_ID")]
 
 @app.command("share")
 def share(consent: Annotated[str, typer.Argument(metavar="CONSENT_ID")]) -> None:
-    """Wrap the exchange's content keys to the third State's verified key, for an effective
-    consent."""
+    """Wrap the exchange's content keys to the third State's verified key (an effective
+    consent)."""
     with errors(), client() as c:
         answer = c.share(consent)
     show_answer(answer, f"shared the keys for consent {consent}")

@@ -1,0 +1,131 @@
+"""The State client against a real ``pocdir serve`` over TLS with client certificates, on
+SQLite and PostgreSQL (issue 15: "the whole exchange runs through the State client"; "the
+operator substitutes a State's encryption key, and the client refuses to encrypt to it").
+
+Each official is a ``pocdir-state`` process with its own key store; the Secretariat is the
+``pocdir`` console on the server's host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from state_client.keys import EncryptionPrivateKey
+from tests.support.cli import recorded_events
+from tests.support.cli import run as pocdir
+from tests.support.db import Backend
+from tests.support.served_tls import free_port, make_tls, onboard, serving_tls
+
+#: Slow (each test starts a served process and runs the client in processes of its own).
+pytestmark = pytest.mark.slow
+
+DESCRIPTION = "MARKER-desc-4c1e Botnet C2 observed in your address space"
+SUPPORT = "MARKER-supp-9b07 seen from 02:00 UTC"
+RESPONSE = "MARKER-resp-2d5a sinkholed, thank you"
+
+
+def test_the_client_refuses_a_key_the_operator_substituted(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """The operator re-onboards DEU with a key of its own (its only way to replace every key
+    of a State, and an event nobody signs): FRA's client refuses to encrypt to it, names
+    DEU and both fingerprints, and nothing is written."""
+    url = backend.url
+    tls = make_tls(url, tmp_path)
+    port = free_port()
+    base = f"https://127.0.0.1:{port}"
+    fra = onboard(url, tls, tmp_path, "FRA", base)
+    deu = onboard(url, tls, tmp_path, "DEU", base)
+    deu_fingerprint = deu.public()["encryption_fingerprint"]
+    fra.ok("trust", "add", "DEU", deu_fingerprint)
+    with serving_tls(url, tls, port, tmp_path / "serve.log"):
+        fra.ok("entry", "register")
+        deu.ok("entry", "register")
+        shown = fra.ok("keys", "show", "--server")
+        assert shown["server"]["state"] == "FRA"
+        # The operator swaps in its own key, by the console, while the server runs.
+        operators = EncryptionPrivateKey.generate().public_key()
+        (tmp_path / "operator.key").write_bytes(operators.to_bytes())
+        (tmp_path / "operator.pem").write_bytes(
+            Ed25519PrivateKey.generate()
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        swapped = pocdir(
+            url, "keys", "reonboard", "--state", "DEU",
+            "--encryption-key", str(tmp_path / "operator.key"),
+            "--signing-key", str(tmp_path / "operator.pem"),
+        )  # fmt: skip
+        assert swapped.returncode == 0, swapped.stderr
+        before = recorded_events(url)
+        refused = fra.run(
+            "notify", "--to", "DEU", "--type", "malware", "--description", DESCRIPTION,
+            "--indicator", "ipv4:203.0.113.7", "--good-faith",
+        )  # fmt: skip
+        assert refused.returncode == 1, refused.stderr
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in refused.stderr
+        assert "refusing to encrypt to DEU" in lines[0]
+        assert deu_fingerprint in lines[0] and operators.fingerprint() in lines[0]
+        assert DESCRIPTION not in refused.stdout + refused.stderr
+        assert recorded_events(url) == before
+
+
+def test_the_whole_exchange_through_the_client(backend: Backend, tmp_path: Path) -> None:
+    """Notify, acknowledge, respond, ask for consent, grant, share with a third State, the
+    third State reads and decrypts, revoke, the third State can no longer read.
+
+    Needs the sealed exchange API (docs/e2e.md) and the signed-write gate on the server."""
+    url = backend.url
+    tls = make_tls(url, tmp_path)
+    port = free_port()
+    base = f"https://127.0.0.1:{port}"
+    fra = onboard(url, tls, tmp_path, "FRA", base)
+    deu = onboard(url, tls, tmp_path, "DEU", base)
+    ita = onboard(url, tls, tmp_path, "ITA", base)
+    fingerprints = {o.state: o.public()["encryption_fingerprint"] for o in (fra, deu, ita)}
+    for official in (fra, deu, ita):
+        for state, fingerprint in fingerprints.items():
+            if state != official.state:
+                official.ok("trust", "add", state, fingerprint)
+    with serving_tls(url, tls, port, tmp_path / "serve.log"):
+        for official in (fra, deu, ita):
+            official.ok("entry", "register")
+        sent = fra.ok(
+            "notify", "--to", "DEU", "--type", "malware", "--description", DESCRIPTION,
+            "--indicator", "ipv4:203.0.113.7", "--text", SUPPORT, "--good-faith",
+        )  # fmt: skip
+        notification = sent["body"]["id"]
+        assert sent["body"]["description"] is None and sent["body"]["envelope"]
+        inbox = deu.ok("inbox")
+        assert [n["id"] for n in inbox] == [notification]
+        opened = deu.ok("read", notification)
+        assert opened["content"]["description"]["text"] == DESCRIPTION
+        assert opened["content"]["supporting_information"]["text"]["text"] == SUPPORT
+        assert opened["content"]["supporting_information"]["indicators"] == [
+            {"kind": "ipv4", "value": "203.0.113.7"}
+        ]
+        deu.ok("ack", notification)
+        deu.ok("respond", notification, RESPONSE)
+        assert RESPONSE in str(fra.ok("read", notification)["responses"])
+        # ITA is no party: it sees no content before a consent.
+        assert ita.run("read", notification).returncode != 0
+        consent = fra.ok("consent", "ask", notification, "ITA")["body"]["id"]
+        fra.ok("consent", "grant", consent)
+        deu.ok("consent", "grant", consent)
+        fra.ok("share", consent)
+        third = ita.ok("read", notification)
+        assert third["content"]["description"]["text"] == DESCRIPTION
+        assert RESPONSE in str(third["responses"])
+        fra.ok("consent", "revoke", consent)
+        after = ita.run("--json", "read", notification)
+        assert after.returncode != 0 or DESCRIPTION not in after.stdout, after.stdout
+    log = (tmp_path / "serve.log").read_text()
+    for marker in (DESCRIPTION, SUPPORT, RESPONSE):
+        assert marker not in log
