@@ -191,9 +191,12 @@ def config_command(
 
 @app.command("login")
 def login() -> None:
-    """Store the bearer token the Secretariat issued, read from standard input (mode 0600)."""
+    """Store the bearer token the Secretariat issued, read from standard input (mode 0600):
+    the token alone, or the whole output of `pocdir principals add`."""
+    lines = [line.strip() for line in sys.stdin.read(65536).splitlines() if line.strip()]
+    tokens = [line for line in lines if line.startswith("pocdir_")]
     with errors():
-        path = store().save_token(sys.stdin.readline())
+        path = store().save_token(tokens[0] if len(tokens) == 1 else " ".join(lines))
     show({"token_file": str(path)}, f"saved the token in {path}")
 
 
