@@ -417,14 +417,10 @@ class StateClient:
             keys = shared.get("responses") or []
             if index < len(keys):
                 wrapped = _unb64(keys[index], "response key")
-        text = open_response(
-            _unb64(raw, "response envelope"),
-            notification,
-            index,
-            self.state,
-            self.encryption_key,
-            shared_key=wrapped,
-        )
+        sealed = Envelope.from_bytes(_unb64(raw, "response envelope"))
+        if sealed.notification != notification or getattr(sealed, "response", index) != index:
+            raise ClientError(f"response {index} of {notification} is served from another place")
+        text = open_response(sealed, self.state, self.encryption_key, shared_key=wrapped)
         return {
             "at": served.get("at"),
             "assistance_requested": served.get("assistance_requested"),
@@ -503,17 +499,14 @@ class StateClient:
         responses = []
         if served.get("responses"):
             rewrap_response = _envelope_function("rewrap_response")
-            for index, response in enumerate(served["responses"]):
-                wrapped = rewrap_response(
-                    _unb64(response["envelope"], "response envelope"),
-                    nid,
-                    index,
-                    self.state,
-                    self.encryption_key,
-                    third,
-                    theirs.key,
+            for response in served["responses"]:
+                sealed_response = Envelope.from_bytes(
+                    _unb64(response["envelope"], "response envelope")
                 )
-                responses.append(_b64(wrapped))
+                rewrapped = rewrap_response(
+                    sealed_response, self.state, self.encryption_key, third, theirs.key
+                )
+                responses.append(_b64(rewrapped.wrapped_key(third)))
         body = {
             "wrapped_keys": {
                 "content": _b64(content_key.wrapped_key(third)),
