@@ -117,7 +117,7 @@ def test_the_whole_exchange_through_the_client(backend: Backend, tmp_path: Path)
         # ITA is no party: it sees no content before a consent.
         assert ita.run("read", notification).returncode != 0
         consent = fra.ok("consent", "ask", notification, "ITA")["body"]["id"]
-        fra.ok("consent", "grant", consent)
+        # Asking is the asker's grant; the other party grants, and the consent is effective.
         deu.ok("consent", "grant", consent)
         fra.ok("share", consent)
         third = ita.ok("read", notification)
