@@ -6,7 +6,7 @@ What the test supplies, and the block cannot: the installation line is not run (
 environment has the distribution installed); ``HOME`` is a directory of the test, so
 ``~/.config/pocdir-state`` is the official's key store there; the server's address replaces
 ``https://pocdir.example:8443``; ``DEU_FINGERPRINT`` is the fingerprint of DEU, onboarded by
-the test beforehand, as DEU's mission would have confirmed it; the passphrase is in
+the test beforehand (keys bound, entry registered), as DEU's mission would have confirmed it; the passphrase is in
 ``POCDIR_STATE_PASSPHRASE``.
 
 Needs the sealed exchange API on the server (docs/e2e.md) for its ``notify`` line.
@@ -66,6 +66,7 @@ def test_the_readme_block_for_state_officials_runs(backend: Backend, tmp_path: P
     }
     env.pop("POCDIR_STATE_HOME", None)
     with serving_tls(url, tls, port, tmp_path / "serve.log"):
+        deu.ok("entry", "register")
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
             env=env,
