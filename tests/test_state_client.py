@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import stat
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +292,20 @@ def test_notify_never_encrypts_to_a_substituted_key(
     with pytest.raises(KeySubstituted, match="refusing to encrypt to DEU"):
         client.notify("DEU", "malware", content)
     assert api.application.recorder.max_notification_id() == position
+
+
+def test_the_client_answers_a_communication_check(
+    api: Api, tmp_path: Path, clock: SimulatedClock
+) -> None:
+    fra = official(tmp_path, "FRA")
+    fra.bind(api.application)
+    client = fra.client(api.token("state", "FRA"), http=api.client, clock=clock.now)
+    client.register_entry()
+    client.add_contact(contact_data("cert"))
+    check = api.application.launch_check(CONSOLE, "technical", clock.now() + timedelta(days=2))
+    answer = client.answer_check(check.id, "cert")
+    assert answer.status == 200, answer.body
+    signed = SignedStatement.from_dict(answer.statement or {}).statement
+    assert (signed.command, signed.aggregate) == ("check.answer", check.id)
+    results = api.client.get(f"/checks/{check.id}", headers=api.auth("secretariat")).json()
+    assert [s["state"] for s in results["states"] if s["answered_at"]] == ["FRA"]

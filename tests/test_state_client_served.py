@@ -8,6 +8,7 @@ Each official is a ``pocdir-state`` process with its own key store; the Secretar
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,13 @@ def test_the_whole_exchange_through_the_client(backend: Backend, tmp_path: Path)
         )  # fmt: skip
         notification = sent["body"]["id"]
         assert sent["body"]["description"] is None and sent["body"]["envelope"]
-        inbox = deu.ok("inbox")
+        # DEU's client has written nothing yet, so it cannot ask to read FRA's write: the
+        # inbox (a view) may take a moment to show it.
+        for _ in range(50):
+            inbox = deu.ok("inbox")
+            if inbox:
+                break
+            time.sleep(0.2)
         assert [n["id"] for n in inbox] == [notification]
         opened = deu.ok("read", notification)
         assert opened["content"]["description"]["text"] == DESCRIPTION
