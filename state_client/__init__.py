@@ -4,6 +4,9 @@ It holds what must never reach the server: the State's private keys, the plainte
 exchanges. It may use the domain's rules (``domain/``), never the server's layers (``api``,
 ``infra``, ``projections``); the import-linter contracts in pyproject.toml hold it to that.
 
-So far it has the building blocks only: encryption keys (:mod:`state_client.keys`) and the
-exchange envelope (:mod:`state_client.envelope`); docs/e2e.md says what is not done yet.
+Its parts: encryption keys (:mod:`state_client.keys`), the exchange envelope
+(:mod:`state_client.envelope`), the official's key store (:mod:`state_client.store`), which
+other States' keys it encrypts to (:mod:`state_client.trust`), the HTTP client that signs and
+seals (:mod:`state_client.client`) and the ``pocdir-state`` command (:mod:`state_client.cli`);
+docs/e2e.md, "The State client".
 """
