@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 
 from domain.errors import PocdirError
-from state_client.client import Answer, ClientError, ServerError, StateClient, check_channel
+from state_client.client import Answer, ServerError, StateClient, Unreachable, check_channel
 from state_client.envelope import Content
 from state_client.store import PASSPHRASE_ENV, ClientConfig, KeyStore, StoreError
 from state_client.trust import KeySubstituted, TrustStore
@@ -102,8 +102,8 @@ def errors() -> Iterator[None]:
         if e.status >= 500:
             fail(f"the server failed ({e.status} {e.error}): {e.detail}", EXIT_UNAVAILABLE)
         fail(f"the server refused ({e.status} {e.error}): {e.detail}")
-    except ClientError as e:
-        fail(str(e), EXIT_UNAVAILABLE if "cannot reach" in str(e) else EXIT_USAGE)
+    except Unreachable as e:
+        fail(str(e), EXIT_UNAVAILABLE)
     except (PocdirError, ValueError) as e:
         fail(str(e))
 

@@ -57,6 +57,7 @@ __all__ = [
     "Opened",
     "ServerError",
     "StateClient",
+    "Unreachable",
     "check_channel",
 ]
 
@@ -68,6 +69,10 @@ _TIMEOUT: Final = 30.0
 
 class ClientError(ValidationError):
     """Something the client refuses before or after talking to the server."""
+
+
+class Unreachable(ClientError):
+    """The server could not be reached (connection, TLS handshake, timeout)."""
 
 
 class ChannelRefused(ClientError):
@@ -262,7 +267,7 @@ class StateClient:
                 method, path, json=body, params=dict(query or {}) or None, headers=sent
             )
         except httpx.HTTPError as e:
-            raise ClientError(f"cannot reach the server: {e}") from None
+            raise Unreachable(f"cannot reach the server: {e}") from None
         try:
             payload = r.json() if r.content else None
         except ValueError:
@@ -436,13 +441,11 @@ class StateClient:
         """Seal a response to both parties (the other party's key verified) and send it."""
         nid = UUID(str(notification_id))
         served = self.notification(nid)
-        parties = {served["sender"], served["recipient"]}
-        if self.state not in parties:
+        sender, recipient = served["sender"], served["recipient"]
+        if self.state not in (sender, recipient):
             raise ClientError(f"{self.state} is not a party to notification {nid}")
-        (other,) = parties - {self.state} or {self.state}
-        keys = {self.state: self.encryption_key.public_key()}
-        if other != self.state:
-            keys[other] = self.trusted_key(other).key
+        other = recipient if self.state == sender else sender
+        keys = {self.state: self.encryption_key.public_key(), other: self.trusted_key(other).key}
         seal_response = _envelope_function("seal_response")
         index = len(served.get("responses") or [])
         sealed = seal_response(nid, index, text, keys)

@@ -6,8 +6,8 @@ What the test supplies, and the block cannot: the installation line is not run (
 environment has the distribution installed); ``HOME`` is a directory of the test, so
 ``~/.config/pocdir-state`` is the official's key store there; the server's address replaces
 ``https://pocdir.example:8443``; ``DEU_FINGERPRINT`` is the fingerprint of DEU, onboarded by
-the test beforehand (keys bound, entry registered), as DEU's mission would have confirmed it; the passphrase is in
-``POCDIR_STATE_PASSPHRASE``.
+the test beforehand (keys bound, entry registered), as DEU's mission would have confirmed
+it; the passphrase is in ``POCDIR_STATE_PASSPHRASE``.
 
 Needs the sealed exchange API on the server (docs/e2e.md) for its ``notify`` line.
 """
