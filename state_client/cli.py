@@ -285,6 +285,24 @@ def trust_list() -> None:
     show(pins, "\n".join(lines))
 
 
+@trust_app.command("check")
+def trust_check(state: Annotated[str, typer.Argument(metavar="STATE")]) -> None:
+    """Fetch a State's key history and check it as notify would, without sending anything:
+    the key it would encrypt to, or why it refuses (exit 1)."""
+    with errors(), client() as c:
+        trusted = c.trusted_key(state.upper())
+    show(
+        {
+            "state": trusted.state,
+            "fingerprint": trusted.fingerprint,
+            "version": trusted.version,
+            "anchor": trusted.anchor,
+        },
+        f"{trusted.state}: encryption key {trusted.fingerprint} (key history version "
+        f"{trusted.version}, anchored in {trusted.anchor})",
+    )
+
+
 # -- entry -----------------------------------------------------------------------------------
 
 

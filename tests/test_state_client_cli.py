@@ -13,7 +13,8 @@ from tests.support.cli import free_port
 
 COMMANDS = [
     ["config"], ["login"], ["keys", "generate"], ["keys", "show"], ["trust", "add"],
-    ["trust", "list"], ["entry", "register"], ["entry", "show"], ["notify"], ["inbox"],
+    ["trust", "list"], ["trust", "check"], ["entry", "register"], ["entry", "show"],
+    ["notify"], ["inbox"],
     ["read"], ["ack"], ["respond"], ["consent", "ask"], ["consent", "grant"],
     ["consent", "deny"], ["consent", "revoke"], ["share"], ["checks", "answer"],
 ]  # fmt: skip

@@ -48,6 +48,7 @@ def test_the_client_refuses_a_key_the_operator_substituted(
         deu.ok("entry", "register")
         shown = fra.ok("keys", "show", "--server")
         assert shown["server"]["state"] == "FRA"
+        assert fra.ok("trust", "check", "DEU")["fingerprint"] == deu_fingerprint
         # The operator swaps in its own key, by the console, while the server runs.
         operators = EncryptionPrivateKey.generate().public_key()
         (tmp_path / "operator.key").write_bytes(operators.to_bytes())
@@ -64,6 +65,8 @@ def test_the_client_refuses_a_key_the_operator_substituted(
             "--signing-key", str(tmp_path / "operator.pem"),
         )  # fmt: skip
         assert swapped.returncode == 0, swapped.stderr
+        checked = fra.run("trust", "check", "DEU")
+        assert checked.returncode == 1 and "re-onboarded at version 2" in checked.stderr
         before = recorded_events(url)
         refused = fra.run(
             "notify", "--to", "DEU", "--type", "malware", "--description", DESCRIPTION,
