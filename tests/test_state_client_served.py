@@ -8,6 +8,7 @@ Each official is a ``pocdir-state`` process with its own key store; the Secretar
 
 from __future__ import annotations
 
+import base64
 import time
 from pathlib import Path
 
@@ -139,3 +140,48 @@ def test_the_whole_exchange_through_the_client(backend: Backend, tmp_path: Path)
     log = (tmp_path / "serve.log").read_text()
     for marker in (DESCRIPTION, SUPPORT, RESPONSE):
         assert marker not in log
+
+
+def test_the_client_refuses_a_key_the_operator_wrote_into_the_database(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """The operator holds the database: it rewrites DEU's binding event so that the bound
+    encryption key is its own, then serves. FRA's client, which pinned DEU's real
+    fingerprint, refuses to encrypt to the key served, and nothing is written."""
+    url = backend.url
+    tls = make_tls(url, tmp_path)
+    port = free_port()
+    base = f"https://127.0.0.1:{port}"
+    fra = onboard(url, tls, tmp_path, "FRA", base)
+    deu = onboard(url, tls, tmp_path, "DEU", base)
+    real = deu.public()
+    fra.ok("trust", "add", "DEU", real["encryption_fingerprint"])
+    operators = EncryptionPrivateKey.generate().public_key()
+    operators_b64 = base64.b64encode(operators.to_bytes()).decode()
+    table, position = backend.events_table, backend.position_column
+    rows = backend.execute(
+        f"SELECT {position}, state FROM {table} WHERE topic LIKE %s", ("%KeysBound%",)
+    )
+    (deu_row,) = [
+        (p, bytes(s)) for p, s in rows if real["encryption_fingerprint"].encode() in bytes(s)
+    ]
+    forged = (
+        deu_row[1]
+        .replace(real["encryption_key"].encode(), operators_b64.encode())
+        .replace(real["encryption_fingerprint"].encode(), operators.fingerprint().encode())
+    )
+    assert forged != deu_row[1]
+    backend.execute(f"UPDATE {table} SET state = %s WHERE {position} = %s", (forged, deu_row[0]))
+    with serving_tls(url, tls, port, tmp_path / "serve.log"):
+        fra.ok("entry", "register")
+        deu.ok("entry", "register")
+        (count_before,) = backend.execute(f"SELECT COUNT(*) FROM {table}")[0]
+        refused = fra.run(
+            "notify", "--to", "DEU", "--type", "malware", "--description", DESCRIPTION,
+            "--indicator", "ipv4:203.0.113.7", "--good-faith",
+        )  # fmt: skip
+        assert refused.returncode == 1, refused.stderr
+        line = refused.stderr.strip()
+        assert "refusing to encrypt to DEU" in line and "\n" not in line
+        assert real["encryption_fingerprint"] in line and operators.fingerprint() in line
+        assert backend.execute(f"SELECT COUNT(*) FROM {table}")[0][0] == count_before
