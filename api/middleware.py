@@ -78,6 +78,7 @@ from infra.idempotency import (
     Replay,
     Reserved,
 )
+from infra.verify import chained_recorder
 from infra.wiring import Services
 
 log = logging.getLogger("pocdir.serve")
@@ -529,6 +530,13 @@ def _state_context(
             raise SignedRequestError(
                 f"{state} has no signing keys bound yet, so its statements cannot be checked: "
                 "ask the Secretariat to bind your keys (pocdir keys bind), then sign"
+            ) from None
+        since = chained_recorder(application).first_key_binding()
+        if since is not None:
+            raise SignatureRequired(
+                f"every State's write is signed since record position {since}, and {state} "
+                "has no keys bound yet: ask the Secretariat to onboard your keys "
+                "(pocdir keys bind), then sign with the State client"
             ) from None
         return None
     found = match_write(scope["method"], scope["path"], STATE_WRITES + KEY_WRITES)

@@ -154,6 +154,10 @@ class RecordSigners:
     operator: Ed25519PrivateKey | None = None
     server: Ed25519PrivateKey | None = None
 
+    @property
+    def any(self) -> bool:
+        return self.operator is not None or self.server is not None
+
     def key_for(self, kind: SignerKind) -> Ed25519PrivateKey | None:
         return self.operator if kind is SignerKind.SECRETARIAT else self.server
 

@@ -109,3 +109,10 @@ def row_from(values: Sequence[Any]) -> StatementRow:
         str(values[5]),
         str(values[6]),
     )
+
+
+#: Where the record's first key binding is: from there on every State signs (item 7).
+FIRST_BINDING_SQL: Final = (
+    "SELECT MIN(first_position) FROM {table} WHERE signer = 'secretariat' "
+    'AND statement LIKE \'%"command":"secretariat.state_keys.keys_bound"%\''
+)

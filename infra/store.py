@@ -83,6 +83,7 @@ from infra.idempotency import (
 from infra.keycheck import ACTIVE, KEY_TABLE, KeyCheck
 from infra.settings import DEFAULT_DB_STATEMENT_TIMEOUT, UNANSWERED_GRACE_SECONDS
 from infra.statement_store import (
+    FIRST_BINDING_SQL,
     STATEMENT_COLUMNS,
     STATEMENTS_TABLE,
     StatementRow,
@@ -139,6 +140,8 @@ class ChainedRecorder(Protocol):
     def has_rows(self) -> bool: ...
 
     def statement_rows(self) -> list[StatementRow]: ...
+
+    def first_key_binding(self) -> int | None: ...
 
 
 def paged(fetch: Callable[[int], Sequence[Any]], batch: int) -> Iterator[Any]:
@@ -374,6 +377,7 @@ class ChainedSQLiteApplicationRecorder(KeyCheckedRecorder, SQLiteApplicationReco
         self.head_cache = HeadCache()
         self.idempotency_statements = KeyStatements(IDEMPOTENCY_TABLE, "?")
         self.keys = KeyConfirmation()
+        self._first_binding: int | None = None
         super().__init__(datastore, events_table_name)
         self.select_head_statement = (
             f"SELECT position, link FROM {chain_table_name} ORDER BY position DESC LIMIT 1"
@@ -437,6 +441,18 @@ class ChainedSQLiteApplicationRecorder(KeyCheckedRecorder, SQLiteApplicationReco
     def _table_exists(self, c: SQLiteCursor, table: str) -> bool:
         c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
         return c.fetchone() is not None
+
+    def first_key_binding(self) -> int | None:
+        """The position of the record's first key binding, if any (kept once found: it
+        never changes)."""
+        if self._first_binding is None:
+            with self.datastore.transaction(commit=False) as c:
+                if not self._table_exists(c, STATEMENTS_TABLE):
+                    return None
+                c.execute(FIRST_BINDING_SQL.format(table=STATEMENTS_TABLE))
+                row = c.fetchone()
+            self._first_binding = None if row is None or row[0] is None else int(row[0])
+        return self._first_binding
 
     def statement_rows(self) -> list[StatementRow]:
         """Every stored statement, in position order (none in a record from before them)."""
@@ -647,6 +663,7 @@ class ChainedPostgresApplicationRecorder(KeyCheckedRecorder, PostgresApplication
         self.chain_table_name = chain_table_name
         self.head_cache = HeadCache()
         self.keys = KeyConfirmation()
+        self._first_binding: int | None = None
         # The library's lock statements and NOTIFY, sent in one round trip (no parameters).
         self.lock_and_notify_statement = SQL("; ").join(
             [
@@ -821,6 +838,21 @@ class ChainedPostgresApplicationRecorder(KeyCheckedRecorder, PostgresApplication
         )
         row = curs.fetchone()
         return row is not None and row["t"] is not None
+
+    @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
+    def first_key_binding(self) -> int | None:
+        """The position of the record's first key binding, if any (kept once found: it
+        never changes)."""
+        if self._first_binding is None:
+            with self.datastore.transaction(commit=False) as curs:
+                if not self._exists(curs, STATEMENTS_TABLE):
+                    return None
+                sql = FIRST_BINDING_SQL.format(table=self.statements_table).replace("%", "%%")
+                curs.execute(sql.encode())  # type: ignore[call-overload]
+                row = curs.fetchone()
+            value = None if row is None else next(iter(row.values()))
+            self._first_binding = None if value is None else int(value)
+        return self._first_binding
 
     @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
     def statement_rows(self) -> list[StatementRow]:

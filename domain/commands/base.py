@@ -32,6 +32,7 @@ from domain.signing import (
     SignerKind,
     SigningContext,
     current_signing,
+    expected_signer,
     operator_fields,
 )
 from domain.statement import Statement, StatementMalformed, sign_statement
@@ -125,7 +126,7 @@ class RecordService(Application[UUID]):
         context = current_signing()
         write = None
         saved: tuple[object, ...] = aggregates
-        if context is not None:
+        if context is not None or self.signers.any:
             # The events are collected here to sign them; ``save`` takes events as well as
             # aggregates (whose pending events are now collected), in this order.
             pending: list[PocdirAggregate.Event] = [
@@ -165,16 +166,17 @@ class RecordService(Application[UUID]):
 
     def _signed_write(
         self,
-        context: SigningContext,
+        context: SigningContext | None,
         events: list[PocdirAggregate.Event],
         idempotency: IdempotencyKey | None,
     ) -> SignedWrite | None:
-        """The statement this save is stored with: the State's own (checked to name these
-        events' aggregate and version), or one the server signs now for the Secretariat or for
-        itself; None if the server holds no key for that signer (the events are then unsigned).
-        """
+        """The statement this save is stored with: the State's own, from the caller's context
+        (checked to name these events' aggregate and version), or one the server signs now for
+        the Secretariat or for itself, as the events' type says; None for a State's events
+        without a statement, or if the server holds no key for that signer (the events are then
+        unsigned)."""
         first = events[0]
-        if context.state_write is not None and not context.written:
+        if context is not None and context.state_write is not None and not context.written:
             statement = context.state_write.signed.statement
             if first.originator_id != statement.aggregate or (
                 statement.expected_version is not None
@@ -187,8 +189,11 @@ class RecordService(Application[UUID]):
                 )
             write = context.state_write
         else:
-            kind = SignerKind.SERVER if context.kind is SignerKind.STATE else context.kind
-            key = self.signers.key_for(kind)
+            # Who signs follows from what is recorded (docs/audit-format.md, "Signers"): a
+            # State's event without its statement stays unsigned (the gate refused it if the
+            # State had to sign).
+            kind = expected_signer(type(first).__qualname__)
+            key = None if kind is SignerKind.STATE else self.signers.key_for(kind)
             if key is None:
                 return None
             state = getattr(first, "state", None)
