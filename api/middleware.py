@@ -522,6 +522,12 @@ def _state_context(
     None for a State without keys, which cannot sign yet: its writes are unsigned."""
     state = principal.state or ""
     raw = headers.get(STATEMENT_HEADER.lower().encode())
+    found = match_write(scope["method"], scope["path"], STATE_WRITES + KEY_WRITES)
+    if found is None:
+        return None  # no such write route: the route answers 404 or 405
+    route, params = found
+    if params.get("state", state) != state:
+        return None  # another State's entry or keys: the route refuses it (R15, 403)
     application = services.application
     try:
         keys = application.get_state_keys(state)
@@ -539,10 +545,6 @@ def _state_context(
                 "(pocdir keys bind), then sign with the State client"
             ) from None
         return None
-    found = match_write(scope["method"], scope["path"], STATE_WRITES + KEY_WRITES)
-    if found is None:
-        return None  # no such write route: the route answers 404 or 405
-    route, params = found
     if route in KEY_WRITES:
         # A key change carries its own statement in the body, checked by the domain, which
         # records it as this write's (``KeyCommands``).
