@@ -27,12 +27,17 @@ install: $(STAMP)
 DEMO_END := 2026-02-10
 # The demo runs encrypted (R13): its key is made once, in var/ (git-ignored), mode 0600.
 DEMO_KEY := var/demo-cipher.key
-KEYED    := POCDIR_CIPHER_KEY="$$(cat $(DEMO_KEY))"
+# The Secretariat's operator key and the server's own key sign what each records (issue 15).
+DEMO_OPERATOR := var/demo-operator.key
+DEMO_SERVER   := var/demo-server.key
+KEYED    := POCDIR_CIPHER_KEY="$$(cat $(DEMO_KEY))" POCDIR_OPERATOR_KEY_FILE=$(DEMO_OPERATOR) POCDIR_SIGNING_KEY_FILE=$(DEMO_SERVER)
 
 ## run: simulate a year for all 193 States (once), verify it, show the views, serve the API.
 run: $(STAMP)
 	@mkdir -p var
 	$(BIN)/pocdir keys cipher-init $(DEMO_KEY)
+	@test -f $(DEMO_OPERATOR) || $(BIN)/pocdir keys generate $(DEMO_OPERATOR) --name operator.demo.example
+	@test -f $(DEMO_SERVER) || $(BIN)/pocdir keys generate $(DEMO_SERVER)
 	$(KEYED) $(BIN)/pocdir simulate --states 193 --days 400 --seed 1 --if-empty
 	$(KEYED) $(BIN)/pocdir verify
 	$(KEYED) $(BIN)/pocdir pending --today $(DEMO_END)

@@ -29,6 +29,7 @@ from domain.errors import (
     InvalidTransition,
     NotAMemberState,
     NotAuthenticated,
+    NotConfigured,
     NotFound,
     NotPermitted,
     PocdirError,
@@ -38,6 +39,8 @@ from domain.errors import (
 )
 from domain.rules import first_rule_cited
 from domain.rules import rule_link as domain_rule_link
+from domain.signed_requests import SignatureRequired, SignedRequestError
+from domain.statement import StatementError
 from infra.follower import ViewsBehind
 from infra.keycheck import CipherKeyMismatch
 from infra.merkle import AuditError, ProofRequestInvalid
@@ -64,6 +67,7 @@ _CLASS_RULES: list[tuple[type[Exception], int]] = [
     (TranslationRequired, 6),
     (InvalidIndicator, 7),
 ]
+
 
 def rule_link(detail: str, exc: Exception | None = None) -> str | None:
     """The link to the docs/domain.md section of the first rule ``detail`` names (``R5``,
@@ -110,10 +114,14 @@ _DOMAIN_STATUS: list[tuple[type[PocdirError], int, str]] = [
     (StaleVersion, 412, "precondition_failed"),
     (ConcurrentChange, 409, "conflict"),
     (NotAuthenticated, 401, "unauthenticated"),
+    (SignatureRequired, 403, "signature_required"),
     (NotPermitted, 403, "forbidden"),
     (NotFound, 404, "not_found"),
     (InvalidTransition, 409, "conflict"),
+    (StatementError, 422, "invalid_statement"),
+    (SignedRequestError, 422, "invalid_statement"),
     (ValidationError, 422, "invalid"),
+    (NotConfigured, 503, "not_configured"),
 ]
 
 

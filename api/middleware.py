@@ -32,7 +32,10 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import parse_qsl
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,10 +44,31 @@ from api.deps import ServiceHolder
 from api.errors import DATABASE_ERRORS, HANDLED_ERRORS, error_response, handled_response
 from api.public import is_public
 from domain.channel import check_certificate_binding
-from domain.errors import ValidationError
+from domain.errors import NotFound, ValidationError
 from domain.idempotency import IdempotencyKey, check_key, request_digest
 from domain.position import PositionSink, collecting_positions
-from domain.values import Principal
+from domain.signed_requests import (
+    KEY_WRITES,
+    SALTS_HEADER,
+    STATE_WRITES,
+    STATEMENT_HEADER,
+    SignatureRequired,
+    SignedRequestError,
+    check_request_matches,
+    decode_salts,
+    encode_header_json,
+    match_write,
+    read_statement_header,
+)
+from domain.signing import (
+    RECEIPT_HEADER,
+    SignedWrite,
+    SignerKind,
+    SigningContext,
+    receipt_for,
+    signing,
+)
+from domain.values import Principal, Role
 from infra.idempotency import (
     Answer,
     AppliedUnanswered,
@@ -54,6 +78,7 @@ from infra.idempotency import (
     Replay,
     Reserved,
 )
+from infra.verify import chained_recorder
 from infra.wiring import Services
 
 log = logging.getLogger("pocdir.serve")
@@ -65,7 +90,15 @@ POSITION_HEADER = "Pocdir-Position"
 #: A request carrying it is answered once the views have reached that position.
 MIN_POSITION_HEADER = "Pocdir-Min-Position"
 #: Response headers kept with a stored answer, so a retry gets the same ones.
-KEPT_HEADERS = frozenset({b"content-type", b"etag", b"location", POSITION_HEADER.lower().encode()})
+KEPT_HEADERS = frozenset(
+    {
+        b"content-type",
+        b"etag",
+        b"location",
+        POSITION_HEADER.lower().encode(),
+        RECEIPT_HEADER.lower().encode(),
+    }
+)
 #: Request headers that are part of what a key stands for.
 DIGESTED_HEADERS = (b"content-type", b"if-match")
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -144,11 +177,68 @@ class RequestGate:
             return
         replay_receive = _replaying(body, receive)
         raw_key = headers.get(b"idempotency-key")
+        state_write = (
+            principal is not None
+            and principal.role is Role.STATE
+            and scope["method"] in WRITE_METHODS
+        )
+        statement = headers.get(STATEMENT_HEADER.lower().encode())
+        if state_write and raw_key is None and statement is not None:
+            # A signed write's idempotency key is its statement's (checked once reserved).
+            try:
+                signed = read_statement_header(statement.decode("latin-1"))
+            except ValidationError as e:
+                await _refuse(scope, receive, send, 422, "invalid_statement", str(e))
+                return
+            raw_key = signed.statement.idempotency_key.encode("latin-1")
         with collecting_positions() as sink:
             if principal is None or raw_key is None or scope["method"] not in WRITE_METHODS:
-                await self.app(scope, replay_receive, _positioned(send, sink))
+                context = await self._context(scope, principal, headers, body, send, receive)
+                if context is not False:
+                    await self._run(scope, replay_receive, _positioned(send, sink), context)
                 return
             await self._keyed(scope, replay_receive, send, principal, raw_key, headers, body, sink)
+
+    async def _context(  # noqa: PLR0913
+        self,
+        scope: Scope,
+        principal: Principal | None,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        send: Send,
+        receive: Receive,
+    ) -> SigningContext | None | Literal[False]:
+        """Who signs this request's writes (``domain.signing``): the State, checked here
+        against its keys, for a State's write; the Secretariat for the Secretariat's
+        requests; the server for what it records by itself. None: a State without keys,
+        whose writes are unsigned. False once a refusal has been sent."""
+        if principal is None:
+            return SigningContext(SignerKind.SERVER)
+        if principal.role is Role.SECRETARIAT:
+            return SigningContext(SignerKind.SECRETARIAT)
+        if principal.role is not Role.STATE or scope["method"] not in WRITE_METHODS:
+            return SigningContext(SignerKind.SERVER)
+        try:
+            services = await self._services()
+            return await run_in_threadpool(
+                _state_context, services, principal, scope, headers, body
+            )
+        except HANDLED_ERRORS as e:
+            await handled_response(Request(scope), e)(scope, receive, send)
+            return False
+
+    async def _run(
+        self, scope: Scope, receive: Receive, send: Send, context: SigningContext | None
+    ) -> None:
+        """Run the route, its writes signed as ``context`` says, with the receipt of a
+        State's signed write on the response."""
+        if context is None:
+            await self.app(scope, receive, send)
+            return
+        services = self.holder.built
+        key = services.application.signers.server if services is not None else None
+        with signing(context):
+            await self.app(scope, receive, _receipted(send, context, key))
 
     async def _reached(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
@@ -303,8 +393,12 @@ class RequestGate:
                     "was not kept; read the resource to see its state",
                 )
             case Reserved(reserved):
+                context = await self._context(scope, principal, headers, body, send, receive)
+                if context is False:
+                    await run_in_threadpool(keys.release, reserved)
+                    return
                 scope.setdefault("state", {})["idempotency"] = reserved
-                await self._run_reserved(scope, receive, send, keys, reserved, sink)
+                await self._run_reserved(scope, receive, send, keys, reserved, sink, context)
 
     async def _run_reserved(  # noqa: PLR0913
         self,
@@ -314,6 +408,7 @@ class RequestGate:
         keys: IdempotencyKeys,
         key: IdempotencyKey,
         sink: PositionSink,
+        context: SigningContext | None,
     ) -> None:
         captured = _Captured()
 
@@ -325,7 +420,7 @@ class RequestGate:
                 captured.body.append(message.get("body", b""))
 
         try:
-            await self.app(scope, receive, _positioned(capture, sink))
+            await self._run(scope, receive, _positioned(capture, sink), context)
         finally:
             await self._settle(keys, key, captured)
         if captured.start is not None:
@@ -412,3 +507,100 @@ async def _unauthenticated(scope: Scope, receive: Receive, send: Send, detail: s
     await _refuse(
         scope, receive, send, 401, "unauthenticated", detail, **{"WWW-Authenticate": "Bearer"}
     )
+
+
+def _state_context(
+    services: Services,
+    principal: Principal,
+    scope: Scope,
+    headers: dict[bytes, bytes],
+    body: bytes,
+) -> SigningContext | None:
+    """A State's write, checked against the State's keys before it runs: once the State has
+    keys bound, it must sign (``SignatureRequired``, 403), with a statement of exactly this
+    request (``domain.signed_requests``), by a key valid now, created within the window.
+    None for a State without keys, which cannot sign yet: its writes are unsigned."""
+    state = principal.state or ""
+    raw = headers.get(STATEMENT_HEADER.lower().encode())
+    found = match_write(scope["method"], scope["path"], STATE_WRITES + KEY_WRITES)
+    if found is None:
+        return None  # no such write route: the route answers 404 or 405
+    route, params = found
+    if params.get("state", state) != state:
+        return None  # another State's entry or keys: the route refuses it (R15, 403)
+    application = services.application
+    try:
+        keys = application.get_state_keys(state)
+    except NotFound:
+        if raw is not None:
+            raise SignedRequestError(
+                f"{state} has no signing keys bound yet, so its statements cannot be checked: "
+                "ask the Secretariat to bind your keys (pocdir keys bind), then sign"
+            ) from None
+        since = chained_recorder(application).first_key_binding()
+        if since is not None:
+            raise SignatureRequired(
+                f"every State's write is signed since record position {since}, and {state} "
+                "has no keys bound yet: ask the Secretariat to onboard your keys "
+                "(pocdir keys bind), then sign with the State client"
+            ) from None
+        return None
+    if route in KEY_WRITES:
+        # A key change carries its own statement in the body, checked by the domain, which
+        # records it as this write's (``KeyCommands``).
+        return SigningContext(SignerKind.STATE)
+    if raw is None:
+        raise SignatureRequired(
+            f"{state} has signing keys bound, so its writes must be signed: send "
+            f"{STATEMENT_HEADER} with the statement of this request signed by one of them "
+            "(the State client, pocdir-state, does it)"
+        )
+    signed = read_statement_header(raw.decode("latin-1"))
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        raise SignedRequestError("a signed write's body must be JSON") from None
+    salts_raw = headers.get(SALTS_HEADER.lower().encode())
+    salts = decode_salts(None if salts_raw is None else salts_raw.decode("latin-1"))
+    idempotency = headers.get(b"idempotency-key")
+    if_match = headers.get(b"if-match")
+    check_request_matches(
+        signed,
+        route=route,
+        params=params,
+        state=state,
+        body=payload,
+        query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
+        salts=salts,
+        if_match=None if if_match is None else if_match.decode("latin-1"),
+        idempotency_key=None if idempotency is None else idempotency.decode("latin-1"),
+    )
+    key = keys.check_signer(signed, application.clock.now())
+    return SigningContext(
+        SignerKind.STATE,
+        state_write=SignedWrite(signed, f"state:{state}", bytes.fromhex(key.public_key), salts),
+    )
+
+
+def _receipted(send: Send, context: SigningContext, key: Ed25519PrivateKey | None) -> Send:
+    """A ``send`` that puts the server's signed receipt of a State's signed write on the
+    response (``Pocdir-Receipt``), once the write is stored."""
+
+    async def receipted(message: Message) -> None:
+        if (
+            message["type"] == "http.response.start"
+            and key is not None
+            and context.state_write is not None
+            and context.state_write in context.written
+        ):
+            value = encode_header_json(receipt_for(context.state_write, key))
+            message = {
+                **message,
+                "headers": [
+                    *message.get("headers", []),
+                    (RECEIPT_HEADER.lower().encode(), value.encode("ascii")),
+                ],
+            }
+        await send(message)
+
+    return receipted

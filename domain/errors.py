@@ -54,3 +54,7 @@ class NotAuthenticated(PocdirError):
 
 class StaleVersion(ConcurrentChange):
     """The caller's version (HTTP ``If-Match``) is not the current one (HTTP 412)."""
+
+
+class NotConfigured(PocdirError):
+    """The server lacks a setting this command needs (a key file): the operator must set it."""

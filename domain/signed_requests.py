@@ -50,7 +50,7 @@ from uuid import UUID, uuid4
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from domain.errors import ValidationError
+from domain.errors import NotPermitted, ValidationError
 from domain.state_entry import state_entry_id
 from domain.state_keys import state_keys_id
 from domain.statement import SignedStatement, Statement, sign_statement
@@ -64,8 +64,12 @@ __all__ = [
     "STATE_WRITES",
     "KEY_WRITES",
     "Aggregate",
+    "SignatureRequired",
     "SignedRequestError",
+    "StatementMismatch",
     "WriteRoute",
+    "check_request_matches",
+    "read_statement_header",
     "aggregate_for",
     "commit_body",
     "commitment",
@@ -100,6 +104,10 @@ _SALT_RE: Final = re.compile(r"[0-9a-f]{32}")
 
 class SignedRequestError(ValidationError):
     """A request's statement headers are malformed, or do not match the request."""
+
+
+class SignatureRequired(NotPermitted):
+    """A State that has signing keys bound sent a write without a signed statement."""
 
 
 class Aggregate(Enum):
@@ -368,3 +376,64 @@ def sign_request(  # noqa: PLR0913
     if if_match is not None:
         headers["If-Match"] = if_match
     return SignedRequest(headers, signed)
+
+
+class StatementMismatch(SignedRequestError):
+    """The statement does not say what the request asks: ``part`` names which part."""
+
+    def __init__(self, part: str, expected: str, given: str) -> None:
+        self.part = part
+        super().__init__(
+            f"the signed statement's {part} is {given}, but this request's is {expected}: "
+            "sign the statement of exactly this request (domain.signed_requests)"
+        )
+
+
+def read_statement_header(value: str) -> SignedStatement:
+    """The signed statement a request carries in :data:`STATEMENT_HEADER`."""
+    decoded = decode_header_json(value, STATEMENT_HEADER)
+    if not isinstance(decoded, dict):
+        raise SignedRequestError(f"{STATEMENT_HEADER} is not a JSON object")
+    return SignedStatement.from_dict(decoded)
+
+
+def check_request_matches(  # noqa: PLR0913
+    signed: SignedStatement,
+    *,
+    route: WriteRoute,
+    params: Mapping[str, str],
+    state: str,
+    body: Any,
+    query: Mapping[str, str],
+    salts: Mapping[str, bytes],
+    if_match: str | None,
+    idempotency_key: str | None,
+) -> None:
+    """The statement names exactly this request: command, State, aggregate, version, fields
+    and idempotency key (the server's side of this module's rule). Its signature and creation
+    time are checked by the caller, against the State's keys and the server's clock."""
+    statement = signed.statement
+    checks = [
+        ("command", route.command, statement.command),
+        ("state", state, str(statement.state)),
+        (
+            "expected_version",
+            str(None if if_match is None else version_of_etag(if_match)),
+            str(statement.expected_version),
+        ),
+    ]
+    aggregate = aggregate_for(route, params)
+    if aggregate is not None:
+        checks.append(("aggregate", str(aggregate), str(statement.aggregate)))
+    if idempotency_key is not None:
+        checks.append(("idempotency_key", idempotency_key, statement.idempotency_key))
+    for part, expected, given in checks:
+        if expected != given:
+            raise StatementMismatch(part, expected[:80], given[:80])
+    fields = rfc8785.dumps(request_fields(body, query, salts))
+    if fields != statement.fields_json:
+        raise StatementMismatch(
+            "fields",
+            "SHA-256 " + hashlib.sha256(fields).hexdigest(),
+            "SHA-256 " + hashlib.sha256(statement.fields_json).hexdigest(),
+        )

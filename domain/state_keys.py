@@ -624,13 +624,20 @@ class StateKeys(PocdirAggregate):
                 f"the statement expects version {statement.expected_version} of {self.state}'s "
                 f"keys, which are at version {self.version}; read them again and sign anew"
             )
+        self.check_signer(signed, at)
+        return statement
+
+    def check_signer(self, signed: SignedStatement, at: datetime) -> SigningKey:
+        """The key, valid for this State now, whose signature ``signed`` carries; and the
+        statement was created within the window of ``at``. For every signed write of the
+        State (``domain.signed_requests``), as for its key changes."""
         key = keys_valid_at(self.history, version=self.version).signing_key(signed.key)
         if key is None:
             reason = "revoked" if signed.key in self.revoked else "unknown"
             raise SigningKeyNotValid(self.state, signed.key, reason)
         verify_statement(signed, key.verifier())
-        check_creation_time(statement, at)
-        return statement
+        check_creation_time(signed.statement, at)
+        return key
 
 
 def _fields(statement: Statement, names: set[str]) -> dict[str, Any]:

@@ -23,8 +23,8 @@ Parsing is strict: :func:`parse_statement` accepts only bytes that are already c
 statement has exactly one byte form and one digest. The digest (:func:`statement_digest`) is
 what a replay check compares: the same idempotency key with another digest is another request.
 
-This module is a building block: the server's write path does not require statements yet
-(docs/audit-format.md, "Signed statements").
+The server's write path checks and stores them (``domain.signing``,
+``domain.signed_requests``; docs/audit-format.md, "Signed statements" and "Signed writes").
 """
 
 from __future__ import annotations
@@ -162,12 +162,14 @@ class StatementReused(StatementError):
 class Statement:
     """One command as its signer states it. Immutable: ``fields`` is kept in canonical form.
 
-    ``expected_version`` is ``None`` for a command that creates its aggregate. ``created_at``
+    ``expected_version`` is ``None`` for a command that creates its aggregate (or that does not
+    check the version). ``state`` is ``None`` only in a statement of the Secretariat or the
+    server that concerns no one State (a credential for an auditor). ``created_at``
     is kept to the second, in UTC, as it is signed.
     """
 
     command: str
-    state: str
+    state: str | None
     aggregate: UUID
     expected_version: int | None
     fields_json: bytes = field(repr=False)
@@ -212,7 +214,7 @@ class Statement:
         cls,
         *,
         command: str,
-        state: str,
+        state: str | None,
         aggregate: UUID,
         expected_version: int | None,
         fields: Mapping[str, Any],
@@ -408,7 +410,7 @@ def parse_statement(data: bytes) -> Statement:
         )
     statement = Statement.create(
         command=_require(obj, "command", str),
-        state=_require(obj, "state", str),
+        state=obj["state"],
         aggregate=_parse_uuid(obj["aggregate"]),
         expected_version=obj["expected_version"],
         fields=_require(obj, "fields", dict),
@@ -487,7 +489,9 @@ def _check_command(command: object) -> str:
     return command
 
 
-def _check_state(state: object) -> str:
+def _check_state(state: object) -> str | None:
+    if state is None:
+        return None  # the Secretariat's or the server's statement about no one State
     if isinstance(state, str):
         try:
             if check_member_state(state) == state:
@@ -496,7 +500,7 @@ def _check_state(state: object) -> str:
             pass
     raise StatementMalformed(
         "state is not a member State's code",
-        expected="the uppercase ISO 3166-1 alpha-3 code of a UN member State",
+        expected="null or the uppercase ISO 3166-1 alpha-3 code of a UN member State",
         given=_kind(state),
     )
 

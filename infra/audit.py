@@ -47,12 +47,17 @@ from infra.note import (
     VerifierKey,
     open_checkpoint,
 )
+from infra.signatures import SignatureSummary, SignatureVerifier
+from infra.statement_store import StatementRow
 from infra.transparency import Transparency
 from infra.verify import chained_recorder, verify_record
 
 BUNDLE_FORMAT = "pocdir-audit-bundle/1"
 MANIFEST = "manifest.json"
 RECORDS = "records.jsonl"
+#: The signed statements beside the events (``infra.statement_store``), one JSON object a
+#: line, without the sealed salts.
+STATEMENTS = "statements.jsonl"
 KEYS = "keys.txt"
 CHECKPOINTS = "checkpoints"
 
@@ -239,6 +244,10 @@ def export_bundle(app: Application, transparency: Transparency, directory: Path)
             count += 1
             first = row.position if first is None else first
             last = row.position
+    statements = recorder.statement_rows()
+    with (directory / STATEMENTS).open("w", encoding="utf-8") as out:
+        for statement in statements:
+            out.write(json.dumps(statement.to_json(), sort_keys=True) + "\n")
     manifest = {
         "format": BUNDLE_FORMAT,
         "origin": transparency.origin,
@@ -252,6 +261,11 @@ def export_bundle(app: Application, transparency: Transparency, directory: Path)
         },
         "checkpoints": listed,
         "keys": {"file": KEYS, "count": len(keys), "sha256": _sha256_file(directory / KEYS)},
+        "statements": {
+            "file": STATEMENTS,
+            "count": len(statements),
+            "sha256": _sha256_file(directory / STATEMENTS),
+        },
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return ExportSummary(count, len(checkpoints), len(keys), directory)
@@ -262,6 +276,7 @@ def export_bundle(app: Application, transparency: Transparency, directory: Path)
 
 @dataclass(frozen=True)
 class BundleVerification:
+    signatures: SignatureSummary
     records: int
     head_position: int
     head_hash: str
@@ -399,6 +414,7 @@ def verify_bundle(
     directory: Path,
     trusted_keys: Sequence[VerifierKey] = (),
     extra_checkpoints: Sequence[str] = (),
+    operator_key: str | None = None,
 ) -> BundleVerification:
     """Check a bundle with no database: every checkpoint's signature, every link of the
     chain, the Merkle root at every checkpoint's size, then the manifest. Raises the first
@@ -418,8 +434,12 @@ def verify_bundle(
             raise _root_mismatch(0, target.checkpoint.root_hash, EMPTY_ROOT, "in the bundle")
         target = next(pending, None)
     verifier, tree = ChainVerifier(), CompactRange()
+    signatures = SignatureVerifier(_statements(directory, manifest), operator_key)
     for row in _records(directory / RECORDS):
         verifier.check(row)  # the leaf hash is then bytes and equals the recomputed one
+        signatures.check(
+            row.position, row.originator_id, cast(int, row.originator_version), cast(str, row.topic)
+        )
         tree.append(cast(bytes, row.leaf_hash))
         while target is not None and target.checkpoint.tree_size == tree.size:
             if tree.root() != target.checkpoint.root_hash:
@@ -432,6 +452,7 @@ def verify_bundle(
     _check_manifest(directory, manifest, verifier.events, len(checkpoints) - len(extra_checkpoints))
     result = verifier.result
     return BundleVerification(
+        signatures=signatures.finish(),
         records=result.events,
         head_position=result.head_position,
         head_hash=result.head_hash,
@@ -442,10 +463,35 @@ def verify_bundle(
     )
 
 
+def _statements(directory: Path, manifest: dict[str, Any]) -> list[StatementRow]:
+    """The bundle's statements (none in a bundle from before them: its events are then all
+    unsigned by design, unless one is a key binding, which the verifier refuses unsigned)."""
+    if "statements" not in manifest:
+        return []
+    rows = []
+    with (directory / STATEMENTS).open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            try:
+                obj = json.loads(line)
+                rows.append(StatementRow(**obj))
+            except (ValueError, TypeError):
+                raise _malformed(
+                    f"{STATEMENTS} line {number} is not a statement row",
+                    "a JSON object of the statement columns",
+                    line[:60],
+                ) from None
+    return rows
+
+
 def _check_manifest(
     directory: Path, manifest: dict[str, Any], records: int, checkpoints: int
 ) -> None:
-    entries = [manifest.get("records"), manifest.get("keys"), *manifest.get("checkpoints", [])]
+    entries = [
+        manifest.get("records"),
+        manifest.get("keys"),
+        *([manifest["statements"]] if "statements" in manifest else []),
+        *manifest.get("checkpoints", []),
+    ]
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
             raise _malformed(

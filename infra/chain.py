@@ -21,7 +21,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import cast
+from typing import Any, cast
 from uuid import UUID
 
 #: RFC 9162 §2.1.1: prefix of a leaf hash.
@@ -266,6 +266,8 @@ class VerificationResult:
     events: int
     head_position: int
     head_link: bytes
+    #: What the signature check found (``infra.signatures.SignatureSummary``), once run.
+    signatures: Any = None
 
     @property
     def head_hash(self) -> str:

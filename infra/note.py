@@ -147,7 +147,10 @@ class SignerKey:
         return VerifierKey(self.name, public)
 
     def sign(self, message: bytes) -> bytes:
-        return Ed25519PrivateKey.from_private_bytes(self.seed).sign(message)
+        return self.private_key().sign(message)
+
+    def private_key(self) -> Ed25519PrivateKey:
+        return Ed25519PrivateKey.from_private_bytes(self.seed)
 
     def serialise(self) -> str:
         vkey = self.verifier

@@ -16,6 +16,12 @@
 ``POCDIR_SIGNING_KEY_FILE``             Optional. Path of the Ed25519 key that signs checkpoints
                                         (``pocdir keys generate PATH`` makes one). Never in the
                                         repo.
+``POCDIR_OPERATOR_KEY_FILE``            Optional. Path of the Secretariat's Ed25519 operator key
+                                        (``pocdir keys generate PATH`` makes one): it signs the
+                                        Secretariat's events (onboarding, checks, credentials, key
+                                        binding). Without it those events are unsigned and no
+                                        State's keys can be bound. The server's own events and
+                                        receipts are signed with ``POCDIR_SIGNING_KEY_FILE``.
 ``POCDIR_MAX_BODY_BYTES``               Largest request body the HTTP API reads; a larger one is
                                         answered 413 without being read. Default: 1048576 (1 MiB).
 ``POCDIR_IDEMPOTENCY_RETENTION_HOURS``  How long idempotency keys (and the first answer to each
@@ -111,6 +117,7 @@ class Settings:
     cipher_key: str | None = None
     origin: str = DEFAULT_ORIGIN
     signing_key_file: Path | None = None
+    operator_key_file: Path | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     idempotency_retention_hours: int = MIN_IDEMPOTENCY_RETENTION_HOURS
     db_connect_timeout: float = DEFAULT_DB_CONNECT_TIMEOUT
@@ -135,6 +142,7 @@ class Settings:
             cipher_key=env.get("POCDIR_CIPHER_KEY", "").strip() or None,
             origin=env.get("POCDIR_ORIGIN", "").strip() or DEFAULT_ORIGIN,
             signing_key_file=_path(env.get("POCDIR_SIGNING_KEY_FILE", "")),
+            operator_key_file=_path(env.get("POCDIR_OPERATOR_KEY_FILE", "")),
             max_body_bytes=_int(env, "POCDIR_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             idempotency_retention_hours=_int(
                 env, "POCDIR_IDEMPOTENCY_RETENTION_HOURS", MIN_IDEMPOTENCY_RETENTION_HOURS

@@ -82,6 +82,15 @@ from infra.idempotency import (
 )
 from infra.keycheck import ACTIVE, KEY_TABLE, KeyCheck
 from infra.settings import DEFAULT_DB_STATEMENT_TIMEOUT, UNANSWERED_GRACE_SECONDS
+from infra.statement_store import (
+    FIRST_BINDING_SQL,
+    STATEMENT_COLUMNS,
+    STATEMENTS_TABLE,
+    StatementRow,
+    create_statements_table,
+    insert_statement,
+    row_from,
+)
 
 CHAIN_TABLE = "event_chain"
 
@@ -129,6 +138,10 @@ class ChainedRecorder(Protocol):
     def record_absence(self) -> str | None: ...
 
     def has_rows(self) -> bool: ...
+
+    def statement_rows(self) -> list[StatementRow]: ...
+
+    def first_key_binding(self) -> int | None: ...
 
 
 def paged(fetch: Callable[[int], Sequence[Any]], batch: int) -> Iterator[Any]:
@@ -364,6 +377,7 @@ class ChainedSQLiteApplicationRecorder(KeyCheckedRecorder, SQLiteApplicationReco
         self.head_cache = HeadCache()
         self.idempotency_statements = KeyStatements(IDEMPOTENCY_TABLE, "?")
         self.keys = KeyConfirmation()
+        self._first_binding: int | None = None
         super().__init__(datastore, events_table_name)
         self.select_head_statement = (
             f"SELECT position, link FROM {chain_table_name} ORDER BY position DESC LIMIT 1"
@@ -417,6 +431,7 @@ class ChainedSQLiteApplicationRecorder(KeyCheckedRecorder, SQLiteApplicationReco
         statements.append(
             f"CREATE TABLE IF NOT EXISTS {KEY_TABLE} ({KEY_COLUMNS.format('TEXT')}) WITHOUT ROWID"
         )
+        statements.append(create_statements_table(STATEMENTS_TABLE, "BLOB"))
         return statements
 
     def idempotency_transaction(self) -> AbstractContextManager[Any]:
@@ -426,6 +441,26 @@ class ChainedSQLiteApplicationRecorder(KeyCheckedRecorder, SQLiteApplicationReco
     def _table_exists(self, c: SQLiteCursor, table: str) -> bool:
         c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
         return c.fetchone() is not None
+
+    def first_key_binding(self) -> int | None:
+        """The position of the record's first key binding, if any (kept once found: it
+        never changes)."""
+        if self._first_binding is None:
+            with self.datastore.transaction(commit=False) as c:
+                if not self._table_exists(c, STATEMENTS_TABLE):
+                    return None
+                c.execute(FIRST_BINDING_SQL.format(table=STATEMENTS_TABLE))
+                row = c.fetchone()
+            self._first_binding = None if row is None or row[0] is None else int(row[0])
+        return self._first_binding
+
+    def statement_rows(self) -> list[StatementRow]:
+        """Every stored statement, in position order (none in a record from before them)."""
+        with self.datastore.transaction(commit=False) as c:
+            if not self._table_exists(c, STATEMENTS_TABLE):
+                return []
+            c.execute(f"SELECT {STATEMENT_COLUMNS} FROM {STATEMENTS_TABLE} ORDER BY first_position")
+            return [row_from(tuple(r)) for r in c.fetchall()]
 
     def active_key(self) -> KeyCheck | None:
         """The record's active key check, or None (no row, or no table: nothing created)."""
@@ -456,10 +491,14 @@ class ChainedSQLiteApplicationRecorder(KeyCheckedRecorder, SQLiteApplicationReco
         try:
             with self.datastore.transaction(commit=True) as c:
                 positions = self._insert_events(c, stored_events, **kwargs)
-                head = self._insert_links(c, stored_events, positions) if positions else None
+                links = self._insert_links(c, stored_events, positions) if positions else None
+                head = (links[-1][0], links[-1][3]) if links else None
                 key = kwargs.get("idempotency")
                 if key is not None and positions:
                     record_in_transaction(c, self.idempotency_statements, key, positions[0])
+                write = kwargs.get("signed_write")
+                if write is not None and links:
+                    insert_statement(c, STATEMENTS_TABLE, "?", write, links)
                 confirmed = bool(positions) and self.keys.confirm(
                     partial(_fetch_all, c), KEY_TABLE, "?"
                 )
@@ -474,7 +513,7 @@ class ChainedSQLiteApplicationRecorder(KeyCheckedRecorder, SQLiteApplicationReco
 
     def _insert_links(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], positions: Sequence[int]
-    ) -> tuple[int, bytes]:
+    ) -> list[tuple[int, int, bytes, bytes]]:
         head = self.head_cache.predecessor_of(positions[0])
         if head is None:
             c.execute(self.select_head_statement)
@@ -485,7 +524,7 @@ class ChainedSQLiteApplicationRecorder(KeyCheckedRecorder, SQLiteApplicationReco
             c.executemany(self.insert_link_statement, rows)
         except sqlite3.IntegrityError as e:
             raise _link_exists(positions[0], e) from e
-        return rows[-1][0], rows[-1][3]
+        return rows
 
     def chain_head(self) -> tuple[int, bytes]:
         with self.datastore.transaction(commit=False) as c:
@@ -624,6 +663,7 @@ class ChainedPostgresApplicationRecorder(KeyCheckedRecorder, PostgresApplication
         self.chain_table_name = chain_table_name
         self.head_cache = HeadCache()
         self.keys = KeyConfirmation()
+        self._first_binding: int | None = None
         # The library's lock statements and NOTIFY, sent in one round trip (no parameters).
         self.lock_and_notify_statement = SQL("; ").join(
             [
@@ -683,6 +723,10 @@ class ChainedPostgresApplicationRecorder(KeyCheckedRecorder, PostgresApplication
         self.has_rows_statement = SQL(
             "SELECT EXISTS (SELECT 1 FROM {0}.{1}) OR EXISTS (SELECT 1 FROM {2}.{3})"
         ).format(*events, *table)
+        self.statements_table = f"{_quoted(self.datastore.schema)}.{_quoted(STATEMENTS_TABLE)}"
+        self.sql_create_statements.append(
+            Composed([SQL(create_statements_table(self.statements_table, "bytea"))])  # type: ignore[arg-type]  # quoted identifiers only
+        )
         self.count_events_after_statement = SQL(
             "SELECT COUNT(*) AS n FROM "
             "(SELECT 1 FROM {0}.{1} WHERE notification_id > %s LIMIT %s) AS after"
@@ -762,10 +806,14 @@ class ChainedPostgresApplicationRecorder(KeyCheckedRecorder, PostgresApplication
                 positions = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
                 if positions is None or len(positions) != len(stored_events):
                     raise ProgrammingError("did not get a position for every inserted event")
-                head = self._insert_links(curs, stored_events, positions)
+                links = self._insert_links(curs, stored_events, positions)
+                head = links[-1][0], links[-1][3]
                 key = kwargs.get("idempotency")
                 if key is not None:
                     record_in_transaction(curs, self.idempotency_statements, key, positions[0])
+                write = kwargs.get("signed_write")
+                if write is not None:
+                    insert_statement(curs, self.statements_table, "%s", write, links)
                 confirmed = self.keys.confirm(self._fetch_in(curs), self.key_table, "%s")
         except BaseException:
             self.head_cache.forget()
@@ -790,6 +838,33 @@ class ChainedPostgresApplicationRecorder(KeyCheckedRecorder, PostgresApplication
         )
         row = curs.fetchone()
         return row is not None and row["t"] is not None
+
+    @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
+    def first_key_binding(self) -> int | None:
+        """The position of the record's first key binding, if any (kept once found: it
+        never changes)."""
+        if self._first_binding is None:
+            with self.datastore.transaction(commit=False) as curs:
+                if not self._exists(curs, STATEMENTS_TABLE):
+                    return None
+                sql = FIRST_BINDING_SQL.format(table=self.statements_table).replace("%", "%%")
+                curs.execute(sql.encode())  # type: ignore[call-overload]
+                row = curs.fetchone()
+            value = None if row is None else next(iter(row.values()))
+            self._first_binding = None if value is None else int(value)
+        return self._first_binding
+
+    @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
+    def statement_rows(self) -> list[StatementRow]:
+        """Every stored statement, in position order (none in a record from before them)."""
+        with self.datastore.transaction(commit=False) as curs:
+            if not self._exists(curs, STATEMENTS_TABLE):
+                return []
+            select = (
+                f"SELECT {STATEMENT_COLUMNS} FROM {self.statements_table} ORDER BY first_position"
+            )
+            curs.execute(select.encode())  # type: ignore[call-overload]
+            return [row_from(tuple(r.values())) for r in curs.fetchall()]
 
     @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
     def active_key(self) -> KeyCheck | None:
@@ -821,7 +896,7 @@ class ChainedPostgresApplicationRecorder(KeyCheckedRecorder, PostgresApplication
         curs: Cursor[DictRow],
         stored_events: Sequence[StoredEvent],
         positions: Sequence[int],
-    ) -> tuple[int, bytes]:
+    ) -> list[tuple[int, int, bytes, bytes]]:
         head = self.head_cache.predecessor_of(positions[0])
         if head is None:
             curs.execute(self.select_head_statement, prepare=True)
@@ -837,7 +912,7 @@ class ChainedPostgresApplicationRecorder(KeyCheckedRecorder, PostgresApplication
                 curs.executemany(self.insert_link_statement, rows)
         except psycopg.errors.UniqueViolation as e:
             raise _link_exists(positions[0], e) from e
-        return rows[-1][0], rows[-1][3]
+        return rows
 
     @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
     def chain_head(self) -> tuple[int, bytes]:

@@ -1,13 +1,17 @@
-"""Walk the whole stored record from genesis and check every link (``pocdir verify``)."""
+"""Walk the whole stored record from genesis and check every link and every signature
+(``pocdir verify``; ``infra.signatures``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import closing
+from dataclasses import replace
+from typing import cast
 
 from eventsourcing.application import Application
 
 from infra.chain import ChainVerifier, FastChainWalk, NeedsDetailedWalk, VerificationResult
+from infra.signatures import SignatureVerifier
 from infra.store import ChainedRecorder, LinkedRow
 
 
@@ -25,7 +29,9 @@ def record_is_empty(recorder: ChainedRecorder) -> bool:
 
 
 def verify_record(
-    app: Application, on_progress: Callable[[int], None] | None = None
+    app: Application,
+    on_progress: Callable[[int], None] | None = None,
+    operator_key: str | None = None,
 ) -> VerificationResult:
     """Verify every event and link. Raises the first ``VerificationError``; never returns a
     failure. ``on_progress`` is called with the last verified position every few thousand
@@ -36,9 +42,13 @@ def verify_record(
     """
     recorder = chained_recorder(app)
     fast = FastChainWalk(recorder.id_spelling)
+    statements = recorder.statement_rows()
+    signatures = SignatureVerifier(statements, operator_key)
 
     def visit(rows: Sequence[LinkedRow]) -> None:
         fast.check_page(rows)
+        for r in rows:
+            signatures.check(r[0], r[1], r[2], r[3])
         if on_progress is not None and rows:
             on_progress(fast.head_position)
 
@@ -46,18 +56,28 @@ def verify_record(
         links = recorder.walk_linked(visit)
         if links != fast.events:
             raise NeedsDetailedWalk
-        return fast.result
+        return replace(fast.result, signatures=signatures.finish())
     except NeedsDetailedWalk:
-        return _detailed_walk(recorder, on_progress)
+        signatures = SignatureVerifier(statements, operator_key)
+        result = _detailed_walk(recorder, on_progress, signatures)
+        return replace(result, signatures=signatures.finish())
 
 
 def _detailed_walk(
-    recorder: ChainedRecorder, on_progress: Callable[[int], None] | None
+    recorder: ChainedRecorder,
+    on_progress: Callable[[int], None] | None,
+    signatures: SignatureVerifier,
 ) -> VerificationResult:
     verifier = ChainVerifier(recorder.id_spelling)
     with closing(recorder.iter_stored_rows()) as rows:
         for row in rows:
-            verifier.check(row)
+            verifier.check(row)  # a row that passes has every event column
+            signatures.check(
+                row.position,
+                row.originator_id,
+                cast(int, row.originator_version),
+                cast(str, row.topic),
+            )
             if on_progress is not None and verifier.events % 5000 == 0:
                 on_progress(row.position)
     if on_progress is not None:

@@ -15,14 +15,18 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from domain.application import PocDirectory
 from domain.clock import Clock
 from domain.errors import ValidationError
+from domain.signing import RecordSigners
 from domain.values import Principal
 from infra.follower import POSITION_POLL_SECONDS, ViewFollower, ViewsBehind
 from infra.idempotency import IdempotencyKeys
 from infra.keycheck import check_record_key, record_cipher
 from infra.lease import LEASE_ERRORS, build_lease
+from infra.note import SignerKey
 from infra.settings import Settings
 from infra.store import DatabaseTimeout, read_only_sqlite_uri, sqlite_record_absence
 from infra.transparency import Transparency, load_signer
@@ -177,13 +181,27 @@ def build_application(
     ``CipherKeyMismatch``, and so does no key on an encrypted record unless ``needs_key`` is
     False (for what reads the stored bytes only and decodes no event: verification, audit
     export, proofs, checkpoints)."""
+    signers = record_signers(settings)
     app = _open(settings, clock, new_id, mode)
     try:
         check_record_key(app.recorder, settings, needs_key=needs_key)
     except BaseException:
         app.close()
         raise
+    app.signers = signers
     return app
+
+
+def record_signers(settings: Settings) -> RecordSigners:
+    """The operator's and the server's private keys, read from their files now, so that a
+    missing or unreadable file stops the process at start, not at the first write."""
+
+    def load(path: Path | None) -> Ed25519PrivateKey | None:
+        return None if path is None else SignerKey.load(path).private_key()
+
+    return RecordSigners(
+        operator=load(settings.operator_key_file), server=load(settings.signing_key_file)
+    )
 
 
 def _open(

@@ -18,6 +18,21 @@ from tests.support.builders import START
 from tests.support.cluster import Cluster, binaries_missing, throwaway_cluster
 from tests.support.db import PG_URL, Backend, pg_available, pg_schema, sqlite_backend_at
 from tests.support.http import Api, api_for
+from tests.support.record_keys import record_key_env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def record_keys_in_environment() -> Iterator[None]:
+    """The run's operator and server keys, named in the environment that CLI and server
+    processes started by tests inherit (``tests.support.record_keys``)."""
+    saved = {k: os.environ.get(k) for k in record_key_env()}
+    os.environ.update(record_key_env())
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _required_in_ci(reason: str) -> None:

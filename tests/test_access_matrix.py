@@ -102,3 +102,42 @@ def test_a_states_key_history_is_read_by_every_role_and_changed_by_none_but_its_
     body = {"statement": "{}", "signature": "00" * 64, "key": "sha256:" + "0" * 64}
     r = api.call("POST", "/keys/states/FRA/rotation", api.auth(Role.STATE, "DEU"), json=body)
     assert r.status_code == 403 and "only FRA itself" in r.json()["detail"], r.text
+
+
+def state_write_routes() -> list[tuple[str, str]]:
+    """Every route of the table that changes something and that a State may call."""
+    return sorted(
+        (method, path)
+        for (method, path), cells in documented_matrix().items()
+        if method in {"POST", "PUT", "PATCH", "DELETE"} and cells[Role.STATE] == "yes"
+    )
+
+
+def test_every_state_write_route_has_a_signed_statement_form() -> None:
+    """The gate asks for a signature on exactly the routes ``domain.signed_requests`` knows:
+    a State write route missing there would be let through unsigned once States sign."""
+    from domain.signed_requests import KEY_WRITES, STATE_WRITES
+
+    known = {(r.method, r.template) for r in STATE_WRITES + KEY_WRITES}
+    routes = {(method, re.sub(r"\{\w+\}", "{}", path)) for method, path in state_write_routes()}
+    signed = {(method, re.sub(r"\{\w+\}", "{}", path)) for method, path in known}
+    assert routes - signed == set(), "State write routes without a statement form"
+
+
+def test_once_states_sign_every_state_write_route_refuses_an_unsigned_request(
+    api: Api,
+) -> None:
+    """After the first key binding, an unsigned write is refused before the route runs: by a
+    State with keys (403 ``signature_required``, "sign") and by one without (403, "onboard")."""
+    from tests.support.officials import onboard
+
+    onboard(api.application, "FRA")
+    for method, path in state_write_routes():
+        if path.startswith("/keys/states/"):
+            continue  # key changes carry their statement in the body (tested apart)
+        for code, says in (("FRA", "must be signed"), ("DEU", "no keys bound")):
+            url = concrete(path).replace("/FRA", f"/{code}")
+            r = api.call(method, url, api.auth(Role.STATE, code), json={})
+            assert r.status_code == 403, (method, path, code, r.text)
+            assert r.json()["error"] == "signature_required", (method, path, code)
+            assert says in r.json()["detail"], (method, path, code)

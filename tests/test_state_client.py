@@ -31,7 +31,7 @@ from state_client.store import ClientConfig, KeyStore, StoreError
 from state_client.trust import KeySubstituted, NotPinned, TrustStore, trusted_key
 from tests.support.builders import contact_data, state
 from tests.support.http import Api
-from tests.support.officials import PASSPHRASE, official, public_key_b64
+from tests.support.state_officials import PASSPHRASE, official, public_key_b64
 
 # -- the channel ----------------------------------------------------------------------------
 

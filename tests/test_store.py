@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -383,7 +384,7 @@ def test_the_fast_walk_and_the_detailed_walk_agree_on_an_intact_record(
     verifier = ChainVerifier(recorder.id_spelling)
     for row in recorder.iter_stored_rows(batch=3):
         verifier.check(row)
-    assert verify_record(app) == verifier.result
+    assert replace(verify_record(app), signatures=None) == verifier.result
     fast = FastChainWalk(recorder.id_spelling)  # the fast walk alone accepts it, no fallback
     assert recorder.walk_linked(fast.check_page, batch=4) == 10
     assert fast.result == verifier.result

@@ -17,6 +17,7 @@ from domain.application import PocDirectory
 from domain.clock import SimulatedClock
 from domain.errors import PocdirError
 from domain.idempotency import IdempotencyKey, request_digest
+from domain.signing import SignerKind, SigningContext, signing
 from domain.values import Principal
 from infra.follower import bring_views_up
 from infra.lease import build_lease
@@ -66,10 +67,11 @@ def command_application(
     clock: SimulatedClock | None = None, mode: OpenMode = OpenMode.CREATE, **kwargs: object
 ) -> Iterator[PocDirectory]:
     """The record, opened for one command; an error ends the command with its exit code
-    (``api.cli.errors``), and the application is closed in every case."""
+    (``api.cli.errors``), and the application is closed in every case. The console is the
+    Secretariat's: what a command writes is signed with the operator key (``domain.signing``)."""
     application = open_application(clock, mode, **kwargs)
     try:
-        with exit_on_error():
+        with exit_on_error(), signing(SigningContext(SignerKind.SECRETARIAT)):
             yield application
     finally:
         application.close()

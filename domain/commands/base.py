@@ -7,6 +7,8 @@ simulation writes the same record every time.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import cached_property
@@ -22,7 +24,18 @@ from domain.base import PocdirAggregate
 from domain.clock import Clock, SystemClock
 from domain.errors import ConcurrentChange, NotFound, StaleVersion
 from domain.idempotency import IdempotencyKey, KeyAlreadyRecorded, RequestInFlight
+from domain.members import member_states
 from domain.position import report_position
+from domain.signing import (
+    RecordSigners,
+    SignedWrite,
+    SignerKind,
+    SigningContext,
+    current_signing,
+    expected_signer,
+    operator_fields,
+)
+from domain.statement import Statement, StatementMalformed, sign_statement
 
 A = TypeVar("A", bound=PocdirAggregate)
 
@@ -39,7 +52,18 @@ class RecordService(Application[UUID]):
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.new_id = new_id
+        #: The operator's and the server's private keys, set by the composition root.
+        self.signers = RecordSigners()
         super().__init__(env)
+
+    def new_aggregate_id(self) -> UUID:
+        """The id of an aggregate a command creates: the one the State signed, if a State's
+        signed statement is being carried out (the statement names the aggregate before it
+        exists), else a new one."""
+        context = current_signing()
+        if context is not None and context.state_write is not None and not context.written:
+            return context.state_write.signed.statement.aggregate
+        return self.new_id()
 
     def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:  # type: ignore[override]
         """Configuration comes only from the composition root, never from ``os.environ``,
@@ -99,11 +123,28 @@ class RecordService(Application[UUID]):
         write), and report it to the caller's position sink (``domain.position``): the
         positions come from the insert itself, so a concurrent writer cannot be mistaken for
         this one."""
+        context = current_signing()
+        write = None
+        saved: tuple[object, ...] = aggregates
+        if context is not None or self.signers.any:
+            # The events are collected here to sign them; ``save`` takes events as well as
+            # aggregates (whose pending events are now collected), in this order.
+            pending: list[PocdirAggregate.Event] = [
+                e  # type: ignore[misc]
+                for a in aggregates
+                for e in a.collect_events()
+            ]
+            if not pending:
+                return None
+            write = self._signed_write(context, pending, idempotency)
+            saved = (*pending, *aggregates)
+        kwargs: dict[str, object] = {}
+        if idempotency is not None:
+            kwargs["idempotency"] = idempotency
+        if write is not None:
+            kwargs["signed_write"] = write
         try:
-            if idempotency is None:
-                recordings = self.save(*aggregates)
-            else:
-                recordings = self.save(*aggregates, idempotency=idempotency)
+            recordings = self.save(*saved, **kwargs)  # type: ignore[arg-type]
         except KeyAlreadyRecorded:
             raise RequestInFlight(
                 "another request with this Idempotency-Key was recorded meanwhile; "
@@ -113,6 +154,8 @@ class RecordService(Application[UUID]):
             raise ConcurrentChange(
                 "someone else changed this first; read it again and retry"
             ) from None
+        if write is not None and context is not None:
+            context.written.append(write)
         # ``Recording.notification`` (the library's name): the stored event, with its position.
         positions = [r.notification.id for r in recordings]
         if not positions:
@@ -120,6 +163,66 @@ class RecordService(Application[UUID]):
         last = max(positions)
         report_position(last)
         return last
+
+    def _signed_write(
+        self,
+        context: SigningContext | None,
+        events: list[PocdirAggregate.Event],
+        idempotency: IdempotencyKey | None,
+    ) -> SignedWrite | None:
+        """The statement this save is stored with: the State's own, from the caller's context
+        (checked to name these events' aggregate and version), or one the server signs now for
+        the Secretariat or for itself, as the events' type says; None for a State's events
+        without a statement, or if the server holds no key for that signer (the events are then
+        unsigned)."""
+        first = events[0]
+        if context is not None and context.state_write is not None and not context.written:
+            statement = context.state_write.signed.statement
+            if first.originator_id != statement.aggregate or (
+                statement.expected_version is not None
+                and first.originator_version != statement.expected_version + 1
+            ):
+                raise StatementMalformed(
+                    "the statement is about another change",
+                    expected=f"{first.originator_id} from version {first.originator_version - 1}",
+                    given=f"{statement.aggregate} at version {statement.expected_version}",
+                )
+            write = context.state_write
+        else:
+            # Who signs follows from what is recorded (docs/audit-format.md, "Signers"): a
+            # State's event without its statement stays unsigned (the gate refused it if the
+            # State had to sign).
+            kind = expected_signer(type(first).__qualname__)
+            key = None if kind is SignerKind.STATE else self.signers.key_for(kind)
+            if key is None:
+                return None
+            state = getattr(first, "state", None)
+            statement = Statement.create(
+                command=f"{kind.value}.{_command_name(first)}",
+                state=state if state in member_states() else None,
+                aggregate=first.originator_id,
+                expected_version=first.originator_version - 1,
+                fields=operator_fields(events),
+                idempotency_key=(
+                    idempotency.key if idempotency is not None else f"{kind.value}-{uuid4().hex}"
+                ),
+                created_at=self.clock.now(),
+            )
+            write = SignedWrite(
+                sign_statement(statement, key),
+                kind.value,
+                key.public_key().public_bytes_raw(),
+            )
+        write.sealed = self._seal_salts(write)
+        return write
+
+    def _seal_salts(self, write: SignedWrite) -> bytes | None:
+        """The salts as stored: encrypted under the record's cipher key when it has one."""
+        if not write.salts:
+            return None
+        plain = json.dumps({k: v.hex() for k, v in sorted(write.salts.items())}).encode()
+        cipher = self.mapper.cipher
+        return cipher.encrypt(plain) if cipher is not None else plain
 
     @staticmethod
     def check_version(aggregate: PocdirAggregate, expected_version: int | None) -> None:
@@ -129,3 +232,12 @@ class RecordService(Application[UUID]):
                 f"the entry is at version {aggregate.version}, not {expected_version}; "
                 "read it again and retry"
             )
+
+
+def _command_name(event: PocdirAggregate.Event) -> str:
+    """``state_keys.keys_bound`` for ``StateKeys.KeysBound``: the command part of a statement
+    the server signs, named after the event it records."""
+    return ".".join(
+        re.sub(r"(?<!^)(?=[A-Z])", "_", part).lower()
+        for part in type(event).__qualname__.split(".")
+    )

@@ -54,7 +54,7 @@ class ExchangeCommands(EntryCommands):
         except NotFound:
             raise ValidationError(f"{recipient} is not registered in the directory") from None
         notification = Notification.send(
-            self.new_id(),
+            self.new_aggregate_id(),
             by,
             self.clock.now(),
             recipient,
@@ -167,7 +167,12 @@ class ExchangeCommands(EntryCommands):
         except NotFound:
             raise ValidationError(f"{third_state} is not registered in the directory") from None
         consent = SharingConsent.request(
-            self.new_id(), by, self.clock.now(), notification.id, notification.parties, third_state
+            self.new_aggregate_id(),
+            by,
+            self.clock.now(),
+            notification.id,
+            notification.parties,
+            third_state,
         )
         self._save(consent, idempotency=idempotency)
         return consent

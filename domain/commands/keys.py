@@ -7,9 +7,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 from domain.commands.base import RecordService
-from domain.errors import AlreadyExists
+from domain.errors import AlreadyExists, NotConfigured
 from domain.idempotency import IdempotencyKey
 from domain.members import check_member_state, member_states
+from domain.signing import SignedWrite, current_signing
 from domain.state_keys import (
     EncryptionKey,
     SigningKey,
@@ -24,6 +25,15 @@ from domain.values import Principal
 
 class KeyCommands(RecordService):
     """Commands and reads on ``StateKeys``."""
+
+    def check_operator_key(self) -> None:
+        """Binding keys needs the operator key: the binding's statement, which a verifier
+        reads to know every State's keys without the server's cipher key, is signed with it."""
+        if self.signers.operator is None:
+            raise NotConfigured(
+                "binding a State's keys needs the Secretariat's operator key, which signs "
+                "the binding: set POCDIR_OPERATOR_KEY_FILE (pocdir keys generate PATH makes one)"
+            )
 
     def get_state_keys(self, code: str) -> StateKeys:
         """A State's key history; public to every authenticated principal, since a client
@@ -41,6 +51,7 @@ class KeyCommands(RecordService):
         idempotency: IdempotencyKey | None = None,
     ) -> StateKeys:
         code = check_member_state(code)
+        self.check_operator_key()
         if state_keys_id(code) in self.repository:
             raise AlreadyExists(
                 f"{code}'s keys are already bound; the State rotates them, or the Secretariat "
@@ -59,6 +70,7 @@ class KeyCommands(RecordService):
         *,
         idempotency: IdempotencyKey | None = None,
     ) -> StateKeys:
+        self.check_operator_key()
         return self._change(
             lambda: self.get_state_keys(code),
             lambda k, at: k.reonboard(encryption_key, signing_keys, by, at),
@@ -74,7 +86,7 @@ class KeyCommands(RecordService):
         idempotency: IdempotencyKey | None = None,
     ) -> StateKeys:
         return self._signed_change(
-            code, lambda k, at: k.rotate(signed, by, at), idempotency=idempotency
+            code, signed, lambda k, at: k.rotate(signed, by, at), idempotency=idempotency
         )
 
     def revoke_state_key(
@@ -86,21 +98,34 @@ class KeyCommands(RecordService):
         idempotency: IdempotencyKey | None = None,
     ) -> StateKeys:
         return self._signed_change(
-            code, lambda k, at: k.revoke(signed, by, at), idempotency=idempotency
+            code, signed, lambda k, at: k.revoke(signed, by, at), idempotency=idempotency
         )
 
     def _signed_change(
         self,
         code: str,
+        signed: SignedStatement,
         change: Callable[[StateKeys, datetime], None],
         *,
         idempotency: IdempotencyKey | None,
     ) -> StateKeys:
         """A change the State signed, applied by the one load-change-save helper; a refused
-        signer is named as another State's when its key is one (``_named``)."""
+        signer is named as another State's when its key is one (``_named``). Once checked,
+        the statement is this write's own (``domain.signing``): stored beside its event,
+        where a verifier reads it without the server's key."""
+
+        def signed_change(keys: StateKeys, at: datetime) -> None:
+            signer = keys.current.signing_key(signed.key)
+            change(keys, at)
+            context = current_signing()
+            if context is not None and context.state_write is None and signer is not None:
+                context.state_write = SignedWrite(
+                    signed, f"state:{keys.state}", bytes.fromhex(signer.public_key)
+                )
+
         try:
             return self._change(
-                lambda: self.get_state_keys(code), change, idempotency=idempotency
+                lambda: self.get_state_keys(code), signed_change, idempotency=idempotency
             )
         except SigningKeyNotValid as e:
             raise self._named(e) from None

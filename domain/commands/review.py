@@ -118,7 +118,7 @@ class ReviewCommands(ExchangeCommands):
         if notification_id is not None:
             self.get_notification_for(by, notification_id)  # a party only (else NotFound)
         need = CapacityNeed.record(
-            self.new_id(), by, self.clock.now(), category, text, notification_id
+            self.new_aggregate_id(), by, self.clock.now(), category, text, notification_id
         )
         self._save(need, idempotency=idempotency)
         return need

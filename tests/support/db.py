@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from infra.settings import Settings
+from tests.support.record_keys import record_key_files
 
 PG_URL = os.environ.get("POCDIR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 RUN_ID = uuid.uuid4().hex[:8]
@@ -46,7 +47,8 @@ class Backend:
 
     @property
     def settings(self) -> Settings:
-        return Settings(database_url=self.url)
+        operator, server = record_key_files()
+        return Settings(database_url=self.url, operator_key_file=operator, signing_key_file=server)
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run raw SQL against the store, outside the application (for tampering)."""

@@ -1,95 +1,86 @@
-"""State officials for the client's tests: a key store each, keys bound by the Secretariat,
-and a :class:`~state_client.client.StateClient` (in-process over a ``TestClient``, or over a
-real server's URL)."""
+"""State officials with keys, for tests of signed writes: onboarding binds their keys as the
+Secretariat does, and their writes are signed as the State client signs them
+(``domain.signed_requests.sign_request``)."""
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Callable
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from typing import Any
+from uuid import UUID
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from api.cli.console import CONSOLE
 from domain.application import PocDirectory
+from domain.signed_requests import SignedRequest, sign_request
+from domain.signing import SignerKind, SigningContext, signing
 from domain.state_keys import EncryptionKey, SigningKey
-from state_client.client import StateClient
 from state_client.keys import EncryptionPrivateKey
-from state_client.store import ClientConfig, KeyStore
-from state_client.trust import TrustStore
+from tests.support.builders import SECRETARIAT
+from tests.support.http import Api
 
-PASSPHRASE = b"correct horse battery staple"
+_keys = itertools.count(1)
 
 
 @dataclass
 class Official:
-    """One official of ``state``: their key store and keys."""
-
     state: str
-    store: KeyStore
-    signing: Ed25519PrivateKey
-    encryption: EncryptionPrivateKey
+    signing_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    encryption_key: EncryptionPrivateKey = field(default_factory=EncryptionPrivateKey.generate)
 
     @property
-    def encryption_fingerprint(self) -> str:
-        return self.encryption.public_key().fingerprint()
-
-    def bind(self, application: PocDirectory) -> None:
-        """The Secretariat onboards the State with this official's public key files."""
-        public = self.store.public_keys()
-        application.bind_state_keys(
-            CONSOLE,
-            self.state,
-            EncryptionKey.parse(public["encryption_key"]),
-            (SigningKey.parse(public["signing_key"]),),
-        )
-
-    def pin(self, other: Official | str, fingerprint: str | None = None) -> None:
-        """Pin ``other``'s fingerprint as confirmed out of band."""
-        if isinstance(other, Official):
-            TrustStore(self.store).add(other.state, other.encryption_fingerprint)
-        else:
-            assert fingerprint is not None
-            TrustStore(self.store).add(other, fingerprint)
-
-    def client(
-        self,
-        token: str,
-        *,
-        http: httpx.Client | None = None,
-        config: ClientConfig | None = None,
-        clock: Callable[[], datetime] | None = None,
-    ) -> StateClient:
-        """In-process over ``http`` (a ``TestClient``), or over ``config``'s server."""
-        if config is not None:
-            return StateClient.from_config(
-                config,
-                token=token,
-                signing_key=self.signing,
-                encryption_key=self.encryption,
-                trust=TrustStore(self.store),
-            )
-        return StateClient(
-            server="http://testserver",
-            state=self.state,
-            token=token,
-            signing_key=self.signing,
-            encryption_key=self.encryption,
-            trust=TrustStore(self.store),
-            http=http,
-            clock=clock,
-        )
+    def public_signing_key(self) -> SigningKey:
+        return SigningKey.from_bytes(self.signing_key.public_key().public_bytes_raw())
 
 
-def official(tmp_path: Path, state: str) -> Official:
-    """A fresh key store for an official of ``state`` under ``tmp_path``."""
-    store = KeyStore(tmp_path / f"home-{state}")
-    signing, encryption = store.generate(PASSPHRASE)
-    return Official(state, store, signing, encryption)
+def onboard(app: PocDirectory, code: str) -> Official:
+    """Bind ``code``'s first keys, as the Secretariat (signed with the operator key)."""
+    official = Official(code)
+    encryption = EncryptionKey.from_bytes(official.encryption_key.public_key().to_bytes())
+    with signing(SigningContext(SignerKind.SECRETARIAT)):
+        app.bind_state_keys(SECRETARIAT, code, encryption, (official.public_signing_key,))
+    return official
 
 
-def public_key_b64(key: EncryptionPrivateKey) -> str:
-    return base64.b64encode(key.public_key().to_bytes()).decode("ascii")
+def sign(  # noqa: PLR0913
+    official: Official,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    created_at: datetime,
+    if_match: str | None = None,
+    idempotency_key: str | None = None,
+    query: dict[str, str] | None = None,
+    new_aggregate: UUID | None = None,
+    signer: Ed25519PrivateKey | None = None,
+) -> SignedRequest:
+    return sign_request(
+        method=method,
+        path=path,
+        body=body,
+        state=official.state,
+        private_key=signer or official.signing_key,
+        idempotency_key=idempotency_key or f"signed-{next(_keys)}",
+        created_at=created_at,
+        query=query,
+        if_match=if_match,
+        new_aggregate=new_aggregate,
+    )
+
+
+def signed_call(
+    api: Api, official: Official, method: str, path: str, body: Any = None, **options: Any
+) -> Any:
+    """Send a write signed by ``official``, now by the application's clock."""
+    request = sign(
+        official, method, path, body, created_at=api.application.clock.now(), **options
+    )
+    return api.call(
+        method,
+        path,
+        {**api.as_state(official.state), **request.headers},
+        **({} if body is None else {"json": body}),
+        params=options.get("query"),
+    )

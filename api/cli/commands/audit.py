@@ -16,6 +16,7 @@ from api.cli.options import KeyOption
 from api.cli.session import bounded, fail_if_empty, open_application, transparency
 from infra.audit import export_bundle, verify_against_checkpoint, verify_bundle
 from infra.note import KeyFormatError, VerifierKey
+from infra.signatures import SignatureSummary
 from infra.verify import verify_record
 from infra.wiring import OpenMode
 
@@ -30,14 +31,40 @@ def _print_verified(intact: str, head_position: int, head_hash: str) -> None:
     out.print(f"head hash:     {head_hash}", highlight=False)
 
 
+OperatorKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="FINGERPRINT",
+        help="the Secretariat's published operator key (sha256:...); without it the "
+        "record's own first operator-signed statement names it",
+    ),
+]
+
+
+def print_signatures(summary: SignatureSummary) -> None:
+    """What the signature check found: how many events were signed, how many are unsigned
+    by design (before their signer was held to signing), and the keys it relied on."""
+    out.print(
+        f"signatures:    {summary.signed} events signed ({summary.statements} statements), "
+        f"{summary.unsigned_by_design} unsigned by design",
+        highlight=False,
+    )
+    if summary.states_signing:
+        out.print(f"States signing: {len(summary.states_signing)}", highlight=False)
+    for who, fingerprint in (("operator", summary.operator_key), ("server", summary.server_key)):
+        if fingerprint is not None:
+            out.print(f"{who} key:  {fingerprint}", highlight=False)
+
+
 def verify(
     checkpoint: Annotated[
         Path | None,
         typer.Option(metavar="FILE", help="also check the record extends this signed checkpoint"),
     ] = None,
     key: KeyOption = None,
+    operator_key: OperatorKeyOption = None,
 ) -> None:
-    """Walk the whole chain from genesis and check every event and link."""
+    """Walk the whole chain from genesis and check every event, link and signature."""
     if checkpoint is not None:
         return verify_checkpoint(checkpoint, key)
     application = open_application(mode=OpenMode.READ_ONLY, needs_key=False)
@@ -48,13 +75,16 @@ def verify(
             with progress() as bar:
                 task = bar.add_task("verifying", total=total)
                 result = verify_record(
-                    application, on_progress=lambda pos: bar.update(task, completed=pos)
+                    application,
+                    on_progress=lambda pos: bar.update(task, completed=pos),
+                    operator_key=operator_key,
                 )
     finally:
         application.close()
     _print_verified(
         f"record intact: {result.events} events checked", result.head_position, result.head_hash
     )
+    print_signatures(result.signatures)
 
 
 def checkpoint() -> None:
@@ -190,6 +220,7 @@ def audit_verify(
         typer.Argument(metavar="DIRECTORY", help="a bundle written by pocdir audit export"),
     ],
     key: KeyOption = None,
+    operator_key: OperatorKeyOption = None,
     checkpoint: Annotated[
         list[Path] | None,
         typer.Option(
@@ -205,7 +236,7 @@ def audit_verify(
         fail(f"{directory} is not a directory")
     try:
         with exit_on_error():
-            result = verify_bundle(directory, trusted, notes)
+            result = verify_bundle(directory, trusted, notes, operator_key)
     except OSError as e:
         fail(f"cannot read the bundle: {e}")
     if result.records == 0:  # like an empty record: nothing was verified
@@ -218,6 +249,7 @@ def audit_verify(
         f"{' (keys from the bundle; pass --key to pin them)' if result.keys_from_bundle else ''}",
         highlight=False,
     )
+    print_signatures(result.signatures)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,226 @@
+"""Who signs each write, and the write's signature on its way to the record (issue 15, item 2).
+
+Every event names who caused it, and that party signs it (docs/audit-format.md, "Signers"):
+
+* a **State** signs its own commands, on its own machine (``domain.signed_requests``); the
+  server checks the statement before anything is written;
+* the **Secretariat** signs onboarding, checks, credentials and key binding with the
+  operator key (``POCDIR_OPERATOR_KEY_FILE``);
+* the **server** signs what it records by itself (a consented read) with its own key, the
+  one that signs checkpoints and receipts (``POCDIR_SIGNING_KEY_FILE``).
+
+A write's signature travels in a context variable, as its position does (``domain.position``):
+the HTTP gate (or the CLI) opens a :class:`SigningContext` around the command; the command's
+save takes it, builds or checks the statement, and the recorder stores it beside the events,
+in their transaction (``infra.statement_store``), then reports the events' leaf hashes back
+for the receipt. A save outside any context stores no statement: such events are unsigned,
+which the verifier accepts only where the signer was not yet held to signing (item 7).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Final
+from uuid import UUID
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from domain.statement import SignedStatement, StatementError, key_fingerprint, statement_digest
+
+__all__ = [
+    "RECEIPT_HEADER",
+    "RECEIPT_PREFIX",
+    "ReceiptInvalid",
+    "RecordSigners",
+    "operator_fields",
+    "receipt_for",
+    "verify_receipt",
+    "SECRETARIAT_TOPICS",
+    "SERVER_TOPICS",
+    "SignerKind",
+    "SigningContext",
+    "SignedWrite",
+    "current_signing",
+    "event_name",
+    "expected_signer",
+    "signing",
+]
+
+
+class SignerKind(Enum):
+    STATE = "state"
+    SECRETARIAT = "secretariat"
+    SERVER = "server"
+
+
+#: Event types the Secretariat causes (signed with the operator key). Every other event type
+#: is a State's, except :data:`SERVER_TOPICS`.
+SECRETARIAT_TOPICS: Final = frozenset(
+    {
+        "Check.Launched",
+        "Check.Closed",
+        "Credential.Issued",
+        "Credential.Revoked",
+        "StateKeys.KeysBound",
+        "StateKeys.KeysReonboarded",
+    }
+)
+#: Event types the server records by itself (signed with the server's key).
+SERVER_TOPICS: Final = frozenset({"SharingConsent.ContentRead"})
+
+
+def event_name(topic: str) -> str:
+    """``Aggregate.Event`` of a stored topic such as ``domain.check:Check.Launched``."""
+    return topic.rpartition(":")[2]
+
+
+def expected_signer(topic: str) -> SignerKind:
+    """Who must sign an event of this stored topic."""
+    name = event_name(topic)
+    if name in SECRETARIAT_TOPICS:
+        return SignerKind.SECRETARIAT
+    if name in SERVER_TOPICS:
+        return SignerKind.SERVER
+    return SignerKind.STATE
+
+
+@dataclass
+class SignedWrite:
+    """A statement on its way to the record, and what the record says back.
+
+    ``signer`` is ``state:XXX``, ``secretariat`` or ``server``; ``salts`` the commitments'
+    salts (stored encrypted under the server's key, never in the clear); ``leaves`` is filled
+    by the recorder with each event's position and leaf hash, for the receipt.
+    """
+
+    signed: SignedStatement
+    signer: str
+    public_key: bytes
+    salts: Mapping[str, bytes] = field(default_factory=dict)
+    #: The salts as stored (encrypted under the server's cipher key if it has one), set at save.
+    sealed: bytes | None = None
+    leaves: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class SigningContext:
+    """What the caller of a command says about who signs its write.
+
+    Exactly one of: ``state_write`` (a State's statement, checked by the gate), or
+    ``kind`` SECRETARIAT / SERVER (the server signs for them at save time, with the keys the
+    application holds). ``creates`` is the new aggregate's id a State signed, for a creating
+    route. ``written`` collects every write made in the context (normally one).
+    """
+
+    kind: SignerKind
+    state_write: SignedWrite | None = None
+    idempotency_key: str | None = None
+    written: list[SignedWrite] = field(default_factory=list)
+
+    @property
+    def creates(self) -> UUID | None:
+        return None if self.state_write is None else self.state_write.signed.statement.aggregate
+
+
+_context: ContextVar[SigningContext | None] = ContextVar("pocdir_signing", default=None)
+
+
+@contextmanager
+def signing(context: SigningContext) -> Iterator[SigningContext]:
+    """Sign the writes made in this block as ``context`` says."""
+    token = _context.set(context)
+    try:
+        yield context
+    finally:
+        _context.reset(token)
+
+
+def current_signing() -> SigningContext | None:
+    return _context.get()
+
+
+@dataclass(frozen=True)
+class RecordSigners:
+    """The private keys the server holds: the Secretariat's operator key and its own. Either
+    may be absent (then those events are recorded unsigned, see item 7 in the docs)."""
+
+    operator: Ed25519PrivateKey | None = None
+    server: Ed25519PrivateKey | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.operator is not None or self.server is not None
+
+    def key_for(self, kind: SignerKind) -> Ed25519PrivateKey | None:
+        return self.operator if kind is SignerKind.SECRETARIAT else self.server
+
+
+def operator_fields(events: Sequence[Any]) -> dict[str, Any]:
+    """The ``fields`` of a statement the server signs for the Secretariat or itself: each
+    event's type and version, and for a key binding the keys bound (so a verifier rebuilds
+    every State's keys from statements alone, without the server's cipher key)."""
+    fields: dict[str, Any] = {
+        "events": [{"type": type(e).__qualname__, "version": e.originator_version} for e in events]
+    }
+    for event in events:
+        keys = getattr(event, "signing_keys", None)
+        encryption = getattr(event, "encryption_key", None)
+        if keys is not None and encryption is not None:
+            fields["encryption_key"] = encryption.public_key
+            fields["signing_keys"] = [k.public_key for k in keys]
+    return fields
+
+
+#: Domain separation of a receipt's signed message.
+RECEIPT_PREFIX: Final = b"pocdir receipt v1\n"
+#: Response header carrying a signed write's receipt (unpadded base64url of its JSON).
+RECEIPT_HEADER: Final = "Pocdir-Receipt"
+
+
+def receipt_for(write: SignedWrite, key: Ed25519PrivateKey) -> dict[str, str]:
+    """The server's signed receipt of a stored write: the statement's digest and each event's
+    position and leaf hash (RFC 9162 leaf of docs/audit-format.md), so the State can later
+    prove the write was accepted and find it in any checkpointed tree.
+
+    The signed message is :data:`RECEIPT_PREFIX` and the RFC 8785 bytes of the receipt object;
+    the wire form is ``{"receipt": <those bytes as text>, "signature": hex, "key": fingerprint}``.
+    """
+    body: dict[str, Any] = {
+        "statement": statement_digest(write.signed.statement),
+        "signer": write.signer,
+        "events": [{"position": p, "leaf_hash": leaf.hex()} for p, leaf in write.leaves],
+    }
+    text = rfc8785.dumps(body)
+    return {
+        "receipt": text.decode("utf-8"),
+        "signature": key.sign(RECEIPT_PREFIX + text).hex(),
+        "key": key_fingerprint(key.public_key()),
+    }
+
+
+class ReceiptInvalid(StatementError):
+    """A receipt does not verify with the server key the client trusts."""
+
+
+def verify_receipt(wire: Mapping[str, Any], server_key: Ed25519PublicKey) -> dict[str, Any]:
+    """Check a receipt against the server's public key; its content if genuine."""
+    expected = key_fingerprint(server_key)
+    try:
+        text = str(wire["receipt"]).encode("utf-8")
+        signature = bytes.fromhex(str(wire["signature"]))
+        if wire["key"] != expected:
+            raise ReceiptInvalid(f"the receipt names key {str(wire['key'])[:80]}, not {expected}")
+        server_key.verify(signature, RECEIPT_PREFIX + text)
+        content: dict[str, Any] = json.loads(text)
+    except (KeyError, TypeError, ValueError, InvalidSignature):
+        raise ReceiptInvalid(
+            f"the receipt does not verify with the server key {expected}"
+        ) from None
+    return content
