@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from domain.errors import ValidationError
 from domain.members import check_member_state
 from domain.signed_requests import sign_request
+from domain.signing import RECEIPT_HEADER
 from state_client import envelope as envelope_module
 from state_client.envelope import Content, Envelope, open_envelope, rewrap, seal
 from state_client.keys import EncryptionPrivateKey
@@ -61,7 +62,6 @@ __all__ = [
     "check_channel",
 ]
 
-RECEIPT_HEADER: Final = "Pocdir-Receipt"
 POSITION_HEADER: Final = "Pocdir-Position"
 MIN_POSITION_HEADER: Final = "Pocdir-Min-Position"
 _TIMEOUT: Final = 30.0
