@@ -153,6 +153,14 @@ def _unb64(text: Any, what: str) -> bytes:
         raise ClientError(f"the server's {what} is not base64") from None
 
 
+def _id(value: UUID | str, what: str = "an id") -> UUID:
+    """An id given by the official (a UUID), or one line saying it is not one."""
+    try:
+        return value if isinstance(value, UUID) else UUID(str(value).strip())
+    except ValueError:
+        raise ClientError(f"{str(value)[:40]!r} is not {what} (a UUID, as listed)") from None
+
+
 def _envelope_function(name: str) -> Callable[..., Any]:
     """A function of :mod:`state_client.envelope` that the sealed exchange needs (responses,
     sharing), or one clear error if this installation does not have it yet."""
@@ -375,7 +383,7 @@ class StateClient:
             "incident_type": incident_type,
             "good_faith_attested": good_faith_attested,
             "envelope": _b64(sealed.to_bytes()),
-            # Until the gate takes the id from the statement (docs/e2e.md).
+            # The statement's new aggregate; the body repeats it (docs/e2e.md).
             "id": str(notification),
         }
         return self.write("POST", "/notifications", body, new_aggregate=notification)
@@ -387,7 +395,7 @@ class StateClient:
         return self.get("/notifications/outbox")
 
     def notification(self, notification_id: UUID | str) -> Any:
-        return self.get(f"/notifications/{UUID(str(notification_id))}")
+        return self.get(f"/notifications/{_id(notification_id)}")
 
     def read(self, notification_id: UUID | str) -> Opened:
         """Fetch a notification and open it here: as a party with this State's key, as a
@@ -398,7 +406,7 @@ class StateClient:
         if raw is None:
             return Opened(served, None)
         sealed = Envelope.from_bytes(_unb64(raw, "envelope"))
-        if sealed.notification != UUID(str(notification_id)):
+        if sealed.notification != _id(notification_id):
             raise ClientError("the served envelope belongs to another notification")
         shared = served.get("shared_keys")
         if self.state not in sealed.addressed and isinstance(shared, Mapping):
@@ -433,13 +441,13 @@ class StateClient:
         }
 
     def acknowledge(self, notification_id: UUID | str) -> Answer:
-        return self.write("POST", f"/notifications/{UUID(str(notification_id))}/acknowledgement")
+        return self.write("POST", f"/notifications/{_id(notification_id)}/acknowledgement")
 
     def respond(
         self, notification_id: UUID | str, text: Any, *, assistance_requested: bool = False
     ) -> Answer:
         """Seal a response to both parties (the other party's key verified) and send it."""
-        nid = UUID(str(notification_id))
+        nid = _id(notification_id)
         served = self.notification(nid)
         sender, recipient = served["sender"], served["recipient"]
         if self.state not in (sender, recipient):
@@ -454,26 +462,26 @@ class StateClient:
         return self.write("POST", f"/notifications/{nid}/responses", body)
 
     def close_notification(self, notification_id: UUID | str) -> Answer:
-        return self.write("POST", f"/notifications/{UUID(str(notification_id))}/closure")
+        return self.write("POST", f"/notifications/{_id(notification_id)}/closure")
 
     # -- consents (R11) ---------------------------------------------------------------------
 
     def ask_consent(self, notification_id: UUID | str, third_state: str) -> Answer:
         consent = uuid4()
         body = {
-            "notification_id": str(UUID(str(notification_id))),
+            "notification_id": str(_id(notification_id)),
             "third_state": check_member_state(third_state),
         }
         return self.write("POST", "/consents", body, new_aggregate=consent)
 
     def consent(self, consent_id: UUID | str) -> Any:
-        return self.get(f"/consents/{UUID(str(consent_id))}")
+        return self.get(f"/consents/{_id(consent_id)}")
 
     def consents(self) -> Any:
         return self.get("/consents")
 
     def _consent_write(self, consent_id: UUID | str, verb: str) -> Answer:
-        return self.write("POST", f"/consents/{UUID(str(consent_id))}/{verb}")
+        return self.write("POST", f"/consents/{_id(consent_id)}/{verb}")
 
     def grant(self, consent_id: UUID | str) -> Answer:
         return self._consent_write(consent_id, "grant")
@@ -488,7 +496,7 @@ class StateClient:
         """Wrap the notification's content key, and each response's, to the third State's
         verified key, and post them for the consent (the server serves them only while the
         consent is in effect)."""
-        cid = UUID(str(consent_id))
+        cid = _id(consent_id)
         consent = self.consent(cid)
         third = check_member_state(consent["third_state"])
         nid = UUID(consent["notification_id"])
@@ -524,6 +532,4 @@ class StateClient:
         return self.get("/checks")
 
     def answer_check(self, check_id: UUID | str, contact_id: str) -> Answer:
-        return self.write(
-            "POST", f"/checks/{UUID(str(check_id))}/answer", {"contact_id": contact_id}
-        )
+        return self.write("POST", f"/checks/{_id(check_id)}/answer", {"contact_id": contact_id})

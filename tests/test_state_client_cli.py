@@ -89,6 +89,9 @@ def test_missing_store_wrong_passphrase_and_unreachable_server(tmp_path: Path) -
         run(tmp_path, "inbox", env={"POCDIR_STATE_PASSPHRASE": "wrong"}), 2, "wrong passphrase"
     )
     one_line_error(run(tmp_path, "inbox"), 3, "cannot reach the server")
+    # An id that is no id is refused before anything is sent.
+    for command in (["ack", "n0t-an-id"], ["consent", "grant", "n0t-an-id"], ["share", "x"]):
+        one_line_error(run(tmp_path, *command), 2, "is not an id")
 
 
 def test_content_is_validated_before_anything_is_sealed_or_sent(tmp_path: Path) -> None:
