@@ -248,7 +248,10 @@ def keys_show(
     lines = [
         f"signing key     {public['signing_fingerprint']}  ({signing_file})",
         f"encryption key  {public['encryption_fingerprint']}  ({encryption_file})",
-        f"signing key (hex)  {public['signing_key']}",
+        "public keys, in the forms `pocdir keys bind` takes (the files above hold the same):",
+        f"--encryption-key (base64 of the 1216 bytes): {public['encryption_key']}",
+        "--signing-key (PEM):",
+        public["signing_key_pem"].strip(),
     ]
     if served is not None:
         data["server"] = served
