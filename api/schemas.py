@@ -324,6 +324,23 @@ class RecordsPage(BaseModel):
     next_after: int | None = Field(description="pass as ?after= for the next page; null at end")
 
 
+class StatementPublic(BaseModel):
+    """One signed write's statement, as stored beside its events (docs/audit-format.md §15.2)."""
+
+    first_position: int
+    last_position: int
+    signer: str = Field(description="state:XXX, secretariat or server")
+    key: str = Field(description="the signing key's fingerprint, sha256:...")
+    public_key: str = Field(description="the signing key's raw 32 bytes, hex")
+    statement: str = Field(description="the statement's canonical text (RFC 8785)")
+    signature: str = Field(description="Ed25519 signature, hex")
+
+
+class StatementsPage(BaseModel):
+    statements: list[StatementPublic]
+    next_after: int | None = Field(description="pass as ?after= for the next page; null at end")
+
+
 class HealthPublic(BaseModel):
     status: Literal["ok"]
 
