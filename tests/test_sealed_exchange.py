@@ -1,0 +1,254 @@
+"""Sealed exchanges over HTTP (issue 15, item 4): the server takes, stores and serves a
+notification's content and its responses as envelopes it cannot open, checks what it can
+without keys, and serves the keys a party wrapped to a consented third State only while the
+consent is in effect."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from domain.envelope import MAX_ENVELOPE_BYTES, Envelope
+from domain.values import Text
+from state_client.envelope import seal, seal_response
+from state_client.keys import EncryptionPrivateKey
+from tests.support.db import Backend
+from tests.support.http import api_for, assert_error, notify, register
+from tests.support.sealed import SealedStates, b64, bind_keys, unb64
+
+CONTENT: dict[str, Any] = {
+    "description": {"language": "fr", "text": "Rançongiciel", "english": "Ransomware"},
+    "supporting_information": {
+        "indicators": [{"kind": "domain", "value": "EVIL.example"}],
+        "text": {"language": "en", "text": "Seen since Monday", "english": None},
+    },
+}
+
+
+@pytest.fixture
+def states(backend: Backend) -> Iterator[SealedStates]:
+    """FRA, DEU and ITA registered with keys bound; ESP registered without keys."""
+    with api_for(backend.settings) as api:
+        for code in ("FRA", "DEU", "ITA", "ESP"):
+            register(api, code)
+        yield SealedStates(api, bind_keys(api.application, "FRA", "DEU", "ITA"))
+
+
+def sent(states: SealedStates) -> dict[str, Any]:
+    r = states.notify("FRA", "DEU", CONTENT)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def acknowledged_and_answered(states: SealedStates, *texts: str) -> dict[str, Any]:
+    n = sent(states)
+    api = states.api
+    assert api.call(
+        "POST", f"/notifications/{n['id']}/acknowledgement", api.as_state("DEU")
+    ).is_success
+    for text in texts:
+        r = states.respond("DEU", n, text)
+        assert r.status_code == 200, r.text
+        n = r.json()
+    return n
+
+
+def test_a_sealed_notification_is_stored_and_served_as_its_envelope(
+    states: SealedStates,
+) -> None:
+    n = sent(states)
+    assert n["description"] is None and n["indicators"] is None and n["supporting_text"] is None
+    assert (n["sender"], n["recipient"], n["status"]) == ("FRA", "DEU", "sent")
+    for party in ("DEU", "FRA"):
+        served = states.read(party, n["id"])
+        assert served.status_code == 200, served.text
+        assert served.json()["envelope"] == n["envelope"]
+        content, _ = states.open(party, served.json())
+        assert content.description.english == "Ransomware"
+        # Indicators come back as the domain normalises them, validated after opening.
+        assert content.supporting_information.indicators[0].value == "evil.example"
+    meta = states.api.call("GET", f"/notifications/{n['id']}", states.api.auth("secretariat"))
+    assert meta.status_code == 200 and "envelope" not in meta.json()
+    outsider = states.read("ITA", n["id"])
+    assert_error(outsider, 404)
+
+
+def test_a_state_with_keys_must_seal_and_may_seal_only_to_a_state_with_keys(
+    states: SealedStates,
+) -> None:
+    api = states.api
+    plain = api.call("POST", "/notifications", api.as_state("FRA"), json=notify("DEU"))
+    assert "State client" in assert_error(plain, 422)["detail"]
+    # ESP has no key in the record; an envelope sealed to some key for it is refused.
+    states.keys["ESP"] = EncryptionPrivateKey.generate()
+    to_keyless = states.notify("FRA", "ESP", CONTENT)
+    assert "no encryption key" in assert_error(to_keyless, 422)["detail"]
+    # A keyless State still notifies in plain text, and may notify a State with keys so.
+    r = api.call("POST", "/notifications", api.as_state("ESP"), json=notify("FRA"))
+    assert r.status_code == 201, r.text
+    assert r.json()["envelope"] is None and r.json()["description"]["text"]
+
+
+def test_the_server_checks_what_it_can_without_keys(states: SealedStates) -> None:
+    api = states.api
+    nid = uuid4()
+
+    def post(envelope: bytes | str, **extra: Any) -> Any:
+        body = {
+            "recipient": "DEU",
+            "incident_type": "malware",
+            "good_faith_attested": True,
+            "envelope": envelope if isinstance(envelope, str) else b64(envelope),
+            "id": str(nid),
+            **extra,
+        }
+        return api.call("POST", "/notifications", api.as_state("FRA"), json=body)
+
+    wrong_parties = seal(CONTENT, nid, states.parties("FRA", "ITA")).to_bytes()
+    assert "exactly the parties" in assert_error(post(wrong_parties), 422)["detail"]
+    only_recipient = seal(CONTENT, nid, states.parties("DEU")).to_bytes()
+    assert_error(post(only_recipient), 422)
+    other_id = seal(CONTENT, uuid4(), states.parties("FRA", "DEU")).to_bytes()
+    assert "sealed for notification" in assert_error(post(other_id), 422)["detail"]
+    a_response = seal_response(nid, 0, "hello", states.parties("FRA", "DEU")).to_bytes()
+    assert "response 0" in assert_error(post(a_response), 422)["detail"]
+    good = seal(CONTENT, nid, states.parties("FRA", "DEU")).to_bytes()
+    assert_error(post(good[:-1]), 422)
+    assert "base64" in assert_error(post("not base64!"), 422)["detail"]
+    assert_error(post(good, description="plain too"), 422)
+    too_big = base64.b64encode(b"\0" * (MAX_ENVELOPE_BYTES + 3)).decode()
+    assert_error(post(too_big), 422)
+    # Nothing was written by any refusal; the good one is taken once.
+    assert post(good).status_code == 201
+    assert "exists already" in assert_error(post(good), 409)["detail"]
+
+
+def test_responses_are_sealed_to_both_parties_and_bound_to_their_place(
+    states: SealedStates,
+) -> None:
+    n = acknowledged_and_answered(states, "First answer")
+    api = states.api
+    deu = api.as_state("DEU")
+    plain = api.call(
+        "POST", f"/notifications/{n['id']}/responses", deu, json={"response": "in clear"}
+    )
+    assert "seal the response" in assert_error(plain, 422)["detail"]
+    parties = states.parties("FRA", "DEU")
+    replayed_index = seal_response(UUID(n["id"]), 0, "moved", parties).to_bytes()
+    r = api.call(
+        "POST",
+        f"/notifications/{n['id']}/responses",
+        deu,
+        json={"envelope": b64(replayed_index)},
+    )
+    assert "response 1" in assert_error(r, 422)["detail"]
+    r = states.respond("DEU", n, "Second answer")
+    assert r.status_code == 200, r.text
+    served = states.read("FRA", n["id"]).json()
+    assert [r["response"] for r in served["responses"]] == [None, None]
+    _, texts = states.open("FRA", served)
+    assert texts == [Text.english_only("First answer"), Text.english_only("Second answer")]
+    # A response's envelope does not open as another response's (its index is bound).
+    first, second = (Envelope.from_bytes(unb64(r["envelope"])) for r in served["responses"])
+    assert (first.response, second.response) == (0, 1)
+
+
+def test_plain_notifications_take_plain_responses_only(states: SealedStates) -> None:
+    api = states.api
+    r = api.call("POST", "/notifications", api.as_state("ESP"), json=notify("FRA"))
+    n = r.json()
+    api.call("POST", f"/notifications/{n['id']}/acknowledgement", api.as_state("FRA"))
+    sealed = seal_response(UUID(n["id"]), 0, "x", states.parties("FRA", "DEU")).to_bytes()
+    r = api.call(
+        "POST",
+        f"/notifications/{n['id']}/responses",
+        api.as_state("FRA"),
+        json={"envelope": b64(sealed)},
+    )
+    assert "plain" in assert_error(r, 422)["detail"]
+    r = api.call(
+        "POST", f"/notifications/{n['id']}/responses", api.as_state("FRA"), json={"response": "ok"}
+    )
+    assert r.status_code == 200 and r.json()["responses"][0]["response"]["text"] == "ok"
+
+
+def test_a_third_state_reads_what_is_shared_only_while_the_consent_is_in_effect(
+    states: SealedStates,
+) -> None:
+    n = acknowledged_and_answered(states, "We are on it")
+    api = states.api
+    r = api.call(
+        "POST",
+        "/consents",
+        api.as_state("FRA"),
+        json={"notification_id": n["id"], "third_state": "ITA"},
+    )
+    pending = r.json()
+    assert_error(states.share("FRA", pending, n), 409)
+    consent = effective_consent_from(states, pending)
+    # One key per response so far, or 422.
+    r = api.call(
+        "POST",
+        f"/consents/{consent['id']}/share",
+        api.as_state("FRA"),
+        json={"wrapped_keys": {"content": b64(b"\0" * 1168), "responses": []}},
+    )
+    assert "one wrapped key per response" in assert_error(r, 422)["detail"]
+    # The third State is no party: it shares nothing.
+    r = api.call(
+        "POST",
+        f"/consents/{consent['id']}/share",
+        api.as_state("ITA"),
+        json={"wrapped_keys": {"content": b64(b"\0" * 1168), "responses": [b64(b"\0" * 1168)]}},
+    )
+    assert_error(r, 403)
+    r = states.share("FRA", consent, n)
+    assert r.status_code == 200, r.text
+    served = states.read("ITA", n["id"])
+    assert served.status_code == 200, served.text
+    assert served.json()["shared_keys"] is not None
+    content, texts = states.open("ITA", served.json())
+    assert content.description.text == "Rançongiciel"
+    assert texts == [Text.english_only("We are on it")]
+    # Parties get no shared keys; revocation stops serving them at once.
+    assert states.read("DEU", n["id"]).json()["shared_keys"] is None
+    r = api.call("POST", f"/consents/{consent['id']}/revoke", api.as_state("DEU"))
+    assert r.status_code == 200, r.text
+    assert_error(states.read("ITA", n["id"]), 404)
+    assert_error(states.share("FRA", consent, n), 409)
+
+
+def effective_consent_from(states: SealedStates, pending: dict[str, Any]) -> dict[str, Any]:
+    r = states.api.call("POST", f"/consents/{pending['id']}/grant", states.api.as_state("DEU"))
+    assert r.status_code == 200 and r.json()["status"] == "effective", r.text
+    return dict(r.json())
+
+
+def test_plain_exchanges_have_no_keys_to_share(states: SealedStates) -> None:
+    api = states.api
+    n = api.call("POST", "/notifications", api.as_state("ESP"), json=notify("FRA")).json()
+    consent = effective_consent_plain(states, n)
+    r = api.call(
+        "POST",
+        f"/consents/{consent['id']}/share",
+        api.as_state("ESP"),
+        json={"wrapped_keys": {"content": b64(b"\0" * 1168), "responses": []}},
+    )
+    assert "plain" in assert_error(r, 422)["detail"]
+
+
+def effective_consent_plain(states: SealedStates, n: dict[str, Any]) -> dict[str, Any]:
+    api = states.api
+    consent = api.call(
+        "POST",
+        "/consents",
+        api.as_state("ESP"),
+        json={"notification_id": n["id"], "third_state": "ITA"},
+    ).json()
+    r = api.call("POST", f"/consents/{consent['id']}/grant", api.as_state("FRA"))
+    assert r.json()["status"] == "effective", r.text
+    return dict(r.json())
