@@ -208,15 +208,16 @@ class Operator:
                 plain = compressor.decompress(plain)
         return plain
 
-    def readings(self, value: Any) -> Iterator[bytes]:
-        """Every reading of one stored value the operator can make: as stored, decrypted
-        with the cipher key, and decoded from base64 (then decrypted) if it is base64."""
+    def readings(self, value: Any, how: str = "as stored") -> Iterator[tuple[str, bytes]]:
+        """Every reading of one stored value the operator can make, with how it was made:
+        as stored, decrypted with the cipher key, and decoded from base64 (then decrypted)
+        if it is base64."""
         if value is None or isinstance(value, int | float):
             return
         if isinstance(value, memoryview):
             value = value.tobytes()
         if isinstance(value, str):
-            yield value.encode("utf-8")
+            yield how, value.encode("utf-8")
             text = value.removeprefix(SEALED)
             if len(text) >= 16:
                 try:
@@ -224,15 +225,15 @@ class Operator:
                 except (binascii.Error, ValueError):
                     decoded = None
                 if decoded is not None:
-                    yield from self.readings(decoded)
+                    yield from self.readings(decoded, f"{how}, base64-decoded")
             return
         if isinstance(value, bytes):
-            yield value
+            yield how, value
             plain = self._decrypt(value)
             if plain is not None:
-                yield plain
+                yield f"{how}, decrypted", plain
             return
-        yield repr(value).encode("utf-8")
+        yield how, repr(value).encode("utf-8")
 
     def tables(self) -> list[str]:
         if self.backend.sqlite_path is not None:
@@ -250,26 +251,27 @@ class Operator:
         for table in self.tables():
             for row in self.backend.execute(f'SELECT * FROM "{table}"'):  # noqa: S608 - test
                 for column, value in enumerate(row):
-                    for reading in self.readings(value):
-                        yield f"table {table}, column {column}", reading
+                    for how, reading in self.readings(value):
+                        yield f"table {table}, column {column}, {how}", reading
         for stored in self.application.recorder.select_notifications(0, 1_000_000):
             event = self.application.mapper.to_domain_event(stored)
-            yield f"event {stored.id} decoded", repr(vars(event)).encode("utf-8")
+            yield f"event {stored.id}, decrypted and decoded", repr(vars(event)).encode("utf-8")
 
     def files(self, directory: Path) -> Iterator[tuple[str, bytes]]:
         """Every file under ``directory`` (an audit bundle), as it is and, for JSON lines,
         every string value read as above (``state`` is base64 of the encrypted event)."""
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):
             data = path.read_bytes()
-            yield str(path.relative_to(directory)), data
+            name = str(path.relative_to(directory))
+            yield f"bundle {name}, as stored", data
             for line in data.splitlines():
                 try:
                     parsed = json.loads(line)
                 except (ValueError, UnicodeDecodeError):
                     continue
                 for text in _strings(parsed):
-                    for reading in self.readings(text):
-                        yield f"{path.name} value", reading
+                    for how, reading in self.readings(text):
+                        yield f"bundle {name} value, {how}", reading
 
 
 def _strings(value: Any) -> Iterator[str]:
