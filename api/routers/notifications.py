@@ -32,6 +32,7 @@ from api.schemas import (
     ResponseCreate,
 )
 from domain.consent import SharedKeys
+from infra.wiring import Services
 from domain.envelope import decode_base64
 from domain.errors import ValidationError
 from domain.idempotency import IdempotencyKey
@@ -97,7 +98,7 @@ def send(
     body: NotificationCreate, by: StatePrincipal, services: ServicesDep, key: Idempotency
 ) -> NotificationPublic:
     if body.envelope is not None:
-        return _send_sealed(body, by, services, key)
+        return _send_sealed(body, body.envelope, by, services, key)
     if body.id is not None:
         raise ValidationError("id is given for a sealed notification only; leave it out")
     if body.description is None:
@@ -119,9 +120,13 @@ def send(
 
 
 def _send_sealed(
-    body: NotificationCreate, by: Principal, services: Any, key: IdempotencyKey | None
+    body: NotificationCreate,
+    envelope: str,
+    by: Principal,
+    services: Services,
+    key: IdempotencyKey | None,
 ) -> NotificationPublic:
-    assert body.envelope is not None  # the caller sends only a body with one here
+    """A sealed notification: its content is ``envelope`` only (base64, docs/e2e.md)."""
     if body.description is not None or body.indicators or body.supporting_text is not None:
         raise ValidationError(
             "a sealed notification has its content in envelope only: leave description, "
@@ -135,7 +140,7 @@ def _send_sealed(
         by,
         body.recipient,
         body.incident_type,
-        decode_base64(body.envelope, "envelope"),
+        decode_base64(envelope, "envelope"),
         body.good_faith_attested,
         notification_id=notification_id,
         idempotency=key,
