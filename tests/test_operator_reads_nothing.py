@@ -14,6 +14,7 @@ notification between States without keys.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -43,8 +44,9 @@ def markers() -> dict[str, str]:
 
 
 def cipher_settings(backend: Backend) -> Settings:
+    """The backend's settings (the record's signing keys too), with a cipher key."""
     key = base64.b64encode(os.urandom(32)).decode()
-    return Settings(database_url=backend.url, cipher_key=key)
+    return dataclasses.replace(backend.settings, cipher_key=key)
 
 
 def everything_the_operator_holds(
@@ -78,14 +80,13 @@ def sealed_exchange(api: Api, marks: dict[str, str]) -> tuple[dict[str, Any], Se
     r = states.notify("FRA", "DEU", content)
     assert r.status_code == 201, r.text
     n = r.json()
-    deu, fra = api.as_state("DEU"), api.as_state("FRA")
-    assert api.call("POST", f"/notifications/{n['id']}/acknowledgement", deu).is_success
+    assert states.write("DEU", "POST", f"/notifications/{n['id']}/acknowledgement").is_success
     r = states.respond("DEU", states.read("DEU", n["id"]).json(), marks["response"])
     assert r.status_code == 200, r.text
-    consent = api.call(
-        "POST", "/consents", fra, json={"notification_id": n["id"], "third_state": "ITA"}
+    consent = states.write(
+        "FRA", "POST", "/consents", {"notification_id": n["id"], "third_state": "ITA"}
     ).json()
-    r = api.call("POST", f"/consents/{consent['id']}/grant", deu)
+    r = states.write("DEU", "POST", f"/consents/{consent['id']}/grant")
     assert r.json()["status"] == "effective", r.text
     r = states.share("DEU", consent, states.read("DEU", n["id"]).json())
     assert r.status_code == 200, r.text
@@ -99,7 +100,7 @@ def sealed_exchange(api: Api, marks: dict[str, str]) -> tuple[dict[str, Any], Se
         "supporting": info.text.text if info.text else None,
         "response": responses[0].text,
     }
-    assert api.call("POST", f"/consents/{consent['id']}/revoke", fra).is_success
+    assert states.write("FRA", "POST", f"/consents/{consent['id']}/revoke").is_success
     assert states.read("ITA", n["id"]).status_code == 404
     return read, states
 

@@ -46,10 +46,7 @@ def sent(states: SealedStates) -> dict[str, Any]:
 
 def acknowledged_and_answered(states: SealedStates, *texts: str) -> dict[str, Any]:
     n = sent(states)
-    api = states.api
-    assert api.call(
-        "POST", f"/notifications/{n['id']}/acknowledgement", api.as_state("DEU")
-    ).is_success
+    assert states.write("DEU", "POST", f"/notifications/{n['id']}/acknowledgement").is_success
     for text in texts:
         r = states.respond("DEU", n, text)
         assert r.status_code == 200, r.text
@@ -80,21 +77,19 @@ def test_a_sealed_notification_is_stored_and_served_as_its_envelope(
 def test_a_state_with_keys_must_seal_and_may_seal_only_to_a_state_with_keys(
     states: SealedStates,
 ) -> None:
-    api = states.api
-    plain = api.call("POST", "/notifications", api.as_state("FRA"), json=notify("DEU"))
+    plain = states.write("FRA", "POST", "/notifications", notify("DEU"))
     assert "State client" in assert_error(plain, 422)["detail"]
     # ESP has no key in the record; an envelope sealed to some key for it is refused.
-    states.keys["ESP"] = EncryptionPrivateKey.generate()
+    states.unbound["ESP"] = EncryptionPrivateKey.generate()
     to_keyless = states.notify("FRA", "ESP", CONTENT)
     assert "no encryption key" in assert_error(to_keyless, 422)["detail"]
     # A keyless State still notifies in plain text, and may notify a State with keys so.
-    r = api.call("POST", "/notifications", api.as_state("ESP"), json=notify("FRA"))
+    r = states.write("ESP", "POST", "/notifications", notify("FRA"))
     assert r.status_code == 201, r.text
     assert r.json()["envelope"] is None and r.json()["description"]["text"]
 
 
 def test_the_server_checks_what_it_can_without_keys(states: SealedStates) -> None:
-    api = states.api
     nid = uuid4()
 
     def post(envelope: bytes | str, **extra: Any) -> Any:
@@ -103,10 +98,9 @@ def test_the_server_checks_what_it_can_without_keys(states: SealedStates) -> Non
             "incident_type": "malware",
             "good_faith_attested": True,
             "envelope": envelope if isinstance(envelope, str) else b64(envelope),
-            "id": str(nid),
             **extra,
         }
-        return api.call("POST", "/notifications", api.as_state("FRA"), json=body)
+        return states.write("FRA", "POST", "/notifications", body, new_aggregate=nid)
 
     wrong_parties = seal(CONTENT, nid, states.parties("FRA", "ITA")).to_bytes()
     assert "exactly the parties" in assert_error(post(wrong_parties), 422)["detail"]
@@ -120,6 +114,8 @@ def test_the_server_checks_what_it_can_without_keys(states: SealedStates) -> Non
     assert_error(post(good[:-1]), 422)
     assert "base64" in assert_error(post("not base64!"), 422)["detail"]
     assert_error(post(good, description="plain too"), 422)
+    # The id is the one the State signed; a body's id may only repeat it.
+    assert "signed statement names" in assert_error(post(good, id=str(uuid4())), 422)["detail"]
     too_big = base64.b64encode(b"\0" * (MAX_ENVELOPE_BYTES + 3)).decode()
     assert_error(post(too_big), 422)
     # Nothing was written by any refusal; the good one is taken once.
@@ -131,19 +127,14 @@ def test_responses_are_sealed_to_both_parties_and_bound_to_their_place(
     states: SealedStates,
 ) -> None:
     n = acknowledged_and_answered(states, "First answer")
-    api = states.api
-    deu = api.as_state("DEU")
-    plain = api.call(
-        "POST", f"/notifications/{n['id']}/responses", deu, json={"response": "in clear"}
+    plain = states.write(
+        "DEU", "POST", f"/notifications/{n['id']}/responses", {"response": "in clear"}
     )
     assert "seal the response" in assert_error(plain, 422)["detail"]
     parties = states.parties("FRA", "DEU")
     replayed_index = seal_response(UUID(n["id"]), 0, "moved", parties).to_bytes()
-    r = api.call(
-        "POST",
-        f"/notifications/{n['id']}/responses",
-        deu,
-        json={"envelope": b64(replayed_index)},
+    r = states.write(
+        "DEU", "POST", f"/notifications/{n['id']}/responses", {"envelope": b64(replayed_index)}
     )
     assert "response 1" in assert_error(r, 422)["detail"]
     r = states.respond("DEU", n, "Second answer")
@@ -158,21 +149,18 @@ def test_responses_are_sealed_to_both_parties_and_bound_to_their_place(
 
 
 def test_plain_notifications_take_plain_responses_only(states: SealedStates) -> None:
-    api = states.api
-    r = api.call("POST", "/notifications", api.as_state("ESP"), json=notify("FRA"))
+    r = states.write("ESP", "POST", "/notifications", notify("FRA"))
     n = r.json()
-    api.call("POST", f"/notifications/{n['id']}/acknowledgement", api.as_state("FRA"))
+    states.write("FRA", "POST", f"/notifications/{n['id']}/acknowledgement")
     sealed = seal_response(UUID(n["id"]), 0, "x", states.parties("FRA", "DEU")).to_bytes()
-    r = api.call(
+    r = states.write(
+        "FRA",
         "POST",
         f"/notifications/{n['id']}/responses",
-        api.as_state("FRA"),
-        json={"envelope": b64(sealed)},
+        {"envelope": b64(sealed)},
     )
     assert "plain" in assert_error(r, 422)["detail"]
-    r = api.call(
-        "POST", f"/notifications/{n['id']}/responses", api.as_state("FRA"), json={"response": "ok"}
-    )
+    r = states.write("FRA", "POST", f"/notifications/{n['id']}/responses", {"response": "ok"})
     assert r.status_code == 200 and r.json()["responses"][0]["response"]["text"] == "ok"
 
 
@@ -180,30 +168,24 @@ def test_a_third_state_reads_what_is_shared_only_while_the_consent_is_in_effect(
     states: SealedStates,
 ) -> None:
     n = acknowledged_and_answered(states, "We are on it")
-    api = states.api
-    r = api.call(
-        "POST",
-        "/consents",
-        api.as_state("FRA"),
-        json={"notification_id": n["id"], "third_state": "ITA"},
-    )
+    r = states.write("FRA", "POST", "/consents", {"notification_id": n["id"], "third_state": "ITA"})
     pending = r.json()
     assert_error(states.share("FRA", pending, n), 409)
     consent = effective_consent_from(states, pending)
     # One key per response so far, or 422.
-    r = api.call(
+    r = states.write(
+        "FRA",
         "POST",
         f"/consents/{consent['id']}/share",
-        api.as_state("FRA"),
-        json={"wrapped_keys": {"content": b64(b"\0" * 1168), "responses": []}},
+        {"wrapped_keys": {"content": b64(b"\0" * 1168), "responses": []}},
     )
     assert "one wrapped key per response" in assert_error(r, 422)["detail"]
     # The third State is no party: it shares nothing.
-    r = api.call(
+    r = states.write(
+        "ITA",
         "POST",
         f"/consents/{consent['id']}/share",
-        api.as_state("ITA"),
-        json={"wrapped_keys": {"content": b64(b"\0" * 1168), "responses": [b64(b"\0" * 1168)]}},
+        {"wrapped_keys": {"content": b64(b"\0" * 1168), "responses": [b64(b"\0" * 1168)]}},
     )
     assert_error(r, 403)
     r = states.share("FRA", consent, n)
@@ -216,39 +198,34 @@ def test_a_third_state_reads_what_is_shared_only_while_the_consent_is_in_effect(
     assert texts == [Text.english_only("We are on it")]
     # Parties get no shared keys; revocation stops serving them at once.
     assert states.read("DEU", n["id"]).json()["shared_keys"] is None
-    r = api.call("POST", f"/consents/{consent['id']}/revoke", api.as_state("DEU"))
+    r = states.write("DEU", "POST", f"/consents/{consent['id']}/revoke")
     assert r.status_code == 200, r.text
     assert_error(states.read("ITA", n["id"]), 404)
     assert_error(states.share("FRA", consent, n), 409)
 
 
 def effective_consent_from(states: SealedStates, pending: dict[str, Any]) -> dict[str, Any]:
-    r = states.api.call("POST", f"/consents/{pending['id']}/grant", states.api.as_state("DEU"))
+    r = states.write("DEU", "POST", f"/consents/{pending['id']}/grant")
     assert r.status_code == 200 and r.json()["status"] == "effective", r.text
     return dict(r.json())
 
 
 def test_plain_exchanges_have_no_keys_to_share(states: SealedStates) -> None:
-    api = states.api
-    n = api.call("POST", "/notifications", api.as_state("ESP"), json=notify("FRA")).json()
+    n = states.write("ESP", "POST", "/notifications", notify("FRA")).json()
     consent = effective_consent_plain(states, n)
-    r = api.call(
+    r = states.write(
+        "ESP",
         "POST",
         f"/consents/{consent['id']}/share",
-        api.as_state("ESP"),
-        json={"wrapped_keys": {"content": b64(b"\0" * 1168), "responses": []}},
+        {"wrapped_keys": {"content": b64(b"\0" * 1168), "responses": []}},
     )
     assert "plain" in assert_error(r, 422)["detail"]
 
 
 def effective_consent_plain(states: SealedStates, n: dict[str, Any]) -> dict[str, Any]:
-    api = states.api
-    consent = api.call(
-        "POST",
-        "/consents",
-        api.as_state("ESP"),
-        json={"notification_id": n["id"], "third_state": "ITA"},
+    consent = states.write(
+        "ESP", "POST", "/consents", {"notification_id": n["id"], "third_state": "ITA"}
     ).json()
-    r = api.call("POST", f"/consents/{consent['id']}/grant", api.as_state("FRA"))
+    r = states.write("FRA", "POST", f"/consents/{consent['id']}/grant")
     assert r.json()["status"] == "effective", r.text
     return dict(r.json())

@@ -25,6 +25,7 @@ from domain.errors import AlreadyExists, NotFound, NotPermitted, ValidationError
 from domain.idempotency import IdempotencyKey
 from domain.members import check_member_state
 from domain.notification import Notification, SupportingInformation
+from domain.signing import current_signing
 from domain.state_keys import state_keys_id
 from domain.values import Principal, Role, Text
 
@@ -86,16 +87,15 @@ class ExchangeCommands(EntryCommands):
         idempotency: IdempotencyKey | None = None,
     ) -> Notification:
         """R7 with the content sealed by the sender's client to both parties' keys. The new
-        notification's id is ``notification_id`` (the one the State signed), or else the one
-        the envelope was sealed for; the envelope must be for it."""
+        notification's id is the one the State signed (``_sealed_notification_id``); the
+        envelope must be sealed for it."""
         _, recipient = self._check_parties(by, recipient)
         if not self.has_keys(recipient):
             raise ValidationError(
                 f"{recipient} has no encryption key bound, so nothing can be sealed to it: "
                 "send this notification in plain text, or wait until its keys are bound"
             )
-        if notification_id is None:
-            notification_id = Envelope.from_bytes(envelope).notification
+        notification_id = self._sealed_notification_id(notification_id, envelope)
         if notification_id in self.repository:
             raise AlreadyExists(f"notification {notification_id} exists already; seal for a new id")
         notification = Notification.send_sealed(
@@ -109,6 +109,21 @@ class ExchangeCommands(EntryCommands):
         )
         self._save(notification, idempotency=idempotency)
         return notification
+
+    def _sealed_notification_id(self, given: UUID | None, envelope: bytes) -> UUID:
+        """A sealed notification's id: the aggregate the State's signed statement names (the
+        gate checked it); else ``given`` (a body's ``id``); else the one the envelope was
+        sealed for. A ``given`` id other than the statement's is refused."""
+        context = current_signing()
+        if context is not None and context.state_write is not None and not context.written:
+            signed = context.state_write.signed.statement.aggregate
+            if given is not None and given != signed:
+                raise ValidationError(
+                    f"id {given} is not the notification the signed statement names ({signed}); "
+                    "leave id out or give that one"
+                )
+            return signed
+        return given if given is not None else Envelope.from_bytes(envelope).notification
 
     def _check_parties(self, by: Principal, recipient: str) -> tuple[str, str]:
         """Both States of a new notification are in the directory, the recipient active:

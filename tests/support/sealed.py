@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-from api.cli.console import CONSOLE
 from domain.application import PocDirectory
-from domain.state_keys import EncryptionKey, SigningKey
 from domain.values import Text
 from projections.store import SEALED
 from state_client.envelope import (
@@ -36,25 +34,14 @@ from state_client.envelope import (
 from state_client.keys import EncryptionPrivateKey, EncryptionPublicKey
 from tests.support.db import Backend
 from tests.support.http import Api
+from tests.support.officials import Official, onboard, signed_call
 
 
-def bind_keys(application: PocDirectory, *codes: str) -> dict[str, EncryptionPrivateKey]:
-    """Bind a fresh encryption key (and one signing key) for each of ``codes``, as the
-    Secretariat onboarding them; returns the private encryption keys, which stay here."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    keys = {}
-    for code in codes:
-        key = EncryptionPrivateKey.generate()
-        signer = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
-        application.bind_state_keys(
-            CONSOLE,
-            code,
-            EncryptionKey.from_bytes(key.public_key().to_bytes()),
-            (SigningKey.from_bytes(signer),),
-        )
-        keys[code] = key
-    return keys
+def bind_keys(application: PocDirectory, *codes: str) -> dict[str, Official]:
+    """Onboard each of ``codes`` with a fresh encryption key and one official's signing key,
+    as the Secretariat does (``tests.support.officials.onboard``); the private keys stay
+    here, with the officials."""
+    return {code: onboard(application, code) for code in codes}
 
 
 def b64(raw: bytes) -> str:
@@ -67,10 +54,28 @@ def unb64(text: str) -> bytes:
 
 @dataclass
 class SealedStates:
-    """The States of a test and their private encryption keys, over one API."""
+    """The States of a test, with their officials' keys for those onboarded with keys, over
+    one API. A State with keys signs every write (the gate refuses it unsigned)."""
 
     api: Api
-    keys: dict[str, EncryptionPrivateKey] = field(default_factory=dict)
+    officials: dict[str, Official] = field(default_factory=dict)
+    #: Encryption keys of States not onboarded (keys the record does not hold).
+    unbound: dict[str, EncryptionPrivateKey] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> dict[str, EncryptionPrivateKey]:
+        return {
+            **self.unbound,
+            **{code: o.encryption_key for code, o in self.officials.items()},
+        }
+
+    def write(self, code: str, method: str, path: str, body: Any = None, **options: Any) -> Any:
+        """A write by ``code``: signed by its official if it has keys, else as it is."""
+        if code in self.officials:
+            return signed_call(self.api, self.officials[code], method, path, body, **options)
+        return self.api.call(
+            method, path, self.api.as_state(code), **({} if body is None else {"json": body})
+        )
 
     def public(self, code: str) -> EncryptionPublicKey:
         return self.keys[code].public_key()
@@ -89,30 +94,21 @@ class SealedStates:
         """POST /notifications with ``content`` sealed to both parties; the raw response."""
         nid = notification_id or uuid4()
         envelope = seal(content, nid, self.parties(sender, recipient))
-        return self.api.call(
-            "POST",
-            "/notifications",
-            self.api.as_state(sender),
-            json={
-                "recipient": recipient,
-                "incident_type": "malware",
-                "good_faith_attested": True,
-                "envelope": b64(envelope.to_bytes()),
-                "id": str(nid),
-            },
-        )
+        body = {
+            "recipient": recipient,
+            "incident_type": "malware",
+            "good_faith_attested": True,
+            "envelope": b64(envelope.to_bytes()),
+        }
+        return self.write(sender, "POST", "/notifications", body, new_aggregate=nid)
 
     def respond(self, responder: str, notification: Mapping[str, Any], text: str) -> Any:
         """The recipient's sealed response (its index is the number of responses so far)."""
         parties = self.parties(notification["sender"], notification["recipient"])
         nid = UUID(notification["id"])
         sealed = seal_response(nid, len(notification["responses"]), text, parties)
-        return self.api.call(
-            "POST",
-            f"/notifications/{nid}/responses",
-            self.api.as_state(responder),
-            json={"envelope": b64(sealed.to_bytes()), "assistance_requested": False},
-        )
+        body = {"envelope": b64(sealed.to_bytes()), "assistance_requested": False}
+        return self.write(responder, "POST", f"/notifications/{nid}/responses", body)
 
     def read(self, code: str, notification_id: str) -> Any:
         return self.api.call("GET", f"/notifications/{notification_id}", self.api.as_state(code))
@@ -130,14 +126,8 @@ class SealedStates:
             ).wrapped_key(third)
             for r in notification["responses"]
         ]
-        return self.api.call(
-            "POST",
-            f"/consents/{consent['id']}/share",
-            self.api.as_state(party),
-            json={
-                "wrapped_keys": {"content": b64(content), "responses": [b64(r) for r in responses]}
-            },
-        )
+        body = {"wrapped_keys": {"content": b64(content), "responses": [b64(r) for r in responses]}}
+        return self.write(party, "POST", f"/consents/{consent['id']}/share", body)
 
     def open(self, code: str, served: Mapping[str, Any]) -> tuple[Content, list[Text]]:
         """What ``code`` decrypts of a notification as served to it: a party with its own
