@@ -32,12 +32,12 @@ from api.schemas import (
     ResponseCreate,
 )
 from domain.consent import SharedKeys
-from infra.wiring import Services
 from domain.envelope import decode_base64
 from domain.errors import ValidationError
 from domain.idempotency import IdempotencyKey
 from domain.notification import Notification
 from domain.values import Principal, Text, parse_uuid
+from infra.wiring import Services
 
 router = APIRouter(tags=["notifications"])
 
