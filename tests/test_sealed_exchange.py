@@ -31,11 +31,19 @@ CONTENT: dict[str, Any] = {
 
 @pytest.fixture
 def states(backend: Backend) -> Iterator[SealedStates]:
-    """FRA, DEU and ITA registered with keys bound; ESP registered without keys."""
+    """FRA, DEU, ITA and ESP registered, and KEN. Before any keys are bound, ESP notifies FRA
+    in plain text (``PLAIN``: a plain exchange, as every one before issue 15); then FRA, DEU,
+    ITA and ESP are onboarded with keys, KEN is not (from then on, the gate refuses any write
+    of a State without keys)."""
     with api_for(backend.settings) as api:
-        for code in ("FRA", "DEU", "ITA", "ESP"):
+        for code in ("FRA", "DEU", "ITA", "ESP", "KEN"):
             register(api, code)
-        yield SealedStates(api, bind_keys(api.application, "FRA", "DEU", "ITA"))
+        r = api.call("POST", "/notifications", api.as_state("ESP"), json=notify("FRA"))
+        assert r.status_code == 201, r.text
+        assert r.json()["envelope"] is None and r.json()["description"]["text"]
+        states = SealedStates(api, bind_keys(api.application, "FRA", "DEU", "ITA", "ESP"))
+        states.plain = r.json()
+        yield states
 
 
 def sent(states: SealedStates) -> dict[str, Any]:
@@ -79,14 +87,10 @@ def test_a_state_with_keys_must_seal_and_may_seal_only_to_a_state_with_keys(
 ) -> None:
     plain = states.write("FRA", "POST", "/notifications", notify("DEU"))
     assert "State client" in assert_error(plain, 422)["detail"]
-    # ESP has no key in the record; an envelope sealed to some key for it is refused.
-    states.unbound["ESP"] = EncryptionPrivateKey.generate()
-    to_keyless = states.notify("FRA", "ESP", CONTENT)
+    # KEN has no key in the record; an envelope sealed to some key for it is refused.
+    states.unbound["KEN"] = EncryptionPrivateKey.generate()
+    to_keyless = states.notify("FRA", "KEN", CONTENT)
     assert "no encryption key" in assert_error(to_keyless, 422)["detail"]
-    # A keyless State still notifies in plain text, and may notify a State with keys so.
-    r = states.write("ESP", "POST", "/notifications", notify("FRA"))
-    assert r.status_code == 201, r.text
-    assert r.json()["envelope"] is None and r.json()["description"]["text"]
 
 
 def test_the_server_checks_what_it_can_without_keys(states: SealedStates) -> None:
@@ -149,10 +153,14 @@ def test_responses_are_sealed_to_both_parties_and_bound_to_their_place(
 
 
 def test_plain_notifications_take_plain_responses_only(states: SealedStates) -> None:
-    r = states.write("ESP", "POST", "/notifications", notify("FRA"))
-    n = r.json()
-    states.write("FRA", "POST", f"/notifications/{n['id']}/acknowledgement")
-    sealed = seal_response(UUID(n["id"]), 0, "x", states.parties("FRA", "DEU")).to_bytes()
+    """A plain exchange stays plain once its parties have keys: it is served as it was
+    stored, and takes plain responses."""
+    n = states.plain
+    served = states.read("FRA", n["id"]).json()
+    assert served["envelope"] is None and served["description"] == n["description"]
+    r = states.write("FRA", "POST", f"/notifications/{n['id']}/acknowledgement")
+    assert r.status_code == 200, r.text
+    sealed = seal_response(UUID(n["id"]), 0, "x", states.parties("ESP", "FRA")).to_bytes()
     r = states.write(
         "FRA",
         "POST",
@@ -211,8 +219,7 @@ def effective_consent_from(states: SealedStates, pending: dict[str, Any]) -> dic
 
 
 def test_plain_exchanges_have_no_keys_to_share(states: SealedStates) -> None:
-    n = states.write("ESP", "POST", "/notifications", notify("FRA")).json()
-    consent = effective_consent_plain(states, n)
+    consent = effective_consent_plain(states, states.plain)
     r = states.write(
         "ESP",
         "POST",

@@ -61,6 +61,8 @@ class SealedStates:
     officials: dict[str, Official] = field(default_factory=dict)
     #: Encryption keys of States not onboarded (keys the record does not hold).
     unbound: dict[str, EncryptionPrivateKey] = field(default_factory=dict)
+    #: A plain notification a test made before any keys were bound, as it was answered.
+    plain: dict[str, Any] = field(default_factory=dict)
 
     @property
     def keys(self) -> dict[str, EncryptionPrivateKey]:
