@@ -14,6 +14,7 @@ import pytest
 
 from domain.envelope import MAX_ENVELOPE_BYTES, Envelope
 from domain.values import Text
+from infra.verify import verify_record
 from state_client.envelope import seal, seal_response
 from state_client.keys import EncryptionPrivateKey
 from tests.support.db import Backend
@@ -210,6 +211,12 @@ def test_a_third_state_reads_what_is_shared_only_while_the_consent_is_in_effect(
     assert r.status_code == 200, r.text
     assert_error(states.read("ITA", n["id"]), 404)
     assert_error(states.share("FRA", consent, n), 409)
+    # Every write of the exchange, the share included, was signed by its signer: the record
+    # verifies, signatures included.
+    result = verify_record(states.api.application)
+    assert result.signatures is not None and {"DEU", "FRA", "ITA"} <= set(
+        result.signatures.states_signing
+    )
 
 
 def effective_consent_from(states: SealedStates, pending: dict[str, Any]) -> dict[str, Any]:
