@@ -79,12 +79,10 @@ def content(n: Notification, shared: SharedKeys | None = None) -> NotificationPu
         "responses": [_response(*r) for r in n.response_log],
         "version": n.version,
         "envelope": b64(n.envelope) if n.envelope is not None else None,
+        "shared_keys": None
+        if shared is None
+        else {"content": b64(shared.content), "responses": [b64(k) for k in shared.responses]},
     }
-    if shared is not None:
-        body["shared_keys"] = {
-            "content": b64(shared.content),
-            "responses": [b64(k) for k in shared.responses],
-        }
     return NotificationPublic.model_validate(body)
 
 
