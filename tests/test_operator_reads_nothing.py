@@ -65,8 +65,9 @@ def everything_the_operator_holds(
 
 
 def sealed_exchange(api: Api, marks: dict[str, str]) -> tuple[dict[str, Any], SealedStates]:
-    """The whole exchange through the API, content sealed and opened with the State client;
-    returns what the third State decrypted (its description, indicator, text, responses)."""
+    """The whole exchange through the API, content sealed and opened with the State client,
+    after a refused attempt to send it in plain text; returns what the third State
+    decrypted (its description, indicator, text, responses)."""
     for code in ("FRA", "DEU", "ITA"):
         register(api, code)
     states = SealedStates(api, bind_keys(api.application, "FRA", "DEU", "ITA"))
@@ -77,6 +78,16 @@ def sealed_exchange(api: Api, marks: dict[str, str]) -> tuple[dict[str, Any], Se
             "text": {"language": "en", "text": marks["supporting"], "english": None},
         },
     }
+    # Sent in plain text by a State with keys, the content is refused and leaves no trace.
+    plain = {
+        "recipient": "DEU",
+        "incident_type": "malware",
+        "good_faith_attested": True,
+        "description": marks["description"],
+        "indicators": [{"kind": "domain", "value": marks["indicator"]}],
+        "supporting_text": marks["supporting"],
+    }
+    assert states.write("FRA", "POST", "/notifications", plain).status_code == 422
     r = states.notify("FRA", "DEU", content)
     assert r.status_code == 201, r.text
     n = r.json()
