@@ -36,8 +36,8 @@ KEYED    := POCDIR_CIPHER_KEY="$$(cat $(DEMO_KEY))" POCDIR_OPERATOR_KEY_FILE=$(D
 run: $(STAMP)
 	@mkdir -p var
 	$(BIN)/pocdir keys cipher-init $(DEMO_KEY)
-	@test -f $(DEMO_OPERATOR) || $(BIN)/pocdir keys generate $(DEMO_OPERATOR) --name operator.demo.example
-	@test -f $(DEMO_SERVER) || $(BIN)/pocdir keys generate $(DEMO_SERVER)
+	@test -f $(DEMO_OPERATOR) || $(KEYED) $(BIN)/pocdir keys generate $(DEMO_OPERATOR) --name operator.demo.example
+	@test -f $(DEMO_SERVER) || $(KEYED) $(BIN)/pocdir keys generate $(DEMO_SERVER)
 	$(KEYED) $(BIN)/pocdir simulate --states 193 --days 400 --seed 1 --if-empty
 	$(KEYED) $(BIN)/pocdir verify
 	$(KEYED) $(BIN)/pocdir pending --today $(DEMO_END)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from domain.envelope import MAX_ENVELOPE_BYTES, WRAPPED_KEY_LENGTH
 from domain.freshness import LATE_NOTICE_DAYS
 
 _DATETIME = TypeAdapter(datetime)
@@ -202,20 +203,43 @@ class IndicatorIn(Strict):
     value: str = Field(max_length=4096, examples=["203.0.113.7"])
 
 
+#: The longest base64 text of an envelope (``domain.envelope.MAX_ENVELOPE_BYTES``).
+ENVELOPE_B64_MAX: Final = 4 * -(-MAX_ENVELOPE_BYTES // 3)
+#: The longest base64 text of one wrapped key.
+WRAPPED_KEY_B64_MAX: Final = 4 * -(-WRAPPED_KEY_LENGTH // 3)
+
+
 class NotificationCreate(Strict):
+    """A plain notification (``description``, ``indicators``, ``supporting_text``) or a
+    sealed one (``envelope``, docs/e2e.md): a State whose keys are bound must seal."""
+
     recipient: str = Field(max_length=3, examples=["DEU"])
     incident_type: str = Field(max_length=40, examples=["malware"])
-    description: TextIn | str
+    description: TextIn | str | None = None
     indicators: list[IndicatorIn] = Field(default_factory=list, max_length=500)
     supporting_text: TextIn | str | None = None
     good_faith_attested: bool = Field(
         description="R7: the sender attests the notification is made in good faith"
     )
+    envelope: str | None = Field(
+        default=None,
+        max_length=ENVELOPE_B64_MAX,
+        description="The sealed content: standard base64 of the envelope (docs/e2e.md)",
+    )
+    id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="A sealed notification's id, the one its envelope was sealed for",
+    )
 
 
 class ResponseCreate(Strict):
-    response: TextIn | str
+    """A plain response (``response``), or a sealed one (``envelope``) to a sealed
+    notification."""
+
+    response: TextIn | str | None = None
     assistance_requested: bool = False
+    envelope: str | None = Field(default=None, max_length=ENVELOPE_B64_MAX)
 
 
 class NotificationMetaPublic(BaseModel):
@@ -232,26 +256,51 @@ class NotificationMetaPublic(BaseModel):
 
 
 class ResponsePublic(BaseModel):
+    """A response: its text if plain, its envelope (base64) if sealed."""
+
     at: datetime
-    response: TextPublic
+    response: TextPublic | None = None
     assistance_requested: bool
+    envelope: str | None = None
+
+
+class SharedKeysPublic(BaseModel):
+    """The keys of a sealed exchange wrapped to a third State (base64), served to it while
+    its consent is effective: the content's, and each response's in order."""
+
+    content: str
+    responses: list[str]
 
 
 class NotificationPublic(NotificationMetaPublic):
-    """The exchange with its content, for its parties and consented third States."""
+    """The exchange with its content, for its parties and consented third States. A sealed
+    one has ``envelope`` (base64) and no description, indicators or supporting text."""
 
-    description: TextPublic
-    indicators: list[dict[str, Any]]
+    description: TextPublic | None
+    indicators: list[dict[str, Any]] | None
     supporting_text: TextPublic | None
     good_faith_attested: bool
     statement: str
     responses: list[ResponsePublic]
     version: int
+    envelope: str | None = None
+    shared_keys: SharedKeysPublic | None = None
 
 
 class ConsentCreate(Strict):
     notification_id: str = Field(max_length=64)
     third_state: str = Field(max_length=3, examples=["FRA"])
+
+
+class WrappedKeysIn(Strict):
+    content: str = Field(max_length=WRAPPED_KEY_B64_MAX)
+    responses: list[str] = Field(default_factory=list, max_length=10_000)
+
+
+class ConsentShare(Strict):
+    """A sealed exchange's keys wrapped (HPKE) to the third State's encryption key."""
+
+    wrapped_keys: WrappedKeysIn
 
 
 class ConsentPublic(BaseModel):
@@ -321,6 +370,23 @@ class RecordPublic(BaseModel):
 
 class RecordsPage(BaseModel):
     records: list[RecordPublic]
+    next_after: int | None = Field(description="pass as ?after= for the next page; null at end")
+
+
+class StatementPublic(BaseModel):
+    """One signed write's statement, as stored beside its events (docs/audit-format.md §15.2)."""
+
+    first_position: int
+    last_position: int
+    signer: str = Field(description="state:XXX, secretariat or server")
+    key: str = Field(description="the signing key's fingerprint, sha256:...")
+    public_key: str = Field(description="the signing key's raw 32 bytes, hex")
+    statement: str = Field(description="the statement's canonical text (RFC 8785)")
+    signature: str = Field(description="Ed25519 signature, hex")
+
+
+class StatementsPage(BaseModel):
+    statements: list[StatementPublic]
     next_after: int | None = Field(description="pass as ?after= for the next page; null at end")
 
 

@@ -8,6 +8,7 @@ from the commands, because they are one concern: what a stored event's bytes mea
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import date
 from typing import Any, Final, final
@@ -18,6 +19,19 @@ from eventsourcing.persistence import InfrastructureFactory, JSONTranscoder, Map
 from domain.notification import SupportingInformation
 from domain.state_keys import EncryptionKey, SigningKey
 from domain.values import Contact, Text
+
+
+class BytesAsBase64(Transcoding):
+    """Bytes (a sealed exchange's envelope, a wrapped key) as standard base64 text."""
+
+    type = bytes
+    name = "bytes_b64"
+
+    def encode(self, obj: bytes) -> str:
+        return base64.b64encode(obj).decode("ascii")
+
+    def decode(self, data: str) -> bytes:
+        return base64.b64decode(data)
 
 
 class DateAsISO(Transcoding):
@@ -50,6 +64,7 @@ def _value_transcoding(cls: Any, name: str) -> Transcoding:
 def register_transcodings(transcoder: JSONTranscoder) -> None:
     """pocdir's own transcodings, beside the library's (``Application.register_transcodings``)."""
     transcoder.register(DateAsISO())
+    transcoder.register(BytesAsBase64())
     transcoder.register(_value_transcoding(Text, "text"))
     transcoder.register(_value_transcoding(Contact, "contact"))
     transcoder.register(_value_transcoding(SupportingInformation, "supporting_information"))

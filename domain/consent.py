@@ -13,7 +13,8 @@ routers call these functions, on aggregates or on view documents alike.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
@@ -83,6 +84,15 @@ def exchange_access(by: Principal, parties: Collection[str]) -> ExchangeAccess:
     return ExchangeAccess.THROUGH_CONSENT
 
 
+@dataclass(frozen=True)
+class SharedKeys:
+    """What a consent shares of a sealed exchange: the content key and each response's key,
+    wrapped to the third State (``SharingConsent.KeysShared``)."""
+
+    content: bytes
+    responses: tuple[bytes, ...]
+
+
 class SharingConsent(PocdirAggregate):
     class Requested(PocdirAggregate.Created):
         notification_id: UUID
@@ -113,6 +123,19 @@ class SharingConsent(PocdirAggregate):
 
         reader: str
 
+    class KeysShared(PocdirAggregate.Event):
+        """A party shared a sealed exchange with the third State (issue 15): the content key
+        and the key of each response so far, each wrapped by the party's client to the third
+        State's encryption key (HPKE; the server cannot unwrap them). A later share, after
+        more responses, replaces an earlier one."""
+
+        party: str
+        content_key: bytes
+        response_keys: tuple[bytes, ...]
+
+        def apply(self, c: SharingConsent) -> None:
+            c.shared_keys = SharedKeys(self.content_key, tuple(self.response_keys))
+
     def __init__(
         self,
         notification_id: UUID,
@@ -127,6 +150,8 @@ class SharingConsent(PocdirAggregate):
         self.granted_by: set[str] = {requested_by}
         self.denied_by: str | None = None
         self.revoked_by: str | None = None
+        #: The keys a party shared (``share``), served to the third State while effective.
+        self.shared_keys: SharedKeys | None = None
 
     @property
     def status(self) -> ConsentStatus:
@@ -187,6 +212,41 @@ class SharingConsent(PocdirAggregate):
         if party not in self.granted_by:
             raise InvalidTransition(f"{party} has not granted this consent; deny it instead")
         self.trigger_event(self.Revoked, actor=by.ref, timestamp=at, party=party)
+
+    def share(
+        self,
+        by: Principal,
+        at: datetime,
+        content_key: bytes,
+        response_keys: Sequence[bytes],
+        responses: int,
+    ) -> None:
+        """R11: a party records the keys of a sealed exchange wrapped to the third State,
+        once the consent is effective: the content key and one key per response so far
+        (``responses``). The wrapped keys are opaque to the server."""
+        party = self.party_of(by, self.parties)
+        if not self.is_effective:
+            raise InvalidTransition(
+                f"this consent is {self.status}, not effective: every party must grant it "
+                "before anything is shared"
+            )
+        if len(response_keys) != responses:
+            raise ValidationError(
+                f"the exchange has {responses} response(s); send one wrapped key per response "
+                f"in wrapped_keys.responses, in order (got {len(response_keys)})"
+            )
+        self.trigger_event(
+            self.KeysShared,
+            actor=by.ref,
+            timestamp=at,
+            party=party,
+            content_key=bytes(content_key),
+            response_keys=tuple(bytes(k) for k in response_keys),
+        )
+
+    def keys_shared_with(self, by: Principal) -> SharedKeys | None:
+        """The shared keys, to the third State and only while the consent is effective."""
+        return self.shared_keys if self.shares_with(by) else None
 
     def record_read(self, by: Principal, at: datetime) -> None:
         """The third State reads the exchange; only while every party's grant stands."""

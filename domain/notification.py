@@ -9,6 +9,13 @@ Lifecycle::
 Only the recipient acknowledges (once) and responds; only the sender closes or withdraws, and
 withdraws only before acknowledgement. Every other transition raises ``InvalidTransition``
 (or ``NotPermitted`` for the wrong party).
+
+A notification is **plain** (its description and supporting information in the event, as
+before issue 15) or **sealed** (``send_sealed``): its content is one envelope
+(``domain.envelope``) that only the parties' keys open, and its responses are sealed too
+(``respond_sealed``). The server checks what it can without keys: the format, that the
+envelope is for this notification (and response index) and addressed to exactly the parties.
+Which form a State must use is decided with the parties' keys (``check_form``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.base import PocdirAggregate
+from domain.envelope import check_sealed
 from domain.errors import InvalidTransition, NotPermitted, ValidationError
 from domain.indicators import Indicator, parse_indicators
 from domain.taxonomy import check_incident_type
@@ -80,13 +88,24 @@ class Notification(PocdirAggregate):
     """An exchange between a sender and a recipient State."""
 
     class Sent(PocdirAggregate.Created):
+        """Version 2 (issue 15) added ``envelope``: a sealed notification has its content
+        there, and no ``description`` or ``supporting_information``; a plain one has those
+        and ``envelope`` None. Version 1 events are upcast when read, never rewritten."""
+
+        class_version = 2
+
         sender: str
         recipient: str
         incident_type: str
-        description: Text
-        supporting_information: SupportingInformation
+        description: Text | None
+        supporting_information: SupportingInformation | None
         good_faith_attested: bool
         statement: str
+        envelope: bytes | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["envelope"] = None
 
     class Acknowledged(PocdirAggregate.Event):
         statement: str
@@ -96,12 +115,24 @@ class Notification(PocdirAggregate):
             n.acknowledged_at = self.timestamp
 
     class Responded(PocdirAggregate.Event):
-        response: Text
+        """Version 2 (issue 15) added ``envelope``: a sealed response has its text there and
+        ``response`` None; a plain one the reverse. Version 1 events are upcast when read."""
+
+        class_version = 2
+
+        response: Text | None
         assistance_requested: bool
+        envelope: bytes | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["envelope"] = None
 
         def apply(self, n: Notification) -> None:
             n.status = status_after(type(self))
-            n.response_log.append((self.timestamp, self.response, self.assistance_requested))
+            given = self.response if self.envelope is None else self.envelope
+            assert given is not None  # the command gives one of the two
+            n.response_log.append((self.timestamp, given, self.assistance_requested))
             n.assistance_requested = n.assistance_requested or self.assistance_requested
 
     class Closed(PocdirAggregate.Event):
@@ -117,10 +148,11 @@ class Notification(PocdirAggregate):
         sender: str,
         recipient: str,
         incident_type: str,
-        description: Text,
-        supporting_information: SupportingInformation,
+        description: Text | None,
+        supporting_information: SupportingInformation | None,
         good_faith_attested: bool,
         statement: str,
+        envelope: bytes | None = None,
     ) -> None:
         self.sender = sender
         self.recipient = recipient
@@ -129,10 +161,18 @@ class Notification(PocdirAggregate):
         self.supporting_information = supporting_information
         self.good_faith_attested = good_faith_attested
         self.statement = statement
+        #: The sealed content (``domain.envelope``), or None for a plain notification.
+        self.envelope = envelope
         self.status = status_after(Notification.Sent)
         self.acknowledged_at: datetime | None = None
-        self.response_log: list[tuple[datetime, Text, bool]] = []
+        #: (time, the response: its text if plain, its envelope if sealed, assistance asked)
+        self.response_log: list[tuple[datetime, Text | bytes, bool]] = []
         self.assistance_requested = False
+
+    @property
+    def sealed(self) -> bool:
+        """Its content is an envelope only the parties' keys open (``send_sealed``)."""
+        return self.envelope is not None
 
     @property
     def responses(self) -> int:
@@ -157,6 +197,56 @@ class Notification(PocdirAggregate):
         good_faith_attested: bool,
     ) -> Notification:
         """R7: the sender attests good faith and gives supporting information."""
+        sender = cls.check_sender(by, recipient, good_faith_attested)
+        return cls._create(
+            cls.Sent,
+            id=id,
+            sender=sender,
+            recipient=recipient,
+            incident_type=check_incident_type(incident_type),
+            description=description,
+            supporting_information=supporting_information,
+            good_faith_attested=True,
+            statement=NO_IMPLIED_RESPONSIBILITY,
+            envelope=None,
+            actor=by.ref,
+            timestamp=at,
+        )
+
+    @classmethod
+    def send_sealed(  # noqa: PLR0913
+        cls,
+        id: UUID,  # noqa: A002
+        by: Principal,
+        at: datetime,
+        recipient: str,
+        incident_type: str,
+        envelope: bytes,
+        good_faith_attested: bool,
+    ) -> Notification:
+        """R7 with the content sealed by the sender's client: the envelope must be for this
+        notification's id and addressed to exactly the sender and the recipient
+        (``domain.envelope.check_sealed``); the client validated the content before sealing."""
+        sender = cls.check_sender(by, recipient, good_faith_attested)
+        check_sealed(envelope, id, (sender, recipient))
+        return cls._create(
+            cls.Sent,
+            id=id,
+            sender=sender,
+            recipient=recipient,
+            incident_type=check_incident_type(incident_type),
+            description=None,
+            supporting_information=None,
+            good_faith_attested=True,
+            statement=NO_IMPLIED_RESPONSIBILITY,
+            envelope=envelope,
+            actor=by.ref,
+            timestamp=at,
+        )
+
+    @staticmethod
+    def check_sender(by: Principal, recipient: str, good_faith_attested: bool) -> str:
+        """R7: a State notifies another State, in good faith; returns the sender's code."""
         if by.role is not Role.STATE or by.state is None:
             raise NotPermitted("only a State sends notifications")
         if recipient == by.state:
@@ -165,19 +255,7 @@ class Notification(PocdirAggregate):
             raise ValidationError(
                 "a notification is made in good faith (R7): set good_faith_attested to true"
             )
-        return cls._create(
-            cls.Sent,
-            id=id,
-            sender=by.state,
-            recipient=recipient,
-            incident_type=check_incident_type(incident_type),
-            description=description,
-            supporting_information=supporting_information,
-            good_faith_attested=True,
-            statement=NO_IMPLIED_RESPONSIBILITY,
-            actor=by.ref,
-            timestamp=at,
-        )
+        return by.state
 
     def acknowledge(self, by: Principal, at: datetime) -> None:
         """R9: acknowledgement of receipt, once, by the recipient; it is not concurrence."""
@@ -194,12 +272,13 @@ class Notification(PocdirAggregate):
     def respond(
         self, by: Principal, at: datetime, response: Text, assistance_requested: bool = False
     ) -> None:
-        """R10: the recipient decides how and what to respond; it may ask for assistance (R16)."""
-        self.check_is(by, self.recipient, "responds")
-        if self.status not in (NotificationStatus.ACKNOWLEDGED, NotificationStatus.RESPONDED):
-            hint = " acknowledge it first" if self.status is NotificationStatus.SENT else ""
-            raise InvalidTransition(
-                f"cannot respond to a notification that is {self.status};{hint}"
+        """R10: the recipient decides how and what to respond; it may ask for assistance (R16).
+        A sealed notification takes sealed responses only (``respond_sealed``)."""
+        self.check_may_respond(by)
+        if self.sealed:
+            raise ValidationError(
+                "this notification is sealed: seal the response to both parties with the State "
+                "client and send it as envelope"
             )
         self.trigger_event(
             self.Responded,
@@ -207,7 +286,37 @@ class Notification(PocdirAggregate):
             timestamp=at,
             response=response,
             assistance_requested=bool(assistance_requested),
+            envelope=None,
         )
+
+    def respond_sealed(
+        self, by: Principal, at: datetime, envelope: bytes, assistance_requested: bool = False
+    ) -> None:
+        """R10 with the response sealed by the recipient's client: an envelope for this
+        notification and this response's index (the number of responses so far), addressed
+        to exactly the two parties. Only a sealed notification takes one."""
+        self.check_may_respond(by)
+        if not self.sealed:
+            raise ValidationError(
+                "this notification is plain: send the response as text, not as an envelope"
+            )
+        check_sealed(envelope, self.id, self.parties, response=self.responses)
+        self.trigger_event(
+            self.Responded,
+            actor=by.ref,
+            timestamp=at,
+            response=None,
+            assistance_requested=bool(assistance_requested),
+            envelope=envelope,
+        )
+
+    def check_may_respond(self, by: Principal) -> None:
+        self.check_is(by, self.recipient, "responds")
+        if self.status not in (NotificationStatus.ACKNOWLEDGED, NotificationStatus.RESPONDED):
+            hint = " acknowledge it first" if self.status is NotificationStatus.SENT else ""
+            raise InvalidTransition(
+                f"cannot respond to a notification that is {self.status};{hint}"
+            )
 
     def close(self, by: Principal, at: datetime) -> None:
         self.check_is(by, self.sender, "closes")

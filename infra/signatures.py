@@ -149,14 +149,7 @@ class SignatureVerifier:
 
     def finish(self) -> SignatureSummary:
         if self._next < len(self.statements):
-            row = self.statements[self._next]
-            raise SignatureFault(
-                row.first_position,
-                "a statement covers positions that hold no event",
-                signer=row.signer,
-                expected="an event at every position a statement covers",
-                computed=f"statement for positions {row.first_position}-{row.last_position}",
-            )
+            raise _orphan(self.statements[self._next])
         return SignatureSummary(
             self._signed,
             self._unsigned,
@@ -176,13 +169,7 @@ class SignatureVerifier:
         if self._next < len(self.statements):
             row = self.statements[self._next]
             if row.first_position < position:
-                raise SignatureFault(
-                    row.first_position,
-                    "a statement covers positions that hold no event",
-                    signer=row.signer,
-                    expected="an event at every position a statement covers",
-                    computed=f"statement for positions {row.first_position}-{row.last_position}",
-                )
+                raise _orphan(row)
             if row.first_position == position:
                 self._next += 1
                 self._current = self._open(row, position, aggregate, version)
@@ -324,6 +311,17 @@ class SignatureVerifier:
         except KeyError:
             pass
         return self._parties.get(aggregate, frozenset())
+
+
+def _orphan(row: StatementRow) -> SignatureFault:
+    """A statement whose first position holds no event (deleted, or never there)."""
+    return SignatureFault(
+        row.first_position,
+        "a statement covers positions that hold no event",
+        signer=row.signer,
+        expected="an event at every position a statement covers",
+        computed=f"statement for positions {row.first_position}-{row.last_position}",
+    )
 
 
 def _uuid_text(value: Any) -> str:

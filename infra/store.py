@@ -139,7 +139,9 @@ class ChainedRecorder(Protocol):
 
     def has_rows(self) -> bool: ...
 
-    def statement_rows(self) -> list[StatementRow]: ...
+    def statement_rows(
+        self, start: int = FIRST_POSITION, limit: int = -1
+    ) -> list[StatementRow]: ...
 
     def first_key_binding(self) -> int | None: ...
 
@@ -454,12 +456,17 @@ class ChainedSQLiteApplicationRecorder(KeyCheckedRecorder, SQLiteApplicationReco
             self._first_binding = None if row is None or row[0] is None else int(row[0])
         return self._first_binding
 
-    def statement_rows(self) -> list[StatementRow]:
-        """Every stored statement, in position order (none in a record from before them)."""
+    def statement_rows(self, start: int = FIRST_POSITION, limit: int = -1) -> list[StatementRow]:
+        """The stored statements from position ``start`` on, in position order, at most
+        ``limit`` (all with -1; none in a record from before them)."""
         with self.datastore.transaction(commit=False) as c:
             if not self._table_exists(c, STATEMENTS_TABLE):
                 return []
-            c.execute(f"SELECT {STATEMENT_COLUMNS} FROM {STATEMENTS_TABLE} ORDER BY first_position")
+            c.execute(
+                f"SELECT {STATEMENT_COLUMNS} FROM {STATEMENTS_TABLE} "
+                "WHERE first_position >= ? ORDER BY first_position LIMIT ?",
+                (start, limit),
+            )
             return [row_from(tuple(r)) for r in c.fetchall()]
 
     def active_key(self) -> KeyCheck | None:
@@ -855,15 +862,17 @@ class ChainedPostgresApplicationRecorder(KeyCheckedRecorder, PostgresApplication
         return self._first_binding
 
     @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)
-    def statement_rows(self) -> list[StatementRow]:
-        """Every stored statement, in position order (none in a record from before them)."""
+    def statement_rows(self, start: int = FIRST_POSITION, limit: int = -1) -> list[StatementRow]:
+        """The stored statements from position ``start`` on, in position order, at most
+        ``limit`` (all with -1; none in a record from before them)."""
         with self.datastore.transaction(commit=False) as curs:
             if not self._exists(curs, STATEMENTS_TABLE):
                 return []
             select = (
-                f"SELECT {STATEMENT_COLUMNS} FROM {self.statements_table} ORDER BY first_position"
+                f"SELECT {STATEMENT_COLUMNS} FROM {self.statements_table} "
+                "WHERE first_position >= %s ORDER BY first_position LIMIT %s"
             )
-            curs.execute(select.encode())  # type: ignore[call-overload]
+            curs.execute(select.encode(), (start, None if limit < 0 else limit))  # type: ignore[call-overload]
             return [row_from(tuple(r.values())) for r in curs.fetchall()]
 
     @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)

@@ -243,6 +243,7 @@ def _consent(event: Any, docs: Documents, item: Any) -> None:
             SharingConsent.Denied: "consent denied",
             SharingConsent.Revoked: "consent revoked",
             SharingConsent.ContentRead: "shared exchange read",
+            SharingConsent.KeysShared: "sealed exchange shared",
         }[type(event)]
         actor = event.reader if isinstance(event, SharingConsent.ContentRead) else event.party
         if isinstance(event, SharingConsent.Granted):

@@ -13,6 +13,10 @@ Bindings, so that nothing can be moved where it was not sent:
   State's code (3 ASCII bytes): a wrapped key opens only for that notification and that
   State, so an operator cannot relabel it for another State or copy it to another exchange.
 
+A response is an envelope of its own (:func:`seal_response`), bound likewise to the
+notification and the response's index. The byte format is ``domain/envelope.py``'s, which the
+server reads too (it checks what it can without keys); this module holds the cryptography.
+
 The byte-exact format is in docs/e2e.md; :meth:`Envelope.to_bytes` and
 :meth:`Envelope.from_bytes` are its only writer and reader.
 
@@ -26,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -36,22 +39,35 @@ import rfc8785
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from domain.errors import NotAMemberState, ValidationError
-from domain.members import check_member_state
+from domain.envelope import (
+    CONTENT_AAD_PREFIX,
+    MAGIC,
+    RESPONSE_AAD_PREFIX,
+    RESPONSE_MAGIC,
+    RESPONSE_WRAP_INFO_PREFIX,
+    WRAP_INFO_PREFIX,
+    WRAPPED_KEY_LENGTH,
+    Envelope,
+    EnvelopeError,
+    EnvelopeMalformed,
+    EnvelopeNotAddressed,
+    check_state,
+    content_aad,
+    envelope_aad,
+    envelope_info,
+    wrap_info,
+)
+from domain.errors import ValidationError
 from domain.notification import SupportingInformation
 from domain.values import Text
-from state_client.keys import (
-    AEAD_ID,
-    KDF_ID,
-    KEM_ID,
-    SUITE,
-    EncryptionPrivateKey,
-    EncryptionPublicKey,
-)
+from state_client.keys import SUITE, EncryptionPrivateKey, EncryptionPublicKey
 
 __all__ = [
     "CONTENT_AAD_PREFIX",
     "MAGIC",
+    "RESPONSE_AAD_PREFIX",
+    "RESPONSE_MAGIC",
+    "RESPONSE_WRAP_INFO_PREFIX",
     "WRAP_INFO_PREFIX",
     "WRAPPED_KEY_LENGTH",
     "Content",
@@ -60,46 +76,18 @@ __all__ = [
     "EnvelopeMalformed",
     "EnvelopeNotAddressed",
     "EnvelopeUndecryptable",
+    "content_aad",
     "open_envelope",
+    "open_response",
     "rewrap",
+    "rewrap_response",
     "seal",
+    "seal_response",
+    "wrap_info",
 ]
-
-#: First bytes of every serialised envelope (format version 1).
-MAGIC: Final = b"PDE1"
-#: AEAD additional data of the content: this prefix, then the notification id's 16 bytes.
-CONTENT_AAD_PREFIX: Final = b"pocdir envelope v1 content\n"
-#: HPKE info of a wrapped key: this prefix, the notification id's 16 bytes, the State code.
-WRAP_INFO_PREFIX: Final = b"pocdir envelope v1 key\n"
 
 _CONTENT_KEY_LENGTH: Final = 32
 _NONCE_LENGTH: Final = 12
-_TAG_LENGTH: Final = 16
-_ENC_LENGTH: Final = 1120  # Nenc of MLKEM768-X25519
-#: A wrapped key: HPKE enc (1120) || AES-256-GCM of the 32-byte content key (32 + 16 tag).
-WRAPPED_KEY_LENGTH: Final = _ENC_LENGTH + _CONTENT_KEY_LENGTH + _TAG_LENGTH
-_HEADER: Final = struct.Struct(">4sHHH16s12sI")
-_COUNT: Final = struct.Struct(">H")
-_ENTRY: Final = struct.Struct(">3sH")
-
-
-class EnvelopeError(ValidationError):
-    """An envelope cannot be read or opened; the subclass says why."""
-
-
-class EnvelopeMalformed(EnvelopeError):
-    """The bytes are not an envelope of the documented format."""
-
-
-class EnvelopeNotAddressed(EnvelopeError):
-    """The envelope holds no wrapped key for this State."""
-
-    def __init__(self, state: str, addressed: tuple[str, ...]) -> None:
-        self.state = state
-        self.addressed = addressed
-        super().__init__(
-            f"the envelope has no key for {state}; it is addressed to {', '.join(addressed)}"
-        )
 
 
 class EnvelopeUndecryptable(EnvelopeError):
@@ -115,8 +103,8 @@ class EnvelopeUndecryptable(EnvelopeError):
         self.notification = notification
         super().__init__(
             f"the {part} of the envelope of notification {notification} does not open for "
-            f"{state}: it was altered, moved from another notification or State, or the "
-            "private key is not this State's"
+            f"{state}: it was altered, moved from another notification, response or State, "
+            "or the private key is not this State's"
         )
 
 
@@ -166,124 +154,6 @@ class Content:
         return cls.from_dict(parsed)
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """One notification's encrypted content and its wrapped keys, sorted by State code."""
-
-    notification: UUID
-    nonce: bytes
-    ciphertext: bytes
-    wrapped_keys: tuple[tuple[str, bytes], ...]
-
-    def __post_init__(self) -> None:
-        """Hold every envelope to the format, so :meth:`to_bytes` never pads or cuts a field."""
-        if len(self.nonce) != _NONCE_LENGTH:
-            raise EnvelopeMalformed(f"the nonce is {_NONCE_LENGTH} bytes, got {len(self.nonce)}")
-        if len(self.ciphertext) < _TAG_LENGTH:
-            raise EnvelopeMalformed("the content is shorter than its authentication tag")
-        states = [state for state, _ in self.wrapped_keys]
-        if not states or states != sorted(set(states)):
-            raise EnvelopeMalformed(
-                "the wrapped keys must be at least one, in code order, one per State"
-            )
-        for state, wrapped in self.wrapped_keys:
-            _check_state(state)
-            if len(wrapped) != WRAPPED_KEY_LENGTH:
-                raise EnvelopeMalformed(
-                    f"a wrapped key is {WRAPPED_KEY_LENGTH} bytes, got {len(wrapped)}"
-                )
-
-    @property
-    def addressed(self) -> tuple[str, ...]:
-        """The States that hold a wrapped key, in code order."""
-        return tuple(state for state, _ in self.wrapped_keys)
-
-    def wrapped_key(self, state: str) -> bytes:
-        for code, wrapped in self.wrapped_keys:
-            if code == state:
-                return wrapped
-        raise EnvelopeNotAddressed(state, self.addressed)
-
-    def with_wrapped_key(self, state: str, wrapped: bytes) -> Envelope:
-        """A copy with ``state``'s wrapped key added or replaced (what a re-wrap records)."""
-        keys = dict(self.wrapped_keys)
-        keys[_check_state(state)] = wrapped
-        return Envelope(self.notification, self.nonce, self.ciphertext, tuple(sorted(keys.items())))
-
-    def to_bytes(self) -> bytes:
-        """The byte-exact form of docs/e2e.md (big-endian lengths, keys in code order)."""
-        parts = [
-            _HEADER.pack(
-                MAGIC,
-                KEM_ID,
-                KDF_ID,
-                AEAD_ID,
-                self.notification.bytes,
-                self.nonce,
-                len(self.ciphertext),
-            ),
-            self.ciphertext,
-            _COUNT.pack(len(self.wrapped_keys)),
-        ]
-        for state, wrapped in self.wrapped_keys:
-            parts.append(_ENTRY.pack(state.encode("ascii"), len(wrapped)))
-            parts.append(wrapped)
-        return b"".join(parts)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Envelope:
-        """Read :meth:`to_bytes`'s form strictly: any other byte is EnvelopeMalformed."""
-        if len(data) < _HEADER.size:
-            raise EnvelopeMalformed(f"an envelope is at least {_HEADER.size} bytes")
-        magic, kem, kdf, aead, notification, nonce, length = _HEADER.unpack_from(data)
-        if magic != MAGIC:
-            raise EnvelopeMalformed(f"an envelope starts with {MAGIC!r}, got {magic!r}")
-        if (kem, kdf, aead) != (KEM_ID, KDF_ID, AEAD_ID):
-            raise EnvelopeMalformed(
-                f"the envelope's suite is KEM 0x{kem:04x}, KDF 0x{kdf:04x}, AEAD 0x{aead:04x}; "
-                f"expected 0x{KEM_ID:04x}, 0x{KDF_ID:04x}, 0x{AEAD_ID:04x}"
-            )
-        offset = _HEADER.size
-        ciphertext = data[offset : offset + length]
-        offset += length
-        if len(ciphertext) != length or len(data) < offset + _COUNT.size:
-            raise EnvelopeMalformed("the envelope's content is cut short")
-        (count,) = _COUNT.unpack_from(data, offset)
-        offset += _COUNT.size
-        keys: list[tuple[str, bytes]] = []
-        for _ in range(count):
-            if len(data) < offset + _ENTRY.size:
-                raise EnvelopeMalformed("the envelope's wrapped keys are cut short")
-            raw_state, size = _ENTRY.unpack_from(data, offset)
-            offset += _ENTRY.size
-            wrapped = data[offset : offset + size]
-            offset += size
-            if size != WRAPPED_KEY_LENGTH or len(wrapped) != size:
-                raise EnvelopeMalformed(
-                    f"a wrapped key is {WRAPPED_KEY_LENGTH} bytes, got {len(wrapped)}"
-                )
-            try:
-                state = raw_state.decode("ascii")
-            except UnicodeDecodeError:
-                raise EnvelopeMalformed(
-                    "a wrapped key is not labelled with a member State's code"
-                ) from None
-            keys.append((state, wrapped))
-        if offset != len(data):
-            raise EnvelopeMalformed(f"{len(data) - offset} bytes follow the last wrapped key")
-        return cls(UUID(bytes=notification), nonce, ciphertext, tuple(keys))
-
-
-def content_aad(notification: UUID) -> bytes:
-    """The content's AEAD additional data (binds it to the notification)."""
-    return CONTENT_AAD_PREFIX + notification.bytes
-
-
-def wrap_info(notification: UUID, state: str) -> bytes:
-    """The HPKE info of ``state``'s wrapped key (binds it to the notification and State)."""
-    return WRAP_INFO_PREFIX + notification.bytes + state.encode("ascii")
-
-
 def seal(
     content: Content | Mapping[str, Any],
     notification: UUID,
@@ -295,21 +165,22 @@ def seal(
     before anything is encrypted.
     """
     checked = content if isinstance(content, Content) else Content.from_dict(content)
-    if not recipients:
-        raise ValidationError("an envelope needs at least one recipient State")
-    key = AESGCM.generate_key(bit_length=256)
-    nonce = os.urandom(_NONCE_LENGTH)
-    ciphertext = AESGCM(key).encrypt(nonce, checked.to_bytes(), content_aad(notification))
-    wrapped = {
-        _check_state(state): _wrap(key, notification, state, public_key)
-        for state, public_key in recipients.items()
-    }
-    return Envelope(notification, nonce, ciphertext, tuple(sorted(wrapped.items())))
+    return _seal(checked.to_bytes(), notification, None, recipients)
 
 
-def open_envelope(envelope: Envelope, state: str, private_key: EncryptionPrivateKey) -> Content:
-    """Decrypt the content as ``state`` and validate it with the domain's rules."""
-    key = _unwrap(envelope, state, private_key)
+def open_envelope(
+    envelope: Envelope,
+    state: str,
+    private_key: EncryptionPrivateKey,
+    *,
+    shared_key: bytes | None = None,
+) -> Content:
+    """Decrypt the content as ``state`` and validate it with the domain's rules.
+
+    A third State passes the wrapped key shared with it (``shared_keys.content`` of
+    ``GET /notifications/{id}``, decoded) as ``shared_key``: the envelope it is served is
+    addressed to the parties only."""
+    key = _unwrap(_with_shared(envelope, state, shared_key), state, private_key)
     return Content.from_bytes(_decrypt_content(envelope, key, state))
 
 
@@ -325,29 +196,132 @@ def rewrap(
     The content key is unwrapped with the party's key, checked to open the content (so a
     party never passes on a key that does not work), and wrapped to the third State's key.
     The returned envelope carries the new wrapped key; ``wrapped_key(third_state)`` is what
-    the server would record for the consent.
+    the party posts to ``POST /consents/{id}/share`` as ``wrapped_keys.content``.
     """
     key = _unwrap(envelope, state, private_key)
     Content.from_bytes(_decrypt_content(envelope, key, state))
-    third = _check_state(third_state)
-    return envelope.with_wrapped_key(
-        third, _wrap(key, envelope.notification, third, third_public_key)
-    )
+    return _rewrapped(envelope, key, third_state, third_public_key)
+
+
+def seal_response(
+    notification: UUID,
+    index: int,
+    response: Text | Mapping[str, Any] | str,
+    recipients: Mapping[str, EncryptionPublicKey],
+) -> Envelope:
+    """Encrypt response number ``index`` (0 for the first) to ``notification`` for every
+    State in ``recipients`` (both parties), under a content key of its own.
+
+    The response is validated first as the server would validate it in plain text (R6; a
+    bare string is English). Its AAD and every wrapped key's HPKE info name the notification
+    and the index, so the response opens only there (docs/e2e.md, "Responses")."""
+    text = _response_text(response)
+    if not 0 <= index < 2**32:
+        raise ValidationError("a response's index is from 0 to 2^32 - 1")
+    return _seal(_response_bytes(text), notification, index, recipients)
+
+
+def open_response(
+    envelope: Envelope,
+    state: str,
+    private_key: EncryptionPrivateKey,
+    *,
+    shared_key: bytes | None = None,
+) -> Text:
+    """Decrypt a response as ``state`` (a third State passes the wrapped key shared with it,
+    ``shared_keys.responses[i]`` decoded, as ``shared_key``) and validate it again."""
+    if envelope.response is None:
+        raise EnvelopeMalformed("this envelope is a notification's content, not a response")
+    key = _unwrap(_with_shared(envelope, state, shared_key), state, private_key)
+    return _response_from_bytes(_decrypt_content(envelope, key, state))
+
+
+def rewrap_response(
+    envelope: Envelope,
+    state: str,
+    private_key: EncryptionPrivateKey,
+    third_state: str,
+    third_public_key: EncryptionPublicKey,
+) -> Envelope:
+    """R11: ``rewrap`` for one response; ``wrapped_key(third_state)`` of the result is one
+    item of ``wrapped_keys.responses`` of ``POST /consents/{id}/share``."""
+    if envelope.response is None:
+        raise EnvelopeMalformed("this envelope is a notification's content, not a response")
+    key = _unwrap(envelope, state, private_key)
+    _response_from_bytes(_decrypt_content(envelope, key, state))
+    return _rewrapped(envelope, key, third_state, third_public_key)
 
 
 # --- helpers -------------------------------------------------------------------------------
 
 
+def _seal(
+    plaintext: bytes,
+    notification: UUID,
+    response: int | None,
+    recipients: Mapping[str, EncryptionPublicKey],
+) -> Envelope:
+    if not recipients:
+        raise ValidationError("an envelope needs at least one recipient State")
+    key = AESGCM.generate_key(bit_length=256)
+    nonce = os.urandom(_NONCE_LENGTH)
+    ciphertext = AESGCM(key).encrypt(nonce, plaintext, envelope_aad(notification, response))
+    wrapped = {
+        check_state(state): _wrap_with(
+            key, envelope_info(notification, response, state), public_key
+        )
+        for state, public_key in recipients.items()
+    }
+    return Envelope(notification, nonce, ciphertext, tuple(sorted(wrapped.items())), response)
+
+
+def _rewrapped(
+    envelope: Envelope, key: bytes, third_state: str, third_public_key: EncryptionPublicKey
+) -> Envelope:
+    third = check_state(third_state)
+    return envelope.with_wrapped_key(third, _wrap_with(key, envelope.info(third), third_public_key))
+
+
+def _with_shared(envelope: Envelope, state: str, shared_key: bytes | None) -> Envelope:
+    return envelope if shared_key is None else envelope.with_wrapped_key(state, shared_key)
+
+
+def _response_text(response: Text | Mapping[str, Any] | str) -> Text:
+    if isinstance(response, Text):
+        return response
+    if isinstance(response, str):
+        return Text.english_only(response)
+    return Text.from_dict(response, field="response")
+
+
+def _response_bytes(text: Text) -> bytes:
+    """A response's plaintext: RFC 8785 JSON of ``{"response": <Text>}``."""
+    return rfc8785.dumps({"response": text.to_dict()})
+
+
+def _response_from_bytes(data: bytes) -> Text:
+    try:
+        parsed = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValidationError("the decrypted response is not UTF-8 JSON") from None
+    if not isinstance(parsed, Mapping) or set(parsed) != {"response"}:
+        raise ValidationError("a decrypted response is an object with exactly the key 'response'")
+    return Text.from_dict(parsed["response"], field="response")
+
+
 def _wrap(key: bytes, notification: UUID, state: str, public_key: EncryptionPublicKey) -> bytes:
-    return SUITE.encrypt(key, public_key.hpke(), info=wrap_info(notification, state))
+    """A content key wrapped to ``state`` for ``notification``'s content."""
+    return _wrap_with(key, wrap_info(notification, state), public_key)
+
+
+def _wrap_with(key: bytes, info: bytes, public_key: EncryptionPublicKey) -> bytes:
+    return SUITE.encrypt(key, public_key.hpke(), info=info)
 
 
 def _unwrap(envelope: Envelope, state: str, private_key: EncryptionPrivateKey) -> bytes:
     wrapped = envelope.wrapped_key(state)
     try:
-        key = SUITE.decrypt(
-            wrapped, private_key.hpke(), info=wrap_info(envelope.notification, state)
-        )
+        key = SUITE.decrypt(wrapped, private_key.hpke(), info=envelope.info(state))
     except (InvalidTag, ValueError):
         raise EnvelopeUndecryptable(
             "wrapped key", state=state, notification=envelope.notification
@@ -359,19 +333,8 @@ def _unwrap(envelope: Envelope, state: str, private_key: EncryptionPrivateKey) -
 
 def _decrypt_content(envelope: Envelope, key: bytes, state: str) -> bytes:
     try:
-        return AESGCM(key).decrypt(
-            envelope.nonce, envelope.ciphertext, content_aad(envelope.notification)
-        )
+        return AESGCM(key).decrypt(envelope.nonce, envelope.ciphertext, envelope.aad)
     except InvalidTag:
         raise EnvelopeUndecryptable(
             "content", state=state, notification=envelope.notification
         ) from None
-
-
-def _check_state(state: str) -> str:
-    try:
-        if check_member_state(state) == state:
-            return state
-    except NotAMemberState:
-        pass
-    raise EnvelopeMalformed(f"{state[:10]!r} is not the uppercase code of a member State")

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.hpke import (
     Suite,
 )
 
+from domain.envelope import AEAD_ID, KDF_ID, KEM_ID
 from domain.errors import ValidationError
 from domain.state_keys import ENCRYPTION_KEY_LENGTH, split_encryption_key
 from domain.statement import fingerprint_of
@@ -49,10 +50,8 @@ __all__ = [
 
 #: The HPKE suite of every envelope: hybrid post-quantum KEM, HKDF-SHA256, AES-256-GCM.
 SUITE: Final = Suite(KEM.MLKEM768_X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
-#: RFC 9180 / draft-ietf-hpke-pq identifiers of :data:`SUITE`, written into docs/e2e.md.
-KEM_ID: Final = 0x647A
-KDF_ID: Final = 0x0001
-AEAD_ID: Final = 0x0002
+# The RFC 9180 / draft-ietf-hpke-pq identifiers of :data:`SUITE` (KEM_ID, KDF_ID, AEAD_ID)
+# are decided in ``domain.envelope``, which writes them into every envelope.
 
 #: Length of a serialised public key: ML-KEM-768 encapsulation key then X25519 public key
 #: (the format ``domain.state_keys`` decides, where the server records the keys).

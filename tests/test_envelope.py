@@ -14,9 +14,13 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from domain.errors import InvalidIndicator, TranslationRequired
+from domain.values import Text
 from state_client.envelope import (
     CONTENT_AAD_PREFIX,
     MAGIC,
+    RESPONSE_AAD_PREFIX,
+    RESPONSE_MAGIC,
+    RESPONSE_WRAP_INFO_PREFIX,
     WRAP_INFO_PREFIX,
     WRAPPED_KEY_LENGTH,
     Content,
@@ -27,8 +31,11 @@ from state_client.envelope import (
     _wrap,
     content_aad,
     open_envelope,
+    open_response,
     rewrap,
+    rewrap_response,
     seal,
+    seal_response,
     wrap_info,
 )
 from state_client.keys import (
@@ -264,6 +271,9 @@ def test_docs_e2e_states_the_constants_of_the_code() -> None:
         '"pocdir envelope v1 content\\n"',
         '"pocdir envelope v1 key\\n"',
         "`PDE1`",
+        "`PDR1`",
+        '"pocdir envelope v1 response\\n"',
+        '"pocdir envelope v1 response key\\n"',
         "0x647a",
         "| 1168 |",
         "1216 bytes",
@@ -291,6 +301,76 @@ def test_an_envelope_out_of_format_cannot_be_built(keys: dict[str, EncryptionPri
         envelope.with_wrapped_key("FRAN", envelope.wrapped_key("FRA"))
     with pytest.raises(EnvelopeMalformed, match="1168 bytes"):
         envelope.with_wrapped_key("KEN", envelope.wrapped_key("FRA")[:-1])
+
+
+def _response(keys: dict[str, EncryptionPrivateKey], notification: UUID, index: int) -> Envelope:
+    parties = {"FRA": keys["FRA"].public_key(), "DEU": keys["DEU"].public_key()}
+    return seal_response(notification, index, "Contained; forensics under way", parties)
+
+
+def test_a_response_opens_for_both_parties_and_a_third_state_after_a_rewrap(
+    keys: dict[str, EncryptionPrivateKey],
+) -> None:
+    notification = uuid4()
+    envelope = Envelope.from_bytes(_response(keys, notification, 2).to_bytes())
+    assert (envelope.response, envelope.addressed) == (2, ("DEU", "FRA"))
+    expected = Text.english_only("Contained; forensics under way")
+    for state in ("DEU", "FRA"):
+        assert open_response(envelope, state, keys[state]) == expected
+    shared = rewrap_response(envelope, "DEU", keys["DEU"], "KEN", keys["KEN"].public_key())
+    # The third State is served the parties' envelope and the key shared with it, apart.
+    assert open_response(envelope, "KEN", keys["KEN"], shared_key=shared.wrapped_key("KEN")) == (
+        expected
+    )
+    with pytest.raises(EnvelopeNotAddressed):
+        open_response(envelope, "KEN", keys["KEN"])
+
+
+def test_a_response_cannot_be_moved_to_another_place_or_passed_off_as_content(
+    keys: dict[str, EncryptionPrivateKey],
+) -> None:
+    notification = uuid4()
+    envelope = _response(keys, notification, 0)
+    for moved in (
+        Envelope(
+            envelope.notification, envelope.nonce, envelope.ciphertext, envelope.wrapped_keys, 1
+        ),
+        Envelope(uuid4(), envelope.nonce, envelope.ciphertext, envelope.wrapped_keys, 0),
+    ):
+        with pytest.raises(EnvelopeUndecryptable) as caught:
+            open_response(moved, "DEU", keys["DEU"])
+        assert caught.value.part == "wrapped key"
+    as_content = Envelope(notification, envelope.nonce, envelope.ciphertext, envelope.wrapped_keys)
+    with pytest.raises(EnvelopeUndecryptable):
+        open_envelope(as_content, "DEU", keys["DEU"])
+    with pytest.raises(EnvelopeMalformed, match="not a response"):
+        open_response(_sealed(keys, notification), "DEU", keys["DEU"])
+
+
+def test_a_response_envelopes_bytes_are_as_documented(
+    keys: dict[str, EncryptionPrivateKey],
+) -> None:
+    """docs/e2e.md: a ``PDR1`` envelope has the response's index (u32) after the id."""
+    notification = UUID("00000000-0000-4000-8000-000000000001")
+    envelope = _response(keys, notification, 7)
+    data = envelope.to_bytes()
+    assert data[:4] == RESPONSE_MAGIC == b"PDR1"
+    assert data[10:26] == notification.bytes
+    assert struct.unpack(">I", data[26:30]) == (7,)
+    assert data[30:42] == envelope.nonce
+    assert envelope.aad == RESPONSE_AAD_PREFIX + notification.bytes + struct.pack(">I", 7)
+    assert envelope.info("FRA") == (
+        RESPONSE_WRAP_INFO_PREFIX + notification.bytes + struct.pack(">I", 7) + b"FRA"
+    )
+    assert RESPONSE_AAD_PREFIX == b"pocdir envelope v1 response\n"
+    assert RESPONSE_WRAP_INFO_PREFIX == b"pocdir envelope v1 response key\n"
+    with pytest.raises(EnvelopeMalformed):
+        Envelope.from_bytes(data[:28])
+
+
+def test_a_response_is_validated_before_sealing() -> None:
+    with pytest.raises(TranslationRequired):
+        seal_response(uuid4(), 0, {"language": "fr", "text": "Bonjour"}, {})
 
 
 def test_the_library_writes_enc_then_ciphertext_as_docs_e2e_says() -> None:

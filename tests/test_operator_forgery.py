@@ -103,3 +103,50 @@ def test_an_intact_signed_record_verifies_and_says_what_was_signed(
     offline = run(backend.url, "audit", "verify", str(bundle))
     assert offline.returncode == 0, offline.stderr
     assert "signatures:" in offline.stdout
+
+
+def test_a_removed_or_an_added_statement_is_named(
+    api: Api, backend: Backend, tmp_path: Path
+) -> None:
+    """Deleting a State's statement leaves its event unsigned; a statement copied to a
+    position with no event covers nothing: both are faults at their position."""
+    fra_with_a_contact(api)
+    rows = api.application.recorder.statement_rows()  # type: ignore[attr-defined]
+    signed = [r for r in rows if r.signer == "state:FRA"][-1]
+    backend.execute(
+        "DELETE FROM signed_statements WHERE first_position = %s", (signed.first_position,)
+    )
+    removed = run(backend.url, "verify")
+    assert removed.returncode == 1, removed.stdout
+    assert f"position {signed.first_position}" in removed.stderr
+    assert "no signed statement" in removed.stderr
+    ghost = signed.last_position + 1000
+    backend.execute(
+        "INSERT INTO signed_statements (first_position, last_position, signer, key, public_key,"
+        " statement, signature) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            signed.first_position,
+            signed.last_position,
+            signed.signer,
+            signed.key,
+            signed.public_key,
+            signed.statement,
+            signed.signature,
+        ),
+    )
+    backend.execute(
+        "INSERT INTO signed_statements (first_position, last_position, signer, key, public_key,"
+        " statement, signature) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            ghost,
+            ghost,
+            signed.signer,
+            signed.key,
+            signed.public_key,
+            signed.statement,
+            signed.signature,
+        ),
+    )
+    added = run(backend.url, "verify")
+    assert added.returncode == 1, added.stdout
+    assert f"position {ghost}" in added.stderr and "hold no event" in added.stderr

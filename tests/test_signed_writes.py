@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from domain.signed_requests import decode_header_json
 from domain.signing import RECEIPT_HEADER, verify_receipt
 from domain.statement import parse_statement
+from domain.values import Role
 from infra.note import SignerKey
 from tests.support.builders import contact_data
 from tests.support.http import Api
@@ -198,3 +199,18 @@ def test_personal_contact_data_is_only_committed_to_in_the_statement(api: Api) -
         api.call("GET", ENTRY, api.as_state("FRA")).json()["contacts"][0]["function"]["text"]
         == "CERT"
     )
+
+
+def test_an_auditor_reads_the_statements_page_by_page(api: Api) -> None:
+    auditor = api.auth(Role.AUDITOR)  # issuing its credential is a signed write too
+    fra = registered(api)
+    contact = {"contact": contact_data("cert")}
+    r = signed_call(api, fra, "POST", f"{ENTRY}/contacts", contact, if_match='"1"')
+    assert r.status_code == 200, r.text
+    first = api.call("GET", "/audit/statements?limit=1", auditor).json()
+    assert len(first["statements"]) == 1 and first["next_after"] is not None
+    rest = api.call("GET", f"/audit/statements?after={first['next_after']}", auditor).json()
+    everything = first["statements"] + rest["statements"]
+    assert [s["first_position"] for s in everything] == [r.first_position for r in statements(api)]
+    assert [s["signer"] for s in everything][-2:] == ["state:FRA", "state:FRA"]
+    assert api.call("GET", "/audit/statements", api.as_state("FRA")).status_code == 403

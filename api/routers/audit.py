@@ -9,7 +9,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import AuditorPrincipal, ServicesDep
-from api.schemas import HeadPublic, RecordPublic, RecordsPage, VerificationPublic
+from api.schemas import (
+    HeadPublic,
+    RecordPublic,
+    RecordsPage,
+    StatementPublic,
+    StatementsPage,
+    VerificationPublic,
+)
 from infra.chain import GENESIS_POSITION, VerificationError
 from infra.verify import chained_recorder, verify_record
 
@@ -57,3 +64,19 @@ def records(
         for position, originator_id, version, topic, state, _, _, link in rows
     ]
     return RecordsPage(records=page, next_after=page[-1].position if len(page) == limit else None)
+
+
+@router.get("/statements", response_model=StatementsPage, summary="Signed statements, page by page")
+def statements(
+    _: AuditorPrincipal,
+    services: ServicesDep,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> StatementsPage:
+    """The statements of the signed writes whose first position is after ``after``: what an
+    auditor checks every signature with, without any server key."""
+    rows = chained_recorder(services.application).statement_rows(after + 1, limit)
+    page = [StatementPublic(**row.to_json()) for row in rows]
+    return StatementsPage(
+        statements=page, next_after=page[-1].first_position if len(page) == limit else None
+    )

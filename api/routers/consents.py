@@ -1,5 +1,6 @@
 """Consents to share an exchange with a third State (R11). Parties see their consents; the
-third State sees one only while it is effective; the Secretariat sees metadata."""
+third State sees one only while it is effective; the Secretariat sees metadata. Once it is
+effective, a party shares a sealed exchange's keys, wrapped to the third State (``/share``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from fastapi import APIRouter
 
 from api.deps import Idempotency, QueriesDep, ServicesDep, StateOrSecretariat, StatePrincipal
 from api.routers.common import parse_id
-from api.schemas import ConsentCreate, ConsentPublic
+from api.schemas import ConsentCreate, ConsentPublic, ConsentShare
 from domain.consent import SharingConsent
+from domain.envelope import parse_wrapped_key
 from domain.idempotency import IdempotencyKey
 from domain.values import Principal
 
@@ -80,3 +82,26 @@ def revoke(
     consent_id: str, by: StatePrincipal, services: ServicesDep, key: Idempotency
 ) -> ConsentPublic:
     return _decide(services.application.revoke_consent, by, consent_id, key)
+
+
+@router.post(
+    "/{consent_id}/share",
+    response_model=ConsentPublic,
+    summary="Share a sealed exchange's keys, wrapped to the third State (a party)",
+)
+def share(
+    consent_id: str, body: ConsentShare, by: StatePrincipal, services: ServicesDep, key: Idempotency
+) -> ConsentPublic:
+    """409 unless the consent is effective; 422 unless there is one wrapped key per response
+    so far. The server cannot unwrap them; it serves them to the third State while the
+    consent is effective."""
+    wrapped = body.wrapped_keys
+    content_key = parse_wrapped_key(wrapped.content, "wrapped_keys.content")
+    response_keys = [
+        parse_wrapped_key(k, f"wrapped_keys.responses[{i}]")
+        for i, k in enumerate(wrapped.responses)
+    ]
+    consent = services.application.share_consented(
+        by, parse_id(consent_id, "consent"), content_key, response_keys, idempotency=key
+    )
+    return consent_public(consent)
