@@ -18,10 +18,6 @@ What it does that a bare HTTP client does not:
   through its signed key history, anchored in a pinned fingerprint.
 * **Read your writes.** Each request carries ``Pocdir-Min-Position``, the highest record
   position a write of this client ended at, so a read right after a write sees it.
-
-Parts of the API this module codes against before they are on main (the e2e helper's sealed
-notifications, responses and sharing, docs/e2e.md) are reached through
-:func:`_envelope_function`, so a missing function is one clear error, not an import failure.
 """
 
 from __future__ import annotations
@@ -44,8 +40,16 @@ from domain.errors import ValidationError
 from domain.members import check_member_state
 from domain.signed_requests import sign_request
 from domain.signing import RECEIPT_HEADER
-from state_client import envelope as envelope_module
-from state_client.envelope import Content, Envelope, open_envelope, rewrap, seal
+from state_client.envelope import (
+    Content,
+    Envelope,
+    open_envelope,
+    open_response,
+    rewrap,
+    rewrap_response,
+    seal,
+    seal_response,
+)
 from state_client.keys import EncryptionPrivateKey
 from state_client.store import ClientConfig
 from state_client.trust import TrustedKey, TrustStore
@@ -159,18 +163,6 @@ def _id(value: UUID | str, what: str = "an id") -> UUID:
         return value if isinstance(value, UUID) else UUID(str(value).strip())
     except ValueError:
         raise ClientError(f"{str(value)[:40]!r} is not {what} (a UUID, as listed)") from None
-
-
-def _envelope_function(name: str) -> Callable[..., Any]:
-    """A function of :mod:`state_client.envelope` that the sealed exchange needs (responses,
-    sharing), or one clear error if this installation does not have it yet."""
-    function = getattr(envelope_module, name, None)
-    if function is None:
-        raise ClientError(
-            f"this client's state_client.envelope has no {name} yet (sealed responses and "
-            "sharing, docs/e2e.md): update pocdir"
-        )
-    return function  # type: ignore[no-any-return]
 
 
 class StateClient:
@@ -409,9 +401,10 @@ class StateClient:
         if sealed.notification != _id(notification_id):
             raise ClientError("the served envelope belongs to another notification")
         shared = served.get("shared_keys")
+        shared_key = None
         if self.state not in sealed.addressed and isinstance(shared, Mapping):
-            sealed = sealed.with_wrapped_key(self.state, _unb64(shared.get("content"), "key"))
-        content = open_envelope(sealed, self.state, self.encryption_key)
+            shared_key = _unb64(shared.get("content"), "shared key")
+        content = open_envelope(sealed, self.state, self.encryption_key, shared_key=shared_key)
         responses = [
             self._open_response(sealed.notification, i, r, shared)
             for i, r in enumerate(served.get("responses") or [])
@@ -424,20 +417,19 @@ class StateClient:
         raw = served.get("envelope")
         if raw is None:
             return dict(served)
-        open_response = _envelope_function("open_response")
         wrapped = None
         if isinstance(shared, Mapping):
             keys = shared.get("responses") or []
             if index < len(keys):
                 wrapped = _unb64(keys[index], "response key")
         sealed = Envelope.from_bytes(_unb64(raw, "response envelope"))
-        if sealed.notification != notification or getattr(sealed, "response", index) != index:
+        if sealed.notification != notification or sealed.response != index:
             raise ClientError(f"response {index} of {notification} is served from another place")
         text = open_response(sealed, self.state, self.encryption_key, shared_key=wrapped)
         return {
             "at": served.get("at"),
             "assistance_requested": served.get("assistance_requested"),
-            "response": text.to_dict() if hasattr(text, "to_dict") else text,
+            "response": text.to_dict(),
         }
 
     def acknowledge(self, notification_id: UUID | str) -> Answer:
@@ -454,11 +446,9 @@ class StateClient:
             raise ClientError(f"{self.state} is not a party to notification {nid}")
         other = recipient if self.state == sender else sender
         keys = {self.state: self.encryption_key.public_key(), other: self.trusted_key(other).key}
-        seal_response = _envelope_function("seal_response")
         index = len(served.get("responses") or [])
         sealed = seal_response(nid, index, text, keys)
-        data = sealed.to_bytes() if hasattr(sealed, "to_bytes") else sealed
-        body = {"envelope": _b64(data), "assistance_requested": assistance_requested}
+        body = {"envelope": _b64(sealed.to_bytes()), "assistance_requested": assistance_requested}
         return self.write("POST", f"/notifications/{nid}/responses", body)
 
     def close_notification(self, notification_id: UUID | str) -> Answer:
@@ -508,16 +498,14 @@ class StateClient:
         sealed = Envelope.from_bytes(_unb64(raw, "envelope"))
         content_key = rewrap(sealed, self.state, self.encryption_key, third, theirs.key)
         responses = []
-        if served.get("responses"):
-            rewrap_response = _envelope_function("rewrap_response")
-            for response in served["responses"]:
-                sealed_response = Envelope.from_bytes(
-                    _unb64(response["envelope"], "response envelope")
-                )
-                rewrapped = rewrap_response(
-                    sealed_response, self.state, self.encryption_key, third, theirs.key
-                )
-                responses.append(_b64(rewrapped.wrapped_key(third)))
+        for index, response in enumerate(served.get("responses") or []):
+            sealed_response = Envelope.from_bytes(_unb64(response["envelope"], "response envelope"))
+            if sealed_response.notification != nid or sealed_response.response != index:
+                raise ClientError(f"response {index} of {nid} is served from another place")
+            rewrapped = rewrap_response(
+                sealed_response, self.state, self.encryption_key, third, theirs.key
+            )
+            responses.append(_b64(rewrapped.wrapped_key(third)))
         body = {
             "wrapped_keys": {
                 "content": _b64(content_key.wrapped_key(third)),
