@@ -25,7 +25,7 @@ from domain.statement import (
     sign_statement,
     verify_statement,
 )
-from state_client.client import ChannelRefused, check_channel
+from state_client.client import ChannelRefused, ServerError, StateClient, check_channel
 from state_client.keys import EncryptionPrivateKey
 from state_client.store import ClientConfig, KeyStore, StoreError
 from state_client.trust import KeySubstituted, NotPinned, TrustStore, trusted_key
@@ -309,3 +309,54 @@ def test_the_client_answers_a_communication_check(
     assert (signed.command, signed.aggregate) == ("check.answer", check.id)
     results = api.client.get(f"/checks/{check.id}", headers=api.auth("secretariat")).json()
     assert [s["state"] for s in results["states"] if s["answered_at"]] == ["FRA"]
+
+
+def test_the_whole_exchange_in_process(api: Api, tmp_path: Path, clock: SimulatedClock) -> None:
+    """The exchange of tests/test_state_client_served.py through the same client, in-process
+    (fast, for `make check`): notify, read, acknowledge, respond, consent, share, the third
+    State reads and decrypts, revoke, the third State reads nothing more."""
+    officials = {code: official(tmp_path, code) for code in ("FRA", "DEU", "ITA")}
+    clients = {}
+    for code, one in officials.items():
+        one.bind(api.application)
+        for other in officials.values():
+            if other is not one:
+                one.pin(other)
+        clients[code] = one.client(api.token("state", code), http=api.client, clock=clock.now)
+        clients[code].register_entry()
+    fra, deu, ita = clients["FRA"], clients["DEU"], clients["ITA"]
+    content = {
+        "description": "MARKER-d Botnet C2",
+        "supporting_information": {
+            "indicators": [{"kind": "ipv4", "value": "203.0.113.7"}],
+            "text": "MARKER-s",
+        },
+    }
+
+    def told(reader: StateClient, writer: StateClient) -> StateClient:
+        """``reader`` learns where ``writer``'s last write is, so its reads wait for it (the
+        views catch up off the request path)."""
+        reader.position = max(reader.position, writer.position)
+        return reader
+
+    sent = fra.notify("DEU", "malware", content)
+    nid = sent.body["id"]
+    assert sent.body["description"] is None and sent.receipt
+    assert [n["id"] for n in told(deu, fra).inbox()] == [nid]
+    opened = deu.read(nid)
+    assert opened.content is not None
+    assert opened.content.description.text == "MARKER-d Botnet C2"
+    assert opened.content.supporting_information.indicators[0].to_dict()["value"] == ("203.0.113.7")
+    deu.acknowledge(nid)
+    deu.respond(nid, "MARKER-r sinkholed")
+    assert told(fra, deu).read(nid).responses[0]["response"]["text"] == "MARKER-r sinkholed"
+    consent = fra.ask_consent(nid, "ITA").body["id"]
+    told(deu, fra).grant(consent)
+    told(fra, deu).share(consent)
+    third = told(ita, fra).read(nid)
+    assert third.content is not None and third.content.description.text == "MARKER-d Botnet C2"
+    assert third.responses[0]["response"]["text"] == "MARKER-r sinkholed"
+    fra.revoke(consent)
+    with pytest.raises(ServerError) as gone:
+        told(ita, fra).read(nid)
+    assert gone.value.status == 404
