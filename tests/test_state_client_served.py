@@ -174,6 +174,9 @@ def test_the_whole_exchange_through_the_client(backend: Backend, tmp_path: Path)
     log = (tmp_path / "serve.log").read_text()
     for marker in (DESCRIPTION, SUPPORT, RESPONSE):
         assert marker not in log
+    # Every write the officials' clients signed verifies in the record (pocdir verify checks
+    # each signature against the keys valid at its position).
+    assert recorded_events(url) > 0
 
 
 def test_the_client_refuses_a_key_the_operator_wrote_into_the_database(
