@@ -200,7 +200,7 @@ class Side:
 
     def child_env(self) -> dict[str, str]:
         env = {**os.environ, **self.env, "POCDIR_DATABASE_URL": self.database_url}
-        if self.variant == "before":
+        if _Path(self.tree).resolve() != ROOT:
             env["PYTHONPATH"] = self.tree
         else:
             env.pop("PYTHONPATH", None)
@@ -520,7 +520,7 @@ def run_backend(args: argparse.Namespace, backend: str) -> list[Result]:
     with contextlib.ExitStack() as stack:
         tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="pocdir-bench-sw-"))
         keys = generate_keys(tmpdir)
-        trees = {"before": args.before_tree, "after": str(ROOT)}
+        trees = {"before": args.before_tree, "after": args.after_tree}
         sides = {}
         for v in VARIANTS:
             url = stack.enter_context(fresh_database(backend, f"sw_{v}", tmpdir, args.pg_url))
@@ -545,9 +545,10 @@ def report(args: argparse.Namespace, results: list[Result]) -> bool:
     print("command: " + shlex.join(["python", *sys.argv]))
     print(f"machine: {machine()}")
     print(
-        f"before: {BEFORE_COMMIT} at {args.before_tree} (plain writes); after: {ROOT} (signed, "
-        f"checked, stored with their statements, receipted); one pocdir serve (uvicorn) process "
-        f"each, plain HTTP on 127.0.0.1; client: httpx, keep-alive, {args.workers} workers, "
+        f"before: {BEFORE_COMMIT} at {args.before_tree} (plain writes); after: {args.after_tree} "
+        "(signed, checked, stored with their statements, receipted); one pocdir serve "
+        "(uvicorn) process each, plain HTTP on 127.0.0.1; client: httpx, keep-alive, "
+        f"{args.workers} workers, "
         f"{args.states} States; {args.rounds} rounds x {args.seconds:g} s per variant, "
         "alternating"
     )
@@ -593,6 +594,12 @@ def main(argv: list[str] | None = None) -> int:
         "--before-tree",
         default=DEFAULT_BEFORE,
         help=f"a worktree of {BEFORE_COMMIT} (git worktree add PATH {BEFORE_COMMIT})",
+    )
+    parser.add_argument(
+        "--after-tree",
+        default=str(ROOT),
+        help="the signed server's code (default: this tree; e.g. an export of a branch with the "
+        "sealed sends); the client always signs and seals with this tree's code",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per block")
     parser.add_argument("--rounds", type=int, default=3, help="blocks per variant")
