@@ -175,7 +175,7 @@ def build_record(database_url: str, codes: list[str], writes: int) -> Built:
             )
         versions[code] = version + 1
         clock.advance(second)
-    events = chained_recorder(app).max_notification_id() or 0
+    events = app.recorder.max_notification_id() or 0
     return Built(app, events, writes, time.perf_counter() - started)
 
 
