@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from domain.base import PocdirAggregate
@@ -130,8 +130,10 @@ class Notification(PocdirAggregate):
 
         def apply(self, n: Notification) -> None:
             n.status = status_after(type(self))
-            given = self.response if self.envelope is None else self.envelope
-            assert given is not None  # the command gives one of the two
+            # The command records exactly one of the two: the envelope if sealed, else the text.
+            given: Text | bytes = (
+                self.envelope if self.envelope is not None else cast(Text, self.response)
+            )
             n.response_log.append((self.timestamp, given, self.assistance_requested))
             n.assistance_requested = n.assistance_requested or self.assistance_requested
 

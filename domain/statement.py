@@ -35,6 +35,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Final
 from uuid import UUID
 
@@ -260,6 +261,12 @@ class Statement:
 
     def canonical_bytes(self) -> bytes:
         """The RFC 8785 bytes of :meth:`to_object`: what the signature and the digest cover."""
+        return self._canonical_form
+
+    @cached_property
+    def _canonical_form(self) -> bytes:
+        # Computed once: the statement is immutable, and a signed write needs its bytes to
+        # parse, to verify, to store and for its receipt's digest.
         return _canonical(self.to_object())
 
     def signing_input(self) -> bytes:

@@ -106,10 +106,20 @@ class SignatureVerifier:
     _states_from: int | None = None
 
     def check(self, position: int, originator_id: Any, version: int, topic: str) -> None:
+        statement = self._statement_at(position, originator_id, version)
+        if (
+            statement is None
+            and self._states_from is None
+            and not self._pinned
+            and not topic.endswith(_BINDING_TOPIC)
+        ):
+            # Nobody is held to signing yet (a record from before signatures): the common
+            # case of an old record costs one look at the topic.
+            self._unsigned += 1
+            return
         aggregate = _uuid_text(originator_id)
-        statement = self._statement_at(position, aggregate, version)
-        kind = expected_signer(topic)
-        if event_name(topic) == "StateKeys.KeysBound":
+        kind = _signer_of(topic)
+        if topic.endswith(_BINDING_TOPIC):
             # Binding needs the operator key, so it is always signed; and it shows, in the
             # clear, that from here on every State signs, even if statements went missing.
             if self._states_from is None:
@@ -161,7 +171,7 @@ class SignatureVerifier:
 
     # -- statements -------------------------------------------------------------------------
 
-    def _statement_at(self, position: int, aggregate: str, version: int) -> _Statement | None:
+    def _statement_at(self, position: int, originator_id: Any, version: int) -> _Statement | None:
         current = self._current
         if current is not None and current.row.last_position >= position:
             return current
@@ -172,7 +182,7 @@ class SignatureVerifier:
                 raise _orphan(row)
             if row.first_position == position:
                 self._next += 1
-                self._current = self._open(row, position, aggregate, version)
+                self._current = self._open(row, position, _uuid_text(originator_id), version)
         return self._current
 
     def _open(self, row: StatementRow, position: int, aggregate: str, version: int) -> _Statement:
@@ -311,6 +321,15 @@ class SignatureVerifier:
         except KeyError:
             pass
         return self._parties.get(aggregate, frozenset())
+
+
+_BINDING_TOPIC: Final = ":StateKeys.KeysBound"
+
+
+@cache
+def _signer_of(topic: str) -> SignerKind:
+    """``expected_signer``, once per stored topic (a record has a few dozen)."""
+    return expected_signer(topic)
 
 
 def _orphan(row: StatementRow) -> SignatureFault:
