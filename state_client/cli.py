@@ -27,6 +27,7 @@ from rich.console import Console
 from domain.errors import PocdirError
 from state_client.client import Answer, ServerError, StateClient, Unreachable, check_channel
 from state_client.envelope import Content
+from state_client.receipts import parse_server_key
 from state_client.store import PASSPHRASE_ENV, ClientConfig, KeyStore, StoreError
 from state_client.trust import KeySubstituted, TrustStore
 
@@ -167,6 +168,14 @@ def config_command(
     client_key: Annotated[
         Path | None, typer.Option(metavar="FILE", help="your client certificate's key")
     ] = None,
+    server_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="VKEY",
+            help="the server's published verifier key (pocdir keys public): every receipt is "
+            "checked against it",
+        ),
+    ] = None,
 ) -> None:
     """Say which server to talk to, as which State, and the TLS files."""
     for option, path in (
@@ -178,12 +187,15 @@ def config_command(
             fail(f"{option} {path}: no such file")
     with errors():
         check_channel(server)
+        if server_key is not None:
+            parse_server_key(server_key)
         config = ClientConfig(
             server=server,
             state=state.upper(),
             ca_file=None if ca is None else str(ca.resolve()),
             client_cert=None if client_cert is None else str(client_cert.resolve()),
             client_key=None if client_key is None else str(client_key.resolve()),
+            server_key=server_key,
         )
         path = store().save_config(config)
     show(asdict(config), f"saved {path}")

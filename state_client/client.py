@@ -16,6 +16,8 @@ What it does that a bare HTTP client does not:
   parties' encryption keys and opened here; indicators are validated before sealing and after
   opening. Another State's key is used only once :mod:`state_client.trust` accepted it
   through its signed key history, anchored in a pinned fingerprint.
+* **Receipts.** With the server's verifier key pinned (``pocdir-state config --server-key``),
+  every signed write's receipt is checked against it (:mod:`state_client.receipts`).
 * **Read your writes.** Each request carries ``Pocdir-Min-Position``, the highest record
   position a write of this client ended at, so a read right after a write sees it.
 """
@@ -34,7 +36,7 @@ from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from domain.errors import ValidationError
 from domain.members import check_member_state
@@ -51,6 +53,7 @@ from state_client.envelope import (
     seal_response,
 )
 from state_client.keys import EncryptionPrivateKey
+from state_client.receipts import check_receipt, parse_server_key
 from state_client.store import ClientConfig
 from state_client.trust import TrustedKey, TrustStore
 
@@ -133,6 +136,8 @@ class Answer:
     position: int | None = None
     statement: dict[str, str] | None = None
     etag: str | None = None
+    #: The receipt's content once checked against the pinned server key (``receipts``).
+    receipt_checked: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -186,8 +191,12 @@ class StateClient:
         client_key: str | None = None,
         http: httpx.Client | None = None,
         clock: Callable[[], datetime] | None = None,
+        server_key: Ed25519PublicKey | None = None,
     ) -> None:
         self.state = check_member_state(state)
+        #: The server's verifier key the official pinned: every signed write's receipt is
+        #: checked against it (``state_client.receipts``); None: receipts are kept unchecked.
+        self.server_key = server_key
         self.signing_key = signing_key
         self.encryption_key = encryption_key
         self.trust = trust
@@ -223,6 +232,7 @@ class StateClient:
             ca_file=config.ca_file,
             client_cert=config.client_cert,
             client_key=config.client_key,
+            server_key=None if config.server_key is None else parse_server_key(config.server_key),
         )
 
     @staticmethod
@@ -314,8 +324,16 @@ class StateClient:
             new_aggregate=new_aggregate,
         )
         answer = self._send(method, path, body=body, query=query, headers=signed.headers)
+        checked = None
+        if self.server_key is not None:
+            checked = check_receipt(answer.receipt, signed.signed, self.state, self.server_key)
         return Answer(
-            answer.status, answer.body, answer.receipt, answer.position, signed.signed.to_dict()
+            answer.status,
+            answer.body,
+            answer.receipt,
+            answer.position,
+            signed.signed.to_dict(),
+            receipt_checked=checked,
         )
 
     # -- keys and trust ---------------------------------------------------------------------

@@ -80,6 +80,8 @@ class ClientConfig:
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    #: The server's verifier key (``pocdir keys public``), to check receipts against.
+    server_key: str | None = None
 
     def __post_init__(self) -> None:
         check_member_state(self.state)
@@ -95,6 +97,7 @@ class ClientConfig:
                 ca_file=data.get("ca_file"),
                 client_cert=data.get("client_cert"),
                 client_key=data.get("client_key"),
+                server_key=data.get("server_key"),
             )
         except (KeyError, TypeError):
             raise StoreError(

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api.cli.console import CONSOLE
 from domain.clock import SimulatedClock
+from domain.errors import ValidationError
 from domain.state_keys import ROTATE_COMMAND, EncryptionKey, SigningKey, state_keys_id
 from domain.statement import (
     SignedStatement,
@@ -25,12 +26,15 @@ from domain.statement import (
     sign_statement,
     verify_statement,
 )
+from infra.note import SignerKey
 from state_client.client import ChannelRefused, ServerError, StateClient, check_channel
 from state_client.keys import EncryptionPrivateKey
+from state_client.receipts import ReceiptInvalid, parse_server_key
 from state_client.store import ClientConfig, KeyStore, StoreError
 from state_client.trust import KeySubstituted, NotPinned, TrustStore, trusted_key
 from tests.support.builders import contact_data, state
 from tests.support.http import Api
+from tests.support.record_keys import record_key_files
 from tests.support.state_officials import PASSPHRASE, official, public_key_b64
 
 # -- the channel ----------------------------------------------------------------------------
@@ -360,3 +364,26 @@ def test_the_whole_exchange_in_process(api: Api, tmp_path: Path, clock: Simulate
     with pytest.raises(ServerError) as gone:
         told(ita, fra).read(nid)
     assert gone.value.status == 404
+
+
+def test_receipts_are_checked_against_the_pinned_server_key(
+    api: Api, tmp_path: Path, clock: SimulatedClock
+) -> None:
+    """With the server's published verifier key pinned, each signed write's receipt is
+    checked: it names this statement and the events' positions; under another key it is
+    refused (the write itself was made: the receipt is what cannot be stood by)."""
+    server = SignerKey.load(record_key_files()[1])
+    pinned = parse_server_key(str(server.verifier))
+    fra = official(tmp_path, "FRA")
+    fra.bind(api.application)
+    token = api.token("state", "FRA")
+    client = fra.client(token, http=api.client, clock=clock.now, server_key=pinned)
+    answer = client.register_entry()
+    assert answer.receipt_checked is not None
+    assert [e["position"] for e in answer.receipt_checked["events"]] == [answer.position]
+    other = Ed25519PrivateKey.generate().public_key()
+    wrong = fra.client(token, http=api.client, clock=clock.now, server_key=other)
+    with pytest.raises(ReceiptInvalid, match="does not verify"):
+        wrong.add_contact(contact_data("cert"))
+    with pytest.raises(ValidationError, match="verifier key"):
+        parse_server_key("not-a-key")

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from api.cli.console import CONSOLE
 from domain.application import PocDirectory
@@ -64,6 +64,7 @@ class Official:
         http: httpx.Client | None = None,
         config: ClientConfig | None = None,
         clock: Callable[[], datetime] | None = None,
+        server_key: Ed25519PublicKey | None = None,
     ) -> StateClient:
         """In-process over ``http`` (a ``TestClient``), or over ``config``'s server."""
         if config is not None:
@@ -83,6 +84,7 @@ class Official:
             trust=TrustStore(self.store),
             http=http,
             clock=clock,
+            server_key=server_key,
         )
 
 
