@@ -200,19 +200,8 @@ class Notification(PocdirAggregate):
     ) -> Notification:
         """R7: the sender attests good faith and gives supporting information."""
         sender = cls.check_sender(by, recipient, good_faith_attested)
-        return cls._create(
-            cls.Sent,
-            id=id,
-            sender=sender,
-            recipient=recipient,
-            incident_type=check_incident_type(incident_type),
-            description=description,
-            supporting_information=supporting_information,
-            good_faith_attested=True,
-            statement=NO_IMPLIED_RESPONSIBILITY,
-            envelope=None,
-            actor=by.ref,
-            timestamp=at,
+        return cls._sent(
+            id, by, at, sender, recipient, incident_type, description, supporting_information, None
         )
 
     @classmethod
@@ -231,14 +220,30 @@ class Notification(PocdirAggregate):
         (``domain.envelope.check_sealed``); the client validated the content before sealing."""
         sender = cls.check_sender(by, recipient, good_faith_attested)
         check_sealed(envelope, id, (sender, recipient))
+        return cls._sent(id, by, at, sender, recipient, incident_type, None, None, envelope)
+
+    @classmethod
+    def _sent(  # noqa: PLR0913
+        cls,
+        id: UUID,  # noqa: A002
+        by: Principal,
+        at: datetime,
+        sender: str,
+        recipient: str,
+        incident_type: str,
+        description: Text | None,
+        supporting_information: SupportingInformation | None,
+        envelope: bytes | None,
+    ) -> Notification:
+        """The one ``Sent`` of both forms: plain content, or an envelope (never both)."""
         return cls._create(
             cls.Sent,
             id=id,
             sender=sender,
             recipient=recipient,
             incident_type=check_incident_type(incident_type),
-            description=None,
-            supporting_information=None,
+            description=description,
+            supporting_information=supporting_information,
             good_faith_attested=True,
             statement=NO_IMPLIED_RESPONSIBILITY,
             envelope=envelope,
