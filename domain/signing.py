@@ -26,7 +26,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final
-from uuid import UUID
 
 import rfc8785
 from cryptography.exceptions import InvalidSignature
@@ -113,20 +112,17 @@ class SignedWrite:
 class SigningContext:
     """What the caller of a command says about who signs its write.
 
-    Exactly one of: ``state_write`` (a State's statement, checked by the gate), or
-    ``kind`` SECRETARIAT / SERVER (the server signs for them at save time, with the keys the
-    application holds). ``creates`` is the new aggregate's id a State signed, for a creating
-    route. ``written`` collects every write made in the context (normally one).
+    ``kind`` is who the caller is. ``state_write`` is a State's statement, checked by the gate,
+    which the first save in the context is stored with; any other save is signed at save time
+    by the signer its events' type names (``expected_signer``), with the keys the application
+    holds. A creating command takes the new aggregate's id from ``state_write``
+    (``RecordService.new_aggregate_id``). ``written`` collects every write made in the context
+    (normally one).
     """
 
     kind: SignerKind
     state_write: SignedWrite | None = None
-    idempotency_key: str | None = None
     written: list[SignedWrite] = field(default_factory=list)
-
-    @property
-    def creates(self) -> UUID | None:
-        return None if self.state_write is None else self.state_write.signed.statement.aggregate
 
 
 _context: ContextVar[SigningContext | None] = ContextVar("pocdir_signing", default=None)
