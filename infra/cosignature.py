@@ -38,6 +38,7 @@ from infra.note import (
     Checkpoint,
     CheckpointError,
     KeyFormatError,
+    MalformedCheckpoint,
     check_key_name,
     split_note,
 )
@@ -246,7 +247,16 @@ def verify_cosignature(note: str, vkey: WitnessVerifierKey) -> int:
     Two lines by one witness are refused, as it is unclear which time they attest. Raises
     ``CosignatureMissing``, ``MalformedCosignature``, ``CosignatureInvalid`` or
     ``MalformedCheckpoint``."""
-    text, signatures = split_note(note)
+    try:
+        text, signatures = split_note(note)
+    except CheckpointError:
+        raise
+    except ValueError as e:  # split_note lets unb64's ValueError out for bad padding
+        raise MalformedCheckpoint(
+            "a signature line of the note is not base64",
+            expected="— <key name> <standard base64>",
+            computed=str(e),
+        ) from None
     Checkpoint.parse_body(text)
     mine = [(n, kid, rest) for n, kid, rest in signatures if (n, kid) == (vkey.name, vkey.key_id)]
     if not mine:

@@ -256,8 +256,12 @@ def test_a_malformed_note_or_line_is_refused(witness: WitnessKey) -> None:
         verify_cosignature(BODY, witness.verifier)
     with pytest.raises(MalformedCheckpoint):
         verify_cosignature("not a checkpoint\n\n" + cosign(BODY, TIME, witness), witness.verifier)
+    with pytest.raises(MalformedCheckpoint):
+        verify_cosignature(BODY + "\n— witness.example.org/fra abcde\n", witness.verifier)
     with pytest.raises(MalformedCosignature):
         Cosignature.parse("— witness.example.org/fra !!!")
+    with pytest.raises(MalformedCosignature):
+        Cosignature.parse("— witness.example.org/fra abcde")
 
 
 def test_cosign_refuses_what_no_verifier_could_read(witness: WitnessKey) -> None:
