@@ -23,7 +23,6 @@ per witness. Verification never returns False: failures raise ``CosignatureError
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -38,8 +37,8 @@ from infra.note import (
     Checkpoint,
     CheckpointError,
     KeyFormatError,
-    MalformedCheckpoint,
     check_key_name,
+    key_id,
     split_note,
 )
 
@@ -76,11 +75,9 @@ class CosignatureMissing(CosignatureError):
 
 
 def cosigner_key_id(name: str, public_key: bytes) -> bytes:
-    """The spec's key id of an Ed25519 cosigner. ``infra.note.key_id`` hashes the log's type
-    byte 0x01; this one hashes 0x04, so the two ids of one name and key differ."""
-    return hashlib.sha256(
-        name.encode("utf-8") + b"\n" + SIGNATURE_TYPE_COSIGNATURE_V1 + public_key
-    ).digest()[:KEY_ID_SIZE]
+    """The spec's key id of an Ed25519 cosigner: the signed-note key id with type byte 0x04,
+    so a log's and a witness's ids of one name and key differ."""
+    return key_id(name, public_key, SIGNATURE_TYPE_COSIGNATURE_V1)
 
 
 def check_timestamp(timestamp: int) -> int:
@@ -247,16 +244,7 @@ def verify_cosignature(note: str, vkey: WitnessVerifierKey) -> int:
     Two lines by one witness are refused, as it is unclear which time they attest. Raises
     ``CosignatureMissing``, ``MalformedCosignature``, ``CosignatureInvalid`` or
     ``MalformedCheckpoint``."""
-    try:
-        text, signatures = split_note(note)
-    except CheckpointError:
-        raise
-    except ValueError as e:  # split_note lets unb64's ValueError out for bad padding
-        raise MalformedCheckpoint(
-            "a signature line of the note is not base64",
-            expected="— <key name> <standard base64>",
-            computed=str(e),
-        ) from None
+    text, signatures = split_note(note)
     Checkpoint.parse_body(text)
     mine = [(n, kid, rest) for n, kid, rest in signatures if (n, kid) == (vkey.name, vkey.key_id)]
     if not mine:

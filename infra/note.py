@@ -66,11 +66,10 @@ def check_key_name(name: str) -> str:
     return name
 
 
-def key_id(name: str, public_key: bytes) -> bytes:
-    """C2SP signed-note key id of an Ed25519 key."""
-    return hashlib.sha256(
-        name.encode("utf-8") + b"\n" + SIGNATURE_TYPE_ED25519 + public_key
-    ).digest()[:4]
+def key_id(name: str, public_key: bytes, signature_type: bytes = SIGNATURE_TYPE_ED25519) -> bytes:
+    """C2SP signed-note key id of an Ed25519 key: of a log's signature (type 0x01) by
+    default, or of another signature type (a cosignature's, 0x04, ``infra.cosignature``)."""
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + signature_type + public_key).digest()[:4]
 
 
 def _key_parts(text: str, what: str, layout: str) -> tuple[str, str, bytes]:
@@ -276,7 +275,10 @@ def split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
     signatures = []
     for line in lines:
         match = re.fullmatch(SIGNATURE_LINE_PREFIX + r"([^\s+]+) ([A-Za-z0-9+/=]+)", line)
-        raw = unb64(match.group(2)) if match else b""
+        try:
+            raw = unb64(match.group(2)) if match else b""
+        except ValueError:  # the right alphabet, but not base64 (padding)
+            raw = b""
         if match is None or len(raw) < 5:
             raise MalformedCheckpoint(
                 "a signature line is malformed",

@@ -388,3 +388,12 @@ def test_a_note_that_is_not_a_checkpoint_is_malformed() -> None:
         open_checkpoint(GO_NOTE, [signer.verifier])
     with pytest.raises(MalformedCheckpoint):
         open_checkpoint("no signature\n", [signer.verifier])
+
+
+def test_a_signature_line_that_is_not_base64_is_malformed() -> None:
+    """A badly padded signature is the note's fault, said as such (``MalformedCheckpoint``),
+    not a bare ``ValueError`` that a caller would not expect."""
+    signer = SignerKey.parse(GO_SIGNER)
+    body = "example.com/origin\n1\n" + "A" * 43 + "=\n"
+    with pytest.raises(MalformedCheckpoint, match="signature line"):
+        open_checkpoint(body + "\n— example.com abcde\n", [signer.verifier])
