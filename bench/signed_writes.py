@@ -393,7 +393,8 @@ def run_block(side: Side, writers: list[Writer], seconds: float) -> Block:
     """``seconds`` of writes by every worker at once; then the views settle (not timed)."""
     import httpx
 
-    assert side.server is not None
+    if side.server is None:
+        raise RuntimeError(f"the {side.variant} server is not running: start it first")
     statuses: Counter[int] = Counter()
     errors: list[str] = []
     lock = threading.Lock()

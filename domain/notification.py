@@ -287,14 +287,7 @@ class Notification(PocdirAggregate):
                 "this notification is sealed: seal the response to both parties with the State "
                 "client and send it as envelope"
             )
-        self.trigger_event(
-            self.Responded,
-            actor=by.ref,
-            timestamp=at,
-            response=response,
-            assistance_requested=bool(assistance_requested),
-            envelope=None,
-        )
+        self._responded(by, at, assistance_requested, response=response)
 
     def respond_sealed(
         self, by: Principal, at: datetime, envelope: bytes, assistance_requested: bool = False
@@ -308,11 +301,23 @@ class Notification(PocdirAggregate):
                 "this notification is plain: send the response as text, not as an envelope"
             )
         check_sealed(envelope, self.id, self.parties, response=self.responses)
+        self._responded(by, at, assistance_requested, envelope=envelope)
+
+    def _responded(
+        self,
+        by: Principal,
+        at: datetime,
+        assistance_requested: bool,
+        *,
+        response: Text | None = None,
+        envelope: bytes | None = None,
+    ) -> None:
+        """The one ``Responded`` of both forms: the text if plain, the envelope if sealed."""
         self.trigger_event(
             self.Responded,
             actor=by.ref,
             timestamp=at,
-            response=None,
+            response=response,
             assistance_requested=bool(assistance_requested),
             envelope=envelope,
         )

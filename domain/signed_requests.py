@@ -98,6 +98,8 @@ SALT_LENGTH: Final = 16
 #: The body keys whose values are personal contact data (at any depth of the body).
 PERSONAL_KEYS: Final = frozenset({"address", "function"})
 
+#: An entry's ETag is its version in ASCII digits. ``str.isdigit`` would also admit '²' or
+#: '٣', which ``int`` then refuses (or reads as another number): match the bytes we send.
 _ETAG_VERSION: Final = re.compile(r"[0-9]+", re.ASCII)
 _SALT_RE: Final = re.compile(r"[0-9a-f]{32}")
 
@@ -206,7 +208,8 @@ def aggregate_for(route: WriteRoute, params: Mapping[str, str]) -> UUID | None:
 
 
 def version_of_etag(if_match: str) -> int:
-    """The version an ``If-Match`` ETag names (``"3"`` or ``W/"3"``)."""
+    """The version an ``If-Match`` ETag names (``"3"`` or ``W/"3"``): decided here once, for
+    the statement a State signs and for the entry routes that check it."""
     raw = if_match.strip().removeprefix("W/").strip('"')
     if not _ETAG_VERSION.fullmatch(raw):
         raise ValidationError('If-Match must be an ETag such as "3", as returned by GET')

@@ -6,7 +6,6 @@ so it has no ETag to send."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated
@@ -28,6 +27,7 @@ from domain.application import PocDirectory
 from domain.errors import ValidationError
 from domain.idempotency import IdempotencyKey
 from domain.position import written_position
+from domain.signed_requests import version_of_etag
 from domain.state_entry import check_acts_for
 from domain.values import Contact
 from projections.queries import ViewQueries
@@ -44,20 +44,12 @@ IfMatch = Annotated[
 ]
 
 
-#: An entry's ETag is its version in ASCII digits. ``str.isdigit`` would also admit '²' or
-#: '٣', which ``int`` then refuses (or reads as another number): match the bytes we send.
-_ETAG_VERSION = re.compile(r"[0-9]+", re.ASCII)
-
-
 def expected_version(if_match: str) -> int:
     """The version an ``If-Match`` names; ``*`` names none, so it is refused like a missing
     header (428), as it would let a client overwrite changes it has not seen."""
     if if_match.strip() == "*":
         raise PreconditionRequired(IF_MATCH_REQUIRED)
-    raw = if_match.strip().removeprefix("W/").strip('"')
-    if not _ETAG_VERSION.fullmatch(raw):
-        raise ValidationError('If-Match must be an ETag such as "3", as returned by GET')
-    return int(raw)
+    return version_of_etag(if_match)
 
 
 def own_code(state: str, by: StatePrincipal) -> str:

@@ -12,6 +12,7 @@ import base64
 import binascii
 import contextlib
 import json
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,11 +193,11 @@ class Operator:
             return None
         try:
             plain = cipher.decrypt(data)
-        except Exception:  # noqa: BLE001 - not ciphertext of this key: nothing to read
+        except ValueError:  # eventsourcing's AESCipher: not ciphertext of this key
             return None
         compressor = self.application.mapper.compressor
         if compressor is not None:
-            with contextlib.suppress(Exception):  # not compressed: read as it is
+            with contextlib.suppress(zlib.error):  # not compressed: read as it is
                 plain = compressor.decompress(plain)
         return plain
 
