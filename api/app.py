@@ -53,6 +53,7 @@ from infra.merkle import AuditError
 from infra.settings import Settings
 from infra.transparency import CheckpointView, SigningKeyMissing
 from infra.wiring import Readiness
+from infra.witnessing import witness_checkpoint
 
 ROUTERS = (
     directory.router,
@@ -227,9 +228,15 @@ async def _start_runner(holder: ServiceHolder, poll: float) -> None:
 
 
 def _record_checkpoint(holder: ServiceHolder) -> CheckpointView:
+    """Sign a checkpoint, then submit it to the witnesses (outside the tree lock: a slow
+    witness must not hold up proofs). A witness's failure is logged by the witnessing."""
     services = holder.get()
     with services.tree_lock:
-        return services.transparency.record_checkpoint()
+        checkpoint = services.transparency.record_checkpoint()
+    witness_checkpoint(
+        services.transparency, checkpoint, timeout=services.settings.witness_timeout
+    )
+    return checkpoint
 
 
 async def _checkpoints(holder: ServiceHolder, period: float) -> None:

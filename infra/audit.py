@@ -51,6 +51,7 @@ from infra.signatures import SignatureSummary, SignatureVerifier
 from infra.statement_store import StatementRow
 from infra.transparency import Transparency
 from infra.verify import chained_recorder, verify_record
+from infra.witness_policy import Policy, QuorumNotMet, WitnessedCheckpoint
 
 BUNDLE_FORMAT = "pocdir-audit-bundle/1"
 MANIFEST = "manifest.json"
@@ -101,6 +102,8 @@ class CheckpointVerification:
     head_position: int
     head_hash: str
     checkpoint: SignedCheckpoint
+    #: The checkpoint as the witness policy accepted it (``None`` without a policy).
+    witnessed: WitnessedCheckpoint | None = None
 
 
 def verify_against_checkpoint(
@@ -109,13 +112,17 @@ def verify_against_checkpoint(
     note: str,
     keys: Sequence[VerifierKey],
     on_progress: Callable[[int], None] | None = None,
+    policy: Policy | None = None,
 ) -> CheckpointVerification:
     """Verify the whole record (``infra.verify``), then that it extends the checkpoint.
 
     ``keys`` are the verifier keys trusted to have signed it (an auditor should pass the
-    published ones; the keys stored in the database are the fallback). Raises the first
+    published ones; the keys stored in the database are the fallback). With a witness
+    ``policy``, its log keys are the trusted ones and the checkpoint must first meet its
+    quorum (``QuorumNotMet``, naming the missing witnesses). Raises the first
     ``CheckpointError`` or ``VerificationError``."""
-    signed = open_checkpoint(note, list(keys))
+    witnessed = None if policy is None else policy.check(note)
+    signed = open_checkpoint(note, list(keys) if policy is None else list(policy.log_keys))
     if signed.checkpoint.origin != transparency.origin:
         raise CheckpointError(
             "the checkpoint is of another log",
@@ -133,7 +140,9 @@ def verify_against_checkpoint(
         raise _truncated(size, tree.size, "the record")
     if tree.root() != root:
         raise _root_mismatch(size, root, tree.root(), "in the record")
-    return CheckpointVerification(result.events, result.head_position, result.head_hash, signed)
+    return CheckpointVerification(
+        result.events, result.head_position, result.head_hash, signed, witnessed
+    )
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -284,6 +293,8 @@ class BundleVerification:
     root_hash: bytes
     checkpoints: int
     keys_from_bundle: bool
+    #: The newest checkpoint as the witness policy accepted it (``None`` without a policy).
+    witnessed: WitnessedCheckpoint | None = None
 
 
 def _malformed(reason: str, expected: str, computed: str) -> BundleError:
@@ -415,18 +426,24 @@ def verify_bundle(
     trusted_keys: Sequence[VerifierKey] = (),
     extra_checkpoints: Sequence[str] = (),
     operator_key: str | None = None,
+    policy: Policy | None = None,
 ) -> BundleVerification:
     """Check a bundle with no database: every checkpoint's signature, every link of the
     chain, the Merkle root at every checkpoint's size, then the manifest. Raises the first
     fault (``AuditError`` or the chain's ``VerificationError``).
 
     ``trusted_keys`` are the published verifier keys; without them the bundle's own
-    ``keys.txt`` is used, which proves internal consistency only."""
+    ``keys.txt`` is used, which proves internal consistency only. With a witness ``policy``
+    its log keys are the trusted ones, and the bundle's newest checkpoint and every one given
+    must meet its quorum (``QuorumNotMet`` names the missing witnesses); older checkpoints
+    of the bundle need only the log's signature, as their roots are checked against the same
+    records the newest one covers."""
     manifest = _read_manifest(directory)
     origin = str(manifest.get("origin", ""))
     bundle_keys = _read_keys(directory)
-    keys = list(trusted_keys) or bundle_keys
+    keys = list(policy.log_keys) if policy is not None else list(trusted_keys) or bundle_keys
     checkpoints = _read_checkpoints(directory, keys, origin, extra_checkpoints)
+    witnessed = _witnessed(checkpoints, extra_checkpoints, policy)
     pending = iter(checkpoints)
     target = next(pending, None)
     while target is not None and target.checkpoint.tree_size == 0:
@@ -459,8 +476,37 @@ def verify_bundle(
         tree_size=tree.size,
         root_hash=tree.root(),
         checkpoints=len(checkpoints),
-        keys_from_bundle=not trusted_keys,
+        keys_from_bundle=not trusted_keys and policy is None,
+        witnessed=witnessed,
     )
+
+
+def _witnessed(
+    checkpoints: Sequence[SignedCheckpoint], given: Sequence[str], policy: Policy | None
+) -> WitnessedCheckpoint | None:
+    """The policy's verdict on the newest checkpoint and on each given one (the newest's,
+    returned), or ``None`` without a policy. A bundle with no checkpoint fails a policy
+    that asks for witnesses: nothing it holds was witnessed."""
+    if policy is None:
+        return None
+    for i, note in enumerate(given):
+        try:
+            policy.check(note)
+        except CheckpointError as e:
+            raise type(e)(
+                f"given checkpoint {i + 1}: {e.reason}", expected=e.expected, computed=e.computed
+            ) from None
+    if not checkpoints:
+        if policy.quorum is None:
+            return None
+        raise QuorumNotMet(
+            "the bundle holds no checkpoint, so nothing in it was witnessed",
+            missing=policy.quorum_witnesses(),
+            expected=policy.describe(),
+            computed="no checkpoint",
+        )
+    newest = checkpoints[-1]
+    return policy.check(newest.note)
 
 
 def _statements(directory: Path, manifest: dict[str, Any]) -> list[StatementRow]:

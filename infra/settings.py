@@ -47,6 +47,12 @@
 ``POCDIR_READ_WAIT_SECONDS``            How long a request sent with ``Pocdir-Min-Position`` (and
                                         an entry write) waits for the views to reach that
                                         position before it is answered 503. Default: ``5``.
+``POCDIR_WITNESS_POLICY_FILE``          Optional. The witnesses this server submits every new
+                                        checkpoint to, in the witness policy grammar
+                                        (``infra.witness_policy``; their URLs are used). Without
+                                        it no checkpoint is submitted. Read when services start.
+``POCDIR_WITNESS_TIMEOUT``              Seconds a witness has to answer one submission.
+                                        Default: 10.
 ``POCDIR_TLS_CERT_FILE``                Optional. PEM certificate (chain) ``pocdir serve`` presents
                                         over TLS. With ``POCDIR_TLS_KEY_FILE``; without them the
                                         server speaks plain HTTP on loopback only (R14).
@@ -92,6 +98,7 @@ DEFAULT_READY_MAX_LAG_EVENTS = 1000
 DEFAULT_RUNNER_LEASE_SECONDS = 5.0
 DEFAULT_RUNNER_POLL_SECONDS = 0.5
 DEFAULT_READ_WAIT_SECONDS = 5.0
+DEFAULT_WITNESS_TIMEOUT = 10.0
 #: Seconds a statement's client waits beyond the statement timeout: the server cancels the
 #: statement itself first; the client gives up only on a server that does not answer at all.
 UNANSWERED_GRACE_SECONDS = 1.0
@@ -133,6 +140,8 @@ class Settings:
     tls_crl_file: Path | None = None
     tls_terminated_by_proxy: bool = False
     tls_proxy_addresses: tuple[str, ...] = ()
+    witness_policy_file: Path | None = None
+    witness_timeout: float = DEFAULT_WITNESS_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -169,6 +178,8 @@ class Settings:
             tls_client_ca_file=_path(env.get("POCDIR_TLS_CLIENT_CA_FILE", "")),
             tls_crl_file=_path(env.get("POCDIR_TLS_CRL_FILE", "")),
             tls_terminated_by_proxy=_bool(env, "POCDIR_TLS_TERMINATED_BY_PROXY"),
+            witness_policy_file=_path(env.get("POCDIR_WITNESS_POLICY_FILE", "")),
+            witness_timeout=_seconds(env, "POCDIR_WITNESS_TIMEOUT", DEFAULT_WITNESS_TIMEOUT),
             tls_proxy_addresses=tuple(
                 a.strip() for a in env.get("POCDIR_TLS_PROXY_ADDRESSES", "").split(",") if a.strip()
             ),
@@ -206,6 +217,7 @@ class Settings:
             ("POCDIR_RUNNER_LEASE_SECONDS", self.runner_lease_seconds),
             ("POCDIR_RUNNER_POLL_SECONDS", self.runner_poll_seconds),
             ("POCDIR_READ_WAIT_SECONDS", self.read_wait_seconds),
+            ("POCDIR_WITNESS_TIMEOUT", self.witness_timeout),
         ):
             if not (0 < value <= MAX_TIMEOUT_SECONDS):
                 limit = f"{MAX_TIMEOUT_SECONDS:g}"

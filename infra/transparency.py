@@ -15,7 +15,7 @@ leaf on raises ``TreeError``. Nothing here decides who may ask: callers authoris
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +32,8 @@ from infra.merkle import (
     root_from_store,
 )
 from infra.note import Checkpoint, SignerKey, VerifierKey, sign_note
-from infra.tree_store import StoredCheckpoint, TreeDiverged, TreeStore
+from infra.tree_store import StoredCheckpoint, StoredCosignature, TreeDiverged, TreeStore
+from infra.witness_policy import PolicyWitness
 
 
 class NotRecorded(LookupError):
@@ -45,11 +46,16 @@ class SigningKeyMissing(ValueError):
 
 @dataclass(frozen=True)
 class CheckpointView:
+    """A stored checkpoint; ``note`` is the log's signed note followed by the cosignature
+    lines the witnesses returned for it (C2SP tlog-cosignature), so it is the note a verifier
+    checks against its witness policy."""
+
     tree_size: int
     root_hash: bytes
     note: str
     verifier_key: str
     recorded_at: str
+    cosignatures: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -58,16 +64,27 @@ class CheckpointView:
             "note": self.note,
             "verifier_key": self.verifier_key,
             "recorded_at": self.recorded_at,
+            "cosignatures": list(self.cosignatures),
         }
 
+    @property
+    def log_note(self) -> str:
+        """The note as the log signed it, without the witnesses' lines: what is submitted."""
+        suffix = "".join(self.cosignatures)
+        return self.note[: len(self.note) - len(suffix)]
+
     @classmethod
-    def of(cls, stored: StoredCheckpoint) -> CheckpointView:
+    def of(
+        cls, stored: StoredCheckpoint, cosignatures: Sequence[StoredCosignature] = ()
+    ) -> CheckpointView:
+        lines = tuple(c.line for c in cosignatures)
         return cls(
             stored.tree_size,
             stored.root_hash,
-            stored.note,
+            stored.note + "".join(lines),
             stored.verifier_key,
             stored.recorded_at,
+            lines,
         )
 
 
@@ -83,11 +100,14 @@ class Transparency:
         origin: str,
         signer: Callable[[], SignerKey],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        witnesses: Sequence[PolicyWitness] = (),
     ) -> None:
         self.tree = tree
         self.origin = origin
         self._signer = signer
         self._now = now
+        #: The witnesses this server submits its checkpoints to (``POCDIR_WITNESS_POLICY_FILE``).
+        self.witnesses = tuple(witnesses)
 
     # -- the tree -----------------------------------------------------------------------------
 
@@ -120,23 +140,44 @@ class Transparency:
         stored = self.tree.record_checkpoint(
             StoredCheckpoint(size, str(key.verifier), root, note, self._now().isoformat())
         )
-        return CheckpointView.of(stored)
+        return self._view(stored)
+
+    def _view(self, stored: StoredCheckpoint) -> CheckpointView:
+        return CheckpointView.of(
+            stored, self.tree.cosignatures(stored.tree_size, stored.verifier_key)
+        )
+
+    def with_cosignatures(self, view: CheckpointView) -> CheckpointView:
+        """``view`` with every cosignature stored for it now."""
+        stored = StoredCheckpoint(
+            view.tree_size, view.verifier_key, view.root_hash, view.log_note, view.recorded_at
+        )
+        return self._view(stored)
 
     def latest_checkpoint(self) -> CheckpointView:
+        """The newest checkpoint, with the cosignatures received for it so far."""
         stored = self.tree.latest_checkpoint()
         if stored is None:
             raise NotRecorded("no checkpoint has been recorded yet")
-        return CheckpointView.of(stored)
+        return self._view(stored)
 
     def checkpoint_by_size(self, size: int) -> CheckpointView:
         """The checkpoint of that tree size (the most recently signed, after key rotation)."""
         found = self.tree.checkpoints(size)
         if not found:
             raise NotRecorded(f"no checkpoint of tree size {size}")
-        return CheckpointView.of(found[-1])
+        return self._view(found[-1])
 
     def checkpoints(self) -> list[CheckpointView]:
-        return [CheckpointView.of(c) for c in self.tree.checkpoints()]
+        return [self._view(c) for c in self.tree.checkpoints()]
+
+    def record_cosignature(self, view: CheckpointView, witness: str, line: str, at: int) -> None:
+        """Keep a witness's cosignature of ``view`` (already verified by the caller)."""
+        self.tree.record_cosignature(
+            StoredCosignature(
+                view.tree_size, view.verifier_key, witness, line, at, self._now().isoformat()
+            )
+        )
 
     def verifier_keys(self) -> list[str]:
         """Every key that ever signed a checkpoint, in the signed-note verifier format."""

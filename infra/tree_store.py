@@ -70,6 +70,19 @@ class StoredCheckpoint:
     recorded_at: str
 
 
+@dataclass(frozen=True)
+class StoredCosignature:
+    """A witness's cosignature line (C2SP tlog-cosignature) of the checkpoint of
+    ``tree_size`` signed with ``verifier_key``; ``witness_key`` is the witness's vkey."""
+
+    tree_size: int
+    verifier_key: str
+    witness_key: str
+    line: str
+    cosigned_at: int
+    received_at: str
+
+
 class Cursor(Protocol):
     def execute(self, statement: Any, params: Any = ...) -> Any: ...
 
@@ -97,6 +110,7 @@ class TreeStore:
         self.head_table = self.qualify("merkle_head")
         self.checkpoints_table = self.qualify("checkpoints")
         self.keys_table = self.qualify("checkpoint_keys")
+        self.cosignatures_table = self.qualify("checkpoint_cosignatures")
         if create:
             self.create_tables()
         self.has_tables = create or self.tables_exist()
@@ -124,6 +138,7 @@ class TreeStore:
             head=self.head_table,
             checkpoints=self.checkpoints_table,
             keys=self.keys_table,
+            cosignatures=self.cosignatures_table,
             **dialect,
         )
 
@@ -408,6 +423,66 @@ class TreeStore:
             return [str(r[0]) for r in c.fetchall()]
 
 
+    # -- witnesses' cosignatures (issue 16) ------------------------------------------------------
+
+    def has_cosignatures_table(self) -> bool:
+        """Whether the cosignature table exists: a read-only command on a record written
+        before witnesses has none, and so no cosignatures."""
+        raise NotImplementedError
+
+    def record_cosignature(self, cosignature: StoredCosignature) -> None:
+        """Keep a witness's cosignature of a stored checkpoint; the first one a witness gave
+        for that checkpoint is kept (a witness re-cosigning the same tree adds nothing)."""
+        with self.writing() as c:
+            c.execute(
+                self.sql(
+                    f"INSERT INTO {self.cosignatures_table} VALUES (%s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT DO NOTHING"
+                ),
+                (
+                    cosignature.tree_size,
+                    cosignature.verifier_key,
+                    cosignature.witness_key,
+                    cosignature.line,
+                    cosignature.cosigned_at,
+                    cosignature.received_at,
+                ),
+            )
+
+    def cosignatures(self, size: int, verifier_key: str) -> list[StoredCosignature]:
+        """The cosignatures of one checkpoint, by witness key."""
+        if not self.has_tables or not self.has_cosignatures_table():
+            return []
+        with self.read() as c:
+            c.execute(
+                self.sql(
+                    "SELECT tree_size, verifier_key, witness_key, cosignature, cosigned_at, "
+                    f"received_at FROM {self.cosignatures_table} "
+                    "WHERE tree_size = %s AND verifier_key = %s ORDER BY witness_key"
+                ),
+                (size, verifier_key),
+            )
+            return [
+                StoredCosignature(int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), str(r[5]))
+                for r in c.fetchall()
+            ]
+
+    def last_cosigned_size(self, witness_key: str) -> int:
+        """The largest tree size this witness cosigned for us: where its view of the log
+        stands, as far as this record knows (0 if it never cosigned)."""
+        if not self.has_tables or not self.has_cosignatures_table():
+            return 0
+        with self.read() as c:
+            c.execute(
+                self.sql(
+                    f"SELECT MAX(tree_size) FROM {self.cosignatures_table} WHERE witness_key = %s"
+                ),
+                (witness_key,),
+            )
+            row = c.fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
+
+
 def _checkpoint_row(row: Sequence[Any]) -> StoredCheckpoint:
     return StoredCheckpoint(int(row[0]), str(row[1]), bytes(row[2]), str(row[3]), str(row[4]))
 
@@ -424,6 +499,10 @@ _TABLES = (
     "recorded_at TEXT NOT NULL, PRIMARY KEY (tree_size, verifier_key))",
     "CREATE TABLE IF NOT EXISTS {keys} (verifier_key TEXT PRIMARY KEY, "
     "first_used_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {cosignatures} (tree_size {int} NOT NULL, "
+    "verifier_key TEXT NOT NULL, witness_key TEXT NOT NULL, cosignature TEXT NOT NULL, "
+    "cosigned_at {int} NOT NULL, received_at TEXT NOT NULL, "
+    "PRIMARY KEY (tree_size, verifier_key, witness_key))",
 )
 
 
@@ -441,6 +520,14 @@ class SQLiteTreeStore(TreeStore):
                 ("checkpoints", "checkpoint_keys"),
             )
             return int(c.fetchone()[0]) == 2
+
+    def has_cosignatures_table(self) -> bool:
+        with self.read() as c:
+            c.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+                ("checkpoint_cosignatures",),
+            )
+            return int(c.fetchone()[0]) == 1
 
     def create_tables(self) -> None:
         names = self.table_names(int="INTEGER", blob="BLOB", without_rowid=" WITHOUT ROWID")
@@ -494,6 +581,16 @@ class PostgresTreeStore(TreeStore):
             )
             row = c.fetchone()
             return row is not None and int(row[0]) == 2
+
+    def has_cosignatures_table(self) -> bool:
+        with self.read() as c:
+            c.execute(
+                "SELECT COUNT(*) FROM pg_tables WHERE schemaname = %s "
+                "AND tablename = 'checkpoint_cosignatures'",
+                (self.datastore.schema,),
+            )
+            row = c.fetchone()
+            return row is not None and int(row[0]) == 1
 
     def qualify(self, table: str) -> str:
         schema = self.datastore.schema.replace('"', '""')

@@ -27,11 +27,12 @@ from infra.idempotency import IdempotencyKeys
 from infra.keycheck import check_record_key, record_cipher
 from infra.lease import LEASE_ERRORS, build_lease
 from infra.note import SignerKey
-from infra.settings import Settings
+from infra.settings import Settings, SettingsError
 from infra.store import DatabaseTimeout, read_only_sqlite_uri, sqlite_record_absence
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
 from infra.verify import chained_recorder
+from infra.witness_policy import Policy, PolicyInvalid
 from projections.queries import ViewQueries
 from projections.records import RecordReader
 from projections.runner import VIEWS_NAME, ViewRunner
@@ -248,7 +249,19 @@ def build_transparency(
         build_tree_store(app.recorder, create=not read_only),
         settings.origin,
         load_signer(settings.signing_key_file),
+        witnesses=tuple(server_witnesses(settings).witnesses.values()),
     )
+
+
+def server_witnesses(settings: Settings) -> Policy:
+    """The witnesses of ``POCDIR_WITNESS_POLICY_FILE`` (a policy with no witness and quorum
+    none without it); a file that cannot be read or parsed is a ``SettingsError``."""
+    if settings.witness_policy_file is None:
+        return Policy((), quorum=None)
+    try:
+        return Policy.load(settings.witness_policy_file)
+    except PolicyInvalid as e:
+        raise SettingsError(f"POCDIR_WITNESS_POLICY_FILE: {e}") from None
 
 
 MAX_REMEMBERED_PRINCIPALS = 10_000

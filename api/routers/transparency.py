@@ -26,6 +26,8 @@ class CheckpointPublic(BaseModel):
     verifier_key: str
     #: Stored as ``isoformat`` writes it; served in the one JSON convention (UTC with ``Z``).
     recorded_at: datetime
+    #: The witnesses' cosignature lines (C2SP tlog-cosignature), also at the end of ``note``.
+    cosignatures: list[str]
 
 
 class InclusionProofPublic(BaseModel):

@@ -9,16 +9,18 @@ from typing import Annotated
 
 import typer
 
-from api.cli.console import out, print_json, progress
+from api.cli.console import err, out, print_json, progress
 from api.cli.errors import exit_on_error, fail
 from api.cli.ids import parse_id, record_id
 from api.cli.options import KeyOption
-from api.cli.session import bounded, fail_if_empty, open_application, transparency
+from api.cli.session import bounded, fail_if_empty, open_application, settings, transparency
 from infra.audit import export_bundle, verify_against_checkpoint, verify_bundle
 from infra.note import KeyFormatError, VerifierKey
 from infra.signatures import SignatureSummary
 from infra.verify import verify_record
 from infra.wiring import OpenMode
+from infra.witness_policy import Policy, PolicyInvalid, WitnessedCheckpoint
+from infra.witnessing import witness_checkpoint
 
 proof_app = typer.Typer(help="Merkle proofs (RFC 9162) as JSON, hashes in base64.")
 audit_app = typer.Typer(help="The offline audit bundle.")
@@ -56,6 +58,38 @@ def print_signatures(summary: SignatureSummary) -> None:
             out.print(f"{who} key:  {fingerprint}", highlight=False)
 
 
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE",
+        help="a witness policy you hold (log keys, witnesses, quorum): accept a checkpoint "
+        "only if the quorum cosigned it; 'quorum none' accepts one no witness cosigned",
+    ),
+]
+
+
+def load_policy(path: Path | None, keys: list[str] | None) -> Policy | None:
+    """The ``--policy`` file, or exit 2 naming what is wrong with it. The log keys then come
+    from the policy, so ``--key`` with it is refused rather than silently ignored."""
+    if path is None:
+        return None
+    if keys:
+        fail("give the log keys in the --policy file (log lines), not with --key")
+    try:
+        return Policy.load(path)
+    except PolicyInvalid as e:
+        fail(f"--policy: {e}")
+
+
+def print_witnessed(witnessed: WitnessedCheckpoint | None) -> None:
+    if witnessed is not None:
+        cosigners = ", ".join(sorted(witnessed.cosigned_by)) or "no witness"
+        out.print(
+            f"witnesses:     cosigned by {cosigners}; quorum met ({witnessed.quorum})",
+            highlight=False,
+        )
+
+
 def verify(
     checkpoint: Annotated[
         Path | None,
@@ -63,10 +97,13 @@ def verify(
     ] = None,
     key: KeyOption = None,
     operator_key: OperatorKeyOption = None,
+    policy: PolicyOption = None,
 ) -> None:
     """Walk the whole chain from genesis and check every event, link and signature."""
     if checkpoint is not None:
-        return verify_checkpoint(checkpoint, key)
+        return verify_checkpoint(checkpoint, key, load_policy(policy, key))
+    if policy is not None:
+        fail("--policy applies to a checkpoint: give it with --checkpoint FILE")
     application = open_application(mode=OpenMode.READ_ONLY, needs_key=False)
     try:
         with exit_on_error():
@@ -88,9 +125,17 @@ def verify(
 
 
 def checkpoint() -> None:
-    """Bring the Merkle tree up to date, sign a checkpoint, record it and print the note."""
+    """Bring the Merkle tree up to date, sign a checkpoint, record it, submit it to the
+    witnesses of POCDIR_WITNESS_POLICY_FILE, and print the note with their cosignatures."""
+    timeout = settings().witness_timeout
     with transparency(OpenMode.CREATE) as (_, service):
         view = service.record_checkpoint()
+        if service.witnesses:
+            for outcome in witness_checkpoint(service, view, timeout=timeout):
+                err.print(
+                    f"witness {outcome.witness}: {outcome.detail}", highlight=False, markup=False
+                )
+            view = service.with_cosignatures(view)
     sys.stdout.write(view.note)
 
 
@@ -163,10 +208,13 @@ def _read_text(path: Path, what: str) -> str:
         fail(f"cannot read {what} {path}: {e}")
 
 
-def verify_checkpoint(checkpoint_file: Path, keys: list[str] | None) -> None:
-    """``pocdir verify --checkpoint FILE``: the whole chain, then the checkpoint against it."""
+def verify_checkpoint(
+    checkpoint_file: Path, keys: list[str] | None, policy: Policy | None = None
+) -> None:
+    """``pocdir verify --checkpoint FILE``: the whole chain, then the checkpoint against it
+    (and against the witness policy, if one is given)."""
     note = _read_text(checkpoint_file, "checkpoint")
-    trusted = _trusted_keys(keys)
+    trusted = list(policy.log_keys) if policy is not None else _trusted_keys(keys)
     with transparency(OpenMode.READ_ONLY) as (application, service):
         fail_if_empty(application)
         keys_used = trusted or service.trusted_keys()
@@ -179,6 +227,7 @@ def verify_checkpoint(checkpoint_file: Path, keys: list[str] | None) -> None:
                 note,
                 keys_used,
                 on_progress=lambda pos: bar.update(task, completed=pos),
+                policy=policy,
             )
     size = result.checkpoint.checkpoint.tree_size
     _print_verified(
@@ -191,6 +240,7 @@ def verify_checkpoint(checkpoint_file: Path, keys: list[str] | None) -> None:
         "the record extends it",
         highlight=False,
     )
+    print_witnessed(result.witnessed)
 
 
 @audit_app.command("export")
@@ -227,16 +277,19 @@ def audit_verify(
             metavar="FILE", help="a checkpoint kept outside the bundle; repeat for several"
         ),
     ] = None,
+    policy: PolicyOption = None,
 ) -> None:
     """Verify a bundle with no database and no settings: signatures, every link, the Merkle
-    root at every checkpoint, the manifest."""
+    root at every checkpoint, the manifest; with --policy, the witnesses' quorum on the
+    newest checkpoint and on every one given."""
+    witness_policy = load_policy(policy, key)
     trusted = _trusted_keys(key)
     notes = [_read_text(p, "checkpoint") for p in checkpoint or []]
     if not directory.is_dir():
         fail(f"{directory} is not a directory")
     try:
         with exit_on_error():
-            result = verify_bundle(directory, trusted, notes, operator_key)
+            result = verify_bundle(directory, trusted, notes, operator_key, witness_policy)
     except OSError as e:
         fail(f"cannot read the bundle: {e}")
     if result.records == 0:  # like an empty record: nothing was verified
@@ -249,6 +302,7 @@ def audit_verify(
         f"{' (keys from the bundle; pass --key to pin them)' if result.keys_from_bundle else ''}",
         highlight=False,
     )
+    print_witnessed(result.witnessed)
     print_signatures(result.signatures)
 
 
