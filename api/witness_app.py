@@ -34,7 +34,9 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 
 def _refusal(e: WitnessRefusal) -> Response:
-    return Response(e.body(), status_code=e.status, media_type=e.content_type)
+    """The refusal's status and one line; the Content-Type exactly as given (the spec's
+    ``text/x.tlog.size`` without a charset parameter Starlette would add to a media type)."""
+    return Response(e.body(), status_code=e.status, headers={"Content-Type": e.content_type})
 
 
 async def _read_body(request: Request) -> bytes | Response:

@@ -92,14 +92,15 @@ class ServedWitness:
 
 
 @contextmanager
-def served_witness(directory: Path, name: str, log: Log) -> Iterator[ServedWitness]:
-    """A witness made with ``pocdir witness init`` and ``add-log`` for ``log``, served by
-    ``pocdir witness serve`` on a free port until the block ends; it must log no traceback."""
+def served_witness(
+    directory: Path, name: str, origin: str, log_vkey: str
+) -> Iterator[ServedWitness]:
+    """A witness made with ``pocdir witness init`` and ``add-log`` for the log ``origin``
+    signed by ``log_vkey``, served by ``pocdir witness serve`` on a free port until the block
+    ends; it must log no traceback."""
     made = pocdir("witness", "init", str(directory), "--name", name)
     assert made.returncode == 0, made.stderr
-    added = pocdir(
-        "witness", "add-log", str(directory), "--origin", log.origin, "--key", str(log.key.verifier)
-    )
+    added = pocdir("witness", "add-log", str(directory), "--origin", origin, "--key", log_vkey)
     assert added.returncode == 0, added.stderr
     port = free_port()
     log_file = directory.parent / f"{directory.name}.log"
