@@ -279,3 +279,36 @@ def test_a_pocdir_record_is_witnessed_as_it_grows(
             assert spec_verify(checkpoint.note + "".join(lines), vkey.name, vkey.public_key)
             held = checkpoint.tree_size
         assert held_size(w) == held and forks(w) == []
+
+
+def test_witness_commands_say_what_is_wrong_in_one_line(tmp_path: Path, log: Log) -> None:
+    directory = tmp_path / "w"
+    cases = [
+        (("witness", "key", str(directory)), "holds no witness"),
+        (("witness", "forks", str(directory)), "holds no witness"),
+        (("witness", "init", str(directory), "--name", "has space"), "key name"),
+    ]
+    for args, says in cases:
+        done = pocdir(*args)
+        assert done.returncode == 2 and says in done.stderr, (args, done.stderr)
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    made = pocdir("witness", "init", str(directory), "--name", "witness.example.org/fra")
+    assert made.returncode == 0
+    assert pocdir("witness", "key", str(directory)).stdout == made.stdout
+    cases = [
+        (("witness", "init", str(directory), "--name", "again"), "already holds a witness"),
+        (
+            ("witness", "add-log", str(directory), "--origin", log.origin, "--key", "nope"),
+            "verifier key",
+        ),
+        (("witness", "clear", str(directory), log.origin), "does not witness"),
+        (("witness", "serve", str(directory), "--host", "0.0.0.0"), "refusing plain HTTP"),
+    ]
+    for args, says in cases:
+        done = pocdir(*args)
+        assert done.returncode == 2 and says in done.stderr, (args, done.stderr)
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    added = pocdir(
+        "witness", "add-log", str(directory), "--origin", log.origin, "--key", str(log.key.verifier)
+    )
+    assert added.returncode == 0 and f"witnessing {log.origin} at size 0" in added.stdout

@@ -48,8 +48,8 @@ def witness_init(
         typer.Option(metavar="NAME", help="the witness's name, e.g. witness.example.org/fra"),
     ],
 ) -> None:
-    """Create a witness in DIR (its key, mode 0600, and its state) and print its vkey:
-    give that to the logs and to the verifiers that count this witness."""
+    """Create a witness in DIR (key file mode 0600, state) and print its vkey.
+    Give the vkey to the logs it witnesses and to the verifiers that count it."""
     try:
         witness = Witness.init(directory, name)
     except (WitnessSetupError, WitnessRefusal) as e:
@@ -75,8 +75,8 @@ def witness_add_log(
         ),
     ],
 ) -> None:
-    """Witness the log ORIGIN, whose checkpoints are signed by one of the keys given (added
-    to those it has). A new log starts at size 0."""
+    """Witness the log ORIGIN, signed by any of the keys given (--key, repeatable).
+    Keys are added to those it has; a new log starts at size 0."""
     witness = _open(directory)
     try:
         keys = [VerifierKey.parse(k) for k in key]
@@ -96,9 +96,8 @@ def witness_serve(
     host: Annotated[str, typer.Option(metavar="HOST", help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(metavar="PORT", help="TCP port")] = 8101,
 ) -> None:
-    """Serve POST /add-checkpoint (C2SP tlog-witness), GET /forks and GET /health. Plain
-    HTTP only on a loopback interface, or behind a TLS proxy (POCDIR_TLS_*, as `pocdir
-    serve`)."""
+    """Serve POST /add-checkpoint (C2SP tlog-witness), GET /forks and GET /health.
+    Plain HTTP only on loopback or behind a TLS proxy; TLS as `pocdir serve` (POCDIR_TLS_*)."""
     import uvicorn
 
     from api.cli.commands.serve import _check_channel
@@ -140,8 +139,8 @@ def witness_forks(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON, as GET /forks answers")] = False,
 ) -> None:
-    """Show the evidence the witness kept. Exit 1 if a fork is not yet cleared (the witness
-    refuses that log), 0 otherwise; rollback notes alone do not make it 1."""
+    """Show the fork evidence and rollback notes the witness kept.
+    Exit 1 if a fork is not cleared (the witness refuses that log), else 0."""
     witness = _open(directory)
     try:
         found = witness.evidence(origin)
@@ -170,9 +169,9 @@ def witness_clear(
         ),
     ] = False,
 ) -> None:
-    """Lift the witness's refusal of a forked log, after you judged its evidence. The
-    evidence is kept, marked cleared. The checkpoint held stays, so the log goes on from it;
-    with --reset the witness forgets it and accepts the log afresh from size 0."""
+    """Lift the refusal of a forked log, once you have judged its evidence.
+    The evidence is kept, marked cleared, and the checkpoint held stays: the log goes on from
+    it. With --reset the witness forgets that checkpoint and the log starts over at size 0."""
     witness = _open(directory)
     try:
         state = witness.clear(origin, int(time.time()), reset=reset)
