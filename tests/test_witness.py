@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from infra import witness_client
 from infra.cosignature import WitnessKey, verify_cosignature
 from infra.note import KeyFormatError, SignerKey
 from infra.witness import (
@@ -372,3 +373,41 @@ def test_evidence_is_json_for_the_forks_endpoint(witness: Witness, log: Log) -> 
     assert shown["notes"] == {"held": log.checkpoint(), "submitted": other.checkpoint()}
     assert shown["cleared"] is False and shown["detected_at"] == "2027-01-15T08:00:00Z"
     assert set(shown) >= {"proof", "reason", "expected", "computed", "marks_fork"}
+
+
+def test_the_spec_example_request_parses() -> None:
+    """The example body of https://c2sp.org/tlog-witness, byte for byte."""
+    example = (
+        "old 20852014\n"
+        "PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=\n"
+        "jrJZDmY8Y7SyJE0MWLpLozkIVMSMZcD5kvuKxPC3swk=\n"
+        "5+pKlUdi2LeF/BcMHBn+Ku6yhPGNCswZZD1X/6QgPd8=\n"
+        "/6WVhPs2CwSsb5rYBH5cjHV/wSmA79abXAwhXw3Kj/0=\n"
+        "\n"
+        "example.com/behind-the-sofa\n"
+        "20852163\n"
+        "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+        "\n"
+        "— example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5"
+        "/Zhcyv2q1gGzGku9nTo+zyWE+xeMcTOAYQ8=\n"
+        "— example.com/behind-the-sofa opLqBQsREYCgu6xQkYQwJr9fo45a62DN9EdmHXnZdXNqlcVGlCum2Wks"
+        "+49/V6267UEjw6QUXTS5Rovnzv++qbSzm9Q=\n"
+    )
+    parsed = parse_request(example.encode())
+    assert parsed.old_size == 20852014 and len(parsed.proof) == 4
+    assert parsed.proof[0] == base64.b64decode("PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=")
+    assert parsed.origin == "example.com/behind-the-sofa"
+    assert parsed.note.startswith("example.com/behind-the-sofa\n20852163\n")
+    assert parsed.note.count("\n— ") == 2
+
+
+def test_the_client_writes_the_body_the_witness_reads(log: Log) -> None:
+    log.grow(3)
+    written = witness_client.request_body(log.checkpoint(), 2, log.proof(2))
+    assert written == body(log.checkpoint(), 2, log.proof(2))
+    parsed = parse_request(written)
+    assert (parsed.old_size, list(parsed.proof), parsed.note) == (2, log.proof(2), log.checkpoint())
+    with pytest.raises(ValueError, match="non-negative"):
+        witness_client.request_body(log.checkpoint(), -1, [])
+    with pytest.raises(ValueError, match="SHA-256"):
+        witness_client.request_body(log.checkpoint(), 1, [b"short"])
