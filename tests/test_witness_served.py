@@ -8,7 +8,9 @@ the refused log stays refused until ``pocdir witness clear``."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -312,3 +314,26 @@ def test_witness_commands_say_what_is_wrong_in_one_line(tmp_path: Path, log: Log
         "witness", "add-log", str(directory), "--origin", log.origin, "--key", str(log.key.verifier)
     )
     assert added.returncode == 0 and f"witnessing {log.origin} at size 0" in added.stdout
+
+
+def test_concurrent_submissions_over_http_move_the_log_once(
+    witness: ServedWitness, log: Log
+) -> None:
+    """Eight submissions from size 4 at once, to sizes 5..12: one is cosigned, the others are
+    told the winner's size (the spec's race, through the server's thread pool)."""
+    log.grow(12)
+    witness_checkpoint(witness.url, log.checkpoint(4), 0, log.proof)
+    requests = [body(log.checkpoint(size), 4, log.proof(4, size)) for size in range(5, 13)]
+    barrier = threading.Barrier(len(requests))
+
+    def send(request: bytes) -> httpx.Response:
+        barrier.wait()
+        return httpx.post(witness.url + "/add-checkpoint", content=request, timeout=30)
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        answers = list(pool.map(send, requests))
+    won = [size for size, r in zip(range(5, 13), answers, strict=True) if r.status_code == 200]
+    assert len(won) == 1, [(r.status_code, r.text) for r in answers]
+    lost = [r for r in answers if r.status_code != 200]
+    assert {(r.status_code, r.text) for r in lost} == {(409, f"{won[0]}\n")}
+    assert held_size(witness) == won[0]
