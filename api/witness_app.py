@@ -7,7 +7,7 @@ Routes (the submission and the monitoring prefix are both the root):
   malformed, 403 not signed by the log, 404 unknown origin, 409 ``text/x.tlog.size`` with the
   size held, 409 another root of the size held or a log held forked, 413 a body too large,
   422 a consistency proof that fails, 503 the witness's database failed.
-* ``GET /forks``: the evidence it kept, JSON (optionally ``?origin=``).
+* ``GET /forks``: the evidence it kept, a JSON list, oldest first (optionally ``?origin=``).
 * ``GET /`` and ``GET /health``: name, vkey, and per log the size held and whether forked.
 
 Authorisation: ``add-checkpoint`` is authorised by the log's signature on the checkpoint, as
@@ -82,7 +82,7 @@ def create_witness_app(directory: Path, clock: Callable[[], float] = time.time) 
             found = await run_in_threadpool(witness.evidence, origin)
         except WitnessRefusal as e:
             return _refusal(e)
-        return JSONResponse({"forks": [e.to_json() for e in found]})
+        return JSONResponse([e.to_json() for e in found])
 
     async def health(request: Request) -> Response:
         try:

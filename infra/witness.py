@@ -44,6 +44,7 @@ refuses cosigning (the safe side), and the operator judges it with the evidence 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import sqlite3
@@ -97,6 +98,8 @@ SPLIT_VIEW = "split-view"
 INCONSISTENT = "inconsistent"
 ROLLBACK = "rollback"
 FORK_KINDS = (SPLIT_VIEW, INCONSISTENT)
+
+log = logging.getLogger("pocdir.witness")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -719,7 +722,7 @@ class _Sighting:
             "\x00".join((held, self.submission.note, str(self.submission.old_size), proof)).encode()
         ).digest()
         marks_fork = kind in FORK_KINDS
-        self.db.execute(
+        stored = self.db.execute(
             "INSERT OR IGNORE INTO evidence (origin, kind, marks_fork, held_note, submitted_note, "
             "old_size, proof, reason, expected, computed, digest, detected_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -738,6 +741,14 @@ class _Sighting:
                 _iso(self.now),
             ),
         )
+        if stored.rowcount:
+            log.warning(
+                "%s %s: %s; kept as evidence%s (GET /forks)",
+                self.state.origin,
+                kind,
+                reason,
+                ", the log is refused until cleared" if marks_fork else "",
+            )
         if marks_fork:
             self.db.execute(
                 "UPDATE log SET forked = 1, updated_at = ? WHERE origin = ?",

@@ -147,7 +147,7 @@ def witness_forks(
     except WitnessRefusal as e:
         fail(str(e))
     if as_json:
-        sys.stdout.write(json.dumps({"forks": [f.to_json() for f in found]}, indent=2) + "\n")
+        sys.stdout.write(json.dumps([f.to_json() for f in found], indent=2) + "\n")
     elif not found:
         out.print("no evidence kept", highlight=False)
     else:
