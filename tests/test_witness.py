@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterable
@@ -411,3 +412,19 @@ def test_the_client_writes_the_body_the_witness_reads(log: Log) -> None:
         witness_client.request_body(log.checkpoint(), -1, [])
     with pytest.raises(ValueError, match="SHA-256"):
         witness_client.request_body(log.checkpoint(), 1, [b"short"])
+
+
+def test_the_docs_list_every_status_the_witness_answers() -> None:
+    """docs/witness.md's table of add-checkpoint answers names each status a refusal carries
+    (and 200, and the app's 413), and no other."""
+    import infra.witness as module
+
+    doc = (Path(__file__).parents[1] / "docs" / "witness.md").read_text("utf-8")
+    table = doc.split("### `POST /add-checkpoint`", 1)[1].split("###", 1)[0]
+    documented = {int(m) for m in re.findall(r"^\| (\d{3}) ", table, re.MULTILINE)}
+    refusals = [
+        cls
+        for cls in vars(module).values()
+        if isinstance(cls, type) and issubclass(cls, WitnessRefusal) and cls is not WitnessRefusal
+    ]
+    assert documented == {200, 413} | {cls.status for cls in refusals}
