@@ -25,6 +25,7 @@ from api.cli.commands import (
     serve,
     simulate,
     views,
+    witness,
 )
 from api.cli.console import err, out
 
@@ -67,6 +68,7 @@ def _options(
 
 for module in (audit, simulate, directory, views, principals, serve, ca, keys, checks, review):
     module.register(app)
+witness.register(app)
 
 
 class _NamedArgument(TyperArgument):
