@@ -24,6 +24,7 @@ from api.cli.commands import (
     review,
     serve,
     simulate,
+    tiles,
     views,
 )
 from api.cli.console import err, out
@@ -67,6 +68,7 @@ def _options(
 
 for module in (audit, simulate, directory, views, principals, serve, ca, keys, checks, review):
     module.register(app)
+tiles.register(app)
 
 
 class _NamedArgument(TyperArgument):
