@@ -327,6 +327,22 @@ def test_entry_bundles_are_gzipped_for_clients_that_ask(api: Api) -> None:
     assert zipped.content == plain.content  # decoded by the client
 
 
+def test_a_bundle_of_a_changed_record_is_refused_not_served(api: Api, backend: Backend) -> None:
+    """An event changed after the tree grew over it: its bundle would no longer hash to the
+    level-0 tile, so it is refused (409, positions and hashes only); the tile still serves."""
+    register(api, "FRA")
+    auditor = api.auth(Role.AUDITOR)
+    size = services(api).transparency.record_checkpoint().tree_size
+    position = stored_rows(backend)[1][0]
+    backend.execute(
+        f"UPDATE {backend.events_table} SET state = %s WHERE {backend.position_column} = %s",
+        (b'{"forged": true}', position),
+    )
+    refused = assert_error(api.call("GET", f"/tlog/{spec_path(None, 0, size)}", auditor), 409)
+    assert refused["error"] == "record_not_intact" and "forged" not in refused["detail"]
+    assert len(split_tile(fetch(api, spec_path(0, 0, size), auditor))) == size
+
+
 # -- pocdir tiles write ------------------------------------------------------------------------
 
 
