@@ -44,6 +44,7 @@ from api.routers import (
     notifications,
     reads,
     review,
+    tiles,
     transparency,
 )
 from api.schemas import HealthPublic, NotReadyPublic, ReadyPublic
@@ -67,6 +68,7 @@ ROUTERS = (
     needs.router,
     review.router,
     keys.router,
+    tiles.router,
 )
 
 

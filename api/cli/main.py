@@ -24,6 +24,7 @@ from api.cli.commands import (
     review,
     serve,
     simulate,
+    tiles,
     views,
     witness,
 )
@@ -66,9 +67,21 @@ def _options(
     """pocdir: the Points of Contact directory's hash-chained record."""
 
 
-for module in (audit, simulate, directory, views, principals, serve, ca, keys, checks, review):
+for module in (
+    audit,
+    simulate,
+    directory,
+    views,
+    principals,
+    serve,
+    ca,
+    keys,
+    checks,
+    review,
+    tiles,
+    witness,
+):
     module.register(app)
-witness.register(app)
 
 
 class _NamedArgument(TyperArgument):
