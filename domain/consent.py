@@ -84,6 +84,24 @@ def exchange_access(by: Principal, parties: Collection[str]) -> ExchangeAccess:
     return ExchangeAccess.THROUGH_CONSENT
 
 
+def check_may_read_stored_records(by: Principal, *, encrypted_at_rest: bool) -> None:
+    """Whether ``by`` may read the record's stored events whoever's exchange they are: the
+    tlog-tiles entry bundles a mirror copies (issue 16). The auditor may, as the audit bundle
+    already gives it; a State only when the record is encrypted at rest (R13), so that it
+    receives ciphertext and metadata (positions, ids, versions, event types) and never the
+    content of an exchange it is not party to (R11, R12). ``NotPermitted`` otherwise."""
+    if by.role is Role.AUDITOR:
+        return
+    if by.role is not Role.STATE:
+        raise NotPermitted("only the auditor and States read the record's stored events")
+    if not encrypted_at_rest:
+        raise NotPermitted(
+            "this record is stored in clear (no POCDIR_CIPHER_KEY), so its entry bundles "
+            "would show every exchange's content: they are for the auditor only; hash tiles "
+            "and the checkpoint stay available (R11, R12)"
+        )
+
+
 @dataclass(frozen=True)
 class SharedKeys:
     """What a consent shares of a sealed exchange: the content key and each response's key,

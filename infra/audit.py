@@ -490,11 +490,16 @@ def _witnessed(
     if policy is None:
         return None
     for i, note in enumerate(given):
+        where = f"given checkpoint {i + 1}"
         try:
             policy.check(note)
+        except QuorumNotMet as e:
+            raise QuorumNotMet(
+                f"{where}: {e.reason}", missing=e.missing, expected=e.expected, computed=e.computed
+            ) from None
         except CheckpointError as e:
             raise type(e)(
-                f"given checkpoint {i + 1}: {e.reason}", expected=e.expected, computed=e.computed
+                f"{where}: {e.reason}", expected=e.expected, computed=e.computed
             ) from None
     if not checkpoints:
         if policy.quorum is None:

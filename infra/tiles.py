@@ -237,7 +237,5 @@ def decode_bundle(data: bytes, tile: TileId) -> list[bytes]:
         entries.append(data[offset : offset + size])
         offset += size
     if len(entries) != tile.width:
-        raise TileDataInvalid(
-            f"{tile.path} holds {tile.width} entries, not {len(entries)}"
-        )
+        raise TileDataInvalid(f"{tile.path} holds {tile.width} entries, not {len(entries)}")
     return entries

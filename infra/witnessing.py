@@ -28,7 +28,6 @@ from infra.witness_policy import PolicyWitness
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class WitnessOutcome:
     """What one witness did with a checkpoint: ``cosigned``, and a one-line ``detail``."""

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from api.deps import AuditorOrState, ServicesDep
 from api.errors import error_response
+from domain.consent import check_may_read_stored_records
 from infra.tile_reader import TileReader, served_checkpoint
 from infra.tiles import TilePathInvalid, parse_tile_path
 from infra.wiring import Services
@@ -61,17 +62,22 @@ def checkpoint(_: AuditorOrState, services: ServicesDep) -> Response:
     responses=BINARY,
 )
 def tile(
-    _: AuditorOrState,
+    principal: AuditorOrState,
     services: ServicesDep,
     tile: Annotated[str, Path(description="e.g. 0/x001/234.p/17, entries/000")],
     accept_encoding: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """Hash tiles hold 32-byte hashes (leaf hashes at level 0); an entry bundle holds each
-    event's canonical record (docs/audit-format.md §2) after its big-endian uint16 length."""
+    event's canonical record (docs/audit-format.md §2) after its big-endian uint16 length.
+    A State gets entry bundles only from a record encrypted at rest (R11, R12)."""
     try:
         wanted = parse_tile_path(f"tile/{tile}")
     except TilePathInvalid as e:
         return error_response(400, "bad_request", str(e))
+    if wanted.is_entries:
+        check_may_read_stored_records(
+            principal, encrypted_at_rest=services.settings.cipher_key is not None
+        )
     found = reader(services).read(wanted)
     headers = {"Cache-Control": REVALIDATE if wanted.is_partial else IMMUTABLE}
     data = found.data
