@@ -307,6 +307,11 @@ def _bad_state(reason: str, computed: str) -> MirrorInvalid:
     )
 
 
+def is_mirror(directory: Path) -> bool:
+    """Whether ``directory`` holds a mirror (its ``mirror.json``)."""
+    return (directory / MIRROR_FILE).is_file()
+
+
 def read_state(directory: Path) -> MirrorState | None:
     """The mirror's state, ``None`` for a new or empty directory; ``MirrorDirectoryInvalid``
     for a directory that holds something else."""
@@ -743,7 +748,7 @@ class MirrorVerification:
 Observer = Callable[[ParsedRecord, StatementRow | None, SignatureFault | None], None]
 
 
-def _read_statements(directory: Path, state: MirrorState) -> list[StatementRow]:
+def read_statements(directory: Path, state: MirrorState) -> list[StatementRow]:
     path = directory / STATEMENTS_FILE
     try:
         with path.open("rb") as f:
@@ -821,7 +826,7 @@ def verify_mirror(
         if not tile.is_partial:
             _check_full_tile(read, tile, size)
     _check_root(read, checkpoint)
-    statements = _read_statements(directory, state)
+    statements = read_statements(directory, state)
     signatures = SignatureVerifier(statements, operator_key)
     entries, events = _Entries(0), 0
     for bundle in bundles_for_size(size):

@@ -20,6 +20,8 @@ from api.cli.commands import (
     checks,
     directory,
     keys,
+    mirror,
+    monitor,
     principals,
     review,
     serve,
@@ -65,7 +67,9 @@ def _options(
     """pocdir: the Points of Contact directory's hash-chained record."""
 
 
-for module in (audit, simulate, directory, views, principals, serve, ca, keys, checks, review):
+for module in (
+    audit, simulate, directory, views, principals, serve, ca, keys, checks, review, mirror, monitor
+):
     module.register(app)
 
 

@@ -9,12 +9,16 @@ from typing import Annotated
 
 import typer
 
+from api.cli.commands.mirror import failed, load_policy
 from api.cli.console import out, print_json, progress
-from api.cli.errors import exit_on_error, fail
+from api.cli.errors import exit_on_error, fail, failed_verification
 from api.cli.ids import parse_id, record_id
 from api.cli.options import KeyOption
 from api.cli.session import bounded, fail_if_empty, open_application, transparency
 from infra.audit import export_bundle, verify_against_checkpoint, verify_bundle
+from infra.chain import VerificationError
+from infra.merkle import AuditError
+from infra.mirror import MirrorDirectoryInvalid, is_mirror, verify_mirror
 from infra.note import KeyFormatError, VerifierKey
 from infra.signatures import SignatureSummary
 from infra.verify import verify_record
@@ -227,9 +231,15 @@ def audit_verify(
             metavar="FILE", help="a checkpoint kept outside the bundle; repeat for several"
         ),
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="for a mirror: the witness policy its checkpoint meets"),
+    ] = None,
 ) -> None:
-    """Verify a bundle with no database and no settings: signatures, every link, the Merkle
-    root at every checkpoint, the manifest."""
+    """Verify a bundle, or a mirror (pocdir mirror), with no database and no settings:
+    signatures, every link or tile, the Merkle root at every checkpoint, the manifest."""
+    if is_mirror(directory):
+        return verify_mirror_directory(directory, policy, operator_key)
     trusted = _trusted_keys(key)
     notes = [_read_text(p, "checkpoint") for p in checkpoint or []]
     if not directory.is_dir():
@@ -248,6 +258,37 @@ def audit_verify(
         f"Merkle root of {result.tree_size} leaves matches all {result.checkpoints} checkpoints"
         f"{' (keys from the bundle; pass --key to pin them)' if result.keys_from_bundle else ''}",
         highlight=False,
+    )
+    print_signatures(result.signatures)
+
+
+def verify_mirror_directory(directory: Path, policy: Path | None, operator_key: str | None) -> None:
+    """``pocdir audit verify MIRROR --policy FILE``: the mirror, offline (``verify_mirror``)."""
+    if policy is None:
+        fail(f"{directory} is a mirror: give --policy FILE, the witness policy to check it by")
+    rules = load_policy(policy)
+    try:
+        result = verify_mirror(directory, rules, operator_key=operator_key)
+    except AuditError as e:
+        failed(e)
+    except VerificationError as e:
+        failed_verification(e)
+    except MirrorDirectoryInvalid as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot read the mirror: {e}")
+    cosigners = ", ".join(sorted(result.checkpoint.cosigned_by)) or "no witness"
+    out.print(
+        f"mirror intact: {result.events} entries checked, last position {result.last_position}",
+        highlight=False,
+        markup=False,
+    )
+    out.print(
+        f"root of {result.tree_size} leaves matches the checkpoint cosigned by {cosigners} "
+        f"(quorum {result.checkpoint.quorum})",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
     print_signatures(result.signatures)
 
