@@ -12,11 +12,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from domain.application import PocDirectory
+from infra.chain import encode_record
+from infra.cosignature import WitnessKey, cosign
+from infra.note import Checkpoint, SignerKey, sign_note
+from infra.verify import chained_recorder
+from tests.support.cli import ROOT, free_port
 
 WIDTH = 256
 
@@ -74,6 +87,101 @@ def write_tiles(directory: Path, entries: Sequence[bytes], note: str, statements
         (directory / path).write_bytes(data)
     (directory / "checkpoint").write_text(note, encoding="utf-8")
     (directory / "statements.jsonl").write_text(statements, encoding="utf-8")
+
+
+# -- a record published as a server publishes it ----------------------------------------------
+
+
+@dataclass
+class Log:
+    """The log's checkpoint key and three witnesses; the verifier's policy wants two."""
+
+    origin: str = "test.example/pocdir"
+    key: SignerKey = field(init=False)
+    witnesses: list[WitnessKey] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = SignerKey.generate(self.origin)
+        self.witnesses = [WitnessKey.generate(f"witness.example/w{i}") for i in range(3)]
+
+    def policy(self) -> str:
+        lines = [f"log {self.key.verifier}"]
+        lines += [f"witness w{i} {w.verifier}" for i, w in enumerate(self.witnesses)]
+        return "\n".join([*lines, "group regions 2 w0 w1 w2", "quorum regions", ""])
+
+    def note(
+        self, entries: Sequence[bytes], cosigners: Sequence[int] = (0, 1), origin: str = ""
+    ) -> str:
+        """The checkpoint of ``entries``, signed, then cosigned by ``cosigners``."""
+        root = spec_mth([spec_leaf(e) for e in entries])
+        body = Checkpoint(origin or self.origin, len(entries), root).body()
+        lines = [cosign(body, 1_760_000_000 + i, self.witnesses[i]) for i in cosigners]
+        return sign_note(body, self.key) + "".join(lines)
+
+
+def stored_entries(app: PocDirectory) -> list[bytes]:
+    """The record's canonical records (docs/audit-format.md §2), checked against the leaf
+    hashes the store keeps: these are the tlog-tiles entries."""
+    recorder = chained_recorder(app)
+    entries = []
+    for row in recorder.iter_stored_rows():
+        entry = encode_record(
+            row.position,
+            row.originator_id,  # type: ignore[arg-type]
+            row.originator_version,  # type: ignore[arg-type]
+            row.topic,  # type: ignore[arg-type]
+            row.state,  # type: ignore[arg-type]
+            recorder.id_spelling,
+        )
+        assert spec_leaf(entry) == row.leaf_hash
+        entries.append(entry)
+    return entries
+
+
+def statements_text(app: PocDirectory) -> str:
+    """``statements.jsonl`` as the audit bundle writes it."""
+    rows = chained_recorder(app).statement_rows()
+    return "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in rows)
+
+
+def publish(
+    app: PocDirectory, directory: Path, log: Log, cosigners: Sequence[int] = (0, 1)
+) -> list[bytes]:
+    """Write the record's tiles, a cosigned checkpoint and the statements to ``directory``."""
+    entries = stored_entries(app)
+    write_tiles(directory, entries, log.note(entries, cosigners), statements_text(app))
+    return entries
+
+
+@contextmanager
+def served_tiles(directory: Path, token: str, log: Path) -> Iterator[str]:
+    """This module's static server over ``directory``, in its own process: its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.tlog_tiles",
+            str(directory),
+            str(port),
+            token,
+            str(log),
+        ],
+        cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(base + "/tlog/checkpoint", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        log.write_text("", encoding="utf-8")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def _handler(root: Path, token: str, log: Path) -> type[BaseHTTPRequestHandler]:

@@ -1,0 +1,237 @@
+"""``pocdir mirror URL DIR`` and ``pocdir audit verify MIRROR`` (issue 16, item 5): a real
+signed record, published as C2SP tlog-tiles by an independent writer (``tests.support.
+tlog_tiles``, from the spec's text) and served over HTTP by a process of its own, is mirrored
+by the CLI as a State or a regional organisation runs it. A second run fetches exactly the
+tiles that changed; a tampered entry or tile, a checkpoint short of the witness quorum, a
+rollback and another log's checkpoint are refused and leave the mirror as it was; the mirror
+verifies offline, and a flipped byte in it is named. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from api.cli.console import CONSOLE
+from domain.values import Role
+from tests.support.builders import contact_data
+from tests.support.cli import run
+from tests.support.db import Backend
+from tests.support.http import Api
+from tests.support.officials import onboard, signed_call
+from tests.support.tlog_tiles import Log, publish, served_tiles, spec_tiles
+
+#: Slow: a served process and CLI processes.
+pytestmark = pytest.mark.slow
+
+#: Events added between two runs: enough to fill the first tile and start the second.
+GROWTH = 300
+
+
+@dataclass
+class Published:
+    """A record served as tlog-tiles, and a mirror of it to be made in ``mirror``."""
+
+    api: Api
+    backend: Backend
+    log: Log
+    source: Path
+    mirror: Path
+    policy: Path
+    token: Path
+    requests: Path
+    base: str
+    entries: list[bytes]
+
+    def republish(self, cosigners: Sequence[int] = (0, 1)) -> list[bytes]:
+        self.entries = publish(self.api.application, self.source, self.log, cosigners)
+        return self.entries
+
+    def run_mirror(self) -> subprocess.CompletedProcess[str]:
+        self.requests.write_text("", encoding="utf-8")
+        return run(
+            self.backend.url,
+            "mirror",
+            self.base,
+            str(self.mirror),
+            "--policy",
+            str(self.policy),
+            "--token-file",
+            str(self.token),
+        )
+
+    def requested(self) -> set[str]:
+        return set(self.requests.read_text(encoding="utf-8").split())
+
+    def audit_verify(self) -> subprocess.CompletedProcess[str]:
+        return run(
+            self.backend.url, "audit", "verify", str(self.mirror), "--policy", str(self.policy)
+        )
+
+
+@pytest.fixture
+def published(api: Api, backend: Backend, tmp_path: Path) -> Iterator[Published]:
+    fra = onboard(api.application, "FRA")
+    assert signed_call(api, fra, "POST", "/entries/FRA", {}).status_code == 201
+    r = signed_call(
+        api,
+        fra,
+        "POST",
+        "/entries/FRA/contacts",
+        {"contact": contact_data("cert")},
+        if_match='"1"',
+    )
+    assert r.status_code == 200, r.text
+    log, source = Log(), tmp_path / "served"
+    source.mkdir()
+    entries = publish(api.application, source, log)
+    policy, token = tmp_path / "policy.txt", tmp_path / "token"
+    policy.write_text(log.policy(), encoding="utf-8")
+    secret = secrets.token_urlsafe(24)
+    token.write_text(secret + "\n", encoding="utf-8")
+    requests = tmp_path / "requests.log"
+    with served_tiles(source, secret, requests) as base:
+        yield Published(
+            api,
+            backend,
+            log,
+            source,
+            tmp_path / "mirror",
+            policy,
+            token,
+            requests,
+            base,
+            entries,
+        )
+
+
+def grow(api: Api, events: int) -> None:
+    for _ in range(events):
+        api.application.issue_credential(CONSOLE, Role.AUDITOR)
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+    }
+
+
+def tile_files(directory: Path) -> set[str]:
+    return {p for p in files(directory) if p.startswith("tile/")}
+
+
+def test_a_mirror_is_a_verified_copy_and_a_second_run_fetches_only_what_changed(
+    published: Published,
+) -> None:
+    p = published
+    first = p.run_mirror()
+    assert first.returncode == 0, first.stderr
+    size = len(p.entries)
+    assert f"tree size {size} (new mirror)" in first.stdout
+    assert "cosigned by w0, w1" in first.stdout
+    tiles = spec_tiles(p.entries)
+    assert p.requested() == {
+        "/tlog/checkpoint",
+        "/audit/statements",
+        *(f"/tlog/{path}" for path in tiles),
+    }
+    mirrored = files(p.mirror)
+    assert {k: v for k, v in mirrored.items() if k.startswith("tile/")} == tiles
+    assert mirrored["checkpoint"] == (p.source / "checkpoint").read_bytes()
+    assert mirrored["statements.jsonl"] == (p.source / "statements.jsonl").read_bytes()
+    state = json.loads(mirrored["mirror.json"])
+    assert state["format"] == "pocdir-mirror/1"
+    assert state["origin"] == p.log.origin
+    assert state["tree_size"] == size
+    assert state["last_position"] == p.api.application.recorder.max_notification_id()
+    assert state["checkpoint"] == (p.source / "checkpoint").read_text(encoding="utf-8")
+    verified = p.audit_verify()
+    assert verified.returncode == 0, verified.stderr
+    assert f"mirror intact: {size} entries checked" in verified.stdout
+    assert "signatures:" in verified.stdout
+
+    grow(p.api, GROWTH)
+    new_tiles = spec_tiles(p.republish())
+    changed = set(new_tiles) - set(tiles)
+    assert len(p.entries) == size + GROWTH and changed
+    second = p.run_mirror()
+    assert second.returncode == 0, second.stderr
+    assert f"tree size {size + GROWTH} (was {size}), {len(changed)} tiles fetched" in second.stdout
+    assert p.requested() == {"/tlog/checkpoint", "/audit/statements"} | {
+        f"/tlog/{path}" for path in changed
+    }
+    state = json.loads((p.mirror / "mirror.json").read_text(encoding="utf-8"))
+    assert set(state["last_run"]["fetched"]) == changed
+    assert state["tree_size"] == size + GROWTH
+    # The mirror is the new tree's static copy: no partial tile the tree no longer has.
+    assert {k: v for k, v in files(p.mirror).items() if k.startswith("tile/")} == new_tiles
+    assert (p.mirror / "statements.jsonl").read_bytes() == (
+        p.source / "statements.jsonl"
+    ).read_bytes()
+    again = p.audit_verify()
+    assert again.returncode == 0, again.stderr
+    assert f"mirror intact: {size + GROWTH} entries checked" in again.stdout
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_what_does_not_verify_is_refused_and_the_mirror_is_kept(published: Published) -> None:
+    p = published
+    assert p.run_mirror().returncode == 0
+    old_entries = list(p.entries)
+    kept = files(p.mirror)
+    grow(p.api, GROWTH)
+    entries = p.republish()
+    last_bundle = p.source / sorted(k for k in spec_tiles(entries) if "entries" in k)[-1]
+
+    def refused(fault: str, *named: str) -> None:
+        r = p.run_mirror()
+        assert r.returncode == 1, (fault, r.stdout)
+        line = r.stderr.strip()
+        assert len(line.splitlines()) == 1 and line.startswith("error: verification FAILED")
+        for text in named:
+            assert text in line, (fault, line)
+        assert files(p.mirror) == kept, fault
+        p.republish()
+
+    flip(last_bundle, -1)
+    refused("an entry", "does not hash to its level-0 tile hash")
+    flip(p.source / "tile/0/000", 255 * 32)
+    refused("a new hash in a tile", "tile/0/000 does not hash to its hash in tile/1/000.p/1")
+    flip(p.source / "tile/0/000", 0)
+    refused("a hash the mirror holds", "does not extend tile/0/000.p/", "rewrote entries")
+    p.republish(cosigners=(0,))
+    refused("a checkpoint short of quorum", "lacks the witness quorum", "w1, w2")
+    (p.source / "checkpoint").write_text(p.log.note(old_entries[:-1]), encoding="utf-8")
+    refused("a rollback", f"mirror holds {len(old_entries)}", "rolled back")
+    (p.source / "checkpoint").write_text(
+        p.log.note(entries, origin="other.example/log"), encoding="utf-8"
+    )
+    refused("another log", "another log", "origin other.example/log")
+    fine = p.run_mirror()
+    assert fine.returncode == 0, fine.stderr
+    assert f"tree size {len(entries)}" in fine.stdout
+
+
+def test_audit_verify_names_a_flipped_byte_in_the_mirror(published: Published) -> None:
+    p = published
+    assert p.run_mirror().returncode == 0
+    size = len(p.entries)
+    bundle = p.mirror / f"tile/entries/000.p/{size}"
+    flip(bundle, -1)  # the last byte of the last entry's state
+    r = p.audit_verify()
+    assert r.returncode == 1, r.stdout
+    assert f"entry {size - 1} (tile/entries/000.p/{size}) does not hash" in r.stderr
+    assert "Traceback" not in r.stderr
+    no_policy = run(p.backend.url, "audit", "verify", str(p.mirror))
+    assert no_policy.returncode == 2
+    assert "give --policy FILE" in no_policy.stderr
