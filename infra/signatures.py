@@ -268,6 +268,10 @@ class SignatureVerifier:
     def _apply(self, statement: _Statement, aggregate: str) -> None:
         """Keys bound, rotated or revoked; the parties of a new exchange."""
         command, fields, state = statement.command, statement.fields, statement.obj.get("state")
+        if command in _BIND_COMMANDS and state is None:
+            # A re-onboarding's statement names no State (its event carries none): the key
+            # set it is about does, by its id, which the statement is checked to name.
+            state = next(iter(self._states_of(aggregate)), None)
         if command in _BIND_COMMANDS and isinstance(state, str):
             if self._states_from is None:
                 self._states_from = statement.row.first_position
