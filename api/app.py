@@ -44,6 +44,7 @@ from api.routers import (
     notifications,
     reads,
     review,
+    tiles,
     transparency,
 )
 from api.schemas import HealthPublic, NotReadyPublic, ReadyPublic
@@ -66,6 +67,7 @@ ROUTERS = (
     needs.router,
     review.router,
     keys.router,
+    tiles.router,
 )
 
 

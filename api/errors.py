@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.errors import (
     ConcurrentChange,
+    EventTooLarge,
     InvalidIndicator,
     InvalidTransition,
     NotAMemberState,
@@ -102,7 +103,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         412: "If-Match names a version that is no longer current",
         428: "An entry change came without If-Match, or with If-Match: *; GET the entry and "
         "send its ETag",
-        413: "The request body is larger than the server accepts (POCDIR_MAX_BODY_BYTES)",
+        413: "The request body is larger than the server accepts (POCDIR_MAX_BODY_BYTES), "
+        "or the event it would record is larger than one record entry (65,535 bytes)",
         422: "Invalid input, or an Idempotency-Key reused for a different request",
         503: "The database is unreachable, or the views did not reach Pocdir-Min-Position "
         "in time; retry after the Retry-After seconds",
@@ -120,6 +122,7 @@ _DOMAIN_STATUS: list[tuple[type[PocdirError], int, str]] = [
     (InvalidTransition, 409, "conflict"),
     (StatementError, 422, "invalid_statement"),
     (SignedRequestError, 422, "invalid_statement"),
+    (EventTooLarge, 413, "event_too_large"),
     (ValidationError, 422, "invalid"),
     (NotConfigured, 503, "not_configured"),
 ]

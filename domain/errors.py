@@ -58,3 +58,9 @@ class StaleVersion(ConcurrentChange):
 
 class NotConfigured(PocdirError):
     """The server lacks a setting this command needs (a key file): the operator must set it."""
+
+
+class EventTooLarge(ValidationError):
+    """The event a command would record is, as stored (encrypted, with its metadata), larger
+    than one entry of the record's tlog-tiles log can be (HTTP 413). Nothing is recorded; the
+    message gives the size and the limit, never the content."""

@@ -158,6 +158,17 @@ def encode_record(
     )
 
 
+#: Bytes of a record besides its topic and state: position, id length, id, version and the
+#: two other lengths (§2 of the audit format: 8 + 4 + 36 + 8 + 4 + 4).
+RECORD_OVERHEAD = 64
+
+
+def record_size(topic: str, state: bytes) -> int:
+    """The length of the record of an event with this topic and stored state, without
+    encoding it (its id is always 36 bytes, its integers fixed-size)."""
+    return RECORD_OVERHEAD + len(topic.encode("utf-8")) + len(state)
+
+
 class MalformedRecord(ValueError):
     """Bytes that are not a canonical record (§2 of the audit format): what is wrong, with
     the expected and the computed values, as the verification errors carry them."""
@@ -374,9 +385,10 @@ class VerificationResult:
 _U64_RANGE = "an integer from 0 to 2**64 - 1"
 
 
-def _record_of(row: StoredRow, spelling: IdSpelling) -> bytes:
+def record_of(row: StoredRow, spelling: IdSpelling) -> bytes:
     """The canonical record of ``row``, or ``RecordAltered`` naming the first column that
-    cannot be encoded, with what it should be and what is stored (§2 of the audit format)."""
+    cannot be encoded, with what it should be and what is stored (§2 of the audit format).
+    Public because the tlog-tiles entry bundles (``infra.tile_reader``) serve these bytes."""
     position = row.position
 
     def altered(reason: str, expected: str, computed: str) -> RecordAltered:
@@ -465,7 +477,7 @@ class ChainVerifier:
                 expected=f"predecessor {self.head_position}",
                 computed=f"predecessor {row.prev_position}",
             )
-        leaf = leaf_hash(_record_of(row, self.spelling))
+        leaf = leaf_hash(record_of(row, self.spelling))
         if leaf != row.leaf_hash:
             raise RecordAltered(
                 position,

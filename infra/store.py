@@ -64,6 +64,7 @@ from psycopg.abc import PQGen
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
+from domain.errors import EventTooLarge
 from infra.chain import (
     GENESIS_LINK,
     GENESIS_POSITION,
@@ -73,6 +74,7 @@ from infra.chain import (
     MalformedValue,
     StoredRow,
     compute_links,
+    record_size,
 )
 from infra.idempotency import (
     IDEMPOTENCY_TABLE,
@@ -91,6 +93,7 @@ from infra.statement_store import (
     insert_statement,
     row_from,
 )
+from infra.tiles import MAX_ENTRY_BYTES
 
 CHAIN_TABLE = "event_chain"
 
@@ -211,10 +214,27 @@ class HeadCache:
             self._head = None
 
 
+def check_entry_sizes(stored_events: Sequence[StoredEvent]) -> None:
+    """Refuse an event whose record, as stored (encrypted and with its metadata), would not
+    fit one tlog-tiles entry (``MAX_ENTRY_BYTES``): every record is served as one in the
+    entry bundles (``infra.tile_reader``), whose length prefix is a uint16."""
+    for event in stored_events:
+        size = record_size(event.topic, event.state)
+        if size > MAX_ENTRY_BYTES:
+            raise EventTooLarge(
+                f"this request would record an event of {size:,} bytes as stored (encrypted, "
+                f"with its metadata), over the limit of {MAX_ENTRY_BYTES:,} bytes of one "
+                "record entry; shorten the texts or send fewer indicators, contacts or "
+                "channels in one request"
+            )
+
+
 def link_rows(
     head: tuple[int, bytes], stored_events: Sequence[StoredEvent], positions: Sequence[int]
 ) -> list[tuple[int, int, bytes, bytes]]:
-    """Parameters of the link inserts for new events following ``head``."""
+    """Parameters of the link inserts for new events following ``head``. Called in the
+    events' own transaction, so an event refused here (``EventTooLarge``) rolls back all."""
+    check_entry_sizes(stored_events)
     rows = compute_links(
         head[0],
         head[1],

@@ -197,6 +197,33 @@ class TreeStore:
             params.extend(v for node in inner for v in node)
         return " UNION ALL ".join(parts), params
 
+    def leaf_range(self, start: int, count: int) -> list[tuple[int, bytes]]:
+        """(position, leaf hash) of leaves ``start`` to ``start + count - 1``, in one query,
+        as many of them as the tree holds (a level-0 tile, or where an entry bundle starts)."""
+        with self.read(snapshot=False) as c:
+            c.execute(
+                self.sql(
+                    f"SELECT position, leaf_hash FROM {self.leaves} "
+                    "WHERE leaf_index >= %s AND leaf_index < %s ORDER BY leaf_index"
+                ),
+                (start, start + count),
+            )
+            return [(int(p), bytes(h)) for p, h in c.fetchall()]
+
+    def node_range(self, level: int, start: int, count: int) -> list[bytes]:
+        """Hashes of the perfect subtrees ``start`` to ``start + count - 1`` of ``2**level``
+        leaves (``level`` ≥ 1), in one query, as many as the tree holds: a tlog-tiles tile
+        above level 0 is such a run of ``merkle_nodes``."""
+        with self.read(snapshot=False) as c:
+            c.execute(
+                self.sql(
+                    f"SELECT hash FROM {self.nodes} WHERE level = %s "
+                    "AND node_index >= %s AND node_index < %s ORDER BY node_index"
+                ),
+                (level, start, start + count),
+            )
+            return [bytes(r[0]) for r in c.fetchall()]
+
     def leaf(self, index: int) -> tuple[int, bytes] | None:
         """(position, leaf hash) of leaf ``index``, or None."""
         with self.read() as c:

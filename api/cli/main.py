@@ -26,6 +26,7 @@ from api.cli.commands import (
     review,
     serve,
     simulate,
+    tiles,
     views,
 )
 from api.cli.console import err, out
@@ -71,6 +72,7 @@ for module in (
     audit, simulate, directory, views, principals, serve, ca, keys, checks, review, mirror, monitor
 ):
     module.register(app)
+tiles.register(app)
 
 
 class _NamedArgument(TyperArgument):
