@@ -179,7 +179,7 @@ class HttpSource:
             raise SourceUnavailable(
                 f"GET {self.base}{path}: HTTP {response.status_code}: {response.text[:120]}"
             )
-        self.fetched_bytes += len(response.content)
+        self.fetched_bytes += response.num_bytes_downloaded  # on the wire (gzip bundles)
         return response.content
 
     def checkpoint(self) -> str:

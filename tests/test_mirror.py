@@ -9,22 +9,30 @@ verifies offline, and a flipped byte in it is named. On SQLite and PostgreSQL.""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from api.cli.console import CONSOLE
+from domain.application import PocDirectory
 from domain.values import Role
+from infra.note import SignerKey
+from infra.verify import chained_recorder
 from tests.support.builders import contact_data
-from tests.support.cli import run
+from tests.support.cli import POCDIR, ROOT, free_port, issue, run
 from tests.support.db import Backend
 from tests.support.http import Api
 from tests.support.officials import onboard, signed_call
-from tests.support.tlog_tiles import Log, publish, served_tiles, spec_tiles
+from tests.support.record_keys import record_key_files
+from tests.support.tlog_tiles import Log, publish, served_tiles, spec_tiles, stored_entries
 
 #: Slow: a served process and CLI processes.
 pytestmark = pytest.mark.slow
@@ -235,3 +243,83 @@ def test_audit_verify_names_a_flipped_byte_in_the_mirror(published: Published) -
     no_policy = run(p.backend.url, "audit", "verify", str(p.mirror))
     assert no_policy.returncode == 2
     assert "give --policy FILE" in no_policy.stderr
+
+
+# -- the real server ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server(backend: Backend, tmp_path: Path) -> Iterator[str]:
+    """``pocdir serve`` over the test's database, in its own process."""
+    port = free_port()
+    env = {**os.environ, "POCDIR_DATABASE_URL": backend.url}
+    with (tmp_path / "serve.log").open("w") as log:
+        process = subprocess.Popen(
+            [*POCDIR, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(base + "/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_the_served_record_is_mirrored_and_verified_offline(
+    backend: Backend, server: str, app: PocDirectory, tmp_path: Path
+) -> None:
+    """``pocdir serve``'s ``/tlog/`` and ``/audit/statements``, with an auditor's token: the
+    mirror holds exactly the tiles the independent writer makes of the stored record, a
+    second run after new events fetches only those that changed, and the copy verifies
+    offline, signatures included. The served checkpoint is signed by the server's key and
+    not yet cosigned, so this policy is ``quorum none``."""
+    simulated = run(backend.url, "simulate", "--states", "12", "--days", "365")
+    assert simulated.returncode == 0, simulated.stderr
+    _, secret = issue(backend.url, "--role", "auditor")
+    token, policy, mirror = tmp_path / "token", tmp_path / "policy.txt", tmp_path / "mirror"
+    token.write_text(secret, encoding="utf-8")
+    log_key = SignerKey.load(record_key_files()[1]).verifier
+    policy.write_text(f"log {log_key}\nquorum none\n", encoding="utf-8")
+
+    def mirrored() -> tuple[dict[str, bytes], dict[str, Any]]:
+        assert run(backend.url, "checkpoint").returncode == 0
+        entries = stored_entries(app)
+        r = run(
+            backend.url,
+            "mirror",
+            server,
+            str(mirror),
+            "--policy",
+            str(policy),
+            "--token-file",
+            str(token),
+        )
+        assert r.returncode == 0, r.stderr
+        assert f"tree size {len(entries)}" in r.stdout and "cosigned by no witness" in r.stdout
+        tiles = spec_tiles(entries)
+        assert {k: v for k, v in files(mirror).items() if k.startswith("tile/")} == tiles
+        return tiles, json.loads((mirror / "mirror.json").read_text(encoding="utf-8"))
+
+    before, _ = mirrored()
+    assert len(before) > 4  # more than one tile: a full one, its level above, bundles
+    for _ in range(3):
+        issue(backend.url, "--role", "auditor")
+    after, state = mirrored()
+    assert state["last_run"]["fetched"] and set(state["last_run"]["fetched"]) == (
+        set(after) - set(before)
+    )
+    statements = (mirror / "statements.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(statements) == len(chained_recorder(app).statement_rows())
+    verified = run(backend.url, "audit", "verify", str(mirror), "--policy", str(policy))
+    assert verified.returncode == 0, verified.stderr
+    assert "mirror intact" in verified.stdout
