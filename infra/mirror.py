@@ -27,6 +27,7 @@ verified mirror as it was.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ import shutil
 import ssl
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -72,6 +74,8 @@ STATEMENTS_ROUTE: Final = "/audit/statements"
 STATEMENTS_PAGE: Final = 1000
 #: Where a run stages what it fetched, inside DIR (same file system, so renames are atomic).
 STAGING: Final = ".incoming"
+#: Held (``flock``) by the run in progress.
+LOCK: Final = ".lock"
 _TIMEOUT: Final = 60.0
 
 
@@ -318,7 +322,8 @@ def read_state(directory: Path) -> MirrorState | None:
     path = directory / MIRROR_FILE
     if not path.exists():
         if directory.exists() and (
-            not directory.is_dir() or any(p.name != STAGING for p in directory.iterdir())
+            not directory.is_dir()
+            or any(p.name not in (STAGING, LOCK) for p in directory.iterdir())
         ):
             raise MirrorDirectoryInvalid(
                 f"{directory} is not a mirror (no {MIRROR_FILE}) and not an empty directory"
@@ -537,12 +542,29 @@ def mirror(
     ``MirrorError`` for a record that does not verify (nothing of this run is kept), and
     ``SourceUnavailable`` / ``MirrorDirectoryInvalid`` for a source or directory that cannot
     be used."""
-    held = read_state(directory)
-    opened = open_source(source, token, ca_file)
-    try:
-        return _mirror(opened, source, directory, policy, held)
-    finally:
-        opened.close()
+    with _locked(directory):
+        held = read_state(directory)
+        opened = open_source(source, token, ca_file)
+        try:
+            return _mirror(opened, source, directory, policy, held)
+        finally:
+            opened.close()
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """One run at a time in ``directory`` (they would share the staging directory)."""
+    if directory.exists() and not directory.is_dir():
+        raise MirrorDirectoryInvalid(f"{directory} is not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / LOCK).open("a") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MirrorDirectoryInvalid(
+                f"another pocdir mirror is running in {directory}; wait for it to finish"
+            ) from None
+        yield
 
 
 def _mirror(

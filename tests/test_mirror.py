@@ -8,6 +8,7 @@ verifies offline, and a flipped byte in it is named. On SQLite and PostgreSQL.""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -323,3 +324,18 @@ def test_the_served_record_is_mirrored_and_verified_offline(
     verified = run(backend.url, "audit", "verify", str(mirror), "--policy", str(policy))
     assert verified.returncode == 0, verified.stderr
     assert "mirror intact" in verified.stdout
+
+
+def test_one_run_at_a_time_and_no_other_directory(published: Published, tmp_path: Path) -> None:
+    p = published
+    assert p.run_mirror().returncode == 0
+    with (p.mirror / ".lock").open("a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        busy = p.run_mirror()
+    assert busy.returncode == 2 and "another pocdir mirror is running" in busy.stderr
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine", encoding="utf-8")
+    r = run(p.backend.url, "mirror", p.base, str(other), "--policy", str(p.policy))
+    assert r.returncode == 2 and "is not a mirror" in r.stderr
+    assert (other / "notes.txt").read_text(encoding="utf-8") == "mine"
