@@ -339,3 +339,20 @@ def test_one_run_at_a_time_and_no_other_directory(published: Published, tmp_path
     r = run(p.backend.url, "mirror", p.base, str(other), "--policy", str(p.policy))
     assert r.returncode == 2 and "is not a mirror" in r.stderr
     assert (other / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_an_unreachable_source_or_a_bad_policy_is_bad_usage(
+    published: Published, tmp_path: Path
+) -> None:
+    p = published
+    nobody = f"http://127.0.0.1:{free_port()}"
+    r = run(p.backend.url, "mirror", nobody, str(p.mirror), "--policy", str(p.policy))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert nobody in r.stderr and "Traceback" not in r.stderr
+    refused = run(p.backend.url, "mirror", p.base, str(p.mirror), "--policy", str(p.policy))
+    assert refused.returncode == 2 and "HTTP 401" in refused.stderr  # no token
+    bad = tmp_path / "bad-policy.txt"
+    bad.write_text("log not-a-key\nquorum none\n", encoding="utf-8")
+    r = run(p.backend.url, "mirror", p.base, str(p.mirror), "--policy", str(bad))
+    assert r.returncode == 2 and "--policy: policy line 1" in r.stderr
+    assert not p.mirror.exists() or not (p.mirror / "mirror.json").exists()
