@@ -21,7 +21,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from uuid import UUID
 
 #: RFC 9162 §2.1.1: prefix of a leaf hash.
@@ -167,6 +167,103 @@ def record_size(topic: str, state: bytes) -> int:
     """The length of the record of an event with this topic and stored state, without
     encoding it (its id is always 36 bytes, its integers fixed-size)."""
     return RECORD_OVERHEAD + len(topic.encode("utf-8")) + len(state)
+
+
+class MalformedRecord(ValueError):
+    """Bytes that are not a canonical record (§2 of the audit format): what is wrong, with
+    the expected and the computed values, as the verification errors carry them."""
+
+    def __init__(self, reason: str, *, expected: str, computed: str) -> None:
+        self.reason = reason
+        self.expected = expected
+        self.computed = computed
+        super().__init__(f"{reason} (expected {expected}, computed {computed})")
+
+
+class ParsedRecord(NamedTuple):
+    """The fields of one canonical record, as ``encode_record`` took them."""
+
+    position: int
+    originator_id: UUID
+    version: int
+    topic: str
+    state: bytes
+
+
+#: The canonical originator id: the 36-character lowercase hyphenated UUID, in ASCII.
+CANONICAL_ID_LENGTH = 36
+
+
+def parse_record(record: bytes) -> ParsedRecord:
+    """The exact inverse of ``encode_record``: ``encode_record(*parse_record(r)) == r`` for
+    every ``r`` it accepts. A mirror reads the record from tlog-tiles entries with no
+    database, so everything a reader relies on is checked here: every length inside the
+    bytes, no trailing bytes, a topic in UTF-8 and an id in the one canonical spelling (any
+    other spelling would hash differently from what pocdir writes). Raises
+    ``MalformedRecord`` naming the first fault."""
+    if not isinstance(record, bytes | bytearray | memoryview):
+        raise MalformedRecord(
+            "a record is bytes", expected="bytes", computed=type(record).__name__
+        )
+    data = bytes(record)
+    offset = 0
+
+    def take(size: int, what: str) -> bytes:
+        nonlocal offset
+        if offset + size > len(data):
+            raise MalformedRecord(
+                f"the record ends inside its {what}",
+                expected=f"{size} bytes of {what} at offset {offset}",
+                computed=f"{len(data) - offset} bytes left",
+            )
+        part = data[offset : offset + size]
+        offset += size
+        return part
+
+    position = _U64.unpack(take(_U64.size, "position"))[0]
+    id_length = _U32.unpack(take(_U32.size, "id length"))[0]
+    if id_length != CANONICAL_ID_LENGTH:
+        raise MalformedRecord(
+            "the originator id's length is not that of a canonical UUID",
+            expected=f"{CANONICAL_ID_LENGTH} bytes",
+            computed=f"{id_length} bytes",
+        )
+    raw_id = take(id_length, "originator id")
+    try:
+        text_id = raw_id.decode("ascii")
+        originator_id = UUID(text_id)
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedRecord(
+            "the originator id is not a UUID",
+            expected="a UUID in the 36-character canonical form",
+            computed=raw_id.hex()[:72],
+        ) from None
+    if str(originator_id) != text_id:
+        raise MalformedRecord(
+            "the originator id is not in the canonical spelling",
+            expected=str(originator_id),
+            computed=text_id,
+        )
+    version = _U64.unpack(take(_U64.size, "version"))[0]
+    topic_length = _U32.unpack(take(_U32.size, "topic length"))[0]
+    raw_topic = take(topic_length, "topic")
+    try:
+        topic = raw_topic.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedRecord(
+            "the topic is not valid UTF-8",
+            expected="UTF-8 text",
+            computed=f"{len(raw_topic)} bytes that are not UTF-8",
+        ) from None
+    state_length = _U32.unpack(take(_U32.size, "state length"))[0]
+    state = take(state_length, "state")
+    if offset != len(data):
+        raise MalformedRecord(
+            "the record has bytes after its state",
+            expected=f"{offset} bytes",
+            computed=f"{len(data)} bytes",
+        )
+    return ParsedRecord(position, originator_id, version, topic, state)
 
 
 def leaf_hash(record: bytes) -> bytes:

@@ -105,7 +105,11 @@ class SignatureVerifier:
     #: The position of the first key binding: from there on every State event is signed.
     _states_from: int | None = None
 
-    def check(self, position: int, originator_id: Any, version: int, topic: str) -> None:
+    def check(
+        self, position: int, originator_id: Any, version: int, topic: str
+    ) -> StatementRow | None:
+        """Check one event; return the statement that covers it (its signer and key), or
+        ``None`` for an event unsigned by design. Raises ``SignatureFault``."""
         statement = self._statement_at(position, originator_id, version)
         if (
             statement is None
@@ -116,7 +120,7 @@ class SignatureVerifier:
             # Nobody is held to signing yet (a record from before signatures): the common
             # case of an old record costs one look at the topic.
             self._unsigned += 1
-            return
+            return None
         aggregate = _uuid_text(originator_id)
         kind = _signer_of(topic)
         if topic.endswith(_BINDING_TOPIC):
@@ -134,7 +138,7 @@ class SignatureVerifier:
                 )
         if statement is None:
             self._unsigned_event(position, aggregate, topic, kind)
-            return
+            return None
         signer = statement.row.signer
         wanted = kind.value if kind is not SignerKind.STATE else "state:"
         if not signer.startswith(wanted):
@@ -156,6 +160,7 @@ class SignatureVerifier:
                     computed=f"a statement signed by {signer}",
                 )
         self._signed += 1
+        return statement.row
 
     def finish(self) -> SignatureSummary:
         if self._next < len(self.statements):
@@ -263,6 +268,10 @@ class SignatureVerifier:
     def _apply(self, statement: _Statement, aggregate: str) -> None:
         """Keys bound, rotated or revoked; the parties of a new exchange."""
         command, fields, state = statement.command, statement.fields, statement.obj.get("state")
+        if command in _BIND_COMMANDS and state is None:
+            # A re-onboarding's statement names no State (its event carries none): the key
+            # set it is about does, by its id, which the statement is checked to name.
+            state = next(iter(self._states_of(aggregate)), None)
         if command in _BIND_COMMANDS and isinstance(state, str):
             if self._states_from is None:
                 self._states_from = statement.row.first_position

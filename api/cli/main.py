@@ -20,6 +20,8 @@ from api.cli.commands import (
     checks,
     directory,
     keys,
+    mirror,
+    monitor,
     principals,
     review,
     serve,
@@ -80,6 +82,8 @@ for module in (
     review,
     tiles,
     witness,
+    mirror,
+    monitor,
 ):
     module.register(app)
 

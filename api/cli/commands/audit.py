@@ -9,17 +9,21 @@ from typing import Annotated
 
 import typer
 
+from api.cli.commands.mirror import failed, load_policy
 from api.cli.console import err, out, print_json, progress
-from api.cli.errors import exit_on_error, fail
+from api.cli.errors import exit_on_error, fail, failed_verification
 from api.cli.ids import parse_id, record_id
 from api.cli.options import KeyOption
 from api.cli.session import bounded, fail_if_empty, open_application, settings, transparency
 from infra.audit import export_bundle, verify_against_checkpoint, verify_bundle
+from infra.chain import VerificationError
+from infra.merkle import AuditError
+from infra.mirror import MirrorDirectoryInvalid, is_mirror, verify_mirror
 from infra.note import KeyFormatError, VerifierKey
 from infra.signatures import SignatureSummary
 from infra.verify import verify_record
 from infra.wiring import OpenMode
-from infra.witness_policy import Policy, PolicyInvalid, WitnessedCheckpoint
+from infra.witness_policy import Policy, WitnessedCheckpoint
 from infra.witnessing import witness_checkpoint
 
 proof_app = typer.Typer(help="Merkle proofs (RFC 9162) as JSON, hashes in base64.")
@@ -68,17 +72,14 @@ PolicyOption = Annotated[
 ]
 
 
-def load_policy(path: Path | None, keys: list[str] | None) -> Policy | None:
-    """The ``--policy`` file, or exit 2 naming what is wrong with it. The log keys then come
-    from the policy, so ``--key`` with it is refused rather than silently ignored."""
+def optional_policy(path: Path | None, keys: list[str] | None) -> Policy | None:
+    """The ``--policy`` file if given, or exit 2 naming what is wrong with it. The log keys
+    then come from the policy, so ``--key`` with it is refused rather than silently ignored."""
     if path is None:
         return None
     if keys:
         fail("give the log keys in the --policy file (log lines), not with --key")
-    try:
-        return Policy.load(path)
-    except PolicyInvalid as e:
-        fail(f"--policy: {e}")
+    return load_policy(path)
 
 
 def print_witnessed(witnessed: WitnessedCheckpoint | None) -> None:
@@ -101,7 +102,7 @@ def verify(
 ) -> None:
     """Walk the whole chain from genesis and check every event, link and signature."""
     if checkpoint is not None:
-        return verify_checkpoint(checkpoint, key, load_policy(policy, key))
+        return verify_checkpoint(checkpoint, key, optional_policy(policy, key))
     if policy is not None:
         fail("--policy applies to a checkpoint: give it with --checkpoint FILE")
     application = open_application(mode=OpenMode.READ_ONLY, needs_key=False)
@@ -279,10 +280,13 @@ def audit_verify(
     ] = None,
     policy: PolicyOption = None,
 ) -> None:
-    """Verify a bundle with no database and no settings: signatures, every link, the Merkle
-    root at every checkpoint, the manifest; with --policy, the witnesses' quorum on the
-    newest checkpoint and on every one given."""
-    witness_policy = load_policy(policy, key)
+    """Verify a bundle, or a mirror (pocdir mirror), with no database and no settings:
+    signatures, every link or tile, the Merkle root at every checkpoint, the manifest; with
+    --policy (required for a mirror), the witnesses' quorum on the newest checkpoint and on
+    every one given."""
+    if is_mirror(directory):
+        return verify_mirror_directory(directory, policy, operator_key)
+    witness_policy = optional_policy(policy, key)
     trusted = _trusted_keys(key)
     notes = [_read_text(p, "checkpoint") for p in checkpoint or []]
     if not directory.is_dir():
@@ -303,6 +307,37 @@ def audit_verify(
         highlight=False,
     )
     print_witnessed(result.witnessed)
+    print_signatures(result.signatures)
+
+
+def verify_mirror_directory(directory: Path, policy: Path | None, operator_key: str | None) -> None:
+    """``pocdir audit verify MIRROR --policy FILE``: the mirror, offline (``verify_mirror``)."""
+    if policy is None:
+        fail(f"{directory} is a mirror: give --policy FILE, the witness policy to check it by")
+    rules = load_policy(policy)
+    try:
+        result = verify_mirror(directory, rules, operator_key=operator_key)
+    except AuditError as e:
+        failed(e)
+    except VerificationError as e:
+        failed_verification(e)
+    except MirrorDirectoryInvalid as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot read the mirror: {e}")
+    cosigners = ", ".join(sorted(result.checkpoint.cosigned_by)) or "no witness"
+    out.print(
+        f"mirror intact: {result.events} entries checked, last position {result.last_position}",
+        highlight=False,
+        markup=False,
+    )
+    out.print(
+        f"root of {result.tree_size} leaves matches the checkpoint cosigned by {cosigners} "
+        f"(quorum {result.checkpoint.quorum})",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
     print_signatures(result.signatures)
 
 
