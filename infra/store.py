@@ -13,6 +13,10 @@ last stored link. The guarantees:
   order equals position order, so no reader sees a link before its predecessor.
 * Gaps: PostgreSQL's sequence skips positions after rollbacks; each link names the previous
   *stored* position rather than ``position - 1``.
+* Waiting, not failing, for another process's writes: on SQLite every write transaction
+  takes the write lock at ``BEGIN IMMEDIATE`` (``WriteLockingSQLiteDatastore``), so a start-up's
+  table creation or any later write waits for another process's writer (the busy timeout)
+  instead of failing at once with "database is locked".
 
 Every database wait is bounded (``POCDIR_DB_*`` settings, mapped in ``infra.wiring``): on
 PostgreSQL the pool's checkout, the connect, the server's ``statement_timeout`` and
@@ -32,12 +36,13 @@ from contextlib import AbstractContextManager, closing, contextmanager
 from datetime import UTC, datetime
 from functools import cache, partial
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import psycopg
 import psycopg.errors
 import psycopg_pool
 from eventsourcing.persistence import (
+    DatabaseError,
     InterfaceError,
     OperationalError,
     PersistenceError,
@@ -57,6 +62,7 @@ from eventsourcing.sqlite import (
     SQLiteCursor,
     SQLiteDatastore,
     SQLiteFactory,
+    SQLiteTransaction,
 )
 from eventsourcing.utils import retry
 from psycopg import Connection, Cursor
@@ -644,10 +650,79 @@ class CheckedSQLiteConnectionPool(SQLiteConnectionPool):
             raise OperationalError(f"cannot read {self.db_name} as an SQLite database: {e}") from e
 
 
+#: How a write transaction begins on SQLite: with the write lock, waiting for it.
+BEGIN_WRITE = "BEGIN IMMEDIATE"
+#: How a read transaction begins: a snapshot at its first read, no lock on writers.
+BEGIN_READ = "BEGIN"
+
+
+class WriteLockingSQLiteTransaction(SQLiteTransaction):
+    """The library's transaction, except that a write transaction takes SQLite's write lock
+    at ``BEGIN IMMEDIATE``.
+
+    Why: the library begins every transaction with a plain (deferred) ``BEGIN``, so a write
+    transaction that reads before it writes (``CREATE TABLE IF NOT EXISTS`` of a table that
+    exists reads the schema; so do ``INSERT OR IGNORE`` and any SELECT) holds a read snapshot
+    when it first writes. If another process has committed since, SQLite cannot upgrade that
+    snapshot to the write lock, and answers "database is locked" at once (``SQLITE_BUSY``,
+    without calling the busy handler, so the busy timeout never applies). Every start-up's
+    table creation is such a transaction, and it failed whenever a running server's runner
+    wrote at the same moment. Taken at ``BEGIN``, the lock is waited for (for the busy
+    timeout, ``SQLITE_LOCK_TIMEOUT``) like any other, and the transaction's reads see the
+    latest commit. Reads keep a deferred ``BEGIN``: in WAL mode they never wait for writers.
+    """
+
+    def __init__(
+        self, connection: SQLiteConnection, *, commit: bool = False, read_only: bool = False
+    ) -> None:
+        super().__init__(connection, commit=commit)
+        self.begin = BEGIN_WRITE if commit and not read_only else BEGIN_READ
+
+    def __enter__(self) -> SQLiteCursor:
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self.begin)
+        except sqlite3.Error as e:
+            # Raised as the library raises errors from within a transaction, so callers
+            # (retries, the lease's holder, the HTTP error handlers) see one kind of error.
+            cursor.sqlite_cursor.close()
+            if isinstance(e, sqlite3.OperationalError):
+                raise OperationalError(e) from e
+            if isinstance(e, sqlite3.DatabaseError):
+                raise DatabaseError(e) from e
+            raise PersistenceError(e) from e
+        return cursor
+
+
+class WriteLockingSQLiteDatastore(SQLiteDatastore):
+    """The library's datastore, whose write transactions (``commit=True``) begin with
+    ``BEGIN IMMEDIATE`` (``WriteLockingSQLiteTransaction``). Every pocdir SQLite store (the
+    record, the views, the Merkle tree, the lease, the idempotency keys, the statements, and
+    the library's own table creation) writes through ``transaction``, so this is the one
+    place where SQLite's transactions begin. A read-only record (``mode=ro``) takes no
+    write lock."""
+
+    def __init__(self, db_name: str, **kwargs: Any) -> None:
+        super().__init__(db_name, **kwargs)
+        query = urlsplit(db_name).query if db_name.startswith("file:") else ""
+        self.read_only = "ro" in parse_qs(query).get("mode", [])
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
+        transaction = partial(WriteLockingSQLiteTransaction, read_only=self.read_only)
+        with (
+            self.get_connection(commit=commit) as conn,
+            transaction(conn, commit=commit) as curs,
+            curs,
+        ):
+            yield curs
+
+
 class ChainedSQLiteFactory(SQLiteFactory):
     """The library's factory, with its in-process writer lock waited for no longer than
     ``POOL_TIMEOUT`` (its busy timeout, ``SQLITE_LOCK_TIMEOUT``, bounds the wait for another
-    process's write lock)."""
+    process's write lock, which every write transaction takes at its start:
+    ``WriteLockingSQLiteDatastore``)."""
 
     application_recorder_class = ChainedSQLiteApplicationRecorder
     #: Environment key for the seconds a writer waits for this process's other writer.
@@ -655,8 +730,16 @@ class ChainedSQLiteFactory(SQLiteFactory):
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
-        pool = self.datastore.pool
+        library = self.datastore
+        pool = library.pool
         pool_timeout = self.env.get(self.POOL_TIMEOUT)
+        self.datastore = WriteLockingSQLiteDatastore(
+            pool.db_name,
+            lock_timeout=pool.lock_timeout,
+            single_row_tracking=library.single_row_tracking,
+            originator_id_type=library.originator_id_type,
+        )
+        self.datastore.pool.close()  # unused: replaced by the checked pool below
         self.datastore.pool = CheckedSQLiteConnectionPool(
             db_name=pool.db_name,
             lock_timeout=pool.lock_timeout,
