@@ -168,3 +168,41 @@ def test_a_policy_given_with_key_or_without_a_checkpoint_is_refused_in_one_line(
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert says in done.stderr and "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_servers_periodic_checkpoints_are_submitted_and_served_cosigned(
+    backend: Backend, tmp_path: Path
+) -> None:
+    import time
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from infra.note import SignerKey
+
+    key = SignerKey.generate("test.example/pocdir")
+    key_file = tmp_path / "signing.key"
+    key.write_new(key_file)
+    _, token = issue(backend.url, "--role", "auditor")
+    who = {"Authorization": f"Bearer {token}"}
+    with served_witness(tmp_path / "w", "witness.fra.example", key.name, str(key.verifier)) as w:
+        policy = tmp_path / "witnesses.txt"
+        policy.write_text(f"log {key.verifier}\nwitness w-fra {w.vkey} {w.url}\nquorum w-fra\n")
+        settings = replace(
+            backend.settings,
+            origin=key.name,
+            signing_key_file=key_file,
+            witness_policy_file=policy,
+        )
+        with TestClient(create_app(settings, checkpoint_every=0.2)) as client:
+            for _ in range(100):
+                latest = client.get("/audit/checkpoints/latest", headers=who)
+                if latest.status_code == 200 and latest.json()["cosignatures"]:
+                    break
+                time.sleep(0.1)
+            assert latest.status_code == 200, latest.text
+            note = latest.json()["note"]
+            assert cosigners(note, {"w-fra": w}) == {"w-fra"}
+            served = client.get("/tlog/checkpoint", headers=who).text
+            assert cosigners(served, {"w-fra": w}) == {"w-fra"}
