@@ -12,7 +12,13 @@ import typer
 from api.cli.console import out
 from api.cli.errors import EXIT_INVALID_RECORD, fail
 from infra.merkle import AuditError
-from infra.mirror import MirrorDirectoryInvalid, MirrorResult, SourceUnavailable, mirror
+from infra.mirror import (
+    ALL_STATEMENTS,
+    MirrorDirectoryInvalid,
+    MirrorResult,
+    SourceUnavailable,
+    mirror,
+)
 from infra.witness_policy import Policy, PolicyInvalid
 
 PolicyOption = Annotated[
@@ -83,10 +89,11 @@ def run_mirror(
 def summary(result: MirrorResult) -> str:
     cosigners = ", ".join(sorted(result.checkpoint.cosigned_by)) or "no witness"
     was = f" (was {result.previous_size})" if result.previous_size else " (new mirror)"
+    scope = "" if result.scope == ALL_STATEMENTS else f" (scope {result.scope})"
     return (
         f"mirror {result.directory}: tree size {result.tree_size}{was}, "
         f"{len(result.fetched)} tiles fetched, {result.bytes_fetched} bytes, "
-        f"{result.statements_fetched} statements; cosigned by {cosigners} "
+        f"{result.statements_fetched} statements{scope}; cosigned by {cosigners} "
         f"(quorum {result.checkpoint.quorum})"
     )
 
