@@ -126,11 +126,16 @@ def may_read_statement(state: str, signer: str, statement: str) -> bool:
         return False
     if not isinstance(obj, dict):
         return False
+    aggregate, command = obj.get("aggregate"), obj.get("command")
     if obj.get("state") == state:
         return True
-    if obj.get("aggregate") in _own_aggregates(state):
+    if isinstance(aggregate, str) and aggregate in _own_aggregates(state):
         return True
-    return signer == SignerKind.SECRETARIAT.value and obj.get("command") in KEY_BINDING_COMMANDS
+    return (
+        signer == SignerKind.SECRETARIAT.value
+        and isinstance(command, str)
+        and command in KEY_BINDING_COMMANDS
+    )
 
 
 @cache

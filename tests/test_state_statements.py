@@ -23,6 +23,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
+import api.routers.audit as api_routers_audit
 from domain.signing import (
     SignedWrite,
     SignerKind,
@@ -145,7 +146,9 @@ def fras_by_hand(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def test_the_route_gives_a_state_its_statements_page_by_page(api: Api) -> None:
+def test_the_route_gives_a_state_its_statements_page_by_page(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fra, deu = onboard(api.application, "FRA"), onboard(api.application, "DEU")
     for official in (fra, deu):
         r = signed_call(api, official, "POST", f"/entries/{official.state}", {})
@@ -167,6 +170,13 @@ def test_the_route_gives_a_state_its_statements_page_by_page(api: Api) -> None:
         got, scopes = pages(api, api.as_state("FRA"), limit)
         assert scopes == {"state:FRA"}
         assert got == expected, limit
+    # A page that looked through as many stored statements as it may ends short, maybe
+    # empty, with next_after set: following it still gives every one, once.
+    monkeypatch.setattr(api_routers_audit, "MAX_SCANNED", 2)
+    short = api.call("GET", "/audit/statements?limit=1000", api.as_state("FRA")).json()
+    assert len(short["statements"]) <= 2 and short["next_after"] is not None
+    assert pages(api, api.as_state("FRA"), 1000)[0] == expected
+    monkeypatch.undo()
     deus, _ = pages(api, api.as_state("DEU"), 1)
     assert {r["signer"] for r in deus} == {"state:DEU", "secretariat"}
     assert all(r["signer"] != "state:FRA" for r in deus)

@@ -97,14 +97,15 @@ def statements(
         )
     page, cursor, scanned = [], after, 0
     while scanned < MAX_SCANNED:
-        batch = recorder.statement_rows(cursor + 1, MAX_PAGE)
+        wanted = min(MAX_PAGE, MAX_SCANNED - scanned)
+        batch = recorder.statement_rows(cursor + 1, wanted)
+        scanned += len(batch)
         for row in batch:
-            scanned += 1
             cursor = row.first_position
             if may_read_statement(state, row.signer, row.statement):
                 page.append(StatementPublic(**row.to_json()))
                 if len(page) == limit:
                     return StatementsPage(statements=page, next_after=cursor, scope=scope)
-        if len(batch) < MAX_PAGE:
+        if len(batch) < wanted:
             return StatementsPage(statements=page, next_after=None, scope=scope)
     return StatementsPage(statements=page, next_after=cursor, scope=scope)
