@@ -129,6 +129,12 @@ class MirrorInvalid(MirrorError):
     statement or a mirror's state, or lacks one its checkpoint needs."""
 
 
+class ScopeMismatch(MirrorError):
+    """The source gives the statements of another scope than the one the verifier expects
+    (``--scope``): a server that answers an auditor as if it were a State withholds the
+    statements of every other State."""
+
+
 class SourceUnavailable(Exception):
     """The source cannot be read (network, TLS, HTTP status, missing directory): a usage or
     availability problem, not a verification failure."""
@@ -596,8 +602,10 @@ def mirror(
     *,
     token: str | None = None,
     ca_file: Path | None = None,
+    scope: str | None = None,
 ) -> MirrorResult:
-    """Bring the mirror in ``directory`` up to the source's cosigned checkpoint.
+    """Bring the mirror in ``directory`` up to the source's cosigned checkpoint; with
+    ``scope``, only if the source's statements are of that scope (``ScopeMismatch``).
 
     Raises ``QuorumNotMet`` and the other ``CheckpointError``s of the policy, a
     ``MirrorError`` for a record that does not verify (nothing of this run is kept), and
@@ -607,7 +615,7 @@ def mirror(
         held = read_state(directory)
         opened = open_source(source, token, ca_file)
         try:
-            return _mirror(opened, source, directory, policy, held)
+            return _mirror(opened, source, directory, policy, held, scope)
         finally:
             opened.close()
 
@@ -628,8 +636,13 @@ def _locked(directory: Path) -> Iterator[None]:
         yield
 
 
-def _mirror(
-    source: Source, name: str, directory: Path, policy: Policy, held: MirrorState | None
+def _mirror(  # noqa: PLR0913
+    source: Source,
+    name: str,
+    directory: Path,
+    policy: Policy,
+    held: MirrorState | None,
+    expected_scope: str | None,
 ) -> MirrorResult:
     note = source.checkpoint()
     witnessed = policy.check(note)
@@ -678,6 +691,12 @@ def _mirror(
             if row.first_position <= last_position
         ]
         scope = source.scope
+        if expected_scope is not None and scope != expected_scope:
+            raise ScopeMismatch(
+                f"the source gives the statements of scope {scope}, not {expected_scope}",
+                expected=f"scope {expected_scope}",
+                computed=f"scope {scope}",
+            )
         if held is not None and held.statements_scope != scope:
             raise MirrorDirectoryInvalid(
                 f"{directory} holds the statements of scope {held.statements_scope} but the "

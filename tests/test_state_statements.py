@@ -397,6 +397,21 @@ def test_fra_monitors_itself_with_its_own_token_and_sees_a_forgery(served: Serve
     )
     assert mixed.returncode == 2 and "holds the statements of scope state:FRA" in mixed.stderr
 
+    # The verifier pins the scope it expects: a State's statements are not an auditor's.
+    def pinned(token: Path, scope: str) -> subprocess.CompletedProcess[str]:
+        return run(
+            s.backend.url, "mirror", s.base, str(s.tmp / f"pinned-{uuid4().hex}"),
+            "--policy", str(s.policy), "--token-file", str(token), "--scope", scope,
+        )  # fmt: skip
+
+    downgraded = pinned(fra_token, "all")
+    assert downgraded.returncode == 1, downgraded.stdout
+    assert "the source gives the statements of scope state:FRA, not all" in downgraded.stderr
+    assert pinned(fra_token, "state:FRA").returncode == 0
+    bad = pinned(fra_token, "state:XXX")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "--scope" in bad.stderr and "Traceback" not in bad.stderr
+
 
 @served_mark
 def test_deu_gets_what_it_needs_and_none_of_fras_exchanges(served: Served) -> None:
