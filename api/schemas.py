@@ -388,6 +388,10 @@ class StatementPublic(BaseModel):
 class StatementsPage(BaseModel):
     statements: list[StatementPublic]
     next_after: int | None = Field(description="pass as ?after= for the next page; null at end")
+    scope: str = Field(
+        description='"all" (the auditor), or "state:XXX": only the statements State XXX may '
+        "read (docs/access.md)"
+    )
 
 
 class HealthPublic(BaseModel):

@@ -25,12 +25,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cache
 from typing import Any, Final
 
 import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from domain.state_entry import state_entry_id
+from domain.state_keys import state_keys_id
 from domain.statement import SignedStatement, StatementError, key_fingerprint, statement_digest
 
 __all__ = [
@@ -46,7 +49,10 @@ __all__ = [
     "SignerKind",
     "SigningContext",
     "SignedWrite",
+    "KEY_BINDING_COMMANDS",
     "current_signing",
+    "may_read_statement",
+    "statement_scope",
     "event_name",
     "expected_signer",
     "signing",
@@ -73,6 +79,69 @@ SECRETARIAT_TOPICS: Final = frozenset(
 )
 #: Event types the server records by itself (signed with the server's key).
 SERVER_TOPICS: Final = frozenset({"SharingConsent.ContentRead"})
+
+
+#: The Secretariat's statements of a key binding and a re-onboarding: their ``fields`` are
+#: the events' types and versions and the public keys bound (``operator_fields``), nothing
+#: of any exchange.
+KEY_BINDING_COMMANDS: Final = frozenset(
+    {"secretariat.state_keys.keys_bound", "secretariat.state_keys.keys_reonboarded"}
+)
+
+
+def statement_scope(state: str | None) -> str:
+    """How a reader names the statements it was given: ``all`` (the auditor) or
+    ``state:XXX`` (a State, filtered by :func:`may_read_statement`)."""
+    return "all" if state is None else f"state:{state}"
+
+
+def may_read_statement(state: str, signer: str, statement: str) -> bool:
+    """Whether the State ``state`` may read a stored statement (``signer`` and its canonical
+    text), as ``GET /audit/statements`` serves it to a State (docs/access.md).
+
+    A State reads exactly what it needs to prove R15 of itself (nobody else changes or
+    withdraws its entry or its keys) and nothing R12 reserves to others:
+
+    1. a statement in its own name: signed as ``state:XXX``, or whose ``state`` is XXX (the
+       Secretariat's statements about it; a statement forged in its name);
+    2. a statement about its entry or its key set (the ``aggregate`` is one of the two ids
+       derived from its code), whoever signed it: one signed by anyone else is what its
+       monitor must show;
+    3. the Secretariat's key bindings and re-onboardings of every State
+       (:data:`KEY_BINDING_COMMANDS`): public keys only, and the first of them is where every
+       State is held to signing, which its verifier must know.
+
+    Everything else is not given: another State's statements carry its request bodies' clear
+    fields and whom it notifies; the server's ``content_read`` names a consent and its reader;
+    the Secretariat's checks and other States' credentials are the Secretariat's. A counterpart's
+    statements on a shared exchange are not given either (the exchange routes show the State its
+    exchanges; deciding party-ness here would mean reading other States' request bodies). A
+    statement that is not a JSON object is given only to the State that signed it."""
+    own = f"{SignerKind.STATE.value}:{state}"
+    if signer == own:
+        return True
+    try:
+        obj = json.loads(statement)
+    except ValueError:
+        return False
+    if not isinstance(obj, dict):
+        return False
+    aggregate, command = obj.get("aggregate"), obj.get("command")
+    if obj.get("state") == state:
+        return True
+    if isinstance(aggregate, str) and aggregate in _own_aggregates(state):
+        return True
+    return (
+        signer == SignerKind.SECRETARIAT.value
+        and isinstance(command, str)
+        and command in KEY_BINDING_COMMANDS
+    )
+
+
+@cache
+def _own_aggregates(state: str) -> frozenset[str]:
+    """The ids (``str(uuid)``, as statements name them) of a State's entry and key set."""
+    return frozenset({str(state_entry_id(state)), str(state_keys_id(state))})
 
 
 def event_name(topic: str) -> str:

@@ -12,6 +12,13 @@ C2SP tlog-tiles copy (``infra.tiles`` paths), so it can be served or mirrored in
 checkpoint against the policy, every tile and entry bundle, the root, the records decoded in
 ascending positions, and every event's signature (``infra.signatures``) from the statements.
 
+Which statements a mirror holds depends on whose token fetched them (``scope`` in
+``mirror.json``): the auditor's gives ``all``, and every event's signature is checked; a
+State's gives ``state:XXX``, the statements that State may read
+(``domain.signing.may_read_statement``), and only the events that State can judge are
+checked: those of its entry and key set, every key binding and re-onboarding, and every event
+a held statement covers.
+
 Layout (docs/mirror.md)::
 
     DIR/tile/<L>/<N>[.p/<W>]        hash tiles, as the spec names them
@@ -27,6 +34,7 @@ verified mirror as it was.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import hashlib
 import json
@@ -44,6 +52,10 @@ from typing import Any, Final, Protocol
 
 import httpx
 
+from domain.members import member_states
+from domain.signing import event_name, statement_scope
+from domain.state_entry import state_entry_id
+from domain.state_keys import state_keys_id
 from infra.chain import MalformedRecord, ParsedRecord, leaf_hash, parse_record
 from infra.merkle import EMPTY_ROOT, AuditError, b64, fold_right, root_of, unb64
 from infra.note import Checkpoint
@@ -77,6 +89,11 @@ STAGING: Final = ".incoming"
 #: Held (``flock``) by the run in progress.
 LOCK: Final = ".lock"
 _TIMEOUT: Final = 60.0
+#: The scope of a mirror's statements: every one (an auditor's token).
+ALL_STATEMENTS: Final = statement_scope(None)
+#: Events a State's verifier checks whoever they are about: the Secretariat's bindings, whose
+#: statements every State is given (the first is where every State is held to signing).
+_BINDING_EVENTS: Final = frozenset({"StateKeys.KeysBound", "StateKeys.KeysReonboarded"})
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -112,6 +129,12 @@ class MirrorInvalid(MirrorError):
     statement or a mirror's state, or lacks one its checkpoint needs."""
 
 
+class ScopeMismatch(MirrorError):
+    """The source gives the statements of another scope than the one the verifier expects
+    (``--scope``): a server that answers an auditor as if it were a State withholds the
+    statements of every other State."""
+
+
 class SourceUnavailable(Exception):
     """The source cannot be read (network, TLS, HTTP status, missing directory): a usage or
     availability problem, not a verification failure."""
@@ -128,6 +151,8 @@ class Source(Protocol):
     """Where the record is fetched from; ``fetched_bytes`` counts what was read."""
 
     fetched_bytes: int
+    #: Whose statements :meth:`statements` gave: ``all`` or ``state:XXX`` (docs/mirror.md).
+    scope: str
 
     def checkpoint(self) -> str: ...
 
@@ -171,6 +196,8 @@ class HttpSource:
             base_url=self.base, headers=headers, verify=verify, timeout=_TIMEOUT
         )
         self.fetched_bytes = 0
+        self.scope = ALL_STATEMENTS
+        self._scopes: set[str] = set()
 
     def _get(self, path: str, params: dict[str, int] | None = None) -> bytes | None:
         try:
@@ -204,12 +231,22 @@ class HttpSource:
             try:
                 page = json.loads(data)
                 rows, cursor = page["statements"], page["next_after"]
-            except (ValueError, KeyError, TypeError):
+                # A server from before States read statements names no scope: it served all.
+                scope = str(page.get("scope", ALL_STATEMENTS))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 raise MirrorInvalid(
                     f"{STATEMENTS_ROUTE} did not answer a page of statements",
                     expected='{"statements": [...], "next_after": ...}',
                     computed=data[:60].decode("utf-8", "replace"),
                 ) from None
+            self._scopes.add(check_scope(scope, f"the scope of {STATEMENTS_ROUTE}"))
+            if len(self._scopes) > 1:
+                raise MirrorInvalid(
+                    f"the pages of {STATEMENTS_ROUTE} are of different scopes",
+                    expected="one scope",
+                    computed=", ".join(sorted(self._scopes)),
+                )
+            self.scope = scope
             for obj in rows:
                 yield _statement_row(obj, f"a statement of {STATEMENTS_ROUTE}")
 
@@ -226,6 +263,10 @@ class DirectorySource:
             raise SourceUnavailable(f"{directory} is not a directory")
         self.directory = directory
         self.fetched_bytes = 0
+        # Another mirror gives the statements it holds, of its scope; a directory that is not
+        # a mirror (``pocdir tiles write``) holds the auditor's, or none.
+        held = read_state(directory) if is_mirror(directory) else None
+        self.scope = held.statements_scope if held else ALL_STATEMENTS
 
     def _read(self, path: str) -> bytes | None:
         try:
@@ -302,6 +343,8 @@ class MirrorState:
     statements_bytes: int
     #: ``first_position`` of the last statement held (0 for none): the next fetch's cursor.
     statements_cursor: int
+    #: Whose statements the mirror holds: ``all`` or ``state:XXX``.
+    statements_scope: str = ALL_STATEMENTS
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -309,6 +352,24 @@ def _bad_state(reason: str, computed: str) -> MirrorInvalid:
     return MirrorInvalid(
         f"{MIRROR_FILE}: {reason}", expected=f"a {MIRROR_FORMAT} state", computed=computed
     )
+
+
+def check_scope(scope: str, where: str) -> str:
+    """``scope`` if it is ``all`` or ``state:XXX`` for a member State; ``MirrorInvalid``."""
+    if scope == ALL_STATEMENTS or scope_state(scope) is not None:
+        return scope
+    raise MirrorInvalid(
+        f"{where} is not a scope of statements",
+        expected='"all" or "state:XXX"',
+        computed=scope[:40],
+    )
+
+
+def scope_state(scope: str) -> str | None:
+    """The State whose statements a scope holds (``state:FRA``: ``FRA``); ``None`` for
+    ``all`` or anything else."""
+    kind, _, code = scope.partition(":")
+    return code if kind == "state" and code in member_states() else None
 
 
 def is_mirror(directory: Path) -> bool:
@@ -346,9 +407,13 @@ def read_state(directory: Path) -> MirrorState | None:
             statements_count=int(statements["count"]),
             statements_bytes=int(statements["bytes"]),
             statements_cursor=int(statements["last_first_position"]),
+            # A mirror from before scopes holds the auditor's statements.
+            statements_scope=check_scope(
+                str(statements.get("scope", ALL_STATEMENTS)), f"{MIRROR_FILE}: statements.scope"
+            ),
             data=data,
         )
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise _bad_state("a field is missing or of the wrong type", str(e)[:80]) from None
     return state
 
@@ -474,6 +539,8 @@ class MirrorResult:
     statements_fetched: int
     last_position: int
     checkpoint: WitnessedCheckpoint
+    #: Whose statements the mirror holds (``all`` or ``state:XXX``).
+    scope: str = ALL_STATEMENTS
 
 
 def _needed(old_size: int, new_size: int) -> list[TileId]:
@@ -535,8 +602,10 @@ def mirror(
     *,
     token: str | None = None,
     ca_file: Path | None = None,
+    scope: str | None = None,
 ) -> MirrorResult:
-    """Bring the mirror in ``directory`` up to the source's cosigned checkpoint.
+    """Bring the mirror in ``directory`` up to the source's cosigned checkpoint; with
+    ``scope``, only if the source's statements are of that scope (``ScopeMismatch``).
 
     Raises ``QuorumNotMet`` and the other ``CheckpointError``s of the policy, a
     ``MirrorError`` for a record that does not verify (nothing of this run is kept), and
@@ -546,7 +615,7 @@ def mirror(
         held = read_state(directory)
         opened = open_source(source, token, ca_file)
         try:
-            return _mirror(opened, source, directory, policy, held)
+            return _mirror(opened, source, directory, policy, held, scope)
         finally:
             opened.close()
 
@@ -567,8 +636,13 @@ def _locked(directory: Path) -> Iterator[None]:
         yield
 
 
-def _mirror(
-    source: Source, name: str, directory: Path, policy: Policy, held: MirrorState | None
+def _mirror(  # noqa: PLR0913
+    source: Source,
+    name: str,
+    directory: Path,
+    policy: Policy,
+    held: MirrorState | None,
+    expected_scope: str | None,
 ) -> MirrorResult:
     note = source.checkpoint()
     witnessed = policy.check(note)
@@ -616,6 +690,19 @@ def _mirror(
             for row in source.statements(held.statements_cursor if held else 0)
             if row.first_position <= last_position
         ]
+        scope = source.scope
+        if expected_scope is not None and scope != expected_scope:
+            raise ScopeMismatch(
+                f"the source gives the statements of scope {scope}, not {expected_scope}",
+                expected=f"scope {expected_scope}",
+                computed=f"scope {scope}",
+            )
+        if held is not None and held.statements_scope != scope:
+            raise MirrorDirectoryInvalid(
+                f"{directory} holds the statements of scope {held.statements_scope} but the "
+                f"source gives those of scope {scope}: mirror with the token that made it, or "
+                "into another directory"
+            )
         _commit(
             directory,
             staging,
@@ -627,6 +714,7 @@ def _mirror(
             note,
             last_position,
             statements,
+            scope,
             fetched,
             source.fetched_bytes,
         )
@@ -642,6 +730,7 @@ def _mirror(
         len(statements),
         last_position,
         witnessed,
+        scope,
     )
 
 
@@ -695,6 +784,7 @@ def _commit(  # noqa: PLR0913
     note: str,
     last_position: int,
     statements: list[StatementRow],
+    scope: str,
     fetched: list[str],
     bytes_fetched: int,
 ) -> None:
@@ -729,6 +819,7 @@ def _commit(  # noqa: PLR0913
             "count": (held.statements_count if held else 0) + len(statements),
             "bytes": size,
             "last_first_position": cursor,
+            "scope": scope,
         },
         "source": source,
         "updated_at": datetime.now(UTC).isoformat(),
@@ -763,6 +854,10 @@ class MirrorVerification:
     statements: int
     signatures: SignatureSummary
     checkpoint: WitnessedCheckpoint
+    #: Whose statements the mirror holds (``all`` or ``state:XXX``).
+    scope: str = ALL_STATEMENTS
+    #: Events whose signature was not checked: not the scope's State's to judge.
+    not_judged: int = 0
 
 
 #: Called for every event: the record, the statement that covers it (None: unsigned by
@@ -850,10 +945,15 @@ def verify_mirror(
     _check_root(read, checkpoint)
     statements = read_statements(directory, state)
     signatures = SignatureVerifier(statements, operator_key)
-    entries, events = _Entries(0), 0
+    scoped = scope_state(state.statements_scope)
+    judged = _Judged(scoped, statements) if scoped is not None else None
+    entries, events, not_judged = _Entries(0), 0, 0
     for bundle in bundles_for_size(size):
         for record in entries.check_bundle(read, bundle):
             events += 1
+            if judged is not None and not judged(record):
+                not_judged += 1
+                continue
             _check_signature(signatures, record, concerns, observe)
     if entries.last_position != state.last_position:
         raise MirrorInvalid(
@@ -870,7 +970,28 @@ def verify_mirror(
         len(statements),
         signatures.finish(),
         witnessed,
+        state.statements_scope,
+        not_judged,
     )
+
+
+class _Judged:
+    """Which events a State's mirror checks the signature of: those of the State's entry
+    and key set, the Secretariat's bindings and re-onboardings (every State is given their
+    statements), and every event a held statement covers (a statement must meet its events).
+    Any other event's statement the State was not given, so its signature is not the State's
+    to judge."""
+
+    def __init__(self, state: str, statements: list[StatementRow]) -> None:
+        self.ids = frozenset({state_entry_id(state), state_keys_id(state)})
+        self.rows = statements
+        self.firsts = [row.first_position for row in statements]
+
+    def __call__(self, record: ParsedRecord) -> bool:
+        if record.originator_id in self.ids or event_name(record.topic) in _BINDING_EVENTS:
+            return True
+        i = bisect.bisect_right(self.firsts, record.position) - 1
+        return i >= 0 and self.rows[i].last_position >= record.position
 
 
 def _check_signature(

@@ -213,4 +213,7 @@ def test_an_auditor_reads_the_statements_page_by_page(api: Api) -> None:
     everything = first["statements"] + rest["statements"]
     assert [s["first_position"] for s in everything] == [r.first_position for r in statements(api)]
     assert [s["signer"] for s in everything][-2:] == ["state:FRA", "state:FRA"]
-    assert api.call("GET", "/audit/statements", api.as_state("FRA")).status_code == 403
+    # A State reads only the statements it may (docs/access.md): DEU none of FRA's writes.
+    deu = api.call("GET", "/audit/statements", api.as_state("DEU")).json()
+    assert deu["scope"] == "state:DEU"
+    assert "state:FRA" not in {s["signer"] for s in deu["statements"]}

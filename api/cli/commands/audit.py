@@ -18,7 +18,7 @@ from api.cli.session import bounded, fail_if_empty, open_application, settings, 
 from infra.audit import export_bundle, verify_against_checkpoint, verify_bundle
 from infra.chain import VerificationError
 from infra.merkle import AuditError
-from infra.mirror import MirrorDirectoryInvalid, is_mirror, verify_mirror
+from infra.mirror import ALL_STATEMENTS, MirrorDirectoryInvalid, is_mirror, verify_mirror
 from infra.note import KeyFormatError, VerifierKey
 from infra.signatures import SignatureSummary
 from infra.verify import verify_record
@@ -339,6 +339,14 @@ def verify_mirror_directory(directory: Path, policy: Path | None, operator_key: 
         soft_wrap=True,
     )
     print_signatures(result.signatures)
+    if result.scope != ALL_STATEMENTS:
+        out.print(
+            f"statements of scope {result.scope}: {result.not_judged} events of others not "
+            "judged (their statements are not this State's to read)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def register(app: typer.Typer) -> None:

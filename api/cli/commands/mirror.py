@@ -12,7 +12,15 @@ import typer
 from api.cli.console import out
 from api.cli.errors import EXIT_INVALID_RECORD, fail
 from infra.merkle import AuditError
-from infra.mirror import MirrorDirectoryInvalid, MirrorResult, SourceUnavailable, mirror
+from infra.mirror import (
+    ALL_STATEMENTS,
+    MirrorDirectoryInvalid,
+    MirrorInvalid,
+    MirrorResult,
+    SourceUnavailable,
+    check_scope,
+    mirror,
+)
 from infra.witness_policy import Policy, PolicyInvalid
 
 PolicyOption = Annotated[
@@ -65,13 +73,24 @@ def failed(e: AuditError) -> NoReturn:
     )
 
 
-def run_mirror(
-    url: str, directory: Path, policy: Policy, token: str | None, ca: Path | None
+def run_mirror(  # noqa: PLR0913
+    url: str,
+    directory: Path,
+    policy: Policy,
+    token: str | None,
+    ca: Path | None,
+    scope: str | None = None,
 ) -> MirrorResult:
     """``infra.mirror.mirror``, its errors turned into exit codes: 1 for a record that
-    does not verify, 2 for a source or directory that cannot be used."""
+    does not verify (or statements of another scope than ``scope``), 2 for a source or
+    directory that cannot be used."""
+    if scope is not None:
+        try:
+            check_scope(scope, "--scope")
+        except MirrorInvalid as e:
+            fail(f"{e.reason}: give {e.expected}")
     try:
-        return mirror(url, directory, policy, token=token, ca_file=ca)
+        return mirror(url, directory, policy, token=token, ca_file=ca, scope=scope)
     except AuditError as e:
         failed(e)
     except (SourceUnavailable, MirrorDirectoryInvalid) as e:
@@ -83,10 +102,11 @@ def run_mirror(
 def summary(result: MirrorResult) -> str:
     cosigners = ", ".join(sorted(result.checkpoint.cosigned_by)) or "no witness"
     was = f" (was {result.previous_size})" if result.previous_size else " (new mirror)"
+    scope = "" if result.scope == ALL_STATEMENTS else f" (scope {result.scope})"
     return (
         f"mirror {result.directory}: tree size {result.tree_size}{was}, "
         f"{len(result.fetched)} tiles fetched, {result.bytes_fetched} bytes, "
-        f"{result.statements_fetched} statements; cosigned by {cosigners} "
+        f"{result.statements_fetched} statements{scope}; cosigned by {cosigners} "
         f"(quorum {result.checkpoint.quorum})"
     )
 
@@ -104,10 +124,18 @@ def mirror_command(
     policy: PolicyOption,
     token_file: TokenFileOption = None,
     ca: CaOption = None,
+    scope: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SCOPE",
+            help='the statements you expect: "all" (an auditor\'s token) or "state:XXX" '
+            "(State XXX's); another scope from the source is a verification failure",
+        ),
+    ] = None,
 ) -> None:
     """Fetch the new tiles, entries and statements; keep them only once every entry, the
     tree and the cosigned checkpoint verify."""
-    result = run_mirror(url, directory, load_policy(policy), read_token(token_file), ca)
+    result = run_mirror(url, directory, load_policy(policy), read_token(token_file), ca, scope)
     out.print(summary(result), highlight=False, markup=False, soft_wrap=True)
 
 

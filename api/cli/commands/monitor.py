@@ -7,6 +7,10 @@ its position, its type, who signed it and the key. Any of them not signed by tha
 Secretariat's onboarding (``StateKeys.KeysBound``) and re-onboarding
 (``StateKeys.KeysReonboarded``) are its to sign and are shown as such. This is R15 made
 provable by the State itself: nobody else changes or withdraws its entry unseen.
+
+The State runs it with its own token: the server then gives it only the statements it may
+read (``domain.signing.may_read_statement``), and the mirror, whose scope is ``state:XXX``,
+checks the signatures of the events that State can judge (``infra.mirror``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from infra.mirror import (
     MirrorVerification,
     read_state,
     read_statements,
+    scope_state,
     verify_mirror,
 )
 from infra.signatures import SignatureFault
@@ -140,6 +145,12 @@ def monitor(  # noqa: PLR0913
         state = read_state(directory)
         if state is None:
             fail(f"{directory} is not a mirror: run pocdir mirror URL {directory} first")
+        held = scope_state(state.statements_scope)
+        if held is not None and held != code:
+            fail(
+                f"{directory} holds the statements {held} may read, not {code}'s: monitor "
+                f"--state {held}, or mirror with {code}'s token into another directory"
+            )
         statements = _Statements(read_statements(directory, state))
 
         def observe(
