@@ -179,18 +179,41 @@ def _statement_row(obj: Any, where: str) -> StatementRow:
         ) from None
 
 
+@dataclass(frozen=True)
+class ClientTls:
+    """How a mirror speaks TLS to a server: the CA its certificate chains to (``None``: the
+    system's), and the client certificate and key a server that requires one (mTLS, the
+    Secretariat's CA) checks beside the token."""
+
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    def context(self) -> ssl.SSLContext | bool:
+        """``True`` (httpx's default verification) when nothing is given, else a context;
+        ``SourceUnavailable`` naming the file that cannot be read."""
+        if self.ca_file is None and self.client_cert is None:
+            return True
+        try:
+            context = ssl.create_default_context(
+                cafile=None if self.ca_file is None else str(self.ca_file)
+            )
+            if self.client_cert is not None:
+                context.load_cert_chain(self.client_cert, self.client_key)
+        except (OSError, ssl.SSLError) as e:
+            raise SourceUnavailable(
+                f"cannot load the CA certificate or the client certificate and key: {e}"
+            ) from None
+        return context
+
+
 class HttpSource:
     """A pocdir server: ``GET /tlog/checkpoint``, ``/tlog/tile/...`` and
     ``/audit/statements``, with the auditor's (or State's) bearer token."""
 
-    def __init__(self, base: str, token: str | None, ca_file: Path | None) -> None:
+    def __init__(self, base: str, token: str | None, tls: ClientTls) -> None:
         self.base = base.rstrip("/")
-        verify: ssl.SSLContext | bool = True
-        if ca_file is not None:
-            try:
-                verify = ssl.create_default_context(cafile=str(ca_file))
-            except (OSError, ssl.SSLError) as e:
-                raise SourceUnavailable(f"cannot read the CA certificate {ca_file}: {e}") from None
+        verify = tls.context()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(
             base_url=self.base, headers=headers, verify=verify, timeout=_TIMEOUT
@@ -317,10 +340,10 @@ def _note_text(data: bytes, where: str) -> str:
         ) from None
 
 
-def open_source(source: str, token: str | None = None, ca_file: Path | None = None) -> Source:
+def open_source(source: str, token: str | None = None, tls: ClientTls | None = None) -> Source:
     """An ``http(s)://`` URL is a server, anything else a directory."""
     if source.startswith(("https://", "http://")):
-        return HttpSource(source, token, ca_file)
+        return HttpSource(source, token, tls or ClientTls())
     return DirectorySource(Path(source))
 
 
@@ -601,7 +624,7 @@ def mirror(
     policy: Policy,
     *,
     token: str | None = None,
-    ca_file: Path | None = None,
+    tls: ClientTls | None = None,
     scope: str | None = None,
 ) -> MirrorResult:
     """Bring the mirror in ``directory`` up to the source's cosigned checkpoint; with
@@ -613,7 +636,7 @@ def mirror(
     be used."""
     with _locked(directory):
         held = read_state(directory)
-        opened = open_source(source, token, ca_file)
+        opened = open_source(source, token, tls)
         try:
             return _mirror(opened, source, directory, policy, held, scope)
         finally:

@@ -83,10 +83,15 @@ def test_the_readme_block_for_witnesses_mirrors_and_the_monitor_runs(
     assert code == 0, said
     assert "Traceback" not in said
     # The auditor's check: the checkpoint the server got cosigned meets the regional quorum.
-    assert "cosigned by w-bra, w-fra, w-pol; quorum met (regions:" in said
-    # FRA's mirror verifies offline, and its monitor lists FRA's own events, all signed.
-    assert "cosigned by w-bra, w-fra, w-pol" in said.split("pocdir audit verify")[-1] or (
-        said.count("w-bra, w-fra, w-pol") >= 2
+    assert "witnesses:     cosigned by w-bra, w-fra, w-pol; quorum met (regions:" in said
+    # FRA's mirror, with FRA's own token: its statements only, the same cosigned checkpoint.
+    assert "(scope state:FRA); cosigned by w-bra, w-fra, w-pol" in said
+    assert "mirror intact:" in said
+    # Its monitor: the Secretariat's onboarding shown as such, FRA's own write signed by FRA.
+    assert re.search(
+        r"\tStateKeys\.KeysBound\tsecretariat\t\S+\tonboarding by the Secretariat", said
     )
-    assert "StateEntry.Registered" in said and "state:FRA" in said
-    assert "ALARM" not in said
+    assert re.search(r"\tStateEntry\.Registered\tstate:FRA\t\S+\tsigned by FRA", said)
+    assert "FRA: 2 events, 0 alarms" in said
+    # The witness saw no fork.
+    assert "no evidence kept" in said

@@ -14,6 +14,7 @@ from api.cli.errors import EXIT_INVALID_RECORD, fail
 from infra.merkle import AuditError
 from infra.mirror import (
     ALL_STATEMENTS,
+    ClientTls,
     MirrorDirectoryInvalid,
     MirrorInvalid,
     MirrorResult,
@@ -42,6 +43,24 @@ CaOption = Annotated[
     Path | None,
     typer.Option("--ca", metavar="FILE", help="PEM certificate of the CA the server's TLS uses"),
 ]
+ClientCertOption = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE",
+        help="your client certificate (PEM), for a server that requires one (mTLS)",
+    ),
+]
+ClientKeyOption = Annotated[
+    Path | None,
+    typer.Option(metavar="FILE", help="the private key of --client-cert (PEM)"),
+]
+
+
+def client_tls(ca: Path | None, cert: Path | None, key: Path | None) -> ClientTls:
+    """The TLS options as one value; a key without its certificate is bad usage (exit 2)."""
+    if key is not None and cert is None:
+        fail("--client-key needs --client-cert")
+    return ClientTls(ca, cert, key)
 
 
 def load_policy(path: Path) -> Policy:
@@ -78,7 +97,7 @@ def run_mirror(  # noqa: PLR0913
     directory: Path,
     policy: Policy,
     token: str | None,
-    ca: Path | None,
+    tls: ClientTls,
     scope: str | None = None,
 ) -> MirrorResult:
     """``infra.mirror.mirror``, its errors turned into exit codes: 1 for a record that
@@ -90,7 +109,7 @@ def run_mirror(  # noqa: PLR0913
         except MirrorInvalid as e:
             fail(f"{e.reason}: give {e.expected}")
     try:
-        return mirror(url, directory, policy, token=token, ca_file=ca, scope=scope)
+        return mirror(url, directory, policy, token=token, tls=tls, scope=scope)
     except AuditError as e:
         failed(e)
     except (SourceUnavailable, MirrorDirectoryInvalid) as e:
@@ -124,6 +143,8 @@ def mirror_command(
     policy: PolicyOption,
     token_file: TokenFileOption = None,
     ca: CaOption = None,
+    client_cert: ClientCertOption = None,
+    client_key: ClientKeyOption = None,
     scope: Annotated[
         str | None,
         typer.Option(
@@ -135,7 +156,8 @@ def mirror_command(
 ) -> None:
     """Fetch the new tiles, entries and statements; keep them only once every entry, the
     tree and the cosigned checkpoint verify."""
-    result = run_mirror(url, directory, load_policy(policy), read_token(token_file), ca, scope)
+    tls = client_tls(ca, client_cert, client_key)
+    result = run_mirror(url, directory, load_policy(policy), read_token(token_file), tls, scope)
     out.print(summary(result), highlight=False, markup=False, soft_wrap=True)
 
 

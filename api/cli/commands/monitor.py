@@ -26,8 +26,11 @@ import typer
 
 from api.cli.commands.mirror import (
     CaOption,
+    ClientCertOption,
+    ClientKeyOption,
     PolicyOption,
     TokenFileOption,
+    client_tls,
     failed,
     load_policy,
     read_token,
@@ -195,6 +198,8 @@ def monitor_command(  # noqa: PLR0913
     ] = None,
     token_file: TokenFileOption = None,
     ca: CaOption = None,
+    client_cert: ClientCertOption = None,
+    client_key: ClientKeyOption = None,
     key: Annotated[
         list[str] | None,
         typer.Option(
@@ -218,7 +223,8 @@ def monitor_command(  # noqa: PLR0913
     if mirror is None:
         fail("give --mirror DIR (with --url URL to bring it up to date from a server first)")
     if url is not None:
-        result = run_mirror(url, mirror, load_policy(policy), read_token(token_file), ca)
+        tls = client_tls(ca, client_cert, client_key)
+        result = run_mirror(url, mirror, load_policy(policy), read_token(token_file), tls)
         err.print(summary(result), highlight=False, markup=False, soft_wrap=True)
     keys = frozenset(key or [])
     verified, events = monitor(mirror, code, policy, keys, operator_key)
