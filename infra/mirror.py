@@ -19,7 +19,7 @@ State's gives ``state:XXX``, the statements that State may read
 checked: those of its entry and key set, every key binding and re-onboarding, and every event
 a held statement covers.
 
-Layout (docs/mirror.md)::
+Layout (docs/audit-format.md §19)::
 
     DIR/tile/<L>/<N>[.p/<W>]        hash tiles, as the spec names them
     DIR/tile/entries/<N>[.p/<W>]    entry bundles: each entry a canonical record (§2)
@@ -151,7 +151,7 @@ class Source(Protocol):
     """Where the record is fetched from; ``fetched_bytes`` counts what was read."""
 
     fetched_bytes: int
-    #: Whose statements :meth:`statements` gave: ``all`` or ``state:XXX`` (docs/mirror.md).
+    #: Whose statements :meth:`statements` gave: ``all`` or ``state:XXX`` (docs/audit-format.md §19).
     scope: str
 
     def checkpoint(self) -> str: ...

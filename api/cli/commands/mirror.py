@@ -1,5 +1,5 @@
 """``pocdir mirror URL DIR``: keep a verified copy of the record that survives the operator
-(issue 16, item 5; ``infra.mirror``, docs/mirror.md). Shared here with ``pocdir monitor``
+(issue 16, item 5; ``infra.mirror``, docs/audit-format.md §19). Shared here with ``pocdir monitor``
 and ``pocdir audit verify``: reading the policy and the token, and the one line for a fault."""
 
 from __future__ import annotations

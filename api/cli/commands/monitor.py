@@ -1,4 +1,4 @@
-"""``pocdir monitor --state FRA``: a State's own monitor (issue 16, item 6; docs/mirror.md).
+"""``pocdir monitor --state FRA``: a State's own monitor (issue 16, item 6; docs/audit-format.md §19).
 
 Over a mirror (``pocdir mirror``), checked against its cosigned checkpoint and the verifier's
 own witness policy, it lists every event of the State's entry and of its key set, each with
