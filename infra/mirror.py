@@ -151,7 +151,7 @@ class Source(Protocol):
     """Where the record is fetched from; ``fetched_bytes`` counts what was read."""
 
     fetched_bytes: int
-    #: Whose statements :meth:`statements` gave: ``all`` or ``state:XXX`` (docs/audit-format.md §19).
+    #: Whose statements :meth:`statements` gave: ``all`` or ``state:XXX`` (audit format §19.3).
     scope: str
 
     def checkpoint(self) -> str: ...

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from api.cli.console import CONSOLE
@@ -28,7 +25,7 @@ from domain.values import Role
 from infra.note import SignerKey
 from infra.verify import chained_recorder
 from tests.support.builders import contact_data
-from tests.support.cli import POCDIR, ROOT, free_port, issue, run
+from tests.support.cli import free_port, issue, run, serving
 from tests.support.db import Backend
 from tests.support.http import Api
 from tests.support.officials import onboard, signed_call
@@ -252,28 +249,8 @@ def test_audit_verify_names_a_flipped_byte_in_the_mirror(published: Published) -
 @pytest.fixture
 def server(backend: Backend, tmp_path: Path) -> Iterator[str]:
     """``pocdir serve`` over the test's database, in its own process."""
-    port = free_port()
-    env = {**os.environ, "POCDIR_DATABASE_URL": backend.url}
-    with (tmp_path / "serve.log").open("w") as log:
-        process = subprocess.Popen(
-            [*POCDIR, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(base + "/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            yield base
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with serving(backend.url, tmp_path / "serve.log") as base:
+        yield base
 
 
 def test_the_served_record_is_mirrored_and_verified_offline(

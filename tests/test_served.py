@@ -7,9 +7,7 @@ events that the distinct acknowledged keys (and the consented reads) imply."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ import httpx
 import pytest
 
 from tests.support.builders import contact_data
-from tests.support.cli import POCDIR, ROOT, free_port, issue, recorded_events, run
+from tests.support.cli import issue, recorded_events, run, serving
 from tests.support.db import Backend
 from tests.support.http import notify
 
@@ -123,38 +121,11 @@ def served(backend: Backend, tmp_path: Path) -> Iterator[tuple[Served, Backend]]
     for code in ("FRA", "DEU", "ITA", "ESP"):
         credentials[code], tokens[code] = issue(backend.url, "--role", "state", "--state", code)
     _, tokens["reviewer"] = issue(backend.url, "--role", "reviewer")
-    port = free_port()
-    env = {
-        **os.environ,
-        "POCDIR_DATABASE_URL": backend.url,
-        "POCDIR_MAX_BODY_BYTES": str(BODY_LIMIT),
-    }
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [*POCDIR, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError((tmp_path / "serve.log").read_text())
-        s = Served(base, port, tokens)
+    env = {"POCDIR_MAX_BODY_BYTES": str(BODY_LIMIT)}
+    with serving(backend.url, tmp_path / "serve.log", env) as base:
+        s = Served(base, int(base.rsplit(":", 1)[1]), tokens)
         s.credentials = credentials  # type: ignore[attr-defined]
         yield s, backend
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
-    assert "Traceback" not in (tmp_path / "serve.log").read_text()
 
 
 def test_served_retries_revocation_and_bad_input(served: tuple[Served, Backend]) -> None:

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from domain.values import Contact, Role
 from infra.note import SignerKey
 from infra.verify import chained_recorder
 from tests.support.builders import contact_data, state
-from tests.support.cli import POCDIR, ROOT, free_port, issued, run
+from tests.support.cli import issued, run, serving
 from tests.support.db import Backend
 from tests.support.http import Api, api_for, register
 from tests.support.officials import onboard, signed_call
@@ -284,33 +283,13 @@ def served(backend: Backend, clock: Any, tmp_path: Path) -> Iterator[Served]:
         assert ack.is_success, ack.text
         to_fra = states.notify("DEU", "FRA", CONTENT)
         assert to_fra.status_code == 201, to_fra.text
-        port = free_port()
-        env = {**os.environ, "POCDIR_DATABASE_URL": backend.url, "POCDIR_CIPHER_KEY": key}
         policy = tmp_path / "policy.txt"
         log_key = SignerKey.load(record_key_files()[1]).verifier
         policy.write_text(f"log {log_key}\nquorum none\n", encoding="utf-8")
-        with (tmp_path / "serve.log").open("w") as log:
-            process = subprocess.Popen(
-                [*POCDIR, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                env=env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+        with serving(backend.url, tmp_path / "serve.log", {"POCDIR_CIPHER_KEY": key}) as base:
+            yield Served(
+                api, backend, base, key, policy, tmp_path, states, fras, to_fra.json()["id"]
             )
-            base = f"http://127.0.0.1:{port}"
-            try:
-                for _ in range(300):
-                    try:
-                        if httpx.get(base + "/health", timeout=1).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        time.sleep(0.1)
-                yield Served(
-                    api, backend, base, key, policy, tmp_path, states, fras, to_fra.json()["id"]
-                )
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
 
 
 @served_mark

@@ -13,7 +13,6 @@ import hashlib
 import os
 import re
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from domain.state_entry import state_entry_id
 from domain.values import Role
 from infra.note import VerifierKey, open_checkpoint
 from tests.support.builders import state
-from tests.support.cli import POCDIR, ROOT, free_port, issue, run
+from tests.support.cli import issue, run, serving
 from tests.support.db import Backend
 from tests.support.http import Api, api_for, assert_error, notify, register
 
@@ -489,29 +488,8 @@ def test_an_event_over_one_entry_is_refused_413_and_nothing_is_recorded(
 
 @pytest.fixture
 def server(backend: Backend, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "POCDIR_DATABASE_URL": backend.url}
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [*POCDIR, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with serving(backend.url, tmp_path / "serve.log") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 @pytest.mark.slow

@@ -7,7 +7,12 @@ import re
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 #: The ``pocdir`` command, with the interpreter running the tests.
 POCDIR = [sys.executable, "-c", "from api.cli.main import main; main()"]
@@ -61,3 +66,37 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(backend_url: str, log_path: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``pocdir serve`` over ``backend_url`` on a free port of 127.0.0.1, in a process of its
+    own (``env`` added to the tests' environment); yields its base URL once ``/health``
+    answers, stops it when the block ends, and fails if it logged a traceback."""
+    port = free_port()
+    environ = {**os.environ, "POCDIR_DATABASE_URL": backend_url, **(env or {})}
+    base = f"http://127.0.0.1:{port}"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*POCDIR, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=environ,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            for _ in range(300):
+                if process.poll() is not None:
+                    raise AssertionError(log_path.read_text())
+                try:
+                    if httpx.get(base + "/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            else:
+                raise AssertionError(log_path.read_text())
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert "Traceback" not in log_path.read_text()

@@ -9,16 +9,14 @@ from typing import Annotated
 
 import typer
 
-from api.cli.commands.mirror import failed, load_policy
+from api.cli.commands.mirror import load_policy, reading_mirror
 from api.cli.console import err, out, print_json, progress
-from api.cli.errors import exit_on_error, fail, failed_verification
+from api.cli.errors import exit_on_error, fail
 from api.cli.ids import parse_id, record_id
 from api.cli.options import KeyOption
 from api.cli.session import bounded, fail_if_empty, open_application, settings, transparency
 from infra.audit import export_bundle, verify_against_checkpoint, verify_bundle
-from infra.chain import VerificationError
-from infra.merkle import AuditError
-from infra.mirror import ALL_STATEMENTS, MirrorDirectoryInvalid, is_mirror, verify_mirror
+from infra.mirror import ALL_STATEMENTS, is_mirror, verify_mirror
 from infra.note import KeyFormatError, VerifierKey
 from infra.signatures import SignatureSummary
 from infra.verify import verify_record
@@ -315,16 +313,8 @@ def verify_mirror_directory(directory: Path, policy: Path | None, operator_key: 
     if policy is None:
         fail(f"{directory} is a mirror: give --policy FILE, the witness policy to check it by")
     rules = load_policy(policy)
-    try:
+    with reading_mirror():
         result = verify_mirror(directory, rules, operator_key=operator_key)
-    except AuditError as e:
-        failed(e)
-    except VerificationError as e:
-        failed_verification(e)
-    except MirrorDirectoryInvalid as e:
-        fail(str(e))
-    except OSError as e:
-        fail(f"cannot read the mirror: {e}")
     cosigners = ", ".join(sorted(result.checkpoint.cosigned_by)) or "no witness"
     out.print(
         f"mirror intact: {result.events} entries checked, last position {result.last_position}",

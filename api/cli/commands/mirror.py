@@ -4,13 +4,16 @@ and ``pocdir audit verify``: reading the policy and the token, and the one line 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
 from api.cli.console import out
-from api.cli.errors import EXIT_INVALID_RECORD, fail
+from api.cli.errors import EXIT_INVALID_RECORD, fail, failed_verification
+from infra.chain import VerificationError
 from infra.merkle import AuditError
 from infra.mirror import (
     ALL_STATEMENTS,
@@ -90,6 +93,22 @@ def failed(e: AuditError) -> NoReturn:
         f"verification FAILED: {e.reason} (expected {e.expected}, computed {e.computed})",
         EXIT_INVALID_RECORD,
     )
+
+
+@contextmanager
+def reading_mirror() -> Iterator[None]:
+    """Reading a mirror offline, its faults as exit codes: 1 and one line for a record that
+    does not verify, 2 for a directory that is not a mirror or cannot be read."""
+    try:
+        yield
+    except AuditError as e:
+        failed(e)
+    except VerificationError as e:
+        failed_verification(e)
+    except MirrorDirectoryInvalid as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot read the mirror: {e}")
 
 
 def run_mirror(  # noqa: PLR0913

@@ -1,4 +1,4 @@
-"""``pocdir monitor --state FRA``: a State's own monitor (issue 16, item 6; docs/audit-format.md §19).
+"""``pocdir monitor --state FRA``: a State's own monitor (issue 16, item 6; audit format §19).
 
 Over a mirror (``pocdir mirror``), checked against its cosigned checkpoint and the verifier's
 own witness policy, it lists every event of the State's entry and of its key set, each with
@@ -31,23 +31,22 @@ from api.cli.commands.mirror import (
     PolicyOption,
     TokenFileOption,
     client_tls,
-    failed,
     load_policy,
     read_token,
+    reading_mirror,
     run_mirror,
     summary,
 )
 from api.cli.console import err, print_json
-from api.cli.errors import EXIT_INVALID_RECORD, fail, failed_verification
+from api.cli.errors import EXIT_INVALID_RECORD, fail
 from domain.errors import NotAMemberState
 from domain.members import check_member_state
 from domain.signing import SignerKind, event_name
 from domain.state_entry import state_entry_id
 from domain.state_keys import state_keys_id
-from infra.chain import ParsedRecord, VerificationError
-from infra.merkle import AuditError, b64
+from infra.chain import ParsedRecord
+from infra.merkle import b64
 from infra.mirror import (
-    MirrorDirectoryInvalid,
     MirrorVerification,
     read_state,
     read_statements,
@@ -144,7 +143,7 @@ def monitor(  # noqa: PLR0913
     rules = load_policy(policy)
     ids: dict[UUID, str] = {state_entry_id(code): "entry", state_keys_id(code): "keys"}
     events: list[MonitoredEvent] = []
-    try:
+    with reading_mirror():
         state = read_state(directory)
         if state is None:
             fail(f"{directory} is not a mirror: run pocdir mirror URL {directory} first")
@@ -171,14 +170,6 @@ def monitor(  # noqa: PLR0913
             concerns=lambda r: r.originator_id in ids,
             observe=observe,
         )
-    except AuditError as e:
-        failed(e)
-    except VerificationError as e:
-        failed_verification(e)
-    except MirrorDirectoryInvalid as e:
-        fail(str(e))
-    except OSError as e:
-        fail(f"cannot read the mirror: {e}")
     return result, events
 
 
