@@ -207,6 +207,23 @@ class ClientTls:
         return context
 
 
+def statement_lines(data: bytes) -> list[StatementRow]:
+    """The rows of a ``statements.jsonl`` (one JSON object per line); ``MirrorInvalid``
+    naming the first line that is not a statement row."""
+    rows = []
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            raise MirrorInvalid(
+                f"{STATEMENTS_FILE} line {number} is not JSON",
+                expected="a statement row",
+                computed=line[:60],
+            ) from None
+        rows.append(_statement_row(obj, f"{STATEMENTS_FILE} line {number}"))
+    return rows
+
+
 class HttpSource:
     """A pocdir server: ``GET /tlog/checkpoint``, ``/tlog/tile/...`` and
     ``/audit/statements``, with the auditor's (or State's) bearer token."""
@@ -314,16 +331,7 @@ class DirectorySource:
         data = self._read(STATEMENTS_FILE)
         if data is None:
             return
-        for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                raise MirrorInvalid(
-                    f"{STATEMENTS_FILE} line {number} is not JSON",
-                    expected="a statement row",
-                    computed=line[:60],
-                ) from None
-            row = _statement_row(obj, f"{STATEMENTS_FILE} line {number}")
+        for row in statement_lines(data):
             if row.first_position > after:
                 yield row
 
@@ -905,17 +913,7 @@ def read_statements(directory: Path, state: MirrorState) -> list[StatementRow]:
             expected=f"{state.statements_bytes} bytes",
             computed=f"{len(data)} bytes",
         )
-    rows = []
-    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            raise MirrorInvalid(
-                f"{STATEMENTS_FILE} line {number} is not JSON",
-                expected="a statement row",
-                computed=line[:60],
-            ) from None
-        rows.append(_statement_row(obj, f"{STATEMENTS_FILE} line {number}"))
+    rows = statement_lines(data)
     if len(rows) != state.statements_count:
         raise MirrorInvalid(
             f"{STATEMENTS_FILE} holds another number of statements than {MIRROR_FILE} says",
