@@ -38,14 +38,12 @@ import shlex
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import psycopg
-from common import machine
-from eventsourcing.persistence import StoredEvent
+from common import fill, machine
 
 from infra.audit import export_bundle, verify_bundle
 from infra.merkle import CompactRange, verify_inclusion
@@ -54,26 +52,6 @@ from infra.settings import Settings
 from infra.transparency import Transparency
 from infra.tree_store import build_tree_store
 from infra.wiring import build_application
-
-INSERT_BATCH = 10_000
-
-
-def fill(app: object, count: int, rng: random.Random) -> float:
-    """Append ``count`` synthetic events through the chained recorder; seconds taken."""
-    recorder = app.recorder  # type: ignore[attr-defined]
-    started = time.perf_counter()
-    done = 0
-    while done < count:
-        n = min(INSERT_BATCH, count - done)
-        events = []
-        for _ in range(n):
-            state = rng.randbytes(rng.randrange(150, 350))
-            events.append(StoredEvent(uuid.uuid4(), 1, "bench.proofs:Synthetic.Happened", state))
-        recorder.insert_events(events)
-        done += n
-        if done % 100_000 == 0:
-            print(f"    filled {done:,} events", flush=True)
-    return time.perf_counter() - started
 
 
 def rate(work: Callable[[], None], seconds: float) -> tuple[float, int]:
