@@ -239,13 +239,9 @@ def test_tampering_after_a_checkpoint_is_named_by_verify_against_it(
 
 
 def cli(backend: Backend, key_file: Path, *args: str) -> Any:
-    import os
-
-    os.environ["POCDIR_SIGNING_KEY_FILE"] = str(key_file)
-    try:
-        return run(backend.url, *args)
-    finally:
-        del os.environ["POCDIR_SIGNING_KEY_FILE"]
+    """``pocdir ARGS`` with this test's signing key (the process's environment is left as it
+    was: the session's keys are other tests' settings)."""
+    return run(backend.url, *args, env={"POCDIR_SIGNING_KEY_FILE": str(key_file)})
 
 
 @pytest.mark.slow
