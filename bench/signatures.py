@@ -165,7 +165,7 @@ def build_record(database_url: str, codes: list[str], writes: int) -> Built:
         write = SignedWrite(request.signed, f"state:{code}", public[code], salts)
         by = principals[code]
         digest = hashlib.sha256(repr(body).encode()).hexdigest()
-        with signing(SigningContext(SignerKind.STATE, state_write=write, idempotency_key=key)):
+        with signing(SigningContext(SignerKind.STATE, state_write=write)):
             app.update_contact(
                 by,
                 code,
