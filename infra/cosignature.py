@@ -39,6 +39,7 @@ from infra.note import (
     KeyFormatError,
     check_key_name,
     key_id,
+    key_parts,
     split_note,
 )
 
@@ -118,21 +119,13 @@ class WitnessVerifierKey:
     @classmethod
     def parse(cls, text: str) -> WitnessVerifierKey:
         """Read a vkey; ``KeyFormatError`` unless it is a type-0x04 key whose id matches."""
-        parts = text.strip().split("+", 2)
-        if len(parts) != 3:
-            raise KeyFormatError("a witness verifier key is name+keyid+base64key")
-        name, hex_id, encoded = parts
-        check_key_name(name)
-        try:
-            raw = unb64(encoded)
-        except ValueError as e:
-            raise KeyFormatError(f"witness verifier key: {e}") from None
-        if len(raw) != 1 + PUBLIC_KEY_SIZE or raw[:1] != SIGNATURE_TYPE_COSIGNATURE_V1:
-            raise KeyFormatError(
-                "a witness verifier key is a cosignature/v1 key (type 0x04, 32 bytes); "
-                f"this one has type 0x{raw[:1].hex() or '--'} and {len(raw) - 1} key bytes"
-            )
-        key = cls(name, raw[1:])
+        name, hex_id, public = key_parts(
+            text.strip(),
+            "witness verifier key",
+            "name+keyid+base64key",
+            SIGNATURE_TYPE_COSIGNATURE_V1,
+        )
+        key = cls(name, public)
         if len(hex_id) != 8 or hex_id.lower() != key.key_id.hex():
             raise KeyFormatError(
                 f"witness verifier key id {hex_id[:8]!r} does not match its name and key "

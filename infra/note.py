@@ -72,10 +72,13 @@ def key_id(name: str, public_key: bytes, signature_type: bytes = SIGNATURE_TYPE_
     return hashlib.sha256(name.encode("utf-8") + b"\n" + signature_type + public_key).digest()[:4]
 
 
-def _key_parts(text: str, what: str, layout: str) -> tuple[str, str, bytes]:
+def key_parts(
+    text: str, what: str, layout: str, signature_type: bytes = SIGNATURE_TYPE_ED25519
+) -> tuple[str, str, bytes]:
     """Split a serialised key (``name+keyid+base64``, ``what`` naming it in errors) into its
-    checked name, its key id as written, and its 32 Ed25519 key bytes. The caller checks
-    the id against the key it builds."""
+    checked name, its key id as written, and its 32 Ed25519 key bytes, after the
+    ``signature_type`` byte (a log's 0x01 by default; a witness's 0x04, ``infra.cosignature``).
+    The caller checks the id against the key it builds."""
     parts = text.split("+", 2)
     if len(parts) != 3:
         raise KeyFormatError(f"a {what} is {layout}")
@@ -85,8 +88,11 @@ def _key_parts(text: str, what: str, layout: str) -> tuple[str, str, bytes]:
         raw = unb64(encoded)
     except ValueError as e:
         raise KeyFormatError(f"{what}: {e}") from None
-    if len(raw) != 33 or raw[:1] != SIGNATURE_TYPE_ED25519:
-        raise KeyFormatError(f"{what} is not an Ed25519 key (type 0x01, 32 bytes)")
+    if len(raw) != 33 or raw[:1] != signature_type:
+        raise KeyFormatError(
+            f"{what} is not an Ed25519 key of type 0x{signature_type.hex()} (32 bytes); this "
+            f"one has type 0x{raw[:1].hex() or '--'} and {max(len(raw) - 1, 0)} key bytes"
+        )
     return name, hex_id, raw[1:]
 
 
@@ -104,7 +110,7 @@ class VerifierKey:
 
     @classmethod
     def parse(cls, text: str) -> VerifierKey:
-        name, hex_id, raw = _key_parts(text.strip(), "verifier key", "name+keyid+base64key")
+        name, hex_id, raw = key_parts(text.strip(), "verifier key", "name+keyid+base64key")
         key = cls(name, raw)
         if hex_id.lower() != key.key_id.hex() or len(hex_id) != 8:
             raise KeyFormatError(
@@ -163,7 +169,7 @@ class SignerKey:
         text = text.strip()
         if not text.startswith(PRIVATE_KEY_PREFIX):
             raise KeyFormatError("a signing key file starts with PRIVATE+KEY+")
-        name, hex_id, raw = _key_parts(
+        name, hex_id, raw = key_parts(
             text[len(PRIVATE_KEY_PREFIX) :], "signing key", "PRIVATE+KEY+name+keyid+base64key"
         )
         key = cls(name, raw)

@@ -76,6 +76,7 @@ from infra.note import (
     MalformedCheckpoint,
     VerifierKey,
     check_key_name,
+    key_parts,
     open_checkpoint,
     split_note,
 )
@@ -247,18 +248,13 @@ def parse_key(text: str) -> WitnessKey:
     text = text.strip()
     if not text.startswith(PRIVATE_KEY_PREFIX):
         raise KeyFormatError("a witness key file starts with PRIVATE+KEY+")
-    parts = text[len(PRIVATE_KEY_PREFIX) :].split("+", 2)
-    if len(parts) != 3:
-        raise KeyFormatError("a witness key file is PRIVATE+KEY+name+keyid+base64key")
-    name, hex_id, encoded = parts
-    check_key_name(name)
-    try:
-        raw = unb64(encoded)
-    except ValueError as e:
-        raise KeyFormatError(f"witness key file: {e}") from None
-    if len(raw) != 33 or raw[:1] != SIGNATURE_TYPE_COSIGNATURE_V1:
-        raise KeyFormatError("a witness key is a cosignature/v1 Ed25519 seed (type 0x04, 32 bytes)")
-    key = WitnessKey(name, raw[1:])
+    name, hex_id, seed = key_parts(
+        text[len(PRIVATE_KEY_PREFIX) :],
+        "witness key file",
+        "PRIVATE+KEY+name+keyid+base64key",
+        SIGNATURE_TYPE_COSIGNATURE_V1,
+    )
+    key = WitnessKey(name, seed)
     if hex_id.lower() != key.verifier.key_id.hex():
         raise KeyFormatError("the witness key's id does not match its name and key")
     return key
