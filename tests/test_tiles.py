@@ -28,6 +28,7 @@ from tests.support.builders import state
 from tests.support.cli import issue, run, serving
 from tests.support.db import Backend
 from tests.support.http import Api, api_for, assert_error, notify, register
+from tests.support.tlog_tiles import spec_leaf, spec_mth
 
 # -- the client, from the spec's text ---------------------------------------------------------
 
@@ -69,24 +70,8 @@ def spec_tiles(size: int) -> list[tuple[int | None, int, int]]:
     return out
 
 
-def rfc9162_leaf(entry: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + entry).digest()
-
-
 def rfc9162_node(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def mth(hashes: list[bytes]) -> bytes:
-    """RFC 9162 §2.1.1 over leaf hashes: k is the largest power of two smaller than n."""
-    if not hashes:
-        return hashlib.sha256(b"").digest()
-    if len(hashes) == 1:
-        return hashes[0]
-    k = 1
-    while k * 2 < len(hashes):
-        k *= 2
-    return rfc9162_node(mth(hashes[:k]), mth(hashes[k:]))
 
 
 def split_tile(data: bytes) -> list[bytes]:
@@ -213,12 +198,12 @@ def test_tiles_and_bundles_over_http_rebuild_the_signed_root(api: Api, backend: 
     entries = [e for n in range(size // WIDTH + 1) for e in tiles[(None, n)]]
     assert len(leaves) == len(entries) == size
     # Each entry hashes to its level-0 hash; each is the stored event's record.
-    assert [rfc9162_leaf(e) for e in entries] == leaves
+    assert [spec_leaf(e) for e in entries] == leaves
     records = [parse_record(e) for e in entries]
     assert [(p, t, s) for p, _, _, t, s in records] == stored_rows(backend)
     # A level-1 hash is the Merkle Tree Hash of a full level-0 tile (this one is partial).
-    assert tiles[(1, 0)] == [mth(tiles[(0, n)]) for n in range(size // WIDTH)]
-    assert mth(leaves) == signed_root
+    assert tiles[(1, 0)] == [spec_mth(tiles[(0, n)]) for n in range(size // WIDTH)]
+    assert spec_mth(leaves) == signed_root
 
     # A narrower partial tile (the tree of an older checkpoint) is a prefix; a wider one, or
     # the full tile, does not exist yet.
@@ -231,7 +216,7 @@ def test_tiles_and_bundles_over_http_rebuild_the_signed_root(api: Api, backend: 
     full = split_tile(fetch(api, spec_path(0, last), auditor))
     assert full[:width] == tiles[(0, last)]
     assert [
-        rfc9162_leaf(e) for e in split_bundle(fetch(api, spec_path(None, last), auditor))
+        spec_leaf(e) for e in split_bundle(fetch(api, spec_path(None, last), auditor))
     ] == full
 
 
@@ -245,7 +230,7 @@ def test_a_level_1_tile_of_a_70000_leaf_tree(sqlite_backend: Backend) -> None:
 
 def level_1_tiles(api: Api, backend: Backend) -> None:
     size = 70000
-    leaves = [rfc9162_leaf(i.to_bytes(8, "big")) for i in range(size)]
+    leaves = [spec_leaf(i.to_bytes(8, "big")) for i in range(size)]
     nodes, level, row = [], 0, leaves
     while len(row) > 1:
         row = [rfc9162_node(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)]
@@ -271,11 +256,11 @@ def level_1_tiles(api: Api, backend: Backend) -> None:
     served_leaves = [h for n in range(274) for h in got[(0, n)]]
     assert served_leaves == leaves
     level_1 = got[(1, 0)] + got[(1, 1)]
-    assert level_1 == [mth(leaves[i * WIDTH : (i + 1) * WIDTH]) for i in range(273)]
-    assert got[(2, 0)] == [mth(level_1[:WIDTH])] == [mth(leaves[:65536])]
+    assert level_1 == [spec_mth(leaves[i * WIDTH : (i + 1) * WIDTH]) for i in range(273)]
+    assert got[(2, 0)] == [spec_mth(level_1[:WIDTH])] == [spec_mth(leaves[:65536])]
     # The root over the tiles: the right edge from the partial tiles.
-    root = rfc9162_node(got[(2, 0)][0], mth(served_leaves[65536:]))
-    assert root == mth(leaves) == services(api).transparency.root_hash(size)
+    root = rfc9162_node(got[(2, 0)][0], spec_mth(served_leaves[65536:]))
+    assert root == spec_mth(leaves) == services(api).transparency.root_hash(size)
 
 
 @pytest.mark.parametrize(
@@ -392,7 +377,7 @@ def test_tiles_write_is_what_http_serves_and_rewrites_only_what_changed(
         for n in range(size // WIDTH + 1)
         for h in split_tile(files[spec_path(0, n, WIDTH if n < size // WIDTH else size % WIDTH)])
     ]
-    assert mth(leaves) == root
+    assert spec_mth(leaves) == root
     full_before = {p: os.stat(out / p).st_ino for p in files if ".p/" not in p}
     old_partials = [
         p for p in files if p.startswith((f"tile/0/{spec_index(2)}.p/", "tile/entries/002.p/"))
@@ -510,5 +495,5 @@ def test_a_served_log_is_fetched_as_a_tlog_tiles_client_fetches_it(
     leaves = [h for (lv, _, _), r in ordered if lv == 0 for h in split_tile(r.content)]
     entries = [e for (lv, _, _), r in ordered if lv is None for e in split_bundle(r.content)]
     assert size > WIDTH and len(entries) == size
-    assert [rfc9162_leaf(e) for e in entries] == leaves
-    assert mth(leaves) == root
+    assert [spec_leaf(e) for e in entries] == leaves
+    assert spec_mth(leaves) == root
