@@ -30,7 +30,10 @@ DEMO_KEY := var/demo-cipher.key
 # The Secretariat's operator key and the server's own key sign what each records (issue 15).
 DEMO_OPERATOR := var/demo-operator.key
 DEMO_SERVER   := var/demo-server.key
-KEYED    := POCDIR_CIPHER_KEY="$$(cat $(DEMO_KEY))" POCDIR_OPERATOR_KEY_FILE=$(DEMO_OPERATOR) POCDIR_SIGNING_KEY_FILE=$(DEMO_SERVER)
+# The delivery key (issue 17): the demo's alerts go to var/outbox/, one .eml per message,
+# unless POCDIR_SMTP_HOST names a mail server.
+DEMO_DELIVERY := var/demo-delivery.key
+KEYED    := POCDIR_CIPHER_KEY="$$(cat $(DEMO_KEY))" POCDIR_OPERATOR_KEY_FILE=$(DEMO_OPERATOR) POCDIR_SIGNING_KEY_FILE=$(DEMO_SERVER) POCDIR_DELIVERY_KEY_FILE=$(DEMO_DELIVERY)
 
 ## run: simulate a year for all 193 States (once), verify it, show the views, serve the API.
 run: $(STAMP)
@@ -38,6 +41,7 @@ run: $(STAMP)
 	$(BIN)/pocdir keys cipher-init $(DEMO_KEY)
 	@test -f $(DEMO_OPERATOR) || $(KEYED) $(BIN)/pocdir keys generate $(DEMO_OPERATOR) --name operator.demo.example
 	@test -f $(DEMO_SERVER) || $(KEYED) $(BIN)/pocdir keys generate $(DEMO_SERVER)
+	@test -f $(DEMO_DELIVERY) || $(KEYED) $(BIN)/pocdir keys generate $(DEMO_DELIVERY) --name delivery.demo.example
 	$(KEYED) $(BIN)/pocdir simulate --states 193 --days 400 --seed 1 --if-empty
 	$(KEYED) $(BIN)/pocdir verify
 	$(KEYED) $(BIN)/pocdir pending --today $(DEMO_END)

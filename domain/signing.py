@@ -78,7 +78,19 @@ SECRETARIAT_TOPICS: Final = frozenset(
     }
 )
 #: Event types the server records by itself (signed with the server's key).
-SERVER_TOPICS: Final = frozenset({"SharingConsent.ContentRead"})
+SERVER_TOPICS: Final = frozenset(
+    {
+        "SharingConsent.ContentRead",
+        # The delivery worker's (issue 17): delivery enabled, and every alert's outcomes.
+        "DeliverySwitch.Enabled",
+        "Alert.Raised",
+        "Alert.Deferred",
+        "Alert.Sent",
+        "Alert.Refused",
+        "Alert.GaveUp",
+        "Alert.NotDeliverable",
+    }
+)
 
 
 #: The Secretariat's statements of a key binding and a re-onboarding: their ``fields`` are

@@ -44,6 +44,9 @@ log = logging.getLogger("pocdir.lease")
 #: so two records in two schemas of one database have two leases.
 ADVISORY_CLASS = 0x706F6376
 LEASE_TABLE = "pocdir_runner_lease"
+#: The delivery worker's lease (issue 17): one worker per record sends alerts, whichever
+#: process runs it; the same mechanism in its own row (SQLite) or lock key (PostgreSQL).
+DELIVERY_LEASE = "delivery"
 #: What the lease's own connection may fail with besides the library's errors: whoever
 #: keeps the lease outlives them and tries again.
 LEASE_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, sqlite3.Error, DatabaseTimeout)
@@ -84,19 +87,22 @@ class SQLiteLease:
         *,
         create: bool = True,
         clock: Callable[[], float] = time.time,
+        name: str = "",
     ) -> None:
         self.datastore, self.seconds, self.clock = datastore, seconds, clock
+        #: The lease table: the runner's, or ``pocdir_runner_lease_<name>`` for another one.
+        self.table = f"{LEASE_TABLE}_{name}" if name else LEASE_TABLE
         self.holder = uuid4().hex
         self._expires = 0.0
         self._renewed = 0.0
         if create:
             with datastore.transaction(commit=True) as c:
                 c.execute(
-                    f"CREATE TABLE IF NOT EXISTS {LEASE_TABLE} ("
+                    f"CREATE TABLE IF NOT EXISTS {self.table} ("
                     "id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, "
                     "expires_at REAL NOT NULL)"
                 )
-                c.execute(f"INSERT OR IGNORE INTO {LEASE_TABLE} VALUES (1, '', 0)")
+                c.execute(f"INSERT OR IGNORE INTO {self.table} VALUES (1, '', 0)")
 
     @property
     def held(self) -> bool:
@@ -110,7 +116,7 @@ class SQLiteLease:
             return False  # asked without taking SQLite's write lock, as a waiting server polls
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                f"UPDATE {LEASE_TABLE} SET holder = ?, expires_at = ? "
+                f"UPDATE {self.table} SET holder = ?, expires_at = ? "
                 "WHERE id = 1 AND (holder = ? OR expires_at <= ?)",
                 (self.holder, now + self.seconds, self.holder, now),
             )
@@ -124,7 +130,7 @@ class SQLiteLease:
 
     def _free(self, now: float) -> bool:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(f"SELECT holder, expires_at FROM {LEASE_TABLE} WHERE id = 1")
+            c.execute(f"SELECT holder, expires_at FROM {self.table} WHERE id = 1")
             row = c.fetchone()
         return row is None or row[0] == self.holder or row[1] <= now
 
@@ -134,7 +140,7 @@ class SQLiteLease:
         self._expires = 0.0
         with self.datastore.transaction(commit=True) as c:
             c.execute(
-                f"UPDATE {LEASE_TABLE} SET expires_at = 0 WHERE id = 1 AND holder = ?",
+                f"UPDATE {self.table} SET expires_at = 0 WHERE id = 1 AND holder = ?",
                 (self.holder,),
             )
 
@@ -144,9 +150,15 @@ class PostgresLease:
     docstring)."""
 
     def __init__(
-        self, connect: Callable[[], psycopg.Connection[Any]], schema: str, seconds: float
+        self,
+        connect: Callable[[], psycopg.Connection[Any]],
+        schema: str,
+        seconds: float,
+        name: str = "",
     ) -> None:
         self._connect, self.schema, self.seconds = connect, schema, seconds
+        #: The lock's second key hashes this: the schema, or ``schema:name`` for another lease.
+        self.key = f"{schema}:{name}" if name else schema
         self.holder = uuid4().hex
         self._conn: psycopg.Connection[Any] | None = None
         self._held = False
@@ -170,7 +182,7 @@ class PostgresLease:
             else:
                 row = self._conn.execute(
                     "SELECT pg_try_advisory_lock(%s, hashtext(%s))",
-                    (ADVISORY_CLASS, self.schema),
+                    (ADVISORY_CLASS, self.key),
                 ).fetchone()
                 self._held = bool(row and row[0])
         except psycopg.Error:
@@ -184,7 +196,7 @@ class PostgresLease:
         if self._conn is not None and not self._conn.closed and self._held:
             try:
                 self._conn.execute(
-                    "SELECT pg_advisory_unlock(%s, hashtext(%s))", (ADVISORY_CLASS, self.schema)
+                    "SELECT pg_advisory_unlock(%s, hashtext(%s))", (ADVISORY_CLASS, self.key)
                 )
             except psycopg.Error as e:
                 log.warning("runner lease not released (%s): its session ends", type(e).__name__)
@@ -231,11 +243,15 @@ def _postgres_connector(settings: Settings) -> Callable[[], psycopg.Connection[A
     return connect
 
 
-def build_lease(recorder: Any, settings: Settings) -> Lease:
+def build_lease(recorder: Any, settings: Settings, name: str = "") -> Lease:
     """The runner lease of the record ``recorder`` stores (creating SQLite's lease table if
-    missing): nothing is held until ``keep`` is called."""
+    missing), or the lease called ``name`` (``DELIVERY_LEASE``): nothing is held until
+    ``keep`` is called."""
     if settings.backend == "sqlite":
-        return SQLiteLease(recorder.datastore, settings.runner_lease_seconds)
+        return SQLiteLease(recorder.datastore, settings.runner_lease_seconds, name=name)
     return PostgresLease(
-        _postgres_connector(settings), settings.postgres.schema, settings.runner_lease_seconds
+        _postgres_connector(settings),
+        settings.postgres.schema,
+        settings.runner_lease_seconds,
+        name=name,
     )

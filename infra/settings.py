@@ -53,6 +53,35 @@
                                         it no checkpoint is submitted. Read when services start.
 ``POCDIR_WITNESS_TIMEOUT``              Seconds a witness has to answer one submission.
                                         Default: 10.
+``POCDIR_DELIVERY_KEY_FILE``            Optional. The server's Ed25519 delivery key (``pocdir keys
+                                        generate PATH`` makes one): ``pocdir delivery enable``
+                                        publishes its public key in the record; it signs webhook
+                                        requests (RFC 9421) and a check's challenge codes derive
+                                        from it. Without it no alert is sent. Never in the repo.
+``POCDIR_SMTP_HOST``                    Optional. The mail server alerts are handed to. Without it
+                                        alerts are written to ``POCDIR_OUTBOX_DIR`` as files.
+``POCDIR_SMTP_PORT``                    Its port. Default: ``587`` (submission).
+``POCDIR_SMTP_SENDER``                  The alerts' From address; its domain names every
+                                        Message-ID. Default: ``pocdir@`` and the host of
+                                        ``POCDIR_ORIGIN``.
+``POCDIR_SMTP_USERNAME``                Optional. SMTP AUTH user; only over STARTTLS.
+``POCDIR_SMTP_PASSWORD_FILE``           Optional. A file holding that user's password (kept out of
+                                        the environment and the logs).
+``POCDIR_SMTP_STARTTLS``                ``true`` to require STARTTLS (the certificate checked
+                                        against the system CAs or ``POCDIR_SMTP_CA_FILE``).
+                                        ``false`` only for a mail server on loopback.
+                                        Default: ``true``.
+``POCDIR_SMTP_CA_FILE``                 Optional. PEM CA certificate(s) the mail server's
+                                        certificate must chain to, instead of the system CAs.
+``POCDIR_OUTBOX_DIR``                   Where alerts are written, one ``.eml`` per message, when no
+                                        ``POCDIR_SMTP_HOST`` is set. Default: ``var/outbox``.
+``POCDIR_DELIVERY_POLL_SECONDS``        How often the delivery worker looks for due alerts.
+                                        Default: ``1``.
+``POCDIR_DELIVERY_RETRY_SECONDS``       The first retry's delay after a deferral; each next one
+                                        doubles, up to an hour. Default: ``60``.
+``POCDIR_DELIVERY_MAX_ATTEMPTS``        Attempts before an alert is given up. Default: ``8``.
+``POCDIR_DELIVERY_FAULT``               Tests only: ``sent``, ``recorded`` or ``escalated`` makes
+                                        the worker exit at that point (``infra.delivery``).
 ``POCDIR_TLS_CERT_FILE``                Optional. PEM certificate (chain) ``pocdir serve`` presents
                                         over TLS. With ``POCDIR_TLS_KEY_FILE``; without them the
                                         server speaks plain HTTP on loopback only (R14).
@@ -81,6 +110,7 @@ import base64
 import binascii
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +129,14 @@ DEFAULT_RUNNER_LEASE_SECONDS = 5.0
 DEFAULT_RUNNER_POLL_SECONDS = 0.5
 DEFAULT_READ_WAIT_SECONDS = 5.0
 DEFAULT_WITNESS_TIMEOUT = 10.0
+DEFAULT_SMTP_PORT = 587
+DEFAULT_OUTBOX_DIR = "var/outbox"
+DEFAULT_DELIVERY_POLL_SECONDS = 1.0
+DEFAULT_DELIVERY_RETRY_SECONDS = 60.0
+DEFAULT_DELIVERY_MAX_ATTEMPTS = 8
+#: ``infra.delivery.FAULT_POINTS``, repeated here so settings import nothing of the worker.
+_FAULT_POINTS = ("sent", "recorded", "escalated")
+_SENDER_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
 #: Seconds a statement's client waits beyond the statement timeout: the server cancels the
 #: statement itself first; the client gives up only on a server that does not answer at all.
 UNANSWERED_GRACE_SECONDS = 1.0
@@ -142,6 +180,19 @@ class Settings:
     tls_proxy_addresses: tuple[str, ...] = ()
     witness_policy_file: Path | None = None
     witness_timeout: float = DEFAULT_WITNESS_TIMEOUT
+    delivery_key_file: Path | None = None
+    smtp_host: str | None = None
+    smtp_port: int = DEFAULT_SMTP_PORT
+    smtp_sender: str | None = None
+    smtp_username: str | None = None
+    smtp_password_file: Path | None = None
+    smtp_starttls: bool = True
+    smtp_ca_file: Path | None = None
+    outbox_dir: Path = Path(DEFAULT_OUTBOX_DIR)
+    delivery_poll_seconds: float = DEFAULT_DELIVERY_POLL_SECONDS
+    delivery_retry_seconds: float = DEFAULT_DELIVERY_RETRY_SECONDS
+    delivery_max_attempts: int = DEFAULT_DELIVERY_MAX_ATTEMPTS
+    delivery_fault: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -180,6 +231,25 @@ class Settings:
             tls_terminated_by_proxy=_bool(env, "POCDIR_TLS_TERMINATED_BY_PROXY"),
             witness_policy_file=_path(env.get("POCDIR_WITNESS_POLICY_FILE", "")),
             witness_timeout=_seconds(env, "POCDIR_WITNESS_TIMEOUT", DEFAULT_WITNESS_TIMEOUT),
+            delivery_key_file=_path(env.get("POCDIR_DELIVERY_KEY_FILE", "")),
+            smtp_host=env.get("POCDIR_SMTP_HOST", "").strip() or None,
+            smtp_port=_int(env, "POCDIR_SMTP_PORT", DEFAULT_SMTP_PORT),
+            smtp_sender=env.get("POCDIR_SMTP_SENDER", "").strip() or None,
+            smtp_username=env.get("POCDIR_SMTP_USERNAME", "").strip() or None,
+            smtp_password_file=_path(env.get("POCDIR_SMTP_PASSWORD_FILE", "")),
+            smtp_starttls=_bool(env, "POCDIR_SMTP_STARTTLS", default=True),
+            smtp_ca_file=_path(env.get("POCDIR_SMTP_CA_FILE", "")),
+            outbox_dir=_path(env.get("POCDIR_OUTBOX_DIR", "")) or Path(DEFAULT_OUTBOX_DIR),
+            delivery_poll_seconds=_seconds(
+                env, "POCDIR_DELIVERY_POLL_SECONDS", DEFAULT_DELIVERY_POLL_SECONDS
+            ),
+            delivery_retry_seconds=_seconds(
+                env, "POCDIR_DELIVERY_RETRY_SECONDS", DEFAULT_DELIVERY_RETRY_SECONDS
+            ),
+            delivery_max_attempts=_int(
+                env, "POCDIR_DELIVERY_MAX_ATTEMPTS", DEFAULT_DELIVERY_MAX_ATTEMPTS
+            ),
+            delivery_fault=env.get("POCDIR_DELIVERY_FAULT", "").strip() or None,
             tls_proxy_addresses=tuple(
                 a.strip() for a in env.get("POCDIR_TLS_PROXY_ADDRESSES", "").split(",") if a.strip()
             ),
@@ -218,6 +288,8 @@ class Settings:
             ("POCDIR_RUNNER_POLL_SECONDS", self.runner_poll_seconds),
             ("POCDIR_READ_WAIT_SECONDS", self.read_wait_seconds),
             ("POCDIR_WITNESS_TIMEOUT", self.witness_timeout),
+            ("POCDIR_DELIVERY_POLL_SECONDS", self.delivery_poll_seconds),
+            ("POCDIR_DELIVERY_RETRY_SECONDS", self.delivery_retry_seconds),
         ):
             if not (0 < value <= MAX_TIMEOUT_SECONDS):
                 limit = f"{MAX_TIMEOUT_SECONDS:g}"
@@ -228,6 +300,36 @@ class Settings:
                 "while its holder waits on an ordinary statement"
             )
         self._validate_tls()
+        self._validate_delivery()
+
+    def _validate_delivery(self) -> None:
+        if not 1 <= self.smtp_port <= 65535:
+            raise SettingsError("POCDIR_SMTP_PORT must be a port number (1-65535)")
+        if not 1 <= self.delivery_max_attempts <= 100:
+            raise SettingsError("POCDIR_DELIVERY_MAX_ATTEMPTS must be between 1 and 100")
+        if self.smtp_sender is not None and not _SENDER_RE.match(self.smtp_sender):
+            raise SettingsError(
+                "POCDIR_SMTP_SENDER must be an e-mail address such as pocdir@example.org"
+            )
+        if self.smtp_username is not None and self.smtp_password_file is None:
+            raise SettingsError("POCDIR_SMTP_USERNAME needs POCDIR_SMTP_PASSWORD_FILE")
+        if self.smtp_username is not None and not self.smtp_starttls:
+            raise SettingsError(
+                "POCDIR_SMTP_USERNAME needs POCDIR_SMTP_STARTTLS=true: a password is never sent "
+                "in the clear"
+            )
+        if self.delivery_fault is not None and self.delivery_fault not in _FAULT_POINTS:
+            raise SettingsError(
+                f"POCDIR_DELIVERY_FAULT must be one of {', '.join(_FAULT_POINTS)} (tests only)"
+            )
+
+    @property
+    def sender(self) -> str:
+        """The alerts' From address (``POCDIR_SMTP_SENDER``, else derived from the origin)."""
+        if self.smtp_sender is not None:
+            return self.smtp_sender
+        host = self.origin.split("/", 1)[0].split(":", 1)[0] or "localhost"
+        return f"pocdir@{host}"
 
     def _validate_tls(self) -> None:
         """The TLS settings make sense together; the files are read when the server starts."""
@@ -345,9 +447,11 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return seconds
 
 
-def _bool(env: Mapping[str, str], name: str) -> bool:
+def _bool(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "false", "0", "no"):
+    if not raw:
+        return default
+    if raw in ("false", "0", "no"):
         return False
     if raw in ("true", "1", "yes"):
         return True

@@ -21,16 +21,28 @@ from domain.application import PocDirectory
 from domain.clock import Clock
 from domain.errors import ValidationError
 from domain.signing import RecordSigners
+from domain.statement import key_fingerprint
 from domain.values import Principal
+from infra.channels import Channel
+from infra.delivery import (
+    Channels,
+    DeliveryConfig,
+    DeliveryThread,
+    DeliveryWorker,
+    challenge_secret,
+)
+from infra.delivery_store import build_delivery_store
 from infra.follower import POSITION_POLL_SECONDS, ViewFollower, ViewsBehind
 from infra.idempotency import IdempotencyKeys
 from infra.keycheck import check_record_key, record_cipher
-from infra.lease import LEASE_ERRORS, build_lease
+from infra.lease import DELIVERY_LEASE, LEASE_ERRORS, build_lease
+from infra.mail import FileOutbox, SmtpChannel
 from infra.note import SignerKey
 from infra.settings import Settings, SettingsError
 from infra.store import DatabaseTimeout, read_only_sqlite_uri, sqlite_record_absence
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
+from infra.webhook import WebhookChannel
 from infra.verify import chained_recorder
 from infra.witness_policy import Policy, PolicyInvalid
 from projections.queries import ViewQueries
@@ -325,6 +337,8 @@ class Services:
     transparency: Transparency
     keys: IdempotencyKeys
     follower: ViewFollower
+    #: The delivery worker's thread, if the server has a delivery key (issue 17).
+    delivery: DeliveryThread | None = None
     #: Growing the Merkle tree is a write; one thread of this process at a time (the tree
     #: store serialises writers across processes in the database: ``infra.tree_store``).
     tree_lock: BoundedLock = field(init=False)
@@ -413,6 +427,8 @@ class Services:
         return self.application.authenticate(token)
 
     def close(self) -> None:
+        if self.delivery is not None:
+            self.delivery.stop()
         self.follower.stop()
         self.application.close()
 
@@ -441,12 +457,17 @@ def build_services(
         transparency = build_transparency(application, settings)
         runner = build_view_runner(application, view, settings)
         follower = build_follower(application, runner, settings)
+        delivery = build_delivery_thread(application, settings)
     except BaseException:
         application.close()
         raise
     keys = build_idempotency_keys(application, settings)
-    services = Services(settings, application, view, runner, transparency, keys, follower)
+    services = Services(
+        settings, application, view, runner, transparency, keys, follower, delivery
+    )
     follower.start()
+    if delivery is not None:
+        delivery.start()
     return services
 
 
@@ -459,4 +480,78 @@ def build_idempotency_keys(app: PocDirectory, settings: Settings) -> Idempotency
         record_cipher(settings),
         timedelta(hours=settings.idempotency_retention_hours),
         lease=settings.db_wait_bound,
+    )
+
+
+def delivery_key(settings: Settings) -> Ed25519PrivateKey | None:
+    """The delivery key of ``POCDIR_DELIVERY_KEY_FILE`` (None without it), read now, so that
+    an unreadable file stops the process at start."""
+    path = settings.delivery_key_file
+    return None if path is None else SignerKey.load(path).private_key()
+
+
+def delivery_key_id(key: Ed25519PrivateKey) -> str:
+    """How webhook signatures name the delivery key (RFC 9421 ``keyid``)."""
+    return f"pocdir-delivery:{key_fingerprint(key.public_key())}"
+
+
+def build_mail_channel(settings: Settings) -> Channel:
+    """SMTP when ``POCDIR_SMTP_HOST`` is set, else the file outbox ``POCDIR_OUTBOX_DIR``."""
+    if settings.smtp_host is None:
+        return FileOutbox(settings.outbox_dir, settings.sender)
+    password = None
+    if settings.smtp_password_file is not None:
+        try:
+            password = settings.smtp_password_file.read_text().strip()
+        except OSError as e:
+            raise SettingsError(
+                f"POCDIR_SMTP_PASSWORD_FILE: cannot read {settings.smtp_password_file}: "
+                f"{e.strerror}"
+            ) from None
+    return SmtpChannel(
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.sender,
+        starttls=settings.smtp_starttls,
+        username=settings.smtp_username,
+        password=password,
+        ca_file=settings.smtp_ca_file,
+    )
+
+
+def build_delivery_worker(
+    app: PocDirectory, settings: Settings, key: Ed25519PrivateKey
+) -> DeliveryWorker:
+    """The delivery worker over ``app``'s record, with its queue in the same database."""
+    store = build_delivery_store(app.recorder, settings.backend)
+    webhook = WebhookChannel(
+        key,
+        delivery_key_id(key),
+        allow_private=settings.webhook_allow_private,
+    )
+    return DeliveryWorker(
+        app,
+        store,
+        Channels(mail=build_mail_channel(settings), webhook=webhook),
+        DeliveryConfig(
+            domain=settings.sender.rpartition("@")[2],
+            retry_seconds=settings.delivery_retry_seconds,
+            max_attempts=settings.delivery_max_attempts,
+            fault=settings.delivery_fault,
+        ),
+        challenge_secret(key.private_bytes_raw()),
+    )
+
+
+def build_delivery_thread(app: PocDirectory, settings: Settings) -> DeliveryThread | None:
+    """The server's delivery thread (not started), if it has a delivery key; it sends only
+    once delivery is enabled for the record, and while this process holds the lease."""
+    key = delivery_key(settings)
+    if key is None:
+        return None
+    return DeliveryThread(
+        build_delivery_worker(app, settings, key),
+        build_lease(app.recorder, settings, DELIVERY_LEASE),
+        settings.delivery_poll_seconds,
+        step_errors=LEASE_ERRORS,
     )

@@ -237,6 +237,8 @@ class SimulationReport:
         return sum(self.commands.values())
 
 
+#: How often the simulated delivery worker looks for alerts to send.
+DELIVERY_EVERY = timedelta(hours=1)
 #: The longest simulation: a century, which also keeps every simulated date in the calendar.
 MAX_DAYS = 36_500
 
@@ -252,12 +254,17 @@ class Simulator:
         states: int,
         days: int,
         seed: int,
+        deliver: Callable[[], object] | None = None,
     ) -> None:
+        """``deliver``: the delivery worker's catch-up (``DeliveryWorker.run_until_idle``),
+        run every ``DELIVERY_EVERY`` of simulated time, so that alerts leave when they would
+        have (a check's challenges within the contacts' hours, escalations at deadlines)."""
         if not 2 <= states <= len(member_states()):
             raise ValueError(f"--states must be between 2 and {len(member_states())}")
         if not 1 <= days <= MAX_DAYS:
             raise ValueError(f"--days must be between 1 and {MAX_DAYS}")
         self.app, self.clock = app, clock
+        self.deliver = deliver
         self.states, self.days, self.seed = states, days, seed
         self.rng = random.Random(seed)
         self.review_rng = random.Random(f"review:{seed}")
@@ -312,6 +319,10 @@ class Simulator:
         return SimulationReport(self.states, self.days, self.seed, self.commands)
 
     def _plan_day(self, day: date) -> None:
+        if self.deliver is not None:
+            midnight = datetime.combine(day, time(0), tzinfo=UTC)
+            for step in range(int(timedelta(days=1) / DELIVERY_EVERY)):
+                self.at(midnight + step * DELIVERY_EVERY, self._deliver)
         rate = max(1, len(self.active)) * 0.02  # notifications a day across the directory
         for _ in range(self._poisson(rate)):
             if len(self.active) >= 2:
@@ -324,6 +335,10 @@ class Simulator:
             code = self.rng.choice(self.active)
             self.at(self._random_time(day), partial(self.withdraw, code))
         self._plan_review(day)
+
+    def _deliver(self) -> None:
+        if self.deliver is not None:
+            self.deliver()
 
     def _poisson(self, lam: float) -> int:
         # Knuth's method is fine for the small rates used here.

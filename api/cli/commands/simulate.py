@@ -8,7 +8,10 @@ import typer
 
 from api.cli.console import out, progress, table
 from api.cli.errors import exit_on_error, fail
-from api.cli.session import open_application
+from api.cli.commands.delivery import enable_delivery
+from api.cli.session import open_application, settings
+from infra.settings import Settings
+from infra.wiring import build_delivery_worker, delivery_key
 from domain.clock import SimulatedClock
 from domain.errors import PocdirError
 
@@ -49,8 +52,19 @@ def simulate(
                 f"(seed {seed})",
                 highlight=False,
             )
+            deliver = None
+            config = settings()
+            key = delivery_key(config)
+            if key is not None:
+                # Delivery is enabled first, so the simulated year's alerts are all sent
+                # (to POCDIR_OUTBOX_DIR unless POCDIR_SMTP_HOST is set).
+                enable_delivery(application)
+                deliver = build_delivery_worker(application, config, key).run_until_idle
+                out.print(f"delivering alerts to {_destination(config)}", highlight=False)
             try:
-                simulator = Simulator(application, clock, states=states, days=days, seed=seed)
+                simulator = Simulator(
+                    application, clock, states=states, days=days, seed=seed, deliver=deliver
+                )
             except ValueError as e:
                 fail(str(e))
             with progress() as bar:
@@ -69,6 +83,12 @@ def simulate(
         commands.add_row(name, str(count))
     commands.add_row("[bold]total[/bold]", f"[bold]{report.total}[/bold]")
     out.print(commands)
+
+
+def _destination(config: Settings) -> str:
+    if config.smtp_host is not None:
+        return f"the mail server {config.smtp_host}:{config.smtp_port}"
+    return f"files in {config.outbox_dir}/"
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,345 @@
+"""Alerts over a real SMTP server (issue 17): every alert the record calls for arrives, with one
+Message-ID per recipient and cause, through deferrals and a worker killed at each named point;
+a refused address is recorded as such; no alert carries what an exchange says."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from domain.application import PocDirectory
+from domain.clock import SimulatedClock
+from domain.delivery import Alert, AlertOutcome
+from domain.values import Contact, Text
+from infra.delivery import FAULT_EXIT, DeliveryWorker
+from infra.note import SignerKey
+from infra.settings import Settings
+from infra.wiring import build_application, build_delivery_worker, delivery_key
+from tests.support.builders import START, contact_data, fra_notifies_deu, register_states, state
+from tests.support.cli import run
+from tests.support.db import Backend
+from tests.support.smtp_server import SmtpServer, smtp_server
+
+SECRET_DESCRIPTION = "Exfiltration via the finance ministry VPN concentrator"
+SECRET_INDICATOR = "198.51.100.77"
+SECRET_RESPONSE = "We isolated host fin-vpn-02 and reset its credentials"
+
+
+@pytest.fixture
+def mail(tmp_path: Path) -> Iterator[SmtpServer]:
+    with smtp_server(tmp_path / "smtp") as server:
+        yield server
+
+
+def delivery_settings(backend: Backend, mail: SmtpServer, tmp_path: Path) -> Settings:
+    key_file = tmp_path / "delivery.key"
+    if not key_file.exists():
+        SignerKey.generate("delivery.test.example").write_new(key_file)
+    return dataclasses.replace(
+        backend.settings,
+        delivery_key_file=key_file,
+        smtp_host=mail.host,
+        smtp_port=mail.port,
+        smtp_starttls=False,
+        smtp_sender="alerts@pocdir.test",
+        delivery_retry_seconds=60,
+        delivery_max_attempts=3,
+    )
+
+
+def worker_for(app: PocDirectory, settings: Settings) -> DeliveryWorker:
+    key = delivery_key(settings)
+    assert key is not None
+    return build_delivery_worker(app, settings, key)
+
+
+def enable(app: PocDirectory, settings: Settings) -> None:
+    key = delivery_key(settings)
+    assert key is not None
+    app.enable_delivery(key.public_key().public_bytes_raw(), "pocdir-delivery:test")
+
+
+def outcomes(app: PocDirectory) -> dict[str, list[str]]:
+    """Each alert's outcomes in the record, by Message-ID (read from the stored events)."""
+    found: dict[str, list[str]] = {}
+    for record in app.recorder.select_notifications(None, 100_000):
+        event = app.facts_mapper.to_domain_event(record)
+        if isinstance(event, Alert.Outcome):
+            alert = app.repository.get(event.originator_id)
+            found.setdefault(alert.message_id, []).append(type(event).__name__)
+    return found
+
+
+def test_alerts_start_where_delivery_was_enabled(
+    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+) -> None:
+    settings = delivery_settings(backend, mail, tmp_path)
+    app = build_application(settings, clock=clock)
+    try:
+        register_states(app, "FRA", "DEU")
+        fra_notifies_deu(app)  # before delivery: never alerted
+        enable(app, settings)
+        worker = worker_for(app, settings)
+        worker.run_until_idle()
+        assert mail.messages() == []
+        clock.advance(timedelta(minutes=5))
+        later = fra_notifies_deu(app)
+        worker.run_until_idle()
+        received = mail.messages()
+        assert [m.recipients for m in received] == [["cert@example.org"]]
+        assert str(later.id) in received[0].message["X-Pocdir-Reference"]
+        assert outcomes(app) == {received[0].message["Message-ID"]: ["Sent"]}
+    finally:
+        app.close()
+
+
+def test_every_alert_the_record_calls_for_arrives_once(
+    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+) -> None:
+    settings = delivery_settings(backend, mail, tmp_path)
+    app = build_application(settings, clock=clock)
+    try:
+        register_states(app, "FRA", "DEU", "ITA")
+        enable(app, settings)
+        n = fra_notifies_deu(app)
+        app.acknowledge_notification(state("DEU"), n.id)
+        app.respond_to_notification(state("DEU"), n.id, Text.english_only("Looking into it"))
+        app.request_consent(state("DEU"), n.id, "ITA")
+        worker = worker_for(app, settings)
+        worker.run_until_idle()
+        worker.run_until_idle()  # nothing more: every alert is settled
+        received = mail.messages()
+        ids = [m.message["Message-ID"] for m in received]
+        assert len(ids) == len(set(ids)) == 3
+        subjects = sorted(m.message["Subject"] for m in received)
+        assert any("acknowledgement" in s for s in subjects)
+        assert any("response" in s for s in subjects)
+        assert any("consent" in s for s in subjects)
+        assert set(outcomes(app)) == set(ids)
+        assert all(v == ["Sent"] for v in outcomes(app).values())
+    finally:
+        app.close()
+
+
+def test_deferred_then_accepted_arrives_with_one_message_id(
+    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+) -> None:
+    settings = delivery_settings(backend, mail, tmp_path)
+    app = build_application(settings, clock=clock)
+    try:
+        register_states(app, "FRA", "DEU")
+        enable(app, settings)
+        mail.set_rules(defer={"cert@example.org": 2})
+        fra_notifies_deu(app)
+        worker = worker_for(app, settings)
+        worker.run_until_idle()
+        assert mail.messages() == []
+        clock.advance(timedelta(seconds=59))
+        worker.run_until_idle()  # not yet due again
+        clock.advance(timedelta(seconds=1))
+        worker.run_until_idle()  # second attempt: deferred again, next in 120 s
+        assert mail.messages() == []
+        clock.advance(timedelta(seconds=120))
+        worker.run_until_idle()
+        received = mail.messages()
+        assert len(received) == 1
+        assert outcomes(app) == {received[0].message["Message-ID"]: ["Deferred", "Deferred", "Sent"]}
+    finally:
+        app.close()
+
+
+def test_deferred_too_often_is_given_up(
+    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+) -> None:
+    settings = delivery_settings(backend, mail, tmp_path)
+    app = build_application(settings, clock=clock)
+    try:
+        register_states(app, "FRA", "DEU")
+        enable(app, settings)
+        mail.set_rules(defer={"cert@example.org": 10})
+        fra_notifies_deu(app)
+        worker = worker_for(app, settings)
+        for _ in range(5):
+            worker.run_until_idle()
+            clock.advance(timedelta(hours=1))
+        assert mail.messages() == []
+        assert list(outcomes(app).values()) == [["Deferred", "Deferred", "GaveUp"]]
+    finally:
+        app.close()
+
+
+def test_refused_address_is_recorded_refused(
+    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+) -> None:
+    settings = delivery_settings(backend, mail, tmp_path)
+    app = build_application(settings, clock=clock)
+    try:
+        register_states(app, "FRA", "DEU")
+        enable(app, settings)
+        mail.set_rules(refuse={"cert@example.org"})
+        fra_notifies_deu(app)
+        worker_for(app, settings).run_until_idle()
+        assert mail.messages() == []
+        [(message_id, history)] = outcomes(app).items()
+        assert history == ["Refused"]
+        alert = app.find_alert(message_id)
+        assert alert is not None and alert.outcome is AlertOutcome.REFUSED
+        assert (alert.state, alert.contact_id) == ("DEU", "cert")
+    finally:
+        app.close()
+
+
+def test_a_contact_without_e_mail_is_not_deliverable_automatically(
+    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+) -> None:
+    settings = delivery_settings(backend, mail, tmp_path)
+    app = build_application(settings, clock=clock)
+    try:
+        phone_only = contact_data(
+            "cert", channels=[{"kind": "phone", "address": "+49 30 1234567"}]
+        )
+        register_states(app, "FRA")
+        register_states(app, "DEU", contact=phone_only)
+        enable(app, settings)
+        fra_notifies_deu(app)
+        worker_for(app, settings).run_until_idle()
+        assert mail.messages() == []
+        assert list(outcomes(app).values()) == [["NotDeliverable"]]
+    finally:
+        app.close()
+
+
+def test_an_alert_speaks_the_contacts_languages_and_time_zone(
+    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+) -> None:
+    settings = delivery_settings(backend, mail, tmp_path)
+    app = build_application(settings, clock=clock)
+    try:
+        register_states(app, "FRA")
+        register_states(
+            app, "DEU", contact=contact_data("cert", languages=["ru"], time_zone="Asia/Tokyo")
+        )
+        enable(app, settings)
+        n = fra_notifies_deu(app)
+        app.acknowledge_notification(state("DEU"), n.id)
+        app.respond_to_notification(state("DEU"), n.id, Text.english_only("Seen"))
+        worker_for(app, settings).run_until_idle()
+        to_fra = next(m for m in mail.messages() if m.recipients == ["cert@example.org"]
+                      and "response" in m.message["Subject"])
+        body = to_fra.message.get_content()
+        assert "Lisez-la dans le client de l'État." in body  # FRA's contact reads French
+        assert "Read it in the State client." in body  # and English, always (R6)
+        assert to_fra.message["Content-Language"] == "fr"
+    finally:
+        app.close()
+
+
+def test_no_alert_carries_what_an_exchange_says(
+    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+) -> None:
+    settings = delivery_settings(backend, mail, tmp_path)
+    app = build_application(settings, clock=clock)
+    try:
+        register_states(app, "FRA", "DEU", "ITA")
+        app.add_contact(
+            state("DEU"),
+            "DEU",
+            Contact.from_dict(
+                contact_data(
+                    "dip",
+                    level="diplomatic",
+                    incident_types=[],
+                    channels=[{"kind": "email", "address": "ambassador-private@example.org"}],
+                )
+            ),
+        )
+        enable(app, settings)
+        n = fra_notifies_deu(
+            app,
+            SECRET_DESCRIPTION,
+            [{"kind": "ipv4", "value": SECRET_INDICATOR}],
+            supporting_text="Seen by our sensor grid",
+        )
+        app.acknowledge_notification(state("DEU"), n.id)
+        app.respond_to_notification(state("DEU"), n.id, Text.english_only(SECRET_RESPONSE))
+        app.request_consent(state("FRA"), n.id, "ITA")
+        worker_for(app, settings).run_until_idle()
+        received = mail.messages()
+        assert len(received) == 3
+        for m in received:
+            text = m.raw.decode("utf-8", "replace") + m.message.get_content()
+            for secret in (
+                SECRET_DESCRIPTION,
+                SECRET_INDICATOR,
+                SECRET_RESPONSE,
+                "sensor grid",
+                "malware",
+                "ambassador-private",
+                "+33",
+            ):
+                assert secret not in text, (secret, m.message["Subject"])
+            # No other contact's address: only the recipient's own.
+            assert text.count("@example.org") == text.count(m.recipients[0])
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("point", ["sent", "recorded"])
+def test_a_worker_killed_at_a_named_point_loses_nothing(
+    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path, point: str
+) -> None:
+    """The worker runs as ``pocdir delivery run --once``, in a process of its own, and dies at
+    the named point; run again, it delivers everything, any duplicate with the same
+    Message-ID."""
+    settings = delivery_settings(backend, mail, tmp_path)
+    app = build_application(settings, clock=clock)
+    try:
+        register_states(app, "FRA", "DEU", "ITA")
+        enable(app, settings)
+        n = fra_notifies_deu(app)
+        app.acknowledge_notification(state("DEU"), n.id)
+        app.request_consent(state("DEU"), n.id, "ITA")
+    finally:
+        app.close()
+    env = {
+        "POCDIR_DELIVERY_KEY_FILE": str(settings.delivery_key_file),
+        "POCDIR_SMTP_HOST": mail.host,
+        "POCDIR_SMTP_PORT": str(mail.port),
+        "POCDIR_SMTP_STARTTLS": "false",
+        "POCDIR_SMTP_SENDER": "alerts@pocdir.test",
+    }
+    died = run(backend.url, "delivery", "run", "--once", env={**env, "POCDIR_DELIVERY_FAULT": point})
+    assert died.returncode == FAULT_EXIT, died.stderr
+    again = run(backend.url, "delivery", "run", "--once", env=env)
+    assert again.returncode == 0, again.stderr
+    app = build_application(settings, clock=clock)
+    try:
+        recorded = outcomes(app)
+        received = [m.message["Message-ID"] for m in mail.messages()]
+        assert set(received) == set(recorded)
+        assert len(recorded) == 2
+        assert all(v == ["Sent"] for v in recorded.values())
+        if point == "recorded":
+            assert len(received) == 2  # recorded before it died: not sent again
+        else:
+            assert len(received) >= 2  # the first batch may be sent twice, same Message-IDs
+    finally:
+        app.close()
+
+
+def test_smtp_password_is_never_sent_in_the_clear() -> None:
+    from infra.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="STARTTLS"):
+        Settings.from_env(
+            {
+                "POCDIR_SMTP_HOST": "mail.example.org",
+                "POCDIR_SMTP_USERNAME": "pocdir",
+                "POCDIR_SMTP_PASSWORD_FILE": "/nonexistent",
+                "POCDIR_SMTP_STARTTLS": "false",
+            }
+        )
