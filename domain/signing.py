@@ -6,8 +6,8 @@ Every event names who caused it, and that party signs it (docs/audit-format.md, 
   server checks the statement before anything is written;
 * the **Secretariat** signs onboarding, checks, credentials and key binding with the
   operator key (``POCDIR_OPERATOR_KEY_FILE``);
-* the **server** signs what it records by itself (a consented read) with its own key, the
-  one that signs checkpoints and receipts (``POCDIR_SIGNING_KEY_FILE``).
+* the **server** signs what it records by itself (a consented read, an escalation) with its
+  own key, the one that signs checkpoints and receipts (``POCDIR_SIGNING_KEY_FILE``).
 
 A write's signature travels in a context variable, as its position does (``domain.position``):
 the HTTP gate (or the CLI) opens a :class:`SigningContext` around the command; the command's
@@ -78,7 +78,9 @@ SECRETARIAT_TOPICS: Final = frozenset(
     }
 )
 #: Event types the server records by itself (signed with the server's key).
-SERVER_TOPICS: Final = frozenset({"SharingConsent.ContentRead"})
+SERVER_TOPICS: Final = frozenset(
+    {"SharingConsent.ContentRead", "Notification.Escalated", "Notification.EscalationExhausted"}
+)
 
 
 #: The Secretariat's statements of a key binding and a re-onboarding: their ``fields`` are
