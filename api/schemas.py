@@ -231,6 +231,11 @@ class NotificationCreate(Strict):
         max_length=64,
         description="A sealed notification's id, the one its envelope was sealed for",
     )
+    urgency: Literal["urgent", "high", "normal"] | None = Field(
+        default=None,
+        description="How soon the recipient must acknowledge (default normal); the deadline "
+        "for it is written into the notification, and it escalates when the deadline passes",
+    )
 
 
 class ResponseCreate(Strict):
@@ -242,8 +247,18 @@ class ResponseCreate(Strict):
     envelope: str | None = Field(default=None, max_length=ENVELOPE_B64_MAX)
 
 
+class EscalationPublic(BaseModel):
+    """One escalation: when, the index on the recipient's escalation route, the contact."""
+
+    at: datetime
+    step: int
+    contact_id: str
+
+
 class NotificationMetaPublic(BaseModel):
-    """Who, when, status: what the Secretariat and inbox listings see, never content."""
+    """Who, when, status: what the Secretariat and inbox listings see, never content. Also
+    the urgency, the acknowledgement deadline (None: none, or no contact is left to escalate
+    to) and the escalations so far."""
 
     id: str
     sender: str
@@ -253,6 +268,10 @@ class NotificationMetaPublic(BaseModel):
     sent_at: datetime
     acknowledged_at: datetime | None = None
     first_response_at: datetime | None = None
+    urgency: str = "normal"
+    acknowledge_by: datetime | None = None
+    escalations: list[EscalationPublic] = Field(default_factory=list)
+    escalation_exhausted: bool = False
 
 
 class ResponsePublic(BaseModel):

@@ -16,14 +16,23 @@ before issue 15) or **sealed** (``send_sealed``): its content is one envelope
 (``respond_sealed``). The server checks what it can without keys: the format, that the
 envelope is for this notification (and response index) and addressed to exactly the parties.
 Which form a State must use is decided with the parties' keys (``check_form``).
+
+A notification has an **urgency** (``Urgency``) and, since issue 17, an acknowledgement
+deadline written into its ``Sent`` event (``acknowledge_by``, and the duration it was computed
+from, ``deadline_seconds``), so a later change of the settings cannot alter a replay. When the
+deadline passes while it is still ``sent``, the server records an escalation to the next
+contact of the recipient's route (``escalate``, ``domain.escalation``) with a new deadline of
+the same duration, or that no contact is left (``exhaust_escalation``). Escalations do not
+change the status; acknowledgement (or withdrawal) stops them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, cast
 from uuid import UUID
 
@@ -43,6 +52,41 @@ NO_IMPLIED_RESPONSIBILITY = (
 ACKNOWLEDGEMENT_IS_NOT_CONCURRENCE = (
     "Acknowledging receipt does not mean agreeing with the content of the notification."
 )
+
+
+#: The actor of the events the server's delivery records by itself (escalations).
+SERVER_DELIVERY = "server:delivery"
+
+
+class Urgency(StrEnum):
+    """How soon the recipient must acknowledge (issue 17): each has its own deadline."""
+
+    URGENT = "urgent"
+    HIGH = "high"
+    NORMAL = "normal"
+
+
+#: The deadlines when the composition root gives none (``POCDIR_ACK_DEADLINES``'s default).
+DEFAULT_ACKNOWLEDGEMENT_DEADLINES: Mapping[Urgency, timedelta] = MappingProxyType(
+    {
+        Urgency.URGENT: timedelta(hours=2),
+        Urgency.HIGH: timedelta(hours=12),
+        Urgency.NORMAL: timedelta(hours=72),
+    }
+)
+
+
+def check_urgency(urgency: str | None) -> Urgency:
+    """``urgency`` as an ``Urgency`` (None is ``normal``); ``ValidationError`` otherwise."""
+    if urgency is None:
+        return Urgency.NORMAL
+    try:
+        return Urgency(urgency)
+    except ValueError:
+        raise ValidationError(
+            f"urgency must be one of {', '.join(u.value for u in Urgency)}, "
+            f"not {str(urgency)[:20]!r}"
+        ) from None
 
 
 class NotificationStatus(StrEnum):
@@ -90,9 +134,13 @@ class Notification(PocdirAggregate):
     class Sent(PocdirAggregate.Created):
         """Version 2 (issue 15) added ``envelope``: a sealed notification has its content
         there, and no ``description`` or ``supporting_information``; a plain one has those
-        and ``envelope`` None. Version 1 events are upcast when read, never rewritten."""
+        and ``envelope`` None. Version 3 (issue 17) added ``urgency``, ``acknowledge_by`` and
+        ``deadline_seconds`` (the duration ``acknowledge_by`` is ``sent + ``, which every
+        escalation's new deadline reuses, so a replay needs no settings). Older events are
+        upcast when read, never rewritten: they are ``normal`` with no deadline, and never
+        escalate."""
 
-        class_version = 2
+        class_version = 3
 
         sender: str
         recipient: str
@@ -102,10 +150,19 @@ class Notification(PocdirAggregate):
         good_faith_attested: bool
         statement: str
         envelope: bytes | None
+        urgency: str
+        acknowledge_by: datetime | None
+        deadline_seconds: int | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["envelope"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["urgency"] = Urgency.NORMAL.value
+            state["acknowledge_by"] = None
+            state["deadline_seconds"] = None
 
     class Acknowledged(PocdirAggregate.Event):
         statement: str
@@ -145,6 +202,30 @@ class Notification(PocdirAggregate):
         def apply(self, n: Notification) -> None:
             n.status = status_after(type(self))
 
+    class Escalated(PocdirAggregate.Event):
+        """The deadline passed unacknowledged: the alert goes to the recipient's contact
+        ``contact_id``, at ``step`` of its escalation route, with a new deadline. Recorded
+        by the server (``SERVER_DELIVERY``); the status does not change."""
+
+        step: int
+        contact_id: str
+        acknowledge_by: datetime
+
+        def apply(self, n: Notification) -> None:
+            n.escalation_step = self.step
+            n.acknowledge_by = self.acknowledge_by
+            n.escalations.append((self.timestamp, self.step, self.contact_id))
+
+    class EscalationExhausted(PocdirAggregate.Event):
+        """The deadline passed and no contact is left after ``step``: nothing more escalates
+        (the notification stays ``sent`` until acknowledged or withdrawn)."""
+
+        step: int
+
+        def apply(self, n: Notification) -> None:
+            n.acknowledge_by = None
+            n.escalation_exhausted = True
+
     def __init__(
         self,
         sender: str,
@@ -155,6 +236,9 @@ class Notification(PocdirAggregate):
         good_faith_attested: bool,
         statement: str,
         envelope: bytes | None = None,
+        urgency: str = Urgency.NORMAL.value,
+        acknowledge_by: datetime | None = None,
+        deadline_seconds: int | None = None,
     ) -> None:
         self.sender = sender
         self.recipient = recipient
@@ -170,6 +254,18 @@ class Notification(PocdirAggregate):
         #: (time, the response: its text if plain, its envelope if sealed, assistance asked)
         self.response_log: list[tuple[datetime, Text | bytes, bool]] = []
         self.assistance_requested = False
+        self.urgency = Urgency(urgency)
+        #: When the recipient must have acknowledged; None: no deadline (before issue 17,
+        #: or the escalation route is exhausted).
+        self.acknowledge_by = acknowledge_by
+        #: The deadline's duration as recorded at sending (None before issue 17).
+        self.deadline_seconds = deadline_seconds
+        #: The route index of the last escalation; None until the first (the first alert's
+        #: contact is ``ExchangeCommands.first_alert_contact``'s).
+        self.escalation_step: int | None = None
+        #: (time, route index, contact id) of each escalation, in order.
+        self.escalations: list[tuple[datetime, int, str]] = []
+        self.escalation_exhausted = False
 
     @property
     def sealed(self) -> bool:
@@ -197,11 +293,24 @@ class Notification(PocdirAggregate):
         description: Text,
         supporting_information: SupportingInformation,
         good_faith_attested: bool,
+        urgency: Urgency = Urgency.NORMAL,
+        deadline: timedelta = DEFAULT_ACKNOWLEDGEMENT_DEADLINES[Urgency.NORMAL],
     ) -> Notification:
-        """R7: the sender attests good faith and gives supporting information."""
+        """R7: the sender attests good faith and gives supporting information. The recipient
+        must acknowledge within ``deadline`` (the application's for ``urgency``)."""
         sender = cls.check_sender(by, recipient, good_faith_attested)
         return cls._sent(
-            id, by, at, sender, recipient, incident_type, description, supporting_information, None
+            id,
+            by,
+            at,
+            sender,
+            recipient,
+            incident_type,
+            description,
+            supporting_information,
+            None,
+            urgency,
+            deadline,
         )
 
     @classmethod
@@ -214,13 +323,17 @@ class Notification(PocdirAggregate):
         incident_type: str,
         envelope: bytes,
         good_faith_attested: bool,
+        urgency: Urgency = Urgency.NORMAL,
+        deadline: timedelta = DEFAULT_ACKNOWLEDGEMENT_DEADLINES[Urgency.NORMAL],
     ) -> Notification:
         """R7 with the content sealed by the sender's client: the envelope must be for this
         notification's id and addressed to exactly the sender and the recipient
         (``domain.envelope.check_sealed``); the client validated the content before sealing."""
         sender = cls.check_sender(by, recipient, good_faith_attested)
         check_sealed(envelope, id, (sender, recipient))
-        return cls._sent(id, by, at, sender, recipient, incident_type, None, None, envelope)
+        return cls._sent(
+            id, by, at, sender, recipient, incident_type, None, None, envelope, urgency, deadline
+        )
 
     @classmethod
     def _sent(  # noqa: PLR0913
@@ -234,8 +347,13 @@ class Notification(PocdirAggregate):
         description: Text | None,
         supporting_information: SupportingInformation | None,
         envelope: bytes | None,
+        urgency: Urgency,
+        deadline: timedelta,
     ) -> Notification:
-        """The one ``Sent`` of both forms: plain content, or an envelope (never both)."""
+        """The one ``Sent`` of both forms: plain content, or an envelope (never both). The
+        deadline is written into the event, so that a replay needs no settings."""
+        urgency = check_urgency(urgency)
+        seconds = check_deadline(deadline)
         return cls._create(
             cls.Sent,
             id=id,
@@ -247,6 +365,9 @@ class Notification(PocdirAggregate):
             good_faith_attested=True,
             statement=NO_IMPLIED_RESPONSIBILITY,
             envelope=envelope,
+            urgency=urgency.value,
+            acknowledge_by=at + timedelta(seconds=seconds),
+            deadline_seconds=seconds,
             actor=by.ref,
             timestamp=at,
         )
@@ -345,6 +466,52 @@ class Notification(PocdirAggregate):
             )
         self.trigger_event(self.Withdrawn, actor=by.ref, timestamp=at)
 
+    def escalate(
+        self, at: datetime, step: int, contact_id: str, acknowledge_by: datetime | None = None
+    ) -> None:
+        """Record that the alert goes to ``contact_id`` (index ``step`` of the recipient's
+        escalation route), by the server. The new deadline is ``at`` plus the duration
+        recorded at sending, unless ``acknowledge_by`` is given (it must be later than ``at``)."""
+        seconds = self.check_overdue(at)
+        new_deadline = acknowledge_by or at + timedelta(seconds=seconds)
+        if new_deadline <= at:
+            raise ValidationError("an escalation's acknowledge_by must be later than its time")
+        self.trigger_event(
+            self.Escalated,
+            actor=SERVER_DELIVERY,
+            timestamp=at,
+            step=step,
+            contact_id=contact_id,
+            acknowledge_by=new_deadline,
+        )
+
+    def exhaust_escalation(self, at: datetime, step: int) -> None:
+        """Record that the deadline passed with no contact left after ``step``."""
+        self.check_overdue(at)
+        self.trigger_event(self.EscalationExhausted, actor=SERVER_DELIVERY, timestamp=at, step=step)
+
+    def is_overdue(self, at: datetime) -> bool:
+        """Still unacknowledged (``sent``) with a deadline that ``at`` is past."""
+        return (
+            self.status is NotificationStatus.SENT
+            and self.acknowledge_by is not None
+            and at > self.acknowledge_by
+        )
+
+    def check_overdue(self, at: datetime) -> int:
+        """An escalation is due (``is_overdue``); returns the recorded deadline's seconds.
+        ``InvalidTransition`` otherwise: acknowledged, withdrawn or closed, no deadline (sent
+        before deadlines, or the route is exhausted), or the deadline not passed yet."""
+        if self.status is not NotificationStatus.SENT:
+            raise InvalidTransition(f"a notification that is {self.status} does not escalate")
+        if self.acknowledge_by is None or self.deadline_seconds is None:
+            raise InvalidTransition("this notification has no acknowledgement deadline")
+        if at <= self.acknowledge_by:
+            raise InvalidTransition(
+                f"the acknowledgement deadline {self.acknowledge_by.isoformat()} has not passed"
+            )
+        return self.deadline_seconds
+
     def check_is(self, by: Principal, party: str, verb: str) -> None:
         if by.role is not Role.STATE or by.state != party:
             role = "recipient" if party == self.recipient else "sender"
@@ -360,6 +527,14 @@ STATUS_AFTER: dict[type[PocdirAggregate.Event], NotificationStatus] = {
     Notification.Closed: NotificationStatus.CLOSED,
     Notification.Withdrawn: NotificationStatus.WITHDRAWN,
 }
+
+
+def check_deadline(deadline: timedelta) -> int:
+    """A deadline's whole seconds, at least one minute and at most a year."""
+    seconds = int(deadline.total_seconds())
+    if not 60 <= seconds <= 366 * 86400:
+        raise ValidationError("an acknowledgement deadline must be between 1 minute and a year")
+    return seconds
 
 
 def status_after(event_class: type[PocdirAggregate.Event]) -> NotificationStatus:

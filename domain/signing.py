@@ -6,8 +6,8 @@ Every event names who caused it, and that party signs it (docs/audit-format.md, 
   server checks the statement before anything is written;
 * the **Secretariat** signs onboarding, checks, credentials and key binding with the
   operator key (``POCDIR_OPERATOR_KEY_FILE``);
-* the **server** signs what it records by itself (a consented read) with its own key, the
-  one that signs checkpoints and receipts (``POCDIR_SIGNING_KEY_FILE``).
+* the **server** signs what it records by itself (a consented read, an escalation) with its
+  own key, the one that signs checkpoints and receipts (``POCDIR_SIGNING_KEY_FILE``).
 
 A write's signature travels in a context variable, as its position does (``domain.position``):
 the HTTP gate (or the CLI) opens a :class:`SigningContext` around the command; the command's
@@ -81,6 +81,9 @@ SECRETARIAT_TOPICS: Final = frozenset(
 SERVER_TOPICS: Final = frozenset(
     {
         "SharingConsent.ContentRead",
+        # An escalation is the delivery worker's too: a deadline passed unacknowledged.
+        "Notification.Escalated",
+        "Notification.EscalationExhausted",
         # The delivery worker's (issue 17): delivery enabled, and every alert's outcomes.
         "DeliverySwitch.Enabled",
         "Alert.Raised",

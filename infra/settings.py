@@ -97,6 +97,12 @@
 ``POCDIR_TLS_PROXY_ADDRESSES``          With the above, required: comma-separated addresses (or
                                         networks) of that proxy, the only peers whose
                                         ``X-Forwarded-For``/``-Proto`` are believed.
+``POCDIR_ACK_DEADLINES``                How long a recipient has to acknowledge a notification,
+                                        per urgency, before it escalates: ``urgency=duration``
+                                        pairs, comma-separated, each duration a whole number of
+                                        ``m``, ``h`` or ``d`` (1 minute to a year). Urgencies not
+                                        given keep their default. Written into each notification
+                                        when sent. Default: ``urgent=2h,high=12h,normal=72h``.
 ======================================  ==========================================================
 
 Each wait is bounded, none is retried once its bound has run out, and a request stops at the
@@ -112,9 +118,12 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from domain.notification import DEFAULT_ACKNOWLEDGEMENT_DEADLINES, Urgency
 
 DEFAULT_DATABASE_URL = "sqlite:///var/pocdir.sqlite3"
 DEFAULT_ORIGIN = "pocdir.example/record"
@@ -193,6 +202,9 @@ class Settings:
     delivery_retry_seconds: float = DEFAULT_DELIVERY_RETRY_SECONDS
     delivery_max_attempts: int = DEFAULT_DELIVERY_MAX_ATTEMPTS
     delivery_fault: str | None = None
+    ack_deadlines: Mapping[Urgency, timedelta] = field(
+        default_factory=lambda: dict(DEFAULT_ACKNOWLEDGEMENT_DEADLINES)
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -250,6 +262,7 @@ class Settings:
                 env, "POCDIR_DELIVERY_MAX_ATTEMPTS", DEFAULT_DELIVERY_MAX_ATTEMPTS
             ),
             delivery_fault=env.get("POCDIR_DELIVERY_FAULT", "").strip() or None,
+            ack_deadlines=parse_ack_deadlines(env.get("POCDIR_ACK_DEADLINES", "")),
             tls_proxy_addresses=tuple(
                 a.strip() for a in env.get("POCDIR_TLS_PROXY_ADDRESSES", "").split(",") if a.strip()
             ),
@@ -445,6 +458,38 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     except ValueError:
         raise SettingsError(f"{name} must be a number of seconds, not {value[:20]!r}") from None
     return seconds
+
+
+_DURATION = re.compile(r"^(\d{1,6})([mhd])$", re.ASCII)
+_UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+
+
+def parse_ack_deadlines(raw: str) -> dict[Urgency, timedelta]:
+    """``POCDIR_ACK_DEADLINES`` (the table above): the defaults, overridden by each
+    ``urgency=duration`` given."""
+    name = "POCDIR_ACK_DEADLINES"
+    deadlines = dict(DEFAULT_ACKNOWLEDGEMENT_DEADLINES)
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        key, sep, value = (x.strip() for x in part.partition("="))
+        if not sep:
+            raise SettingsError(f"{name}: give urgency=duration pairs, not {part[:30]!r}")
+        try:
+            urgency = Urgency(key)
+        except ValueError:
+            allowed = ", ".join(u.value for u in Urgency)
+            raise SettingsError(f"{name}: {key[:20]!r} is not an urgency ({allowed})") from None
+        match = _DURATION.match(value)
+        if match is None:
+            raise SettingsError(
+                f"{name}: {urgency} takes a duration like 90m, 2h or 3d, not {value[:20]!r}"
+            )
+        duration = int(match[1]) * _UNIT[match[2]]
+        if not timedelta(minutes=1) <= duration <= timedelta(days=366):
+            raise SettingsError(f"{name}: {urgency} must be between 1 minute and a year")
+        deadlines[urgency] = duration
+    return deadlines
 
 
 def _bool(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:

@@ -202,6 +202,7 @@ def build_application(
         app.close()
         raise
     app.signers = signers
+    app.acknowledgement_deadlines = settings.ack_deadlines
     return app
 
 

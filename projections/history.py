@@ -2,8 +2,9 @@
 
 One item per State involved in an event: notifications sent and received with the counterpart,
 times to acknowledge and to respond, consents asked, granted, denied or revoked, assistance
-asked for, and changes to the entry. No indicator, description, response text or contact
-detail is copied here.
+asked for, escalations (issue 17), and changes to the entry. No indicator, description,
+response text or contact detail is copied here (an escalation's notification metadata names
+the recipient's contact by id only).
 
 Items are rows of facts by field name (``HistoryRow``, read back as ``HistoryItem``), not JSON
 documents: they are two thirds of everything a replay writes, are written once and never
@@ -34,7 +35,7 @@ CONSENT = "consent"
 #: metadata). Bump it by hand with any change to its output: the server holding the runner lease
 #: then rebuilds the views from the record when it starts
 #: (``projections.runner.ViewRunner.outdated``).
-VERSION = 1
+VERSION = 2
 
 
 class HistoryItem(NamedTuple):
@@ -165,6 +166,10 @@ def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) ->
                 "acknowledged_at": None,
                 "first_response_at": None,
                 "status": status_after(Notification.Sent).value,
+                "urgency": event.urgency,
+                "acknowledge_by": _iso(event.acknowledge_by),
+                "escalations": [],
+                "escalation_exhausted": False,
             },
         )
         for code, verb, counterpart in (
@@ -188,6 +193,9 @@ def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) ->
         raise LookupError(f"event at position {position} for an unknown notification")
     kind = type(event)
     sender, recipient, incident_type = meta["sender"], meta["recipient"], meta["incident_type"]
+    if kind is Notification.Escalated or kind is Notification.EscalationExhausted:
+        _escalation(event, position, at, meta, docs)
+        return
     facts: HistoryRow = {}
     if kind is Notification.Acknowledged:
         meta["acknowledged_at"] = at
@@ -215,6 +223,43 @@ def _notification(event: Any, position: int, at: str, docs: HistoryDocuments) ->
                 "incident_type": incident_type,
                 "notification_id": nid,
                 **facts,
+            }
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _escalation(
+    event: Any, position: int, at: str, meta: dict[str, Any], docs: HistoryDocuments
+) -> None:
+    """An escalation (or its end) on both parties' timelines, with the new deadline; the
+    status does not change. The contact's id is in the notification's metadata only."""
+    if isinstance(event, Notification.Escalated):
+        meta["acknowledge_by"] = _iso(event.acknowledge_by)
+        escalations = meta.setdefault("escalations", [])
+        escalations.append({"at": at, "step": event.step, "contact_id": event.contact_id})
+        verb, deadline = "escalated", meta["acknowledge_by"]
+    else:
+        meta["acknowledge_by"] = None
+        meta["escalation_exhausted"] = True
+        verb, deadline = "escalation exhausted", None
+    docs.put(NOTIFICATION, str(event.originator_id), meta)
+    for code, counterpart in (
+        (meta["recipient"], meta["sender"]),
+        (meta["sender"], meta["recipient"]),
+    ):
+        docs.add_item(
+            {
+                "state": code,
+                "position": position,
+                "at": at,
+                "event": verb,
+                "counterpart": counterpart,
+                "incident_type": meta["incident_type"],
+                "notification_id": meta["id"],
+                "deadline": deadline,
             }
         )
 

@@ -371,6 +371,13 @@ def notify(
     good_faith: Annotated[
         bool, typer.Option("--good-faith", help="attest it is made in good faith (R7)")
     ] = False,
+    urgency: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URGENCY",
+            help="urgent, high or normal (the default): sets the acknowledgement deadline",
+        ),
+    ] = None,
 ) -> None:
     """Seal a notification to the recipient's verified key and your own, and send it."""
     if not good_faith:
@@ -386,7 +393,7 @@ def notify(
             }
         )
         with client() as c:
-            answer = c.notify(to.upper(), incident_type, content)
+            answer = c.notify(to.upper(), incident_type, content, urgency=urgency)
     nid = answer.body.get("id") if isinstance(answer.body, dict) else None
     show_answer(answer, f"sent notification {nid} to {to.upper()}, sealed")
 

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from domain.errors import ValidationError
 from domain.members import check_member_state
+from domain.notification import check_urgency
 from domain.signed_requests import sign_request
 from domain.signing import RECEIPT_HEADER
 from state_client.envelope import (
@@ -375,11 +376,14 @@ class StateClient:
         content: Content | Mapping[str, Any],
         *,
         good_faith_attested: bool = True,
+        urgency: str | None = None,
     ) -> Answer:
         """Seal ``content`` to the recipient's verified key and this State's own, and send
         it. Invalid content (R6 texts, indicators) is refused here, before anything is
-        encrypted or sent."""
+        encrypted or sent. ``urgency`` (default the server's, ``normal``) is in the signed
+        body, so the State's statement covers it."""
         recipient = check_member_state(recipient)
+        level = None if urgency is None else check_urgency(urgency).value
         checked = content if isinstance(content, Content) else Content.from_dict(content)
         theirs = self.trusted_key(recipient)
         notification = uuid4()
@@ -396,6 +400,8 @@ class StateClient:
             # The statement's new aggregate; the body repeats it (docs/e2e.md).
             "id": str(notification),
         }
+        if level is not None:
+            body["urgency"] = level
         return self.write("POST", "/notifications", body, new_aggregate=notification)
 
     def inbox(self) -> Any:

@@ -58,15 +58,24 @@ def expected_answers() -> dict[str, Any]:
       checks them and takes them out of the comparison.
     - ``Notification.Sent`` v2 and ``Responded`` v2 (issue 15, item 4): a notification may be
       sealed; an old one upcasts to ``envelope`` None. A consent may hold keys shared with
-      its third State (``shared_keys``), None until a party shares (no old record did)."""
+      its third State (``shared_keys``), None until a party shares (no old record did).
+    - ``Notification.Sent`` v3 (issue 17, part 3): a notification has an urgency and an
+      acknowledgement deadline; an old one upcasts to ``normal`` with no deadline and never
+      escalates, and its metadata in the views says so."""
     answers: dict[str, Any] = json.loads((FIXTURE / "answers.json").read_text())
+    no_deadline = {"urgency": "normal", "acknowledge_by": None, "escalations": []}
+    no_deadline["escalation_exhausted"] = False
     for aggregate in answers["aggregates"].values():
         if aggregate["class"] == "Credential":
             aggregate["label"] = UNLABELLED
         elif aggregate["class"] == "Notification":
             aggregate["envelope"] = None
+            aggregate.update(no_deadline, deadline_seconds=None, escalation_step=None)
         elif aggregate["class"] == "SharingConsent":
             aggregate["shared_keys"] = None
+    for listing in (answers["exchanges"], *answers["inbox"].values(), *answers["outbox"].values()):
+        for meta in listing:
+            meta.update(no_deadline)
     return answers
 
 

@@ -52,6 +52,12 @@ def meta(n: Notification) -> dict[str, Any]:
         "sent_at": n.created_on,
         "acknowledged_at": n.acknowledged_at,
         "first_response_at": n.response_log[0][0] if n.response_log else None,
+        "urgency": str(n.urgency),
+        "acknowledge_by": n.acknowledge_by,
+        "escalations": [
+            {"at": at, "step": step, "contact_id": contact} for at, step, contact in n.escalations
+        ],
+        "escalation_exhausted": n.escalation_exhausted,
     }
 
 
@@ -112,6 +118,7 @@ def send(
         [i.model_dump() for i in body.indicators],
         text(body.supporting_text, "supporting_text") if body.supporting_text is not None else None,
         body.good_faith_attested,
+        urgency=body.urgency,
         idempotency=key,
     )
     return content(notification)
@@ -141,6 +148,7 @@ def _send_sealed(
         decode_base64(envelope, "envelope"),
         body.good_faith_attested,
         notification_id=notification_id,
+        urgency=body.urgency,
         idempotency=key,
     )
     return content(notification)

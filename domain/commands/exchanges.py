@@ -7,12 +7,18 @@ is checked here on every load (``get_notification_for``, ``read_notification``,
 A notification is plain or sealed (``domain.notification``). Which one a State must send is
 decided here, where the States' keys are at hand: a sender whose keys are bound
 (``domain.state_keys``) seals, and a sealed notification needs the recipient's keys bound,
-since the sender's client seals to the key the record holds for it."""
+since the sender's client seals to the key the record holds for it.
+
+Every notification carries an urgency, and the acknowledgement deadline for it from
+``acknowledgement_deadlines`` (set by the composition root from ``POCDIR_ACK_DEADLINES``) is
+written into its ``Sent`` event. ``escalate_notification`` is what the delivery worker calls
+when a deadline passes: the next contact comes from the recipient's current entry
+(``domain.escalation``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -22,9 +28,16 @@ from domain.commands.entries import EntryCommands
 from domain.consent import ExchangeAccess, SharedKeys, SharingConsent, exchange_access
 from domain.envelope import Envelope
 from domain.errors import AlreadyExists, NotFound, NotPermitted, ValidationError
+from domain.escalation import escalation_route, first_step, next_step
 from domain.idempotency import IdempotencyKey
 from domain.members import check_member_state
-from domain.notification import Notification, SupportingInformation
+from domain.notification import (
+    DEFAULT_ACKNOWLEDGEMENT_DEADLINES,
+    Notification,
+    SupportingInformation,
+    Urgency,
+    check_urgency,
+)
 from domain.signing import current_signing
 from domain.state_keys import state_keys_id
 from domain.values import Principal, Role, Text
@@ -32,6 +45,10 @@ from domain.values import Principal, Role, Text
 
 class ExchangeCommands(EntryCommands):
     """Commands and reads on ``Notification`` and ``SharingConsent``."""
+
+    #: How long the recipient has to acknowledge, per urgency; the composition root sets it
+    #: from ``POCDIR_ACK_DEADLINES`` (``infra.wiring.build_application``).
+    acknowledgement_deadlines: Mapping[Urgency, timedelta] = DEFAULT_ACKNOWLEDGEMENT_DEADLINES
 
     def get_notification(self, notification_id: UUID) -> Notification:
         return self._get(Notification, notification_id, "notification")
@@ -51,10 +68,13 @@ class ExchangeCommands(EntryCommands):
         supporting_text: Text | None = None,
         good_faith_attested: bool = False,
         *,
+        urgency: str | None = None,
         idempotency: IdempotencyKey | None = None,
     ) -> Notification:
         """R7: both States must be in the directory; the recipient must not have withdrawn.
-        A sender whose keys are bound must seal its content (``send_sealed_notification``)."""
+        A sender whose keys are bound must seal its content (``send_sealed_notification``).
+        ``urgency`` (default ``normal``) sets the acknowledgement deadline."""
+        level = check_urgency(urgency)
         sender, recipient = self._check_parties(by, recipient)
         if self.has_keys(sender):
             raise ValidationError(
@@ -71,6 +91,8 @@ class ExchangeCommands(EntryCommands):
             description,
             SupportingInformation.parse(indicators, supporting_text),
             good_faith_attested,
+            level,
+            self.acknowledgement_deadlines[level],
         )
         self._save(notification, idempotency=idempotency)
         return notification
@@ -84,11 +106,13 @@ class ExchangeCommands(EntryCommands):
         good_faith_attested: bool = False,
         *,
         notification_id: UUID | None = None,
+        urgency: str | None = None,
         idempotency: IdempotencyKey | None = None,
     ) -> Notification:
         """R7 with the content sealed by the sender's client to both parties' keys. The new
         notification's id is the one the State signed (``_sealed_notification_id``); the
-        envelope must be sealed for it."""
+        envelope must be sealed for it. ``urgency`` as for ``send_notification``."""
+        level = check_urgency(urgency)
         _, recipient = self._check_parties(by, recipient)
         if not self.has_keys(recipient):
             raise ValidationError(
@@ -106,6 +130,8 @@ class ExchangeCommands(EntryCommands):
             incident_type,
             envelope,
             good_faith_attested,
+            level,
+            self.acknowledgement_deadlines[level],
         )
         self._save(notification, idempotency=idempotency)
         return notification
@@ -255,6 +281,59 @@ class ExchangeCommands(EntryCommands):
             lambda n, at: n.withdraw(by, at),
             idempotency=idempotency,
         )
+
+    # -- escalation (issue 17) --------------------------------------------------------------
+
+    def escalation_route_of(self, notification: Notification) -> list[dict[str, Any]]:
+        """The recipient's escalation route for this notification, from its entry as it is
+        now (``domain.escalation.escalation_route``)."""
+        entry = self.get_entry(notification.recipient)
+        preferred = (
+            None
+            if entry.preferred is None
+            else {"contact_id": entry.preferred[0], "channel": entry.preferred[1].value}
+        )
+        return escalation_route(
+            {cid: c.to_dict() for cid, c in entry.contacts.items()},
+            notification.incident_type,
+            entry.coordination_contact_id,
+            preferred,
+        )
+
+    def first_alert_contact(self, notification: Notification) -> tuple[int, dict[str, Any]]:
+        """(route index, contact) the first alert of ``notification`` goes to: the route's
+        first contact, or for an urgent one the first whose hours covered the sending time.
+        ``NotFound`` if the recipient lists no contact to alert."""
+        return first_step(
+            self.escalation_route_of(notification),
+            notification.urgency is Urgency.URGENT,
+            notification.created_on,
+        )
+
+    def escalate_notification(self, notification_id: UUID) -> Notification | None:
+        """What the delivery worker calls when a deadline may have passed: if the
+        notification is overdue now (still ``sent``, its deadline past), record the next
+        contact of the recipient's route after the last one reached (``Escalated``, with a
+        new deadline of the recorded duration), or that none is left
+        (``EscalationExhausted``), and return it; else record nothing and return None. The
+        server signs what it records (``domain.signing.SERVER_TOPICS``)."""
+        at = self.clock.now()
+        notification = self.get_notification(notification_id)
+        if not notification.is_overdue(at):
+            return None
+        urgent = notification.urgency is Urgency.URGENT
+        route = self.escalation_route_of(notification)
+        after = notification.escalation_step
+        if after is None:
+            start = next_step(route, -1, urgent, notification.created_on)
+            after = -1 if start is None else start[0]
+        step = next_step(route, after, urgent, at)
+        if step is None:
+            notification.exhaust_escalation(at, after)
+        else:
+            notification.escalate(at, step[0], step[1]["contact_id"])
+        self._save(notification)
+        return notification
 
     # -- SharingConsent ---------------------------------------------------------------------
 
