@@ -10,7 +10,7 @@ languages (R6) and time zone. It names no sender, no incident type and no other 
 Whom each cause reaches:
 
 ==========================  ===============================================================
-notification received        the recipient's first contact on its escalation route (R4)
+notification received        the first contact of the recipient's escalation route (R4)
 response received            the sender's coordination contact (else its first technical one)
 consent requested            the other party's coordination contact (it must decide, R11)
 communication check          every contact the check challenges, each with its own code
@@ -36,8 +36,9 @@ from zoneinfo import ZoneInfo
 from domain.check import CommunicationCheck
 from domain.consent import SharingConsent
 from domain.delivery import Cause
-from domain.notification import Notification
-from domain.routing import route_contacts
+from domain.errors import NotFound
+from domain.escalation import escalation_route, first_step
+from domain.notification import Notification, Urgency
 from domain.taxonomy import UN_LANGUAGES, Level
 from domain.values import ChannelKind, Contact
 
@@ -121,26 +122,24 @@ def contact_dicts(entry: Any) -> dict[str, dict[str, Any]]:
     return {cid: c.to_dict() for cid, c in entry.contacts.items()}
 
 
-def first_route_contact(entry: Any, incident_type: str) -> str | None:
-    """The contact a notification's first alert goes to: the first of the technical route
-    (R4), else the coordination contact."""
+def first_route_contact(entry: Any, event: Any) -> str | None:
+    """The contact a notification's first alert goes to: the first of the recipient's
+    escalation route (``domain.escalation``; for an urgent one, the first whose hours cover
+    the sending time), or None if the entry lists nobody to alert."""
     preferred = (
         {"contact_id": entry.preferred[0], "channel": str(entry.preferred[1])}
         if entry.preferred
         else None
     )
+    route = escalation_route(
+        contact_dicts(entry), event.incident_type, entry.coordination_contact_id, preferred
+    )
+    urgent = getattr(event, "urgency", None) == Urgency.URGENT
     try:
-        route, _ = route_contacts(
-            entry.code,
-            contact_dicts(entry),
-            incident_type,
-            str(Level.TECHNICAL),
-            entry.coordination_contact_id,
-            preferred,
-        )
-    except LookupError:
-        return entry.coordination_contact_id
-    return str(route[0]["contact_id"]) if route else entry.coordination_contact_id
+        _, contact = first_step(route, urgent, event.timestamp)
+    except NotFound:
+        return None
+    return str(contact["contact_id"])
 
 
 def coordination_contact(entry: Any) -> str | None:
@@ -181,7 +180,7 @@ class Planner:
             entry = self.entries(event.recipient)
             by = getattr(event, "acknowledge_by", None)
             if entry is not None:
-                contact = first_route_contact(entry, event.incident_type)
+                contact = first_route_contact(entry, event)
                 plans += self._to(Cause.NOTIFICATION_RECEIVED, event, entry, contact, by)
             if by is not None:
                 timers.append(_timer(event, by))
@@ -191,13 +190,12 @@ class Planner:
             if entry is not None:
                 contact = coordination_contact(entry)
                 plans += self._to(Cause.RESPONSE_RECEIVED, event, entry, contact, None)
-        elif isinstance(event, Notification.Event) and type(event).__name__ == "Escalated":
+        elif isinstance(event, Notification.Escalated):
             parties = self.parties(event.originator_id)
             entry = self.entries(parties[1]) if parties else None
-            escalated: Any = event
-            by = escalated.acknowledge_by
+            by = event.acknowledge_by
             if entry is not None:
-                plans += self._to(Cause.ESCALATION, event, entry, escalated.contact_id, by)
+                plans += self._to(Cause.ESCALATION, event, entry, event.contact_id, by)
             timers.append(_timer(event, by))
         elif isinstance(event, SharingConsent.Requested):
             other = next((p for p in event.parties if p != event.requested_by), None)

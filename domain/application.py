@@ -6,9 +6,10 @@ Time comes from the injected clock and new ids from the injected id factory, so 
 simulation writes the same record every time.
 
 ``PocDirectory`` is composed of one class per area (``domain.commands``): the entries, the
-exchanges, the credentials, the State keys, the review and the delivery of alerts; what they share (loading, the one
-load-change-save helper, the atomic save) is ``domain.commands.base.RecordService``. How
-events are encoded, and decoded for the views, is ``domain.codec``.
+exchanges, the credentials, the State keys, the review and the delivery of alerts; what they
+share (loading, the one load-change-save helper, the atomic save) is
+``domain.commands.base.RecordService``. How events are encoded, and decoded for the views, is
+``domain.codec``.
 """
 
 from __future__ import annotations

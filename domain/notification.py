@@ -37,6 +37,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from domain.base import PocdirAggregate
+from domain.delivery import DELIVERY_ACTOR
 from domain.envelope import check_sealed
 from domain.errors import InvalidTransition, NotPermitted, ValidationError
 from domain.indicators import Indicator, parse_indicators
@@ -52,10 +53,6 @@ NO_IMPLIED_RESPONSIBILITY = (
 ACKNOWLEDGEMENT_IS_NOT_CONCURRENCE = (
     "Acknowledging receipt does not mean agreeing with the content of the notification."
 )
-
-
-#: The actor of the events the server's delivery records by itself (escalations).
-SERVER_DELIVERY = "server:delivery"
 
 
 class Urgency(StrEnum):
@@ -205,7 +202,7 @@ class Notification(PocdirAggregate):
     class Escalated(PocdirAggregate.Event):
         """The deadline passed unacknowledged: the alert goes to the recipient's contact
         ``contact_id``, at ``step`` of its escalation route, with a new deadline. Recorded
-        by the server (``SERVER_DELIVERY``); the status does not change."""
+        by the server (``DELIVERY_ACTOR``); the status does not change."""
 
         step: int
         contact_id: str
@@ -478,7 +475,7 @@ class Notification(PocdirAggregate):
             raise ValidationError("an escalation's acknowledge_by must be later than its time")
         self.trigger_event(
             self.Escalated,
-            actor=SERVER_DELIVERY,
+            actor=DELIVERY_ACTOR,
             timestamp=at,
             step=step,
             contact_id=contact_id,
@@ -488,7 +485,7 @@ class Notification(PocdirAggregate):
     def exhaust_escalation(self, at: datetime, step: int) -> None:
         """Record that the deadline passed with no contact left after ``step``."""
         self.check_overdue(at)
-        self.trigger_event(self.EscalationExhausted, actor=SERVER_DELIVERY, timestamp=at, step=step)
+        self.trigger_event(self.EscalationExhausted, actor=DELIVERY_ACTOR, timestamp=at, step=step)
 
     def is_overdue(self, at: datetime) -> bool:
         """Still unacknowledged (``sent``) with a deadline that ``at`` is past."""

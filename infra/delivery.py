@@ -27,7 +27,6 @@ exactly there.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -46,7 +45,7 @@ from domain.application import PocDirectory
 from domain.base import PocdirAggregate
 from domain.check import challenge_code, challenge_times, code_digest
 from domain.delivery import AlertOutcome, Cause, DeliverySwitch
-from domain.errors import NotFound, PocdirError
+from domain.errors import ConcurrentChange, NotFound, PocdirError
 from infra.channels import Channel, DeliveryResult, OutgoingMessage, Outcome
 from infra.delivery_store import ALERT, DELIVERY_NAME, TIMER, DeliveryStore, QueueRow
 from infra.lease import Lease
@@ -199,6 +198,8 @@ class DeliveryWorker:
         for row in self.store.due(now, SEND_BATCH, TIMER):
             try:
                 done = self.app.escalate_notification(UUID(row.body))
+            except ConcurrentChange:
+                continue  # acknowledged at this very moment: asked again at the next step
             except NotFound:
                 done = None
             if done is not None:
@@ -397,10 +398,6 @@ def _webhook_payload(plan: AlertPlan) -> dict[str, object]:
         "by": plan.by_when.isoformat() if plan.by_when else None,
         "recorded_at": plan.event_at.isoformat(),
     }
-
-
-def message_digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 #: What a step may fail with and the worker's thread outlives (logged, tried again).
