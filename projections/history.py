@@ -2,9 +2,9 @@
 
 One item per State involved in an event: notifications sent and received with the counterpart,
 times to acknowledge and to respond, consents asked, granted, denied or revoked, assistance
-asked for, escalations (issue 17), and changes to the entry. No indicator, description,
-response text or contact detail is copied here (an escalation's notification metadata names
-the recipient's contact by id only).
+asked for, escalations and each alert's final outcome (issue 17), and changes to the entry.
+No indicator, description, response text or contact detail is copied here (an escalation's
+notification metadata and an alert's item name the contact by id only).
 
 Items are rows of facts by field name (``HistoryRow``, read back as ``HistoryItem``), not JSON
 documents: they are two thirds of everything a replay writes, are written once and never
@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, Protocol
 from domain.capacity import CapacityNeed
 from domain.check import CommunicationCheck
 from domain.consent import SharingConsent, consent_status
+from domain.delivery import FINAL_OUTCOMES, OUTCOME_OF, Alert, Cause
 from domain.notification import Notification, status_after
 from domain.state_entry import StateEntry, code_of_entry
 from projections.directory import Documents
@@ -29,13 +30,15 @@ from projections.review import review_history
 HISTORY = "history"
 NOTIFICATION = "notification"
 CONSENT = "consent"
+#: An alert's cause and recipient, kept from its ``Raised`` for its outcomes (issue 17).
+ALERT = "alert"
 
 
 #: The version of what this projector writes (history items, notifications' and consents'
 #: metadata). Bump it by hand with any change to its output: the server holding the runner lease
 #: then rebuilds the views from the record when it starts
 #: (``projections.runner.ViewRunner.outdated``).
-VERSION = 2
+VERSION = 3
 
 
 class HistoryItem(NamedTuple):
@@ -110,6 +113,8 @@ def history_reads(event: Any) -> Iterator[tuple[str, str]]:
         event, SharingConsent.Requested
     ):
         yield CONSENT, str(event.originator_id)
+    elif isinstance(event, Alert.Outcome):
+        yield ALERT, str(event.originator_id)
 
 
 def project_history(event: Any, position: int, docs: HistoryDocuments) -> None:
@@ -136,6 +141,45 @@ def project_history(event: Any, position: int, docs: HistoryDocuments) -> None:
         _consent(event, docs, item)
     elif isinstance(event, CommunicationCheck.Event | CapacityNeed.Event):
         review_history(event, docs, item)
+    elif isinstance(event, Alert.Event):
+        _alert(event, docs, item)
+
+
+def _alert(event: Any, docs: HistoryDocuments, item: Any) -> None:
+    """Reachability (issue 17): each final outcome of an alert on its State's timeline, as
+    ``alert <cause>: <outcome>``, with the contact alerted in ``by`` (``webhook`` for the
+    State's webhook) and the notification, consent or check it was about; never an address.
+    Deferrals are not listed: the final outcome says whether the contact was reached."""
+    key = str(event.originator_id)
+    if isinstance(event, Alert.Raised):
+        docs.put(
+            ALERT,
+            key,
+            {
+                "state": event.state,
+                "contact_id": event.contact_id,
+                "cause": event.cause,
+                "subject": str(event.subject),
+            },
+        )
+        return
+    outcome = OUTCOME_OF.get(type(event))
+    alert = docs.get(ALERT, key)
+    if alert is None or outcome is None or outcome not in FINAL_OUTCOMES:
+        return
+    subject_field = {
+        str(Cause.CONSENT_REQUESTED): "consent_id",
+        str(Cause.CHECK_CHALLENGE): "check_id",
+        str(Cause.CONTACT_UNVERIFIED): None,
+    }.get(alert["cause"], "notification_id")
+    facts = {subject_field: alert["subject"]} if subject_field else {}
+    item(
+        alert["state"],
+        f"alert {alert['cause']}: {outcome}",
+        by=alert["contact_id"] or "webhook",
+        result=str(outcome),
+        **facts,
+    )
 
 
 #: For each later event: what the recipient's and the sender's timelines (in that order)
