@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -272,16 +272,18 @@ class SmtpServer:
             ]  # fmt: skip
         if self.auth is not None:
             command += ["--auth", ":".join(self.auth)]
-        log = open(self.directory / "server.log", "ab")  # noqa: SIM115 (the process keeps it)
+        log_path = self.directory / "server.log"
+        # "ready" is printed once the port is bound: waiting for it (rather than for a
+        # connection) cannot mistake another process on the port for this server.
+        started = log_path.read_bytes().count(b"ready\n") if log_path.exists() else 0
+        log = open(log_path, "ab")  # noqa: SIM115 (the process keeps it)
         self._process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(
-                    "the SMTP server exited: " + (self.directory / "server.log").read_text()
-                )
-            with suppress(OSError), socket.create_connection((self.host, self.port), 0.5):
+                raise RuntimeError("the SMTP server exited: " + log_path.read_text())
+            if log_path.read_bytes().count(b"ready\n") > started:
                 return
             time.sleep(0.05)
         self.kill()
