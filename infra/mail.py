@@ -359,7 +359,7 @@ def outbox_name(message_id: str) -> str:
 class FileOutbox:
     """Writes each message as a ``.eml`` file in ``directory`` (the demo's ``var/outbox/``)."""
 
-    def __init__(self, directory: Path, *, sender: str = "pocdir@localhost") -> None:
+    def __init__(self, directory: Path, sender: str = "pocdir@localhost") -> None:
         self.directory = directory
         self.sender = sender
 
