@@ -53,6 +53,9 @@
                                         it no checkpoint is submitted. Read when services start.
 ``POCDIR_WITNESS_TIMEOUT``              Seconds a witness has to answer one submission.
                                         Default: 10.
+``POCDIR_WEBHOOK_ALLOW_PRIVATE``        Tests only: ``true`` lets webhooks reach loopback and
+                                        private addresses (a State's URL and each delivery).
+                                        Default: ``false``: public addresses only.
 ``POCDIR_TLS_CERT_FILE``                Optional. PEM certificate (chain) ``pocdir serve`` presents
                                         over TLS. With ``POCDIR_TLS_KEY_FILE``; without them the
                                         server speaks plain HTTP on loopback only (R14).
@@ -142,6 +145,8 @@ class Settings:
     tls_proxy_addresses: tuple[str, ...] = ()
     witness_policy_file: Path | None = None
     witness_timeout: float = DEFAULT_WITNESS_TIMEOUT
+    #: Tests only: webhooks may reach loopback and private addresses.
+    webhook_allow_private: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -180,6 +185,7 @@ class Settings:
             tls_terminated_by_proxy=_bool(env, "POCDIR_TLS_TERMINATED_BY_PROXY"),
             witness_policy_file=_path(env.get("POCDIR_WITNESS_POLICY_FILE", "")),
             witness_timeout=_seconds(env, "POCDIR_WITNESS_TIMEOUT", DEFAULT_WITNESS_TIMEOUT),
+            webhook_allow_private=_bool(env, "POCDIR_WEBHOOK_ALLOW_PRIVATE"),
             tls_proxy_addresses=tuple(
                 a.strip() for a in env.get("POCDIR_TLS_PROXY_ADDRESSES", "").split(",") if a.strip()
             ),
