@@ -128,7 +128,9 @@ def check_webhook_url(url: str, *, allow_private: bool = False) -> str:
     if address is None:
         if not _HOST_NAME.fullmatch(host):
             raise ValidationError("the webhook URL's host is not a valid DNS name or IP address")
-        if not allow_private and (host == "localhost" or host.endswith((".localhost", ".localhost."))):
+        if not allow_private and (
+            host == "localhost" or host.endswith((".localhost", ".localhost."))
+        ):
             raise ValidationError("the webhook URL must not name localhost")
     elif "%" in host:
         raise ValidationError("the webhook URL must not carry an IPv6 zone (%...)")

@@ -52,7 +52,7 @@ from http_message_signatures import (
 from domain.errors import ValidationError
 from domain.statement import key_fingerprint
 from domain.webhook import check_webhook_url, is_public_address
-from infra.channels import DeliveryResult, OutgoingMessage, Outcome
+from infra.channels import DeliveryResult, Outcome, OutgoingMessage
 
 __all__ = [
     "COVERED_COMPONENTS",
@@ -143,9 +143,7 @@ def sign_webhook_request(
 ) -> dict[str, str]:
     """The headers of a signed POST of ``body`` to ``url``: Content-Type, Message-ID,
     Content-Digest, Signature-Input and Signature."""
-    request = _Request(
-        "POST", url, {"Content-Type": CONTENT_TYPE, "Message-ID": message_id}
-    )
+    request = _Request("POST", url, {"Content-Type": CONTENT_TYPE, "Message-ID": message_id})
     signer = HTTPMessageSigner(
         signature_algorithm=algorithms.ED25519, key_resolver=_OneKey(key_id, private=key)
     )

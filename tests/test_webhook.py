@@ -192,7 +192,9 @@ def test_a_state_sets_reads_and_removes_its_webhook_over_http(api: Api) -> None:
     register(api, "FRA")
     register(api, "DEU")
     fra = api.as_state("FRA")
-    r = api.call("PUT", "/entries/FRA/webhook", fra, json={"url": HOOK}, headers=api.if_match("FRA"))
+    r = api.call(
+        "PUT", "/entries/FRA/webhook", fra, json={"url": HOOK}, headers=api.if_match("FRA")
+    )
     assert r.status_code == 200, r.text
     assert HOOK not in r.text  # the entry as the directory shows it
     r = api.call("GET", "/entries/FRA/webhook", fra)
@@ -208,9 +210,7 @@ def test_a_state_sets_reads_and_removes_its_webhook_over_http(api: Api) -> None:
     r = api.call("DELETE", "/entries/FRA/webhook", fra, headers=api.if_match("FRA"))
     assert r.status_code == 200, r.text
     assert api.call("GET", "/entries/FRA/webhook", fra).json() == {"url": None}
-    assert_error(
-        api.call("DELETE", "/entries/FRA/webhook", fra, headers=api.if_match("FRA")), 409
-    )
+    assert_error(api.call("DELETE", "/entries/FRA/webhook", fra, headers=api.if_match("FRA")), 409)
 
 
 def test_another_state_may_not_set_or_remove_the_webhook(api: Api) -> None:
@@ -540,7 +540,8 @@ RFC_B26_BASE = (
     '"content-length");created=1618884473;keyid="test-key-ed25519"'
 )
 RFC_B26_SIGNATURE = (
-    "sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu4A0w6vuQv5lIp5WPpBKRCw==:"
+    "sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu"
+    "4A0w6vuQv5lIp5WPpBKRCw==:"
 )
 
 
@@ -590,7 +591,10 @@ def test_the_signature_library_reproduces_rfc_9421s_ed25519_test_vector() -> Non
         use_existing_digest=True,
     )
     assert request.headers["Signature"] == RFC_B26_SIGNATURE
-    assert request.headers["Signature-Input"] == "sig-b26=" + RFC_B26_BASE.rsplit('"@signature-params": ', 1)[1]
+    assert (
+        request.headers["Signature-Input"]
+        == "sig-b26=" + RFC_B26_BASE.rsplit('"@signature-params": ', 1)[1]
+    )
     # And the RFC's signature verifies (its creation time is years old: no age limit here).
     verifier = HTTPMessageVerifier(signature_algorithm=algorithms.ED25519, key_resolver=keys)
     [verified] = verifier.verify(request, max_age=None)
