@@ -653,3 +653,70 @@ def test_the_state_client_sets_and_removes_the_webhook_with_signed_writes(
     )  # fmt: skip
     assert_error(r, 403)
     assert api.application.get_entry("FRA").webhook is None
+
+
+@pytest.mark.parametrize("command", ["set", "remove", "show"])
+def test_the_webhook_commands_have_help(command: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from state_client.cli import app as cli
+
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "webhook", command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "webhook" in result.output
+
+
+def test_a_bad_url_is_one_line_and_exit_2_before_anything_is_sent(tmp_path: Path) -> None:
+    """The server configured is not there: the refusal comes from the official's machine."""
+    from typer.testing import CliRunner
+
+    from state_client.cli import app as cli
+    from tests.support.cli import free_port
+
+    env = {"POCDIR_STATE_PASSPHRASE": "a passphrase", "COLUMNS": "200"}
+
+    def run(*args: str, stdin: str | None = None) -> Any:
+        return CliRunner().invoke(cli, ["--home", str(tmp_path), *args], input=stdin, env=env)
+
+    server = f"http://127.0.0.1:{free_port()}"
+    assert run("config", "--server", server, "--state", "FRA").exit_code == 0
+    assert run("login", stdin="pocdir_token\n").exit_code == 0
+    assert run("keys", "generate").exit_code == 0
+    result = run("webhook", "set", "http://cert.example.org/hook")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "https://" in lines[0]
+    assert run("webhook", "remove").exit_code == 3  # that one goes to the (absent) server
+
+
+def test_a_webhook_change_moves_the_etag_but_not_the_entrys_last_update(
+    api: Api, clock: Any
+) -> None:
+    from datetime import timedelta
+
+    register(api, "FRA")
+    before = api.call("GET", "/directory/FRA", api.as_state("DEU")).json()
+    clock.advance(timedelta(days=3))
+    r = api.call(
+        "PUT", "/entries/FRA/webhook", api.as_state("FRA"), json={"url": HOOK},
+        headers=api.if_match("FRA"),
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    after = r.json()
+    assert after["version"] == before["version"] + 1
+    assert after["last_update_on"] == before["last_update_on"]
+
+
+def test_a_server_that_does_not_answer_is_deferred(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    import socket
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks TLS
+    try:
+        port = silent.getsockname()[1]
+        webhook = WebhookChannel(
+            key, "k", allow_private=True, timeout=0.5, resolver=CountingResolver("127.0.0.1")
+        )
+        [result] = webhook.deliver_many([alert(f"https://{HOOK_HOST}:{port}/hook")])
+        assert (result.outcome, result.detail) == (Outcome.DEFERRED, "timeout")
+    finally:
+        silent.close()
