@@ -126,7 +126,10 @@ def check_webhook_url(url: str, *, allow_private: bool = False) -> str:
     _port(parts)
     address = _literal_address(host)
     if address is None:
-        if not _HOST_NAME.fullmatch(host):
+        last_label = host.rstrip(".").rsplit(".", 1)[-1]
+        if not _HOST_NAME.fullmatch(host) or last_label.isdigit() or last_label.startswith("0x"):
+            # A numeric last label is an IPv4 address in a form resolvers accept ("127.1",
+            # "2130706433", "0x7f.0.0.1"): never a name, and a way around the address rule.
             raise ValidationError("the webhook URL's host is not a valid DNS name or IP address")
         if not allow_private and (
             host == "localhost" or host.endswith((".localhost", ".localhost."))
