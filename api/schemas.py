@@ -196,6 +196,19 @@ class PreferredChannelCreate(EffectiveOn):
     channel: Literal["email", "phone", "secure"]
 
 
+class WebhookCreate(Strict):
+    """The one URL the delivery worker POSTs this State's alerts to, signed (docs/delivery.md,
+    "Webhooks"): https, a public host, no user name or fragment."""
+
+    url: str = Field(max_length=2000, examples=["https://cert.example.org/pocdir-alerts"])
+
+
+class WebhookPublic(BaseModel):
+    """The State's own webhook, shown to that State only; null when it has none."""
+
+    url: str | None
+
+
 class IndicatorIn(Strict):
     """One indicator of compromise (R7); the kinds are listed in docs/taxonomy.md."""
 

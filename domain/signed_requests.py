@@ -151,6 +151,8 @@ STATE_WRITES: Final[tuple[WriteRoute, ...]] = (
     WriteRoute("PUT", "/entries/{state}/coordination-contact", "entry.set_coordination", _E),
     WriteRoute("PUT", "/entries/{state}/preferred-channel", "entry.set_preferred_channel", _E),
     WriteRoute("POST", "/entries/{state}/confirmation", "entry.confirm", _E),
+    WriteRoute("PUT", "/entries/{state}/webhook", "entry.set_webhook", _E),
+    WriteRoute("DELETE", "/entries/{state}/webhook", "entry.remove_webhook", _E),
     WriteRoute("POST", "/entries/{state}/withdrawal", "entry.withdraw", _E),
     WriteRoute("POST", "/notifications", "notification.send", _N),
     WriteRoute("POST", "/notifications/{id}/acknowledgement", "notification.acknowledge", _P),

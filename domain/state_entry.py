@@ -15,6 +15,7 @@ from domain.base import PocdirAggregate, check_effective_on
 from domain.errors import AlreadyExists, InvalidTransition, NotFound, NotPermitted
 from domain.members import check_member_state, member_states
 from domain.values import ChannelKind, Contact, Principal, Role
+from domain.webhook import check_webhook_url
 
 MAX_CONTACTS = 50
 
@@ -113,6 +114,19 @@ class StateEntry(PocdirAggregate):
         def apply(self, entry: StateEntry) -> None:
             entry.withdrawn = False
 
+    class WebhookSet(PocdirAggregate.Event):
+        """The State's webhook, where alerts about its entry are POSTed (issue 17). Not part of
+        the published directory: other States never read it."""
+
+        url: str
+
+        def apply(self, entry: StateEntry) -> None:
+            entry.webhook = self.url
+
+    class WebhookRemoved(PocdirAggregate.Event):
+        def apply(self, entry: StateEntry) -> None:
+            entry.webhook = None
+
     def __init__(self, code: str, name: str, effective_on: date) -> None:
         self.code = code
         self.name = name
@@ -123,6 +137,8 @@ class StateEntry(PocdirAggregate):
         self.last_changed_on: date = effective_on
         self.last_confirmed_at: datetime | None = None
         self.withdrawn = False
+        #: The one webhook URL the State registered (``set_webhook``), or None.
+        self.webhook: str | None = None
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -245,6 +261,25 @@ class StateEntry(PocdirAggregate):
         if not self.withdrawn:
             raise InvalidTransition(f"{self.code} has not withdrawn")
         self._trigger(self.Rejoined, by, at, effective_on=effective_on)
+
+    def set_webhook(
+        self, url: str, by: Principal, at: datetime, *, allow_private: bool = False
+    ) -> None:
+        """R15: only the State itself says where its alerts are POSTed; one URL, replacing
+        any earlier one. ``allow_private`` admits loopback and private literal addresses
+        (``POCDIR_WEBHOOK_ALLOW_PRIVATE``, tests only)."""
+        self.check_changeable(by, at, at.date())
+        url = check_webhook_url(url, allow_private=allow_private)
+        if self.webhook == url:
+            raise InvalidTransition("that is already the entry's webhook")
+        self._trigger(self.WebhookSet, by, at, url=url)
+
+    def remove_webhook(self, by: Principal, at: datetime) -> None:
+        """R15: the State stops its webhook alerts; its other channels stay."""
+        self.check_changeable(by, at, at.date())
+        if self.webhook is None:
+            raise InvalidTransition(f"{self.code} has no webhook to remove")
+        self._trigger(self.WebhookRemoved, by, at)
 
     # -- guards -----------------------------------------------------------------------------
 

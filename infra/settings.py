@@ -82,6 +82,9 @@
 ``POCDIR_DELIVERY_MAX_ATTEMPTS``        Attempts before an alert is given up. Default: ``8``.
 ``POCDIR_DELIVERY_FAULT``               Tests only: ``sent``, ``recorded`` or ``escalated`` makes
                                         the worker exit at that point (``infra.delivery``).
+``POCDIR_WEBHOOK_ALLOW_PRIVATE``        Tests only: ``true`` lets webhooks reach loopback and
+                                        private addresses (a State's URL and each delivery).
+                                        Default: ``false``: public addresses only.
 ``POCDIR_TLS_CERT_FILE``                Optional. PEM certificate (chain) ``pocdir serve`` presents
                                         over TLS. With ``POCDIR_TLS_KEY_FILE``; without them the
                                         server speaks plain HTTP on loopback only (R14).
@@ -205,6 +208,8 @@ class Settings:
     ack_deadlines: Mapping[Urgency, timedelta] = field(
         default_factory=lambda: dict(DEFAULT_ACKNOWLEDGEMENT_DEADLINES)
     )
+    #: Tests only: webhooks may reach loopback and private addresses.
+    webhook_allow_private: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -263,6 +268,7 @@ class Settings:
             ),
             delivery_fault=env.get("POCDIR_DELIVERY_FAULT", "").strip() or None,
             ack_deadlines=parse_ack_deadlines(env.get("POCDIR_ACK_DEADLINES", "")),
+            webhook_allow_private=_bool(env, "POCDIR_WEBHOOK_ALLOW_PRIVATE"),
             tls_proxy_addresses=tuple(
                 a.strip() for a in env.get("POCDIR_TLS_PROXY_ADDRESSES", "").split(",") if a.strip()
             ),

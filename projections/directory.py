@@ -94,7 +94,10 @@ def project_directory(event: Any, position: int, docs: Documents) -> None:
         doc["withdrawn"] = True
     elif isinstance(event, StateEntry.Rejoined):
         doc["withdrawn"] = False
-    doc["last_update_on"] = _day(event.timestamp)
+    if not isinstance(event, StateEntry.WebhookSet | StateEntry.WebhookRemoved):
+        # A webhook is delivery plumbing, not a change of the published entry: it neither
+        # shows nor counts as keeping the entry current (R5). Only the ETag moves.
+        doc["last_update_on"] = _day(event.timestamp)
     effective_on: date | None = getattr(event, "effective_on", None)
     if effective_on is not None:
         delay = late_notice_delay(effective_on, event.timestamp)

@@ -50,11 +50,13 @@ trust_app = typer.Typer(help="Other States' key fingerprints, confirmed out of b
 entry_app = typer.Typer(help="This State's entry in the directory.")
 consent_app = typer.Typer(help="Consents to share an exchange with a third State (R11).")
 checks_app = typer.Typer(help="Communication checks launched by the Secretariat.")
+webhook_app = typer.Typer(help="The one webhook your State's alerts are POSTed to, signed.")
 app.add_typer(keys_app, name="keys", no_args_is_help=True)
 app.add_typer(trust_app, name="trust", no_args_is_help=True)
 app.add_typer(entry_app, name="entry", no_args_is_help=True)
 app.add_typer(consent_app, name="consent", no_args_is_help=True)
 app.add_typer(checks_app, name="checks", no_args_is_help=True)
+app.add_typer(webhook_app, name="webhook", no_args_is_help=True)
 
 
 class _State:
@@ -339,6 +341,35 @@ def entry_show() -> None:
     with errors(), client() as c:
         entry = c.entry()
     show(entry, json.dumps(entry, indent=2, ensure_ascii=False))
+
+
+# -- webhook ---------------------------------------------------------------------------------
+
+
+@webhook_app.command("set")
+def webhook_set(
+    url: Annotated[str, typer.Argument(metavar="URL", help="https://host/path, a public host")],
+) -> None:
+    """Set (or replace) your State's webhook (a signed write)."""
+    with errors(), client() as c:
+        answer = c.set_webhook(url)
+    show_answer(answer, f"set {c.state}'s webhook")
+
+
+@webhook_app.command("remove")
+def webhook_remove() -> None:
+    """Remove your State's webhook (a signed write); alerts keep their other channels."""
+    with errors(), client() as c:
+        answer = c.remove_webhook()
+    show_answer(answer, f"removed {c.state}'s webhook")
+
+
+@webhook_app.command("show")
+def webhook_show() -> None:
+    """Your State's webhook (only your State sees it)."""
+    with errors(), client() as c:
+        found = c.webhook()
+    show(found, str(found.get("url") or "no webhook") if isinstance(found, dict) else "?")
 
 
 # -- notifications ---------------------------------------------------------------------------

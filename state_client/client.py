@@ -43,6 +43,7 @@ from domain.members import check_member_state
 from domain.notification import check_urgency
 from domain.signed_requests import sign_request
 from domain.signing import RECEIPT_HEADER
+from domain.webhook import check_webhook_url
 from state_client.envelope import (
     Content,
     Envelope,
@@ -366,6 +367,19 @@ class StateClient:
 
     def add_contact(self, contact: Mapping[str, Any]) -> Answer:
         return self.change_entry("POST", "/contacts", {"contact": dict(contact)})
+
+    def set_webhook(self, url: str) -> Answer:
+        """The one URL the server POSTs this State's alerts to, signed (a signed write). Its
+        form is checked here first; whether its address is public, by the server."""
+        url = check_webhook_url(url, allow_private=True)
+        return self.change_entry("PUT", "/webhook", {"url": url})
+
+    def remove_webhook(self) -> Answer:
+        return self.change_entry("DELETE", "/webhook")
+
+    def webhook(self) -> Any:
+        """``{"url": ...}``: the State's webhook, or null."""
+        return self.get(f"/entries/{self.state}/webhook")
 
     # -- notifications ----------------------------------------------------------------------
 

@@ -22,6 +22,8 @@ from api.schemas import (
     EntryPublic,
     PreferredChannelCreate,
     RegisterCreate,
+    WebhookCreate,
+    WebhookPublic,
 )
 from domain.application import PocDirectory
 from domain.errors import ValidationError
@@ -216,3 +218,33 @@ def withdraw(body: EffectiveOn, own: Changed) -> EntryPublic:
     return own.change(
         lambda app, c, v, k: app.withdraw_entry(own.by, c, body.effective_on, v, idempotency=k)
     )
+
+
+@router.get(
+    "/{state}/webhook",
+    response_model=WebhookPublic,
+    summary="Your own webhook (never shown to other States)",
+)
+def get_webhook(code: OwnCode, services: ServicesDep) -> WebhookPublic:
+    """Read from the entry itself: the directory view, which other States read, does not
+    hold the webhook at all."""
+    return WebhookPublic(url=services.application.get_entry(code).webhook)
+
+
+@router.put(
+    "/{state}/webhook",
+    response_model=EntryPublic,
+    summary="Set the webhook your alerts are POSTed to (signed; docs/delivery.md)",
+)
+def set_webhook(body: WebhookCreate, own: Changed) -> EntryPublic:
+    allow_private = own.services.settings.webhook_allow_private
+    return own.change(
+        lambda app, c, v, k: app.set_webhook(
+            own.by, c, body.url, v, allow_private=allow_private, idempotency=k
+        )
+    )
+
+
+@router.delete("/{state}/webhook", response_model=EntryPublic, summary="Remove your webhook")
+def remove_webhook(own: Changed) -> EntryPublic:
+    return own.change(lambda app, c, v, k: app.remove_webhook(own.by, c, v, idempotency=k))

@@ -193,3 +193,37 @@ class EntryCommands(RecordService):
             expected_version=expected_version,
             idempotency=idempotency,
         )
+
+    def set_webhook(
+        self,
+        by: Principal,
+        code: str,
+        url: str,
+        expected_version: int | None = None,
+        *,
+        allow_private: bool = False,
+        idempotency: IdempotencyKey | None = None,
+    ) -> StateEntry:
+        """The State's one webhook for alerts (issue 17); ``allow_private`` is the test
+        setting ``POCDIR_WEBHOOK_ALLOW_PRIVATE``, passed in by the caller that reads it."""
+        return self._change(
+            lambda: self.get_entry(code),
+            lambda e, at: e.set_webhook(url, by, at, allow_private=allow_private),
+            expected_version=expected_version,
+            idempotency=idempotency,
+        )
+
+    def remove_webhook(
+        self,
+        by: Principal,
+        code: str,
+        expected_version: int | None = None,
+        *,
+        idempotency: IdempotencyKey | None = None,
+    ) -> StateEntry:
+        return self._change(
+            lambda: self.get_entry(code),
+            lambda e, at: e.remove_webhook(by, at),
+            expected_version=expected_version,
+            idempotency=idempotency,
+        )
