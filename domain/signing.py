@@ -69,8 +69,15 @@ class SignerKind(Enum):
 #: is a State's, except :data:`SERVER_TOPICS`.
 SECRETARIAT_TOPICS: Final = frozenset(
     {
-        "Check.Launched",
-        "Check.Closed",
+        # The events' qualified names, as stored topics end (``domain.check:CommunicationCheck.
+        # Launched``): a close saves the check's ``Closed`` and the verification marks it
+        # causes in one write, under one statement of the Secretariat's.
+        "CommunicationCheck.Launched",
+        "CommunicationCheck.Closed",
+        "ContactVerification.Started",
+        "ContactVerification.Counted",
+        "ContactVerification.MarkedUnverified",
+        "ContactVerification.Reverified",
         "Credential.Issued",
         "Credential.Revoked",
         "StateKeys.KeysBound",
@@ -78,7 +85,14 @@ SECRETARIAT_TOPICS: Final = frozenset(
     }
 )
 #: Event types the server records by itself (signed with the server's key).
-SERVER_TOPICS: Final = frozenset({"SharingConsent.ContentRead"})
+SERVER_TOPICS: Final = frozenset(
+    {
+        "SharingConsent.ContentRead",
+        # The delivery worker's outcomes of a check's challenges (actor ``server:delivery``).
+        "CommunicationCheck.ChallengeSent",
+        "CommunicationCheck.ChallengeUndeliverable",
+    }
+)
 
 
 #: The Secretariat's statements of a key binding and a re-onboarding: their ``fields`` are
@@ -145,7 +159,7 @@ def _own_aggregates(state: str) -> frozenset[str]:
 
 
 def event_name(topic: str) -> str:
-    """``Aggregate.Event`` of a stored topic such as ``domain.check:Check.Launched``."""
+    """``Aggregate.Event`` of a stored topic, e.g. ``domain.check:CommunicationCheck.Launched``."""
     return topic.rpartition(":")[2]
 
 

@@ -190,6 +190,7 @@ def build_application(
         app.close()
         raise
     app.signers = signers
+    app.check_window_hours = settings.check_window_hours
     return app
 
 
