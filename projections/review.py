@@ -194,6 +194,8 @@ def contact_results(check: dict[str, Any], now: datetime) -> list[dict[str, Any]
                 "contact_id": contact_id,
                 "level": check["level"],
                 "result": str(result),
+                "sent_at": sent.isoformat() if sent else None,
+                "confirmed_at": confirmed.isoformat() if confirmed else None,
                 "hours_to_answer": (hours_between(confirmed, sent) if confirmed and sent else None),
             }
         )

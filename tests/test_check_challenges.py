@@ -27,13 +27,16 @@ from domain.check import (
 from domain.clock import SimulatedClock
 from domain.errors import ConcurrentChange, InvalidTransition, ValidationError
 from domain.hours import covers
+from domain.statement import SignedStatement
 from infra.wiring import build_application, build_views
 from projections.queries import ViewQueries
 from projections.review_report import build_report
 from projections.runner import ViewRunner
-from tests.support.builders import SECRETARIAT, register, state
+from state_client.client import ServerError
+from tests.support.builders import SECRETARIAT, contact_data, register, state
 from tests.support.db import Backend
 from tests.support.http import Api
+from tests.support.state_officials import official
 from tests.test_old_record import FIXTURE, capture
 
 SECRET = b"test challenge secret, 32 bytes!"
@@ -240,6 +243,29 @@ def test_a_challenged_check_closes_once_every_contact_had_its_time_or_at_the_lat
     assert {r["result"] for r in rows.values()} == {"not sent"}
 
 
+def test_the_state_client_answers_with_a_code_as_a_signed_statement(
+    api: Api, tmp_path: Path, clock: SimulatedClock
+) -> None:
+    fra = official(tmp_path, "FRA")
+    fra.bind(api.application)  # FRA now signs every write
+    client = fra.client(api.token("state", "FRA"), http=api.client, clock=clock.now)
+    client.register_entry()
+    client.add_contact(contact_data("cert"))
+    check = launch(api.application, clock)
+    send(api.application, check, "FRA/cert", clock.now())
+    with pytest.raises(ServerError) as wrong:
+        client.answer_check_code(check.id, challenge_code(b"x", check.id, "FRA", "cert"))
+    assert wrong.value.status == 422
+    answer = client.answer_check_code(check.id, code_for(check, "FRA/cert"))
+    assert answer.status == 201, answer.body
+    assert answer.body["contact_id"] == "cert"
+    signed = SignedStatement.from_dict(answer.statement or {}).statement
+    assert (signed.command, signed.aggregate) == ("check.answer_code", check.id)
+    with pytest.raises(ServerError) as reused:
+        client.answer_check_code(check.id, code_for(check, "FRA/cert"))
+    assert reused.value.status == 409
+
+
 # -- unverified contacts ----------------------------------------------------------------------
 
 
@@ -334,11 +360,23 @@ def test_the_report_gives_results_per_contact_level_and_regional_group(
     ViewRunner(app, view).catch_up()
     day = clock.now().date()
     report = build_report(view, day.replace(day=1), day)
-    by_level = report["tables"]["check_contacts_by_level"]
-    by_group = report["tables"]["check_contacts_by_group"]
-    assert ["technical", 2, 1, 0, 1, 0, 0.5] in [list(r) for r in by_level["rows"]]
-    rows = {r[0]: list(r) for r in by_group["rows"]}
-    assert rows["WEOG"][1:4] == [1, 1, 0] and rows["African"][1:5] == [1, 0, 0, 1]
+    by_level = report["responsiveness"]["tables"]["check_contacts_by_level"]
+    by_group = report["responsiveness"]["tables"]["check_contacts_by_group"]
+    assert by_level["columns"][:7] == [
+        "level",
+        "contacts",
+        "confirmed_in_time",
+        "confirmed_late",
+        "unreachable",
+        "no_answer",
+        "awaiting",
+    ]
+    assert by_level["rows"] == [["technical", 2, 1, 0, 1, 0, 0, 0, 0, 0.5]]
+    rows = {r[0]: r for r in by_group["rows"]}
+    assert set(rows) == {"WEOG", "AG"}
+    assert rows["WEOG"][1:5] == [1, 1, 0, 0] and rows["AG"][1:5] == [1, 0, 0, 1]
+    checks = report["responsiveness"]["tables"]["checks"]["rows"]
+    assert checks[0][5:9] == [1, 0, 1, 0]  # per State: FRA in time, GHA no answer
 
 
 def test_an_old_check_replays_unchanged_and_keeps_its_per_state_answers(tmp_path: Path) -> None:
@@ -365,4 +403,3 @@ def test_an_old_check_replays_unchanged_and_keeps_its_per_state_answers(tmp_path
             assert check.closed_results == ()
     finally:
         app.close()
-

@@ -58,7 +58,10 @@ def expected_answers() -> dict[str, Any]:
       checks them and takes them out of the comparison.
     - ``Notification.Sent`` v2 and ``Responded`` v2 (issue 15, item 4): a notification may be
       sealed; an old one upcasts to ``envelope`` None. A consent may hold keys shared with
-      its third State (``shared_keys``), None until a party shares (no old record did)."""
+      its third State (``shared_keys``), None until a party shares (no old record did).
+    - ``CommunicationCheck.Launched`` v2 and ``Closed`` v2 (issue 17): an old check upcasts to
+      no challenged contacts and a window of 0 h, and keeps its per-State answers; the
+      directory says of each contact whether it is ``verified`` (every old one is)."""
     answers: dict[str, Any] = json.loads((FIXTURE / "answers.json").read_text())
     for aggregate in answers["aggregates"].values():
         if aggregate["class"] == "Credential":
@@ -67,6 +70,25 @@ def expected_answers() -> dict[str, Any]:
             aggregate["envelope"] = None
         elif aggregate["class"] == "SharingConsent":
             aggregate["shared_keys"] = None
+        elif aggregate["class"] == "CommunicationCheck":
+            aggregate.update(
+                contacts=[],
+                window_hours=0,
+                challenges={},
+                undeliverable={},
+                confirmed={},
+                closed_results=[],
+            )
+    directory = answers["directory"]
+    for entry in [*directory["entries"], *directory["entry"].values()]:
+        if "contacts" not in entry:
+            continue  # refused (never registered)
+        entry["unverified"] = []
+        for contact in entry["contacts"].values():
+            contact["verified"] = True
+    for route in answers["routes"].values():
+        for contact in route.get("contacts", ()):
+            contact["verified"] = True
     return answers
 
 
