@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -28,6 +28,8 @@ from domain.clock import SimulatedClock
 from domain.errors import ConcurrentChange, InvalidTransition, ValidationError
 from domain.hours import covers
 from domain.statement import SignedStatement
+from domain.verification import ContactVerification
+from infra.verify import verify_record
 from infra.wiring import build_application, build_views
 from projections.queries import ViewQueries
 from projections.review_report import build_report
@@ -264,6 +266,10 @@ def test_the_state_client_answers_with_a_code_as_a_signed_statement(
     with pytest.raises(ServerError) as reused:
         client.answer_check_code(check.id, code_for(check, "FRA/cert"))
     assert reused.value.status == 409
+    clock.advance(timedelta(days=3))
+    api.application.close_check(SECRETARIAT, check.id)
+    # FRA signed its answer; the server its ChallengeSent; the Secretariat launch and close.
+    verify_record(api.application)  # raises at the first event signed by the wrong party
 
 
 # -- unverified contacts ----------------------------------------------------------------------
@@ -316,6 +322,7 @@ def test_two_failed_checks_in_a_row_mark_a_contact_unverified_until_it_passes_ag
         type(e).__name__
         for e in app.repository.event_store.get(app.get_verification("ITA").id)  # type: ignore[union-attr]
     ]
+    verify_record(app)  # each close and its marks: one statement of the Secretariat's
     assert kinds == [
         "Started",
         "Counted",
@@ -326,6 +333,31 @@ def test_two_failed_checks_in_a_row_mark_a_contact_unverified_until_it_passes_ag
         "Reverified",
         "Counted",
     ]
+
+
+def test_results_that_say_nothing_of_a_contact_neither_break_nor_extend_its_run() -> None:
+    at = datetime(2025, 3, 3, tzinfo=UTC)
+    v = ContactVerification.start("ITA", SECRETARIAT.ref, at)
+    v.count(UUID(int=1), [("a", "no answer"), ("b", "unreachable")], SECRETARIAT.ref, at)
+    v.count(UUID(int=2), [("a", "not sent"), ("b", "confirmed late")], SECRETARIAT.ref, at)
+    assert v.unverified == set() and v.failures == {"a": 1}
+    v.count(UUID(int=3), [("a", "not deliverable automatically")], SECRETARIAT.ref, at)
+    v.count(UUID(int=4), [("a", "unreachable"), ("b", "awaiting")], SECRETARIAT.ref, at)
+    assert v.unverified == {"a"}
+
+
+def test_the_directory_served_over_http_shows_the_unverified_mark(
+    api: Api, clock: SimulatedClock
+) -> None:
+    app = api.application
+    register(app, "FRA", "technical")
+    register(app, "ITA", "technical", "diplomatic")
+    for _ in range(2):
+        run_check(app, clock, {"ITA/tec-0": "silent"})
+    r = api.call("GET", "/directory/ITA", api.as_state("FRA"))
+    assert r.status_code == 200, r.text
+    marks = {c["contact_id"]: c["verified"] for c in r.json()["contacts"]}
+    assert marks == {"tec-0": False, "dip-1": True}
 
 
 def test_a_close_and_its_marks_are_written_together_or_not_at_all(
