@@ -60,6 +60,10 @@ class ContactVerification(PocdirAggregate):
                 v.failures.pop(contact_id, None)
 
     class MarkedUnverified(PocdirAggregate.Event):
+        """The State's contact failed two checks in a row (the delivery worker alerts the
+        State, ``domain.alerts``: hence ``state`` on the event)."""
+
+        state: str
         contact_id: str
         check_id: UUID
 
@@ -67,6 +71,7 @@ class ContactVerification(PocdirAggregate):
             v.unverified.add(self.contact_id)
 
     class Reverified(PocdirAggregate.Event):
+        state: str
         contact_id: str
         check_id: UUID
 
@@ -118,6 +123,7 @@ class ContactVerification(PocdirAggregate):
                     self.MarkedUnverified,
                     actor=actor,
                     timestamp=at,
+                    state=self.state,
                     contact_id=contact_id,
                     check_id=check_id,
                 )
@@ -127,6 +133,7 @@ class ContactVerification(PocdirAggregate):
                     self.Reverified,
                     actor=actor,
                     timestamp=at,
+                    state=self.state,
                     contact_id=contact_id,
                     check_id=check_id,
                 )

@@ -307,7 +307,14 @@ def test_two_failed_checks_in_a_row_mark_a_contact_unverified_until_it_passes_ag
     assert verification is not None and verification.unverified == set()
     assert contact_in_view(app, backend, "ITA")["verified"] is True
     run_check(app, clock, {"ITA/tec-0": "silent"})
-    assert app.get_verification("ITA").unverified == {"tec-0"}  # type: ignore[union-attr]
+    marked = app.get_verification("ITA")
+    assert marked is not None and marked.unverified == {"tec-0"}
+    last = list(app.repository.event_store.get(marked.id))[-1]
+    assert (type(last).__name__, last.state, last.contact_id) == (
+        "MarkedUnverified",
+        "ITA",
+        "tec-0",
+    )
     assert contact_in_view(app, backend, "ITA")["verified"] is False
     assert contact_in_view(app, backend, "FRA")["verified"] is True
     assert app.get_verification("FRA") is None  # never failed: nothing recorded
