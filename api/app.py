@@ -235,9 +235,7 @@ def _record_checkpoint(holder: ServiceHolder) -> CheckpointView:
     services = holder.get()
     with services.tree_lock:
         checkpoint = services.transparency.record_checkpoint()
-    witness_checkpoint(
-        services.transparency, checkpoint, timeout=services.settings.witness_timeout
-    )
+    witness_checkpoint(services.transparency, checkpoint, timeout=services.settings.witness_timeout)
     return checkpoint
 
 

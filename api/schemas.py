@@ -129,6 +129,8 @@ class ContactPublic(BaseModel):
     hours: str
     incident_types: list[str]
     preferred_channel: str | None = None
+    #: False while two communication checks in a row failed to reach it (issue 17).
+    verified: bool = True
 
 
 class PreferredPublic(BaseModel):

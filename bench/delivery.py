@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -84,9 +83,10 @@ def percentile(values: list[float], p: float) -> float:
 
 def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> None:
     operator, server = record_key_files()
-    with fresh_database(backend, "delivery", str(tmp), args.pg_url) as url, smtp_server(
-        tmp / f"smtp-{backend}"
-    ) as mail:
+    with (
+        fresh_database(backend, "delivery", str(tmp), args.pg_url) as url,
+        smtp_server(tmp / f"smtp-{backend}") as mail,
+    ):
         key_file = tmp / f"delivery-{backend}.key"
         SignerKey.generate("delivery.bench.example").write_new(key_file)
         settings = dataclasses.replace(

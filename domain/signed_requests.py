@@ -170,6 +170,7 @@ STATE_WRITES: Final[tuple[WriteRoute, ...]] = (
     WriteRoute("POST", "/needs/{id}/fulfilment", "need.fulfil", _P),
     WriteRoute("POST", "/needs/{id}/withdrawal", "need.withdraw", _P),
     WriteRoute("POST", "/checks/{id}/answer", "check.answer", _P),
+    WriteRoute("POST", "/checks/{id}/answers", "check.answer_code", _P),
 )
 
 #: Key changes carry their own statement in the body (``domain.state_keys``), checked by the

@@ -69,8 +69,15 @@ class SignerKind(Enum):
 #: is a State's, except :data:`SERVER_TOPICS`.
 SECRETARIAT_TOPICS: Final = frozenset(
     {
-        "Check.Launched",
-        "Check.Closed",
+        # The events' qualified names, as stored topics end (``domain.check:CommunicationCheck.
+        # Launched``): a close saves the check's ``Closed`` and the verification marks it
+        # causes in one write, under one statement of the Secretariat's.
+        "CommunicationCheck.Launched",
+        "CommunicationCheck.Closed",
+        "ContactVerification.Started",
+        "ContactVerification.Counted",
+        "ContactVerification.MarkedUnverified",
+        "ContactVerification.Reverified",
         "Credential.Issued",
         "Credential.Revoked",
         "StateKeys.KeysBound",
@@ -92,6 +99,9 @@ SERVER_TOPICS: Final = frozenset(
         "Alert.Refused",
         "Alert.GaveUp",
         "Alert.NotDeliverable",
+        # The delivery worker's outcomes of a check's challenges (actor ``server:delivery``).
+        "CommunicationCheck.ChallengeSent",
+        "CommunicationCheck.ChallengeUndeliverable",
     }
 )
 
@@ -160,7 +170,7 @@ def _own_aggregates(state: str) -> frozenset[str]:
 
 
 def event_name(topic: str) -> str:
-    """``Aggregate.Event`` of a stored topic such as ``domain.check:Check.Launched``."""
+    """``Aggregate.Event`` of a stored topic, e.g. ``domain.check:CommunicationCheck.Launched``."""
     return topic.rpartition(":")[2]
 
 

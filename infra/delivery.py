@@ -186,7 +186,10 @@ class DeliveryWorker:
                     QueueRow(p.message_id, ALERT, p.not_before.timestamp(), p.to_json())
                     for p in plans
                 ]
-                rows += [QueueRow(t.key, TIMER, t.due_at.timestamp(), str(t.notification_id)) for t in timers]
+                rows += [
+                    QueueRow(t.key, TIMER, t.due_at.timestamp(), str(t.notification_id))
+                    for t in timers
+                ]
                 planned += len(plans)
             start = records[-1].id
             self.store.plan(rows, Tracking(DELIVERY_NAME, start))
@@ -324,9 +327,7 @@ class DeliveryWorker:
             report.delays.append((self.app.clock.now() - plan.event_at).total_seconds())
         self._fault("recorded")
         if outcome is AlertOutcome.DEFERRED:
-            delay = min(
-                self.config.retry_seconds * 2**row.attempts, self.config.max_retry_seconds
-            )
+            delay = min(self.config.retry_seconds * 2**row.attempts, self.config.max_retry_seconds)
             due = self.app.clock.now() + timedelta(seconds=delay)
             self.store.retry(row.key, due.timestamp(), row.attempts + 1)
         else:
@@ -352,7 +353,11 @@ class DeliveryWorker:
             )
         else:
             changed = self.app.challenge_outcome(
-                check_id, plan.state, contact_id, self.app.clock.now(), digest=None,
+                check_id,
+                plan.state,
+                contact_id,
+                self.app.clock.now(),
+                digest=None,
                 outcome=str(outcome),
             )
         return (changed,)
@@ -371,9 +376,7 @@ class DeliveryWorker:
         except NotFound:
             return None
 
-    def _challenge_times(
-        self, event: Any, contacts: Mapping[str, Any]
-    ) -> Mapping[str, datetime]:
+    def _challenge_times(self, event: Any, contacts: Mapping[str, Any]) -> Mapping[str, datetime]:
         return challenge_times(
             event.originator_id,
             event.timestamp,

@@ -168,6 +168,12 @@ class PostgresParams:
     schema: str
 
 
+#: A check's challenges are spread over this many hours unless set (``POCDIR_CHECK_WINDOW_HOURS``).
+DEFAULT_CHECK_WINDOW_HOURS = 4
+#: A week: a longer spread would outlast most checks' deadlines.
+MAX_CHECK_WINDOW_HOURS = 168
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -210,6 +216,8 @@ class Settings:
     )
     #: Tests only: webhooks may reach loopback and private addresses.
     webhook_allow_private: bool = False
+    #: Hours over which a communication check's challenges are spread (issue 17).
+    check_window_hours: int = DEFAULT_CHECK_WINDOW_HOURS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -269,6 +277,7 @@ class Settings:
             delivery_fault=env.get("POCDIR_DELIVERY_FAULT", "").strip() or None,
             ack_deadlines=parse_ack_deadlines(env.get("POCDIR_ACK_DEADLINES", "")),
             webhook_allow_private=_bool(env, "POCDIR_WEBHOOK_ALLOW_PRIVATE"),
+            check_window_hours=_int(env, "POCDIR_CHECK_WINDOW_HOURS", DEFAULT_CHECK_WINDOW_HOURS),
             tls_proxy_addresses=tuple(
                 a.strip() for a in env.get("POCDIR_TLS_PROXY_ADDRESSES", "").split(",") if a.strip()
             ),
@@ -296,6 +305,10 @@ class Settings:
         if not MIN_IDEMPOTENCY_RETENTION_HOURS <= self.idempotency_retention_hours <= 24 * 366:
             raise SettingsError(
                 "POCDIR_IDEMPOTENCY_RETENTION_HOURS must be between 24 and 8784 (a year)"
+            )
+        if not 0 <= self.check_window_hours <= MAX_CHECK_WINDOW_HOURS:
+            raise SettingsError(
+                f"POCDIR_CHECK_WINDOW_HOURS must be between 0 and {MAX_CHECK_WINDOW_HOURS} hours"
             )
         if self.ready_max_lag_events < 0:
             raise SettingsError("POCDIR_READY_MAX_LAG_EVENTS must be 0 or more events")

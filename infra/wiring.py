@@ -203,6 +203,7 @@ def build_application(
         raise
     app.signers = signers
     app.acknowledgement_deadlines = settings.ack_deadlines
+    app.check_window_hours = settings.check_window_hours
     return app
 
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from domain.freshness import late_notice_delay
 from domain.state_entry import StateEntry, code_of_entry
+from domain.verification import ContactVerification, code_of_verification
 
 ENTRY = "entry"
 
@@ -21,7 +22,7 @@ ENTRY = "entry"
 #: The version of what this projector writes (the entries' documents). Bump it by hand with any
 #: change to its output: the server holding the runner lease then rebuilds the views from the
 #: record when it starts (``projections.runner.ViewRunner.outdated``).
-VERSION = 1
+VERSION = 2  # 2: each contact says whether it is ``verified`` (issue 17)
 
 
 class Documents(Protocol):
@@ -46,11 +47,36 @@ def directory_reads(event: Any) -> Iterator[tuple[str, str]]:
     whole batch's in one query. A key left out here is still read, one query at a time."""
     if isinstance(event, StateEntry.Event) and not isinstance(event, StateEntry.Registered):
         yield ENTRY, code_of_entry(event.originator_id)
+    elif isinstance(event, ContactVerification.MarkedUnverified | ContactVerification.Reverified):
+        yield ENTRY, code_of_verification(event.originator_id)
+
+
+def _verify(event: Any, position: int, docs: Documents) -> None:
+    """A contact marked unverified (two failed checks in a row) or verified again; the mark
+    stays with the contact id through updates of the contact (``unverified``)."""
+    code = code_of_verification(event.originator_id)
+    doc = docs.get(ENTRY, code)
+    if doc is None:  # pragma: no cover - a State's contacts are checked after it registers
+        raise LookupError(f"event at position {position} for an unregistered entry")
+    unverified: list[str] = doc.setdefault("unverified", [])
+    marked = isinstance(event, ContactVerification.MarkedUnverified)
+    if marked and event.contact_id not in unverified:
+        unverified.append(event.contact_id)
+        unverified.sort()
+    elif not marked and event.contact_id in unverified:
+        unverified.remove(event.contact_id)
+    contact = doc["contacts"].get(event.contact_id)
+    if contact is not None:
+        contact["verified"] = not marked
+    docs.put(ENTRY, code, doc)
 
 
 def project_directory(event: Any, position: int, docs: Documents) -> None:
     """Apply one stored event (already decoded) at ``position`` to the directory documents.
     Events of other aggregates are ignored."""
+    if isinstance(event, ContactVerification.MarkedUnverified | ContactVerification.Reverified):
+        _verify(event, position, docs)
+        return
     if not isinstance(event, StateEntry.Event):
         return
     if isinstance(event, StateEntry.Registered):
@@ -71,6 +97,7 @@ def project_directory(event: Any, position: int, docs: Documents) -> None:
                 "last_update_on": _day(event.timestamp),
                 "last_confirmed_on": None,
                 "late_notices": [],
+                "unverified": [],
             },
         )
         return
@@ -81,7 +108,9 @@ def project_directory(event: Any, position: int, docs: Documents) -> None:
     doc["version"] = event.originator_version
     doc["position"] = position
     if isinstance(event, StateEntry.ContactAdded):  # also ContactUpdated
-        doc["contacts"][event.contact.contact_id] = event.contact.to_dict()
+        contact = event.contact.to_dict()
+        contact["verified"] = contact["contact_id"] not in doc.get("unverified", ())
+        doc["contacts"][event.contact.contact_id] = contact
     elif isinstance(event, StateEntry.ContactRemoved):
         doc["contacts"].pop(event.contact_id, None)
     elif isinstance(event, StateEntry.CoordinationContactSet):

@@ -27,6 +27,7 @@ from projections.history import CONSENT, HISTORY_FIELDS, NOTIFICATION
 _LEADING = ("position", "at", "state")
 HISTORY_COLUMNS = (*_LEADING, *(f for f in HISTORY_FIELDS if f not in _LEADING))
 
+
 @dataclass(frozen=True)
 class Route:
     state: str

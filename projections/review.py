@@ -16,7 +16,14 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from domain.capacity import CapacityNeed
-from domain.check import CommunicationCheck, hours_between, judge
+from domain.check import (
+    CommunicationCheck,
+    contact_key,
+    hours_between,
+    judge,
+    judge_contact,
+    split_key,
+)
 from domain.consent import SharingConsent
 from domain.freshness import late_notice_delay
 from domain.notification import Notification
@@ -33,7 +40,7 @@ Item = Callable[..., None]
 #: The version of what this projector writes (the review's documents and history items). Bump it by
 #: hand with any change to its output: the server holding the runner lease then rebuilds the views
 #: from the record when it starts (``projections.runner.ViewRunner.outdated``).
-VERSION = 1
+VERSION = 2  # 2: challenged checks' contacts (issue 17)
 
 #: The consent events the review counts, by the decision they record (R11).
 CONSENT_DECISIONS: dict[type, str] = {
@@ -141,17 +148,58 @@ def _check(event: Any, docs: Documents) -> None:
                 "states": list(event.states),
                 "answers": {},
                 "closed_at": None,
+                # A challenged check (issue 17): each contact's challenge, by FRA/contact-id.
+                "window_hours": event.window_hours,
+                "contacts": {
+                    k: {"sent_at": None, "undeliverable": None, "confirmed_at": None}
+                    for k in event.contacts
+                },
             },
         )
         return
     doc = docs.get(CHECK, cid)
     if doc is None:  # pragma: no cover - the record always launches first
         raise LookupError("review: event for an unknown check")
+    contacts = doc.setdefault("contacts", {})
     if isinstance(event, CommunicationCheck.Answered):
         doc["answers"][event.state] = at
+    elif isinstance(event, CommunicationCheck.ChallengeSent):
+        contacts[contact_key(event.state, event.contact_id)]["sent_at"] = at
+    elif isinstance(event, CommunicationCheck.ChallengeUndeliverable):
+        contacts[contact_key(event.state, event.contact_id)]["undeliverable"] = event.outcome
+    elif isinstance(event, CommunicationCheck.ChallengeConfirmed):
+        contacts[contact_key(event.state, event.contact_id)]["confirmed_at"] = at
+        doc["answers"].setdefault(event.state, at)  # the State's first confirmation
     elif isinstance(event, CommunicationCheck.Closed):
         doc["closed_at"] = at
     docs.put(CHECK, cid, doc)
+
+
+def contact_results(check: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    """Each challenged contact of a check document, judged at ``now`` (or at its close, if
+    earlier) as the domain judges it (``domain.check.judge_contact``)."""
+    launched, deadline = _parse(check["launched_at"]), _parse(check["deadline"])
+    if check["closed_at"] is not None:
+        now = min(now, _parse(check["closed_at"]))
+    rows = []
+    for key, c in sorted(check.get("contacts", {}).items()):
+        sent = _parse(c["sent_at"]) if c["sent_at"] and _parse(c["sent_at"]) <= now else None
+        confirmed = _parse(c["confirmed_at"]) if c["confirmed_at"] else None
+        confirmed = confirmed if confirmed is not None and confirmed <= now else None
+        state, contact_id = split_key(key)
+        result = judge_contact(sent, c["undeliverable"], confirmed, deadline - launched, now)
+        rows.append(
+            {
+                "state": state,
+                "contact_id": contact_id,
+                "level": check["level"],
+                "result": str(result),
+                "sent_at": sent.isoformat() if sent else None,
+                "confirmed_at": confirmed.isoformat() if confirmed else None,
+                "hours_to_answer": (hours_between(confirmed, sent) if confirmed and sent else None),
+            }
+        )
+    return rows
 
 
 def _need(event: Any, docs: Documents) -> None:
@@ -215,6 +263,26 @@ def review_history(event: Any, docs: Documents, item: Item) -> None:
                 level=check["level"],
                 hours_to_answer=hours_between(event.timestamp, launched),
                 result=str(result),
+            )
+        elif isinstance(event, CommunicationCheck.ChallengeConfirmed):
+            sent = check["contacts"][contact_key(event.state, event.contact_id)]["sent_at"]
+            duration = _parse(check["deadline"]) - _parse(check["launched_at"])
+            judged = judge_contact(_parse(sent), None, event.timestamp, duration, event.timestamp)
+            item(
+                event.state,
+                "check contact confirmed",
+                check_id=cid,
+                level=check["level"],
+                hours_to_answer=hours_between(event.timestamp, _parse(sent)),
+                result=str(judged),
+            )
+        elif isinstance(event, CommunicationCheck.ChallengeUndeliverable):
+            item(
+                event.state,
+                "check challenge undeliverable",
+                check_id=cid,
+                level=check["level"],
+                result=event.outcome,
             )
         elif isinstance(event, CommunicationCheck.Closed):
             for code in event.unanswered:

@@ -27,16 +27,16 @@ from datetime import MAXYEAR, MINYEAR, UTC, date, datetime, time, timedelta
 from typing import Any
 
 from domain.capacity import CAPACITY_CATEGORIES, CapacityNeed, NeedStatus, need_status
-from domain.check import CheckResult, judge
+from domain.check import CheckResult, ContactResult, judge, state_row
 from domain.errors import ValidationError
 from domain.freshness import LATE_NOTICE_DAYS, confirmed_on_time, days_overdue
-from domain.members import member_states
+from domain.members import RegionalGroup, electoral_group, member_states
 from domain.notification import NotificationStatus
 from domain.rules import RULES_DOCUMENT
 from domain.taxonomy import INCIDENT_TYPES
 from projections.history import NOTIFICATION
 from projections.queries import ReadableViews
-from projections.review import CHECK, NEED, REVIEW_DAY, REVIEW_STATE
+from projections.review import CHECK, NEED, REVIEW_DAY, REVIEW_STATE, contact_results
 
 REPORT_TITLE = "Provisional operation of the Points of Contact directory: review report"
 #: Where the rules the report cites (R1-R17) are defined: the pocdir repository's own domain
@@ -375,6 +375,7 @@ def _responsiveness(
     view: ReadableViews, start: date, end: date, period_end: datetime
 ) -> dict[str, Any]:
     check_rows, answer_hours = [], []
+    challenged: list[dict[str, Any]] = []  # each challenged contact's row (issue 17)
     totals: Counter[str] = Counter()
     checks = sorted(
         (c for c in view.all(CHECK) if _in_period(c["launched_at"], start, end)),
@@ -387,7 +388,16 @@ def _responsiveness(
             judged_at = min(judged_at, _parse(check["closed_at"]))
         counts: Counter[str] = Counter()
         hours = []
-        for code in check["states"]:
+        if check.get("contacts"):
+            rows = contact_results(check, judged_at)
+            challenged.extend(rows)
+            for code in check["states"]:
+                closed = check["closed_at"] is not None and _parse(check["closed_at"]) <= judged_at
+                own = state_row(code, [r for r in rows if r["state"] == code], closed=closed)
+                counts[own["result"]] += 1
+                if own["hours_to_answer"] is not None:
+                    hours.append(own["hours_to_answer"])
+        for code in [] if check.get("contacts") else check["states"]:
             raw = check["answers"].get(code)
             answered = _parse(raw) if raw is not None else None
             result = judge(answered, deadline, judged_at)
@@ -425,7 +435,7 @@ def _responsiveness(
         for n in notifications
         if (h := _hours_if_by(n["first_response_at"], n["sent_at"], period_end)) is not None
     ]
-    return {
+    shaped: dict[str, Any] = {
         "summary": {
             "checks_launched": len(checks),
             "states_pinged": pings,
@@ -475,6 +485,49 @@ def _responsiveness(
                 _distribution({"acknowledged": ack, "first_response": resp}, HOUR_BUCKETS),
             ),
         },
+    }
+    if challenged:  # a period without challenged checks keeps the report it had
+        shaped["tables"].update(_contact_tables(challenged))
+    return shaped
+
+
+#: The columns of the per-contact tables: each result, in ``ContactResult``'s order.
+_CONTACT_COLUMNS = tuple(str(r).replace(" ", "_") for r in ContactResult)
+
+
+def _contact_tables(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Challenged contacts' results per contact level and per regional group (each State
+    counted once, in its electoral group; ``domain.members``), as of the period's end."""
+
+    def line(name: str, chosen: list[dict[str, Any]]) -> list[Any]:
+        counts = Counter(r["result"] for r in chosen)
+        confirmed = counts[ContactResult.IN_TIME] + counts[ContactResult.LATE]
+        return [
+            name,
+            len(chosen),
+            *(counts[r] for r in ContactResult),
+            _share(confirmed, len(chosen)),
+        ]
+
+    columns = ("contacts", *_CONTACT_COLUMNS, "confirmed_rate")
+    levels = sorted({r["level"] for r in rows})
+    groups: dict[str, list[dict[str, Any]]] = {g.value: [] for g in RegionalGroup}
+    groups["none"] = []
+    for r in rows:
+        group = electoral_group(r["state"])
+        groups[group.value if group is not None else "none"].append(r)
+    return {
+        "check_contacts_by_level": _table(
+            "Challenged contacts of communication checks in the period, by contact level",
+            ("level", *columns),
+            [line(level, [r for r in rows if r["level"] == level]) for level in levels],
+        ),
+        "check_contacts_by_group": _table(
+            "Challenged contacts of communication checks in the period, by regional group "
+            "(each State in its electoral group)",
+            ("regional_group", *columns),
+            [line(g, chosen) for g, chosen in groups.items() if chosen],
+        ),
     }
 
 

@@ -648,8 +648,15 @@ class Simulator:
         states = sorted(rng.sample(candidates, min(len(candidates), 20))) if subset else None
         hours = 48 if level is Level.TECHNICAL else 120
         deadline = self.clock.now() + timedelta(hours=hours)
+        # Answered per State by contact id: the simulated States get no challenge codes
+        # until the delivery worker sends them (issue 17).
         check = self.app.launch_check(
-            SECRETARIAT, str(level), deadline, states, idempotency=self.next_key()
+            SECRETARIAT,
+            str(level),
+            deadline,
+            states,
+            challenge=False,
+            idempotency=self.next_key(),
         )
         self.commands["launch check"] += 1
         for code in check.states:

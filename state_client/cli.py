@@ -57,6 +57,8 @@ app.add_typer(entry_app, name="entry", no_args_is_help=True)
 app.add_typer(consent_app, name="consent", no_args_is_help=True)
 app.add_typer(checks_app, name="checks", no_args_is_help=True)
 app.add_typer(webhook_app, name="webhook", no_args_is_help=True)
+#: ``pocdir-state check answer CHECK_ID CODE`` reads as the message tells the official.
+app.add_typer(checks_app, name="check", no_args_is_help=True, hidden=True)
 
 
 class _State:
@@ -545,12 +547,28 @@ def share(consent: Annotated[str, typer.Argument(metavar="CONSENT_ID")]) -> None
 @checks_app.command("answer")
 def checks_answer(
     check: Annotated[str, typer.Argument(metavar="CHECK_ID")],
-    contact: Annotated[str, typer.Option(metavar="CONTACT_ID", help="the contact answering")],
+    code: Annotated[
+        str | None,
+        typer.Argument(metavar="CODE", help="the challenge code a contact received"),
+    ] = None,
+    contact: Annotated[
+        str | None,
+        typer.Option(metavar="CONTACT_ID", help="a check without codes: the contact answering"),
+    ] = None,
 ) -> None:
-    """Confirm receipt of a communication check."""
+    """Answer a communication check: with the CODE one of your contacts received (a check
+    that tests the channel), or, for a check without codes, through --contact."""
+    if (code is None) == (contact is None):
+        fail("give the CODE your contact received, or --contact for a check without codes")
     with errors(), client() as c:
-        answer = c.answer_check(check, contact)
-    show_answer(answer, f"answered check {check}")
+        if code is not None:
+            answer = c.answer_check_code(check, code)
+            body = answer.body if isinstance(answer.body, dict) else {}
+            line = f"confirmed {body.get('contact_id')} for check {check}: {body.get('result')}"
+        else:
+            answer = c.answer_check(check, str(contact))
+            line = f"answered check {check}"
+    show_answer(answer, line)
 
 
 def main() -> None:

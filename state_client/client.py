@@ -559,3 +559,7 @@ class StateClient:
 
     def answer_check(self, check_id: UUID | str, contact_id: str) -> Answer:
         return self.write("POST", f"/checks/{_id(check_id)}/answer", {"contact_id": contact_id})
+
+    def answer_check_code(self, check_id: UUID | str, code: str) -> Answer:
+        """A signed statement quoting the challenge code a contact received."""
+        return self.write("POST", f"/checks/{_id(check_id)}/answers", {"code": code})

@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from domain.application import PocDirectory
+from domain.check import challenge_code, code_digest
 from domain.clock import SimulatedClock
 from domain.values import Contact
 from infra.wiring import build_application
@@ -31,7 +32,19 @@ def test_the_secretariat_launches_a_check_and_reads_its_results_over_the_cli(
     assert launched.returncode == 0, launched.stderr
     check_id = json.loads(launched.stdout)["id"]
     clock.set(datetime.now(UTC))  # the CLI stamps its events with the system clock
-    app.answer_check(state("FRA"), UUID(check_id), "tec-0")
+    # What the delivery worker records when FRA's challenge is accepted; FRA quotes its code.
+    code = challenge_code(b"test secret", UUID(check_id), "FRA", "tec-0")
+    app._save(
+        app.challenge_outcome(
+            UUID(check_id),
+            "FRA",
+            "tec-0",
+            clock.now(),
+            digest=code_digest(UUID(check_id), code),
+            outcome=None,
+        )
+    )
+    app.answer_check_code(state("FRA"), UUID(check_id), code)
 
     results = run(backend.url, "check", "results", check_id, "--format", "json")
     assert results.returncode == 0, results.stderr

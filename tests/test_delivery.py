@@ -19,7 +19,7 @@ from infra.delivery import FAULT_EXIT, DeliveryWorker
 from infra.note import SignerKey
 from infra.settings import Settings
 from infra.wiring import build_application, build_delivery_worker, delivery_key
-from tests.support.builders import START, contact_data, fra_notifies_deu, register_states, state
+from tests.support.builders import contact_data, fra_notifies_deu, register_states, state
 from tests.support.cli import run
 from tests.support.db import Backend
 from tests.support.smtp_server import SmtpServer, smtp_server
@@ -147,7 +147,9 @@ def test_deferred_then_accepted_arrives_with_one_message_id(
         worker.run_until_idle()
         received = mail.messages()
         assert len(received) == 1
-        assert outcomes(app) == {received[0].message["Message-ID"]: ["Deferred", "Deferred", "Sent"]}
+        assert outcomes(app) == {
+            received[0].message["Message-ID"]: ["Deferred", "Deferred", "Sent"]
+        }
     finally:
         app.close()
 
@@ -199,9 +201,7 @@ def test_a_contact_without_e_mail_is_not_deliverable_automatically(
     settings = delivery_settings(backend, mail, tmp_path)
     app = build_application(settings, clock=clock)
     try:
-        phone_only = contact_data(
-            "cert", channels=[{"kind": "phone", "address": "+49 30 1234567"}]
-        )
+        phone_only = contact_data("cert", channels=[{"kind": "phone", "address": "+49 30 1234567"}])
         register_states(app, "FRA")
         register_states(app, "DEU", contact=phone_only)
         enable(app, settings)
@@ -228,8 +228,11 @@ def test_an_alert_speaks_the_contacts_languages_and_time_zone(
         app.acknowledge_notification(state("DEU"), n.id)
         app.respond_to_notification(state("DEU"), n.id, Text.english_only("Seen"))
         worker_for(app, settings).run_until_idle()
-        to_fra = next(m for m in mail.messages() if m.recipients == ["cert@example.org"]
-                      and "response" in m.message["Subject"])
+        to_fra = next(
+            m
+            for m in mail.messages()
+            if m.recipients == ["cert@example.org"] and "response" in m.message["Subject"]
+        )
         body = to_fra.message.get_content()
         assert "Lisez-la dans le client de l'État." in body  # FRA's contact reads French
         assert "Read it in the State client." in body  # and English, always (R6)
@@ -312,7 +315,9 @@ def test_a_worker_killed_at_a_named_point_loses_nothing(
         "POCDIR_SMTP_STARTTLS": "false",
         "POCDIR_SMTP_SENDER": "alerts@pocdir.test",
     }
-    died = run(backend.url, "delivery", "run", "--once", env={**env, "POCDIR_DELIVERY_FAULT": point})
+    died = run(
+        backend.url, "delivery", "run", "--once", env={**env, "POCDIR_DELIVERY_FAULT": point}
+    )
     assert died.returncode == FAULT_EXIT, died.stderr
     again = run(backend.url, "delivery", "run", "--once", env=env)
     assert again.returncode == 0, again.stderr

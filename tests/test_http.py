@@ -365,7 +365,10 @@ def test_the_secretariat_runs_a_check_that_states_answer(api: Api, clock: Simula
     deadline = (clock.now() + timedelta(days=2)).isoformat()
     secretariat = api.auth(Role.SECRETARIAT)
     launched = api.call(
-        "POST", "/checks", secretariat, json={"level": "technical", "deadline": deadline}
+        "POST",
+        "/checks",
+        secretariat,
+        json={"level": "technical", "deadline": deadline, "challenge": False},
     )
     assert launched.status_code == 201, launched.text
     check_id = launched.json()["id"]
@@ -374,7 +377,7 @@ def test_the_secretariat_runs_a_check_that_states_answer(api: Api, clock: Simula
             "POST",
             "/checks",
             api.as_state("FRA"),
-            json={"level": "technical", "deadline": deadline},
+            json={"level": "technical", "deadline": deadline, "challenge": False},
         ),
         403,
     )
@@ -534,7 +537,10 @@ def test_every_json_answer_follows_one_convention(
     secretariat = api.auth(Role.SECRETARIAT)
     deadline = (clock.now() + timedelta(days=2)).isoformat()
     check = api.call(
-        "POST", "/checks", secretariat, json={"level": "technical", "deadline": deadline}
+        "POST",
+        "/checks",
+        secretariat,
+        json={"level": "technical", "deadline": deadline, "challenge": False},
     )
     assert check.status_code == 201 and "check_id" not in check.json(), check.text
     answer = api.call(

@@ -61,7 +61,10 @@ def expected_answers() -> dict[str, Any]:
       its third State (``shared_keys``), None until a party shares (no old record did).
     - ``Notification.Sent`` v3 (issue 17, part 3): a notification has an urgency and an
       acknowledgement deadline; an old one upcasts to ``normal`` with no deadline and never
-      escalates, and its metadata in the views says so."""
+      escalates, and its metadata in the views says so.
+    - ``CommunicationCheck.Launched`` v2 and ``Closed`` v2 (issue 17): an old check upcasts to
+      no challenged contacts and a window of 0 h, and keeps its per-State answers; the
+      directory says of each contact whether it is ``verified`` (every old one is)."""
     answers: dict[str, Any] = json.loads((FIXTURE / "answers.json").read_text())
     no_deadline = {"urgency": "normal", "acknowledge_by": None, "escalations": []}
     no_deadline["escalation_exhausted"] = False
@@ -73,6 +76,25 @@ def expected_answers() -> dict[str, Any]:
             aggregate.update(no_deadline, deadline_seconds=None, escalation_step=None)
         elif aggregate["class"] == "SharingConsent":
             aggregate["shared_keys"] = None
+        elif aggregate["class"] == "CommunicationCheck":
+            aggregate.update(
+                contacts=[],
+                window_hours=0,
+                challenges={},
+                undeliverable={},
+                confirmed={},
+                closed_results=[],
+            )
+    directory = answers["directory"]
+    for entry in [*directory["entries"], *directory["entry"].values()]:
+        if "contacts" not in entry:
+            continue  # refused (never registered)
+        entry["unverified"] = []
+        for contact in entry["contacts"].values():
+            contact["verified"] = True
+    for route in answers["routes"].values():
+        for contact in route.get("contacts", ()):
+            contact["verified"] = True
     for listing in (answers["exchanges"], *answers["inbox"].values(), *answers["outbox"].values()):
         for meta in listing:
             meta.update(no_deadline)

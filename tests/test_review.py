@@ -61,7 +61,9 @@ def test_a_check_judges_each_state_answered_in_time_late_or_no_answer(
     register(app, "DEU", "technical", "diplomatic")
     register(app, "ITA", "technical")
     register(app, "ESP", "diplomatic")  # no technical contact: not part of a technical check
-    check = app.launch_check(SECRETARIAT, "technical", clock.now() + timedelta(hours=48))
+    check = app.launch_check(
+        SECRETARIAT, "technical", clock.now() + timedelta(hours=48), challenge=False
+    )
     assert check.states == ("DEU", "FRA", "ITA")
     clock.advance(timedelta(hours=2))
     app.answer_check(state("FRA"), check.id, "tec-0")
@@ -102,7 +104,7 @@ def test_only_the_secretariat_runs_checks_and_states_answer_once_at_the_checks_l
         app.launch_check(SECRETARIAT, "diplomatic", deadline, ["DEU"])
     with pytest.raises(ValidationError, match="deadline"):
         app.launch_check(SECRETARIAT, "technical", clock.now())
-    check = app.launch_check(SECRETARIAT, "technical", deadline, ["FRA"])
+    check = app.launch_check(SECRETARIAT, "technical", deadline, ["FRA"], challenge=False)
     with pytest.raises(ValidationError, match="no technical contact"):
         app.answer_check(state("FRA"), check.id, "dip-1")
     with pytest.raises(NotPermitted, match="not part"):
@@ -114,7 +116,7 @@ def test_only_the_secretariat_runs_checks_and_states_answer_once_at_the_checks_l
     app.answer_check(state("FRA"), check.id, "tec-0")
     with pytest.raises(InvalidTransition, match="already answered"):
         app.answer_check(state("FRA"), check.id, "tec-0")
-    other = app.launch_check(SECRETARIAT, "technical", deadline)
+    other = app.launch_check(SECRETARIAT, "technical", deadline, challenge=False)
     clock.advance(timedelta(hours=25))
     app.close_check(SECRETARIAT, other.id)
     with pytest.raises(InvalidTransition, match="closed"):
@@ -128,7 +130,9 @@ def test_checks_and_capacity_needs_appear_in_per_state_histories_without_text(
 ) -> None:
     register(app, "FRA", "technical")
     register(app, "DEU", "technical")
-    check = app.launch_check(SECRETARIAT, "technical", clock.now() + timedelta(hours=12))
+    check = app.launch_check(
+        SECRETARIAT, "technical", clock.now() + timedelta(hours=12), challenge=False
+    )
     clock.advance(timedelta(hours=3))
     app.answer_check(state("DEU"), check.id, "tec-0")
     clock.advance(timedelta(days=1))

@@ -123,9 +123,7 @@ def views_queries(
     try:
         with exit_on_error():
             if past:
-                yield ViewQueries(
-                    directory_as_of(application, position=at_position, day=as_of)
-                )
+                yield ViewQueries(directory_as_of(application, position=at_position, day=as_of))
                 return
             view = build_views(application, config)
             runner = build_view_runner(application, view, config)

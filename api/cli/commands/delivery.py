@@ -59,9 +59,7 @@ def _summary(report: StepReport) -> str:
 
 @delivery_app.command("run")
 def run(
-    once: Annotated[
-        bool, typer.Option("--once", help="send what is due now, then stop")
-    ] = False,
+    once: Annotated[bool, typer.Option("--once", help="send what is due now, then stop")] = False,
 ) -> None:
     """Run the delivery worker (as a server does when it has POCDIR_DELIVERY_KEY_FILE): plan
     alerts from the record, escalate overdue notifications, send what is due, record every
