@@ -46,7 +46,7 @@ from domain.base import PocdirAggregate
 from domain.check import challenge_code, challenge_times, code_digest
 from domain.delivery import AlertOutcome, Cause, DeliverySwitch
 from domain.errors import ConcurrentChange, NotFound, PocdirError
-from infra.channels import Channel, DeliveryResult, OutgoingMessage, Outcome
+from infra.channels import Channel, DeliveryResult, Outcome, OutgoingMessage
 from infra.delivery_store import ALERT, DELIVERY_NAME, TIMER, DeliveryStore, QueueRow
 from infra.lease import Lease
 

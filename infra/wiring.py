@@ -42,8 +42,8 @@ from infra.settings import Settings, SettingsError
 from infra.store import DatabaseTimeout, read_only_sqlite_uri, sqlite_record_absence
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
-from infra.webhook import WebhookChannel
 from infra.verify import chained_recorder
+from infra.webhook import WebhookChannel
 from infra.witness_policy import Policy, PolicyInvalid
 from projections.queries import ViewQueries
 from projections.records import RecordReader

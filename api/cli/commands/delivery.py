@@ -34,7 +34,8 @@ def _worker(application: PocDirectory) -> DeliveryWorker:
 
 def enable_delivery(application: PocDirectory) -> int:
     """Record ``DeliverySwitch.Enabled`` with the delivery key's public half (signed by the
-    server's key, as every event the server records by itself); return its record position, where the worker starts."""
+    server's key, as every event the server records by itself); return its record position,
+    where the worker starts."""
     config = settings()
     key = delivery_key(config)
     if key is None:
@@ -70,12 +71,14 @@ def run(
         if worker.enabled_position() is None:
             fail("delivery is not enabled for this record: run pocdir delivery enable")
         lease = build_lease(application.recorder, config, DELIVERY_LEASE)
+        # A worker that died holds the lease until it expires: --once waits that long.
+        give_up = time.monotonic() + 2 * config.runner_lease_seconds
         try:
             while True:
                 if not lease.keep():
-                    if once:
+                    if once and time.monotonic() > give_up:
                         fail("another process runs the delivery worker of this record", 3)
-                    time.sleep(config.delivery_poll_seconds)
+                    time.sleep(min(config.delivery_poll_seconds, 0.5))
                     continue
                 report = worker.run_until_idle()
                 if report.busy:

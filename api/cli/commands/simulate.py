@@ -6,14 +6,14 @@ from typing import Annotated
 
 import typer
 
+from api.cli.commands.delivery import enable_delivery
 from api.cli.console import out, progress, table
 from api.cli.errors import exit_on_error, fail
-from api.cli.commands.delivery import enable_delivery
 from api.cli.session import open_application, settings
-from infra.settings import Settings
-from infra.wiring import build_delivery_worker, delivery_key
 from domain.clock import SimulatedClock
 from domain.errors import PocdirError
+from infra.settings import Settings
+from infra.wiring import build_delivery_worker, delivery_key
 
 
 def simulate(
