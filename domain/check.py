@@ -34,6 +34,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.base import PocdirAggregate
+from domain.delivery import DELIVERY_ACTOR
 from domain.errors import InvalidTransition, NotPermitted, ValidationError
 from domain.hours import next_opening
 from domain.taxonomy import check_level
@@ -41,8 +42,6 @@ from domain.values import Principal, Role
 
 #: A check's deadline lies at most this far after its launch (a ping, not a survey).
 MAX_DEADLINE_DAYS = 30
-#: Who records a challenge's delivery outcome (``domain.signing.SERVER_TOPICS``).
-SERVER_DELIVERY = "server:delivery"
 
 
 class CheckResult(StrEnum):
@@ -361,7 +360,7 @@ class CommunicationCheck(PocdirAggregate):
             raise ValidationError("a challenge's digest is 'sha256:' and 64 hex digits")
         self.trigger_event(
             self.ChallengeSent,
-            actor=SERVER_DELIVERY,
+            actor=DELIVERY_ACTOR,
             timestamp=at,
             state=state,
             contact_id=contact_id,
@@ -382,7 +381,7 @@ class CommunicationCheck(PocdirAggregate):
             ) from None
         self.trigger_event(
             self.ChallengeUndeliverable,
-            actor=SERVER_DELIVERY,
+            actor=DELIVERY_ACTOR,
             timestamp=at,
             state=state,
             contact_id=contact_id,

@@ -4,74 +4,28 @@ a refused address is recorded as such; no alert carries what an exchange says.""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from domain.application import PocDirectory
 from domain.clock import SimulatedClock
-from domain.delivery import Alert, AlertOutcome
+from domain.delivery import AlertOutcome
 from domain.values import Contact, Text
-from infra.delivery import FAULT_EXIT, DeliveryWorker
-from infra.note import SignerKey
+from infra.delivery import FAULT_EXIT
 from infra.settings import Settings
-from infra.wiring import build_application, build_delivery_worker, delivery_key
+from infra.wiring import build_application
 from tests.support.builders import contact_data, fra_notifies_deu, register_states, state
 from tests.support.cli import run
 from tests.support.db import Backend
-from tests.support.smtp_server import SmtpServer, smtp_server
+from tests.support.delivery import delivery_settings, enable, mail, outcomes, worker_for
+from tests.support.smtp_server import SmtpServer
+
+__all__ = ["mail"]  # the fixture
 
 SECRET_DESCRIPTION = "Exfiltration via the finance ministry VPN concentrator"
 SECRET_INDICATOR = "198.51.100.77"
 SECRET_RESPONSE = "We isolated host fin-vpn-02 and reset its credentials"
-
-
-@pytest.fixture
-def mail(tmp_path: Path) -> Iterator[SmtpServer]:
-    with smtp_server(tmp_path / "smtp") as server:
-        yield server
-
-
-def delivery_settings(backend: Backend, mail: SmtpServer, tmp_path: Path) -> Settings:
-    key_file = tmp_path / "delivery.key"
-    if not key_file.exists():
-        SignerKey.generate("delivery.test.example").write_new(key_file)
-    return dataclasses.replace(
-        backend.settings,
-        delivery_key_file=key_file,
-        smtp_host=mail.host,
-        smtp_port=mail.port,
-        smtp_starttls=False,
-        smtp_sender="alerts@pocdir.test",
-        delivery_retry_seconds=60,
-        delivery_max_attempts=3,
-    )
-
-
-def worker_for(app: PocDirectory, settings: Settings) -> DeliveryWorker:
-    key = delivery_key(settings)
-    assert key is not None
-    return build_delivery_worker(app, settings, key)
-
-
-def enable(app: PocDirectory, settings: Settings) -> None:
-    key = delivery_key(settings)
-    assert key is not None
-    app.enable_delivery(key.public_key().public_bytes_raw(), "pocdir-delivery:test")
-
-
-def outcomes(app: PocDirectory) -> dict[str, list[str]]:
-    """Each alert's outcomes in the record, by Message-ID (read from the stored events)."""
-    found: dict[str, list[str]] = {}
-    for record in app.recorder.select_notifications(None, 100_000):
-        event = app.facts_mapper.to_domain_event(record)
-        if isinstance(event, Alert.Outcome):
-            alert = app.repository.get(event.originator_id)
-            found.setdefault(alert.message_id, []).append(type(event).__name__)
-    return found
 
 
 def test_alerts_start_where_delivery_was_enabled(
