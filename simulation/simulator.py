@@ -33,6 +33,7 @@ from babel.languages import get_official_languages, get_territory_language_info
 
 from domain.application import PocDirectory
 from domain.capacity import CAPACITY_CATEGORIES, NeedStatus
+from domain.check import CommunicationCheck, split_key
 from domain.clock import SimulatedClock
 from domain.consent import ConsentStatus
 from domain.idempotency import IdempotencyKey, request_digest
@@ -255,16 +256,20 @@ class Simulator:
         days: int,
         seed: int,
         deliver: Callable[[], object] | None = None,
+        code_for: Callable[[UUID, str, str], str] | None = None,
     ) -> None:
         """``deliver``: the delivery worker's catch-up (``DeliveryWorker.run_until_idle``),
         run every ``DELIVERY_EVERY`` of simulated time, so that alerts leave when they would
-        have (a check's challenges within the contacts' hours, escalations at deadlines)."""
+        have (a check's challenges within the contacts' hours, escalations at deadlines).
+        ``code_for(check_id, state, contact_id)``: the challenge code a contact's message
+        carries, which a simulated State reads from its mail; with it, checks test the
+        channel (issue 17), else they are answered per State by contact id."""
         if not 2 <= states <= len(member_states()):
             raise ValueError(f"--states must be between 2 and {len(member_states())}")
         if not 1 <= days <= MAX_DAYS:
             raise ValueError(f"--days must be between 1 and {MAX_DAYS}")
         self.app, self.clock = app, clock
-        self.deliver = deliver
+        self.deliver, self.code_for = deliver, code_for
         self.states, self.days, self.seed = states, days, seed
         self.rng = random.Random(seed)
         self.review_rng = random.Random(f"review:{seed}")
@@ -648,14 +653,13 @@ class Simulator:
         states = sorted(rng.sample(candidates, min(len(candidates), 20))) if subset else None
         hours = 48 if level is Level.TECHNICAL else 120
         deadline = self.clock.now() + timedelta(hours=hours)
-        # Answered per State by contact id: the simulated States get no challenge codes
-        # until the delivery worker sends them (issue 17).
+        # Without delivery, answered per State by contact id: no challenge codes are sent.
         check = self.app.launch_check(
             SECRETARIAT,
             str(level),
             deadline,
             states,
-            challenge=False,
+            challenge=self.code_for is not None,
             idempotency=self.next_key(),
         )
         self.commands["launch check"] += 1
@@ -675,12 +679,38 @@ class Simulator:
         check = self.app.get_check(check_id)
         if code not in self.active or check.closed_at is not None:
             return
+        if check.challenged:
+            self.answer_challenges(check, code)
+            return
         entry = self.app.get_entry(code)
         contact_id = next(c.contact_id for c in entry.contacts.values() if c.level == check.level)
         self.app.answer_check(
             self.principal(code), check_id, contact_id, idempotency=self.next_key()
         )
         self.commands["answer check"] += 1
+
+    def answer_challenges(self, check: CommunicationCheck, code: str) -> None:
+        """The State confirms with the code each of its contacts received; a contact whose
+        message has not arrived yet (sent later, within its hours) is answered an hour later."""
+        if self.code_for is None:  # a challenged check is launched only with it
+            return
+        waiting = False
+        for key in check.contacts:
+            state, contact_id = split_key(key)
+            if state != code or key in check.confirmed:
+                continue
+            if key not in check.challenges:
+                waiting = waiting or key not in check.undeliverable
+                continue
+            self.app.answer_check_code(
+                self.principal(code),
+                check.id,
+                self.code_for(check.id, code, contact_id),
+                idempotency=self.next_key(),
+            )
+            self.commands["answer check (code)"] += 1
+        if waiting:
+            self.later(timedelta(hours=1), partial(self.answer_check, check.id, code))
 
     def close_check(self, check_id: UUID) -> None:
         self.app.close_check(SECRETARIAT, check_id, idempotency=self.next_key())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from api.cli.commands.delivery import enable_delivery
 from api.cli.console import out, progress, table
 from api.cli.errors import exit_on_error, fail
 from api.cli.session import open_application, settings
+from domain.check import challenge_code
 from domain.clock import SimulatedClock
 from domain.errors import PocdirError
 from infra.settings import Settings
@@ -52,18 +54,26 @@ def simulate(
                 f"(seed {seed})",
                 highlight=False,
             )
-            deliver = None
+            deliver = code_for = None
             config = settings()
             key = delivery_key(config)
             if key is not None:
                 # Delivery is enabled first, so the simulated year's alerts are all sent
                 # (to POCDIR_OUTBOX_DIR unless POCDIR_SMTP_HOST is set).
                 enable_delivery(application)
-                deliver = build_delivery_worker(application, config, key).run_until_idle
+                worker = build_delivery_worker(application, config, key)
+                deliver = worker.run_until_idle
+                code_for = partial(challenge_code, worker.secret)
                 out.print(f"delivering alerts to {_destination(config)}", highlight=False)
             try:
                 simulator = Simulator(
-                    application, clock, states=states, days=days, seed=seed, deliver=deliver
+                    application,
+                    clock,
+                    states=states,
+                    days=days,
+                    seed=seed,
+                    deliver=deliver,
+                    code_for=code_for,
                 )
             except ValueError as e:
                 fail(str(e))
