@@ -25,6 +25,7 @@ from domain.check import (
     split_key,
 )
 from domain.consent import SharingConsent
+from domain.delivery import FINAL_OUTCOMES, OUTCOME_OF, Alert
 from domain.freshness import late_notice_delay
 from domain.notification import Notification
 from domain.state_entry import StateEntry, code_of_entry
@@ -34,13 +35,17 @@ REVIEW_STATE = "review-state"
 CHECK = "check"
 NEED = "need"
 REVIEW_DAY = "review-day"
+#: Reachability (issue 17): alerts' final outcomes per day and State (key ``day|STATE``), and
+#: each open alert's State, kept from its ``Raised`` for its outcome.
+REVIEW_REACH = "review-reach"
+REVIEW_ALERT = "review-alert"
 
 Item = Callable[..., None]
 
 #: The version of what this projector writes (the review's documents and history items). Bump it by
 #: hand with any change to its output: the server holding the runner lease then rebuilds the views
 #: from the record when it starts (``projections.runner.ViewRunner.outdated``).
-VERSION = 2  # 2: challenged checks' contacts (issue 17)
+VERSION = 3  # 2: challenged checks' contacts; 3: alerts' outcomes (issue 17)
 
 #: The consent events the review counts, by the decision they record (R11).
 CONSENT_DECISIONS: dict[type, str] = {
@@ -69,6 +74,26 @@ def project_review(event: Any, position: int, docs: Documents) -> None:
             _count_day(docs, event.timestamp.date().isoformat(), "consents_" + verb)
     elif isinstance(event, Notification.Responded) and event.assistance_requested:
         _count_day(docs, event.timestamp.date().isoformat(), "responses_asking_assistance")
+    elif isinstance(event, Alert.Event):
+        _reach(event, docs)
+
+
+def _reach(event: Any, docs: Documents) -> None:
+    """Count each alert's final outcome on its day, for its State (never a contact's
+    address: the State and the outcome only)."""
+    key = str(event.originator_id)
+    if isinstance(event, Alert.Raised):
+        docs.put(REVIEW_ALERT, key, {"state": event.state})
+        return
+    outcome = OUTCOME_OF.get(type(event))
+    alert = docs.get(REVIEW_ALERT, key)
+    if alert is None or outcome is None or outcome not in FINAL_OUTCOMES:
+        return
+    day = event.timestamp.date().isoformat()
+    reach_key = f"{day}|{alert['state']}"
+    doc = docs.get(REVIEW_REACH, reach_key) or {"day": day, "state": alert["state"]}
+    doc[str(outcome)] = doc.get(str(outcome), 0) + 1
+    docs.put(REVIEW_REACH, reach_key, doc)
 
 
 def _count_day(docs: Documents, day: str, counter: str) -> None:

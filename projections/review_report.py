@@ -28,6 +28,7 @@ from typing import Any
 
 from domain.capacity import CAPACITY_CATEGORIES, CapacityNeed, NeedStatus, need_status
 from domain.check import CheckResult, ContactResult, judge, state_row
+from domain.delivery import FINAL_OUTCOMES, AlertOutcome
 from domain.errors import ValidationError
 from domain.freshness import LATE_NOTICE_DAYS, confirmed_on_time, days_overdue
 from domain.members import RegionalGroup, electoral_group, member_states
@@ -36,7 +37,14 @@ from domain.rules import RULES_DOCUMENT
 from domain.taxonomy import INCIDENT_TYPES
 from projections.history import NOTIFICATION
 from projections.queries import ReadableViews
-from projections.review import CHECK, NEED, REVIEW_DAY, REVIEW_STATE, contact_results
+from projections.review import (
+    CHECK,
+    NEED,
+    REVIEW_DAY,
+    REVIEW_REACH,
+    REVIEW_STATE,
+    contact_results,
+)
 
 REPORT_TITLE = "Provisional operation of the Points of Contact directory: review report"
 #: Where the rules the report cites (R1-R17) are defined: the pocdir repository's own domain
@@ -488,7 +496,39 @@ def _responsiveness(
     }
     if challenged:  # a period without challenged checks keeps the report it had
         shaped["tables"].update(_contact_tables(challenged))
+    reach = _reach_table(view, start, end)
+    if reach is not None:  # nor does a period without alerts
+        shaped["tables"]["alerts_by_group"] = reach
     return shaped
+
+
+def _reach_table(view: ReadableViews, start: date, end: date) -> dict[str, Any] | None:
+    """Reachability: alerts' final outcomes in the period per regional group (each State in
+    its electoral group), and the share that reached their contact."""
+    stop = (end + timedelta(days=1)).isoformat()
+    docs = view.key_range(REVIEW_REACH, start.isoformat(), stop)
+    if not docs:
+        return None
+    outcomes = sorted(FINAL_OUTCOMES, key=list(AlertOutcome).index)
+    groups: dict[str, Counter[str]] = {g.value: Counter() for g in RegionalGroup}
+    groups["none"] = Counter()
+    for doc in docs:
+        group = electoral_group(doc["state"])
+        counts = groups[group.value if group is not None else "none"]
+        for outcome in outcomes:
+            counts[str(outcome)] += doc.get(str(outcome), 0)
+    rows = []
+    for name, counts in groups.items():
+        total = sum(counts.values())
+        if total:
+            sent = counts[str(AlertOutcome.SENT)]
+            rows.append([name, total, *(counts[str(o)] for o in outcomes), _share(sent, total)])
+    return _table(
+        "Alerts in the period by final outcome, by regional group (each State in its "
+        "electoral group); refused means at SMTP time, later bounces are not read",
+        ("regional_group", "alerts", *(str(o).replace(" ", "_") for o in outcomes), "sent_rate"),
+        rows,
+    )
 
 
 #: The columns of the per-contact tables: each result, in ``ContactResult``'s order.

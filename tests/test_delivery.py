@@ -14,8 +14,11 @@ from domain.delivery import AlertOutcome
 from domain.values import Contact, Text
 from infra.delivery import FAULT_EXIT
 from infra.settings import Settings
-from infra.wiring import build_application
-from tests.support.builders import contact_data, fra_notifies_deu, register_states, state
+from infra.wiring import build_application, build_views
+from projections.queries import ViewQueries
+from projections.review_report import build_report
+from projections.runner import ViewRunner
+from tests.support.builders import START, contact_data, fra_notifies_deu, register_states, state
 from tests.support.cli import run
 from tests.support.db import Backend
 from tests.support.delivery import delivery_settings, enable, mail, outcomes, worker_for
@@ -305,3 +308,42 @@ def test_smtp_password_is_never_sent_in_the_clear() -> None:
                 "POCDIR_SMTP_STARTTLS": "false",
             }
         )
+
+
+def test_histories_and_the_review_report_show_reachability(
+    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+) -> None:
+    settings = delivery_settings(backend, mail, tmp_path)
+    app = build_application(settings, clock=clock)
+    try:
+        register_states(app, "FRA", "DEU", "ITA")
+        enable(app, settings)
+        mail.set_rules(refuse={"cert@example.org"})  # every State's contact: all refused
+        fra_notifies_deu(app)
+        worker_for(app, settings).run_until_idle()
+        mail.set_rules()
+        clock.advance(timedelta(minutes=1))
+        app.send_notification(
+            state("ITA"),
+            "FRA",
+            "malware",
+            Text.english_only("Scanning from your networks"),
+            [{"kind": "ipv4", "value": "192.0.2.9"}],
+            good_faith_attested=True,
+        )
+        worker_for(app, settings).run_until_idle()
+        view = build_views(app, settings)
+        ViewRunner(app, view).catch_up()
+        history = ViewQueries(view).history("DEU", START.date(), START.date())
+        alerts = [i for i in history if i["event"].startswith("alert")]
+        assert [(i["event"], i["by"]) for i in alerts] == [
+            ("alert notification received: refused", "cert")
+        ]
+        report = build_report(view, START.date(), START.date())
+        table = report["responsiveness"]["tables"]["alerts_by_group"]
+        rows = {row[0]: row[1:] for row in table["rows"]}
+        # DEU and FRA are in WEOG: one refused (DEU), one sent (FRA).
+        assert table["columns"][:4] == ["regional_group", "alerts", "sent", "refused"]
+        assert rows["WEOG"][:3] == [2, 1, 1]
+    finally:
+        app.close()
