@@ -129,7 +129,8 @@ class DeliveryWorker:
     def enabled_position(self) -> int | None:
         """The record position of ``DeliverySwitch.Enabled``, or None if delivery is not
         enabled for this record."""
-        if self._enabled_at is None:
+        if self._enabled_at is None and self.app.delivery_switch() is not None:
+            # One read of one aggregate while not enabled; the scan for its position, once.
             topic = f"{DeliverySwitch.Enabled.__module__}:{DeliverySwitch.Enabled.__qualname__}"
             found = self.app.recorder.select_notifications(None, 1, topics=[topic])
             self._enabled_at = found[0].id if found else None
@@ -403,8 +404,9 @@ def _webhook_payload(plan: AlertPlan) -> dict[str, object]:
     }
 
 
-#: What a step may fail with and the worker's thread outlives (logged, tried again).
-STEP_ERRORS: tuple[type[Exception], ...] = (OperationalError, PersistenceError)
+#: What a step may fail with and the worker's thread outlives (logged, tried again at the
+#: next poll): database outages, and a command the domain refused (logged by its type).
+STEP_ERRORS: tuple[type[Exception], ...] = (OperationalError, PersistenceError, PocdirError)
 
 
 class DeliveryThread:

@@ -21,7 +21,6 @@ from domain.application import PocDirectory
 from domain.clock import Clock
 from domain.errors import ValidationError
 from domain.signing import RecordSigners
-from domain.statement import key_fingerprint
 from domain.values import Principal
 from infra.channels import Channel
 from infra.delivery import (
@@ -43,7 +42,7 @@ from infra.store import DatabaseTimeout, read_only_sqlite_uri, sqlite_record_abs
 from infra.transparency import Transparency, load_signer
 from infra.tree_store import build_tree_store
 from infra.verify import chained_recorder
-from infra.webhook import WebhookChannel
+from infra.webhook import WebhookChannel, delivery_key_id
 from infra.witness_policy import Policy, PolicyInvalid
 from projections.queries import ViewQueries
 from projections.records import RecordReader
@@ -492,11 +491,6 @@ def delivery_key(settings: Settings) -> Ed25519PrivateKey | None:
     return None if path is None else SignerKey.load(path).private_key()
 
 
-def delivery_key_id(key: Ed25519PrivateKey) -> str:
-    """How webhook signatures name the delivery key (RFC 9421 ``keyid``)."""
-    return f"pocdir-delivery:{key_fingerprint(key.public_key())}"
-
-
 def build_mail_channel(settings: Settings) -> Channel:
     """SMTP when ``POCDIR_SMTP_HOST`` is set, else the file outbox ``POCDIR_OUTBOX_DIR``."""
     if settings.smtp_host is None:
@@ -528,7 +522,7 @@ def build_delivery_worker(
     store = build_delivery_store(app.recorder, settings.backend)
     webhook = WebhookChannel(
         key,
-        delivery_key_id(key),
+        delivery_key_id(key.public_key()),
         allow_private=settings.webhook_allow_private,
     )
     return DeliveryWorker(

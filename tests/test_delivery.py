@@ -21,10 +21,18 @@ from projections.runner import ViewRunner
 from tests.support.builders import START, contact_data, fra_notifies_deu, register_states, state
 from tests.support.cli import run
 from tests.support.db import Backend
-from tests.support.delivery import delivery_settings, enable, mail, outcomes, worker_for
+from tests.support.delivery import (
+    Delivering,
+    delivering,
+    delivery_settings,
+    enable,
+    mail,
+    outcomes,
+    worker_for,
+)
 from tests.support.smtp_server import SmtpServer
 
-__all__ = ["mail"]  # the fixture
+__all__ = ["delivering", "mail"]  # the fixtures
 
 SECRET_DESCRIPTION = "Exfiltration via the finance ministry VPN concentrator"
 SECRET_INDICATOR = "198.51.100.77"
@@ -32,220 +40,186 @@ SECRET_RESPONSE = "We isolated host fin-vpn-02 and reset its credentials"
 
 
 def test_alerts_start_where_delivery_was_enabled(
-    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+    delivering: Delivering, clock: SimulatedClock, mail: SmtpServer
 ) -> None:
-    settings = delivery_settings(backend, mail, tmp_path)
-    app = build_application(settings, clock=clock)
-    try:
-        register_states(app, "FRA", "DEU")
-        fra_notifies_deu(app)  # before delivery: never alerted
-        enable(app, settings)
-        worker = worker_for(app, settings)
-        worker.run_until_idle()
-        assert mail.messages() == []
-        clock.advance(timedelta(minutes=5))
-        later = fra_notifies_deu(app)
-        worker.run_until_idle()
-        received = mail.messages()
-        assert [m.recipients for m in received] == [["cert@example.org"]]
-        assert str(later.id) in received[0].message["X-Pocdir-Reference"]
-        assert outcomes(app) == {received[0].message["Message-ID"]: ["Sent"]}
-    finally:
-        app.close()
+    app, settings = delivering.app, delivering.settings
+    register_states(app, "FRA", "DEU")
+    fra_notifies_deu(app)  # before delivery: never alerted
+    enable(app, settings)
+    worker = worker_for(app, settings)
+    worker.run_until_idle()
+    assert mail.messages() == []
+    clock.advance(timedelta(minutes=5))
+    later = fra_notifies_deu(app)
+    worker.run_until_idle()
+    received = mail.messages()
+    assert [m.recipients for m in received] == [["cert@example.org"]]
+    assert str(later.id) in received[0].message["X-Pocdir-Reference"]
+    assert outcomes(app) == {received[0].message["Message-ID"]: ["Sent"]}
 
 
 def test_every_alert_the_record_calls_for_arrives_once(
-    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+    delivering: Delivering, clock: SimulatedClock, mail: SmtpServer
 ) -> None:
-    settings = delivery_settings(backend, mail, tmp_path)
-    app = build_application(settings, clock=clock)
-    try:
-        register_states(app, "FRA", "DEU", "ITA")
-        enable(app, settings)
-        n = fra_notifies_deu(app)
-        app.acknowledge_notification(state("DEU"), n.id)
-        app.respond_to_notification(state("DEU"), n.id, Text.english_only("Looking into it"))
-        app.request_consent(state("DEU"), n.id, "ITA")
-        worker = worker_for(app, settings)
-        worker.run_until_idle()
-        worker.run_until_idle()  # nothing more: every alert is settled
-        received = mail.messages()
-        ids = [m.message["Message-ID"] for m in received]
-        assert len(ids) == len(set(ids)) == 3
-        subjects = sorted(m.message["Subject"] for m in received)
-        assert any("acknowledgement" in s for s in subjects)
-        assert any("response" in s for s in subjects)
-        assert any("consent" in s for s in subjects)
-        assert set(outcomes(app)) == set(ids)
-        assert all(v == ["Sent"] for v in outcomes(app).values())
-    finally:
-        app.close()
+    app, settings = delivering.app, delivering.settings
+    register_states(app, "FRA", "DEU", "ITA")
+    enable(app, settings)
+    n = fra_notifies_deu(app)
+    app.acknowledge_notification(state("DEU"), n.id)
+    app.respond_to_notification(state("DEU"), n.id, Text.english_only("Looking into it"))
+    app.request_consent(state("DEU"), n.id, "ITA")
+    worker = worker_for(app, settings)
+    worker.run_until_idle()
+    worker.run_until_idle()  # nothing more: every alert is settled
+    received = mail.messages()
+    ids = [m.message["Message-ID"] for m in received]
+    assert len(ids) == len(set(ids)) == 3
+    subjects = sorted(m.message["Subject"] for m in received)
+    assert any("acknowledgement" in s for s in subjects)
+    assert any("response" in s for s in subjects)
+    assert any("consent" in s for s in subjects)
+    assert set(outcomes(app)) == set(ids)
+    assert all(v == ["Sent"] for v in outcomes(app).values())
 
 
 def test_deferred_then_accepted_arrives_with_one_message_id(
-    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+    delivering: Delivering, clock: SimulatedClock, mail: SmtpServer
 ) -> None:
-    settings = delivery_settings(backend, mail, tmp_path)
-    app = build_application(settings, clock=clock)
-    try:
-        register_states(app, "FRA", "DEU")
-        enable(app, settings)
-        mail.set_rules(defer={"cert@example.org": 2})
-        fra_notifies_deu(app)
-        worker = worker_for(app, settings)
-        worker.run_until_idle()
-        assert mail.messages() == []
-        clock.advance(timedelta(seconds=59))
-        worker.run_until_idle()  # not yet due again
-        clock.advance(timedelta(seconds=1))
-        worker.run_until_idle()  # second attempt: deferred again, next in 120 s
-        assert mail.messages() == []
-        clock.advance(timedelta(seconds=120))
-        worker.run_until_idle()
-        received = mail.messages()
-        assert len(received) == 1
-        assert outcomes(app) == {
-            received[0].message["Message-ID"]: ["Deferred", "Deferred", "Sent"]
-        }
-    finally:
-        app.close()
+    app, settings = delivering.app, delivering.settings
+    register_states(app, "FRA", "DEU")
+    enable(app, settings)
+    mail.set_rules(defer={"cert@example.org": 2})
+    fra_notifies_deu(app)
+    worker = worker_for(app, settings)
+    worker.run_until_idle()
+    assert mail.messages() == []
+    clock.advance(timedelta(seconds=59))
+    worker.run_until_idle()  # not yet due again
+    clock.advance(timedelta(seconds=1))
+    worker.run_until_idle()  # second attempt: deferred again, next in 120 s
+    assert mail.messages() == []
+    clock.advance(timedelta(seconds=120))
+    worker.run_until_idle()
+    received = mail.messages()
+    assert len(received) == 1
+    assert outcomes(app) == {received[0].message["Message-ID"]: ["Deferred", "Deferred", "Sent"]}
 
 
 def test_deferred_too_often_is_given_up(
-    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+    delivering: Delivering, clock: SimulatedClock, mail: SmtpServer
 ) -> None:
-    settings = delivery_settings(backend, mail, tmp_path)
-    app = build_application(settings, clock=clock)
-    try:
-        register_states(app, "FRA", "DEU")
-        enable(app, settings)
-        mail.set_rules(defer={"cert@example.org": 10})
-        fra_notifies_deu(app)
-        worker = worker_for(app, settings)
-        for _ in range(5):
-            worker.run_until_idle()
-            clock.advance(timedelta(hours=1))
-        assert mail.messages() == []
-        assert list(outcomes(app).values()) == [["Deferred", "Deferred", "GaveUp"]]
-    finally:
-        app.close()
+    app, settings = delivering.app, delivering.settings
+    register_states(app, "FRA", "DEU")
+    enable(app, settings)
+    mail.set_rules(defer={"cert@example.org": 10})
+    fra_notifies_deu(app)
+    worker = worker_for(app, settings)
+    for _ in range(5):
+        worker.run_until_idle()
+        clock.advance(timedelta(hours=1))
+    assert mail.messages() == []
+    assert list(outcomes(app).values()) == [["Deferred", "Deferred", "GaveUp"]]
 
 
 def test_refused_address_is_recorded_refused(
-    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+    delivering: Delivering, clock: SimulatedClock, mail: SmtpServer
 ) -> None:
-    settings = delivery_settings(backend, mail, tmp_path)
-    app = build_application(settings, clock=clock)
-    try:
-        register_states(app, "FRA", "DEU")
-        enable(app, settings)
-        mail.set_rules(refuse={"cert@example.org"})
-        fra_notifies_deu(app)
-        worker_for(app, settings).run_until_idle()
-        assert mail.messages() == []
-        [(message_id, history)] = outcomes(app).items()
-        assert history == ["Refused"]
-        alert = app.find_alert(message_id)
-        assert alert is not None and alert.outcome is AlertOutcome.REFUSED
-        assert (alert.state, alert.contact_id) == ("DEU", "cert")
-    finally:
-        app.close()
+    app, settings = delivering.app, delivering.settings
+    register_states(app, "FRA", "DEU")
+    enable(app, settings)
+    mail.set_rules(refuse={"cert@example.org"})
+    fra_notifies_deu(app)
+    worker_for(app, settings).run_until_idle()
+    assert mail.messages() == []
+    [(message_id, history)] = outcomes(app).items()
+    assert history == ["Refused"]
+    alert = app.find_alert(message_id)
+    assert alert is not None and alert.outcome is AlertOutcome.REFUSED
+    assert (alert.state, alert.contact_id) == ("DEU", "cert")
 
 
 def test_a_contact_without_e_mail_is_not_deliverable_automatically(
-    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+    delivering: Delivering, clock: SimulatedClock, mail: SmtpServer
 ) -> None:
-    settings = delivery_settings(backend, mail, tmp_path)
-    app = build_application(settings, clock=clock)
-    try:
-        phone_only = contact_data("cert", channels=[{"kind": "phone", "address": "+49 30 1234567"}])
-        register_states(app, "FRA")
-        register_states(app, "DEU", contact=phone_only)
-        enable(app, settings)
-        fra_notifies_deu(app)
-        worker_for(app, settings).run_until_idle()
-        assert mail.messages() == []
-        assert list(outcomes(app).values()) == [["NotDeliverable"]]
-    finally:
-        app.close()
+    app, settings = delivering.app, delivering.settings
+    phone_only = contact_data("cert", channels=[{"kind": "phone", "address": "+49 30 1234567"}])
+    register_states(app, "FRA")
+    register_states(app, "DEU", contact=phone_only)
+    enable(app, settings)
+    fra_notifies_deu(app)
+    worker_for(app, settings).run_until_idle()
+    assert mail.messages() == []
+    assert list(outcomes(app).values()) == [["NotDeliverable"]]
 
 
 def test_an_alert_speaks_the_contacts_languages_and_time_zone(
-    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+    delivering: Delivering, clock: SimulatedClock, mail: SmtpServer
 ) -> None:
-    settings = delivery_settings(backend, mail, tmp_path)
-    app = build_application(settings, clock=clock)
-    try:
-        register_states(app, "FRA")
-        register_states(
-            app, "DEU", contact=contact_data("cert", languages=["ru"], time_zone="Asia/Tokyo")
-        )
-        enable(app, settings)
-        n = fra_notifies_deu(app)
-        app.acknowledge_notification(state("DEU"), n.id)
-        app.respond_to_notification(state("DEU"), n.id, Text.english_only("Seen"))
-        worker_for(app, settings).run_until_idle()
-        to_fra = next(
-            m
-            for m in mail.messages()
-            if m.recipients == ["cert@example.org"] and "response" in m.message["Subject"]
-        )
-        body = to_fra.message.get_content()
-        assert "Lisez-la dans le client de l'État." in body  # FRA's contact reads French
-        assert "Read it in the State client." in body  # and English, always (R6)
-        assert to_fra.message["Content-Language"] == "fr"
-    finally:
-        app.close()
+    app, settings = delivering.app, delivering.settings
+    register_states(app, "FRA")
+    register_states(
+        app, "DEU", contact=contact_data("cert", languages=["ru"], time_zone="Asia/Tokyo")
+    )
+    enable(app, settings)
+    n = fra_notifies_deu(app)
+    app.acknowledge_notification(state("DEU"), n.id)
+    app.respond_to_notification(state("DEU"), n.id, Text.english_only("Seen"))
+    worker_for(app, settings).run_until_idle()
+    to_fra = next(
+        m
+        for m in mail.messages()
+        if m.recipients == ["cert@example.org"] and "response" in m.message["Subject"]
+    )
+    body = to_fra.message.get_content()
+    assert "Lisez-la dans le client de l'État." in body  # FRA's contact reads French
+    assert "Read it in the State client." in body  # and English, always (R6)
+    assert to_fra.message["Content-Language"] == "fr"
 
 
 def test_no_alert_carries_what_an_exchange_says(
-    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+    delivering: Delivering, clock: SimulatedClock, mail: SmtpServer
 ) -> None:
-    settings = delivery_settings(backend, mail, tmp_path)
-    app = build_application(settings, clock=clock)
-    try:
-        register_states(app, "FRA", "DEU", "ITA")
-        app.add_contact(
-            state("DEU"),
-            "DEU",
-            Contact.from_dict(
-                contact_data(
-                    "dip",
-                    level="diplomatic",
-                    incident_types=[],
-                    channels=[{"kind": "email", "address": "ambassador-private@example.org"}],
-                )
-            ),
-        )
-        enable(app, settings)
-        n = fra_notifies_deu(
-            app,
+    app, settings = delivering.app, delivering.settings
+    register_states(app, "FRA", "DEU", "ITA")
+    app.add_contact(
+        state("DEU"),
+        "DEU",
+        Contact.from_dict(
+            contact_data(
+                "dip",
+                level="diplomatic",
+                incident_types=[],
+                channels=[{"kind": "email", "address": "ambassador-private@example.org"}],
+            )
+        ),
+    )
+    enable(app, settings)
+    n = fra_notifies_deu(
+        app,
+        SECRET_DESCRIPTION,
+        [{"kind": "ipv4", "value": SECRET_INDICATOR}],
+        supporting_text="Seen by our sensor grid",
+    )
+    app.acknowledge_notification(state("DEU"), n.id)
+    app.respond_to_notification(state("DEU"), n.id, Text.english_only(SECRET_RESPONSE))
+    app.request_consent(state("FRA"), n.id, "ITA")
+    worker_for(app, settings).run_until_idle()
+    received = mail.messages()
+    assert len(received) == 3
+    for m in received:
+        text = m.raw.decode("utf-8", "replace") + m.message.get_content()
+        for secret in (
             SECRET_DESCRIPTION,
-            [{"kind": "ipv4", "value": SECRET_INDICATOR}],
-            supporting_text="Seen by our sensor grid",
-        )
-        app.acknowledge_notification(state("DEU"), n.id)
-        app.respond_to_notification(state("DEU"), n.id, Text.english_only(SECRET_RESPONSE))
-        app.request_consent(state("FRA"), n.id, "ITA")
-        worker_for(app, settings).run_until_idle()
-        received = mail.messages()
-        assert len(received) == 3
-        for m in received:
-            text = m.raw.decode("utf-8", "replace") + m.message.get_content()
-            for secret in (
-                SECRET_DESCRIPTION,
-                SECRET_INDICATOR,
-                SECRET_RESPONSE,
-                "sensor grid",
-                "malware",
-                "ambassador-private",
-                "+33",
-            ):
-                assert secret not in text, (secret, m.message["Subject"])
-            # No other contact's address: only the recipient's own.
-            assert text.count("@example.org") == text.count(m.recipients[0])
-    finally:
-        app.close()
+            SECRET_INDICATOR,
+            SECRET_RESPONSE,
+            "sensor grid",
+            "malware",
+            "ambassador-private",
+            "+33",
+        ):
+            assert secret not in text, (secret, m.message["Subject"])
+        # No other contact's address: only the recipient's own.
+        assert text.count("@example.org") == text.count(m.recipients[0])
 
 
 @pytest.mark.parametrize("point", ["sent", "recorded"])
@@ -311,39 +285,35 @@ def test_smtp_password_is_never_sent_in_the_clear() -> None:
 
 
 def test_histories_and_the_review_report_show_reachability(
-    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+    delivering: Delivering, clock: SimulatedClock, mail: SmtpServer
 ) -> None:
-    settings = delivery_settings(backend, mail, tmp_path)
-    app = build_application(settings, clock=clock)
-    try:
-        register_states(app, "FRA", "DEU", "ITA")
-        enable(app, settings)
-        mail.set_rules(refuse={"cert@example.org"})  # every State's contact: all refused
-        fra_notifies_deu(app)
-        worker_for(app, settings).run_until_idle()
-        mail.set_rules()
-        clock.advance(timedelta(minutes=1))
-        app.send_notification(
-            state("ITA"),
-            "FRA",
-            "malware",
-            Text.english_only("Scanning from your networks"),
-            [{"kind": "ipv4", "value": "192.0.2.9"}],
-            good_faith_attested=True,
-        )
-        worker_for(app, settings).run_until_idle()
-        view = build_views(app, settings)
-        ViewRunner(app, view).catch_up()
-        history = ViewQueries(view).history("DEU", START.date(), START.date())
-        alerts = [i for i in history if i["event"].startswith("alert")]
-        assert [(i["event"], i["by"]) for i in alerts] == [
-            ("alert notification received: refused", "cert")
-        ]
-        report = build_report(view, START.date(), START.date())
-        table = report["responsiveness"]["tables"]["alerts_by_group"]
-        rows = {row[0]: row[1:] for row in table["rows"]}
-        # DEU and FRA are in WEOG: one refused (DEU), one sent (FRA).
-        assert table["columns"][:4] == ["regional_group", "alerts", "sent", "refused"]
-        assert rows["WEOG"][:3] == [2, 1, 1]
-    finally:
-        app.close()
+    app, settings = delivering.app, delivering.settings
+    register_states(app, "FRA", "DEU", "ITA")
+    enable(app, settings)
+    mail.set_rules(refuse={"cert@example.org"})  # every State's contact: all refused
+    fra_notifies_deu(app)
+    worker_for(app, settings).run_until_idle()
+    mail.set_rules()
+    clock.advance(timedelta(minutes=1))
+    app.send_notification(
+        state("ITA"),
+        "FRA",
+        "malware",
+        Text.english_only("Scanning from your networks"),
+        [{"kind": "ipv4", "value": "192.0.2.9"}],
+        good_faith_attested=True,
+    )
+    worker_for(app, settings).run_until_idle()
+    view = build_views(app, settings)
+    ViewRunner(app, view).catch_up()
+    history = ViewQueries(view).history("DEU", START.date(), START.date())
+    alerts = [i for i in history if i["event"].startswith("alert")]
+    assert [(i["event"], i["by"]) for i in alerts] == [
+        ("alert notification received: refused", "cert")
+    ]
+    report = build_report(view, START.date(), START.date())
+    table = report["responsiveness"]["tables"]["alerts_by_group"]
+    rows = {row[0]: row[1:] for row in table["rows"]}
+    # DEU and FRA are in WEOG: one refused (DEU), one sent (FRA).
+    assert table["columns"][:4] == ["regional_group", "alerts", "sent", "refused"]
+    assert rows["WEOG"][:3] == [2, 1, 1]

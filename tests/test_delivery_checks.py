@@ -21,10 +21,17 @@ from infra.wiring import build_application
 from tests.support.builders import SECRETARIAT, contact_data, register_states, state
 from tests.support.cli import run
 from tests.support.db import Backend
-from tests.support.delivery import delivery_settings, enable, mail, worker_for
+from tests.support.delivery import (
+    Delivering,
+    delivering,
+    delivery_settings,
+    enable,
+    mail,
+    worker_for,
+)
 from tests.support.smtp_server import Received, SmtpServer
 
-__all__ = ["mail"]  # the fixture
+__all__ = ["delivering", "mail"]  # the fixtures
 
 CODE = re.compile(r"\b([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})\b")
 
@@ -81,44 +88,40 @@ def run_check(
 
 
 def test_a_checks_results_are_what_the_mail_server_received(
-    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+    delivering: Delivering, clock: SimulatedClock, mail: SmtpServer
 ) -> None:
-    settings = delivery_settings(backend, mail, tmp_path)
-    app = build_application(settings, clock=clock)
-    try:
-        register_three(app)
-        enable(app, settings)
-        mail.set_rules(refuse={"cert@deu.example.org"})
-        worker = worker_for(app, settings)
-        check = app.launch_check(SECRETARIAT, "technical", clock.now() + timedelta(hours=48))
-        for _ in range(app.check_window_hours + 1):
-            worker.run_until_idle()
-            clock.advance(timedelta(hours=1))
-        challenges = [m for m in mail.messages() if "Communication check" in m.message["Subject"]]
-        assert sorted(m.recipients[0] for m in challenges) == [
-            "cert@fra.example.org",
-            "cert@ita.example.org",
-        ]
-        codes = {m.recipients[0]: code_in(m) for m in challenges}
-        assert len(set(codes.values())) == 2  # one code per contact
+    app, settings = delivering.app, delivering.settings
+    register_three(app)
+    enable(app, settings)
+    mail.set_rules(refuse={"cert@deu.example.org"})
+    worker = worker_for(app, settings)
+    check = app.launch_check(SECRETARIAT, "technical", clock.now() + timedelta(hours=48))
+    for _ in range(app.check_window_hours + 1):
+        worker.run_until_idle()
+        clock.advance(timedelta(hours=1))
+    challenges = [m for m in mail.messages() if "Communication check" in m.message["Subject"]]
+    assert sorted(m.recipients[0] for m in challenges) == [
+        "cert@fra.example.org",
+        "cert@ita.example.org",
+    ]
+    codes = {m.recipients[0]: code_in(m) for m in challenges}
+    assert len(set(codes.values())) == 2  # one code per contact
 
-        with pytest.raises(ValidationError):  # ITA's code is not one of FRA's
-            app.answer_check_code(state("FRA"), check.id, codes["cert@ita.example.org"])
-        with pytest.raises(ValidationError):
-            app.answer_check_code(state("FRA"), check.id, "AAAA-BBBB-CCCC-DDDD")
-        app.answer_check_code(state("FRA"), check.id, codes["cert@fra.example.org"].lower())
-        with pytest.raises(InvalidTransition):  # used already
-            app.answer_check_code(state("FRA"), check.id, codes["cert@fra.example.org"])
+    with pytest.raises(ValidationError):  # ITA's code is not one of FRA's
+        app.answer_check_code(state("FRA"), check.id, codes["cert@ita.example.org"])
+    with pytest.raises(ValidationError):
+        app.answer_check_code(state("FRA"), check.id, "AAAA-BBBB-CCCC-DDDD")
+    app.answer_check_code(state("FRA"), check.id, codes["cert@fra.example.org"].lower())
+    with pytest.raises(InvalidTransition):  # used already
+        app.answer_check_code(state("FRA"), check.id, codes["cert@fra.example.org"])
 
-        clock.advance(timedelta(days=3))
-        app.close_check(SECRETARIAT, check.id)
-        assert results_by_contact(app, check.id) == {
-            "DEU/cert": "unreachable",  # refused at SMTP time
-            "FRA/cert": "confirmed in time",
-            "ITA/cert": "no answer",  # received, never confirmed
-        }
-    finally:
-        app.close()
+    clock.advance(timedelta(days=3))
+    app.close_check(SECRETARIAT, check.id)
+    assert results_by_contact(app, check.id) == {
+        "DEU/cert": "unreachable",  # refused at SMTP time
+        "FRA/cert": "confirmed in time",
+        "ITA/cert": "no answer",  # received, never confirmed
+    }
 
 
 def test_two_failed_checks_in_a_row_mark_a_contact_unverified_and_its_state_is_told(
@@ -197,32 +200,28 @@ def recipients(mail: SmtpServer) -> list[str]:
 
 
 def test_an_overdue_notification_goes_down_the_route_until_acknowledged(
-    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+    delivering: Delivering, clock: SimulatedClock, mail: SmtpServer
 ) -> None:
-    settings = delivery_settings(backend, mail, tmp_path)
-    app = build_application(settings, clock=clock)
-    try:
-        deu_with_route(app)
-        enable(app, settings)
-        worker = worker_for(app, settings)
-        n = notify(app, "high")  # 12 h to acknowledge
-        worker.run_until_idle()
-        assert recipients(mail) == ["cert@deu.example.org"]
-        clock.advance(timedelta(hours=11))
-        worker.run_until_idle()
-        assert recipients(mail) == ["cert@deu.example.org"]  # not yet overdue
-        clock.advance(timedelta(hours=1, seconds=1))
-        worker.run_until_idle()
-        assert recipients(mail)[-1] == "coord@deu.example.org"
-        escalation = mail.messages()[-1]
-        assert "Escalated" in escalation.message["Subject"]
-        app.acknowledge_notification(state("DEU"), n.id)
-        clock.advance(timedelta(days=2))
-        worker.run_until_idle()
-        assert recipients(mail) == ["cert@deu.example.org", "coord@deu.example.org"]
-        assert [c for _, _, c in app.get_notification(n.id).escalations] == ["coord"]
-    finally:
-        app.close()
+    app, settings = delivering.app, delivering.settings
+    deu_with_route(app)
+    enable(app, settings)
+    worker = worker_for(app, settings)
+    n = notify(app, "high")  # 12 h to acknowledge
+    worker.run_until_idle()
+    assert recipients(mail) == ["cert@deu.example.org"]
+    clock.advance(timedelta(hours=11))
+    worker.run_until_idle()
+    assert recipients(mail) == ["cert@deu.example.org"]  # not yet overdue
+    clock.advance(timedelta(hours=1, seconds=1))
+    worker.run_until_idle()
+    assert recipients(mail)[-1] == "coord@deu.example.org"
+    escalation = mail.messages()[-1]
+    assert "Escalated" in escalation.message["Subject"]
+    app.acknowledge_notification(state("DEU"), n.id)
+    clock.advance(timedelta(days=2))
+    worker.run_until_idle()
+    assert recipients(mail) == ["cert@deu.example.org", "coord@deu.example.org"]
+    assert [c for _, _, c in app.get_notification(n.id).escalations] == ["coord"]
 
 
 def test_an_urgent_escalation_skips_contacts_outside_their_hours_and_replays_the_same(

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from domain.application import PocDirectory
+from domain.clock import SimulatedClock
 from domain.delivery import Alert
 from infra.delivery import DeliveryWorker
 from infra.note import SignerKey
 from infra.settings import Settings
-from infra.wiring import build_delivery_worker, delivery_key
+from infra.wiring import build_application, build_delivery_worker, delivery_key
 from tests.support.db import Backend
 from tests.support.smtp_server import SmtpServer, smtp_server
 
@@ -60,6 +61,25 @@ def outcomes(app: PocDirectory) -> dict[str, list[str]]:
     for record in app.recorder.select_notifications(None, 100_000):
         event = app.facts_mapper.to_domain_event(record)
         if isinstance(event, Alert.Outcome):
-            alert = app.repository.get(event.originator_id)
+            alert: Alert = app.repository.get(event.originator_id)
             found.setdefault(alert.message_id, []).append(type(event).__name__)
     return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivering:
+    """The test's application over a record that delivers to the test's mail server, with
+    the settings that say so (delivery is not enabled yet: ``enable``)."""
+
+    app: PocDirectory
+    settings: Settings
+
+
+@pytest.fixture
+def delivering(
+    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+) -> Iterator[Delivering]:
+    settings = delivery_settings(backend, mail, tmp_path)
+    app = build_application(settings, clock=clock)
+    yield Delivering(app, settings)
+    app.close()

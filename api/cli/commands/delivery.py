@@ -14,12 +14,8 @@ from api.cli.session import command_application, settings
 from domain.application import PocDirectory
 from infra.delivery import DeliveryWorker, StepReport
 from infra.lease import DELIVERY_LEASE, build_lease
-from infra.wiring import (
-    OpenMode,
-    build_delivery_worker,
-    delivery_key,
-    delivery_key_id,
-)
+from infra.webhook import delivery_key_id
+from infra.wiring import OpenMode, build_delivery_worker, delivery_key
 
 delivery_app = typer.Typer(help="Alerts to the contacts the directory lists (issue 17).")
 
@@ -40,7 +36,8 @@ def enable_delivery(application: PocDirectory) -> int:
     key = delivery_key(config)
     if key is None:
         fail("set POCDIR_DELIVERY_KEY_FILE (pocdir keys generate PATH makes one)")
-    application.enable_delivery(key.public_key().public_bytes_raw(), delivery_key_id(key))
+    public = key.public_key()
+    application.enable_delivery(public.public_bytes_raw(), delivery_key_id(public))
     return application.recorder.max_notification_id() or 0
 
 
