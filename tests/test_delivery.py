@@ -222,6 +222,25 @@ def test_no_alert_carries_what_an_exchange_says(
         assert text.count("@example.org") == text.count(m.recipients[0])
 
 
+def kill_and_restart(backend: Backend, settings: Settings, mail: SmtpServer, point: str) -> None:
+    """``pocdir delivery run --once`` in a process of its own, dying at the named point, then
+    again to the end."""
+    env = {
+        "POCDIR_DELIVERY_KEY_FILE": str(settings.delivery_key_file),
+        "POCDIR_SMTP_HOST": mail.host,
+        "POCDIR_SMTP_PORT": str(mail.port),
+        "POCDIR_SMTP_STARTTLS": "false",
+        "POCDIR_SMTP_SENDER": "alerts@pocdir.test",
+    }
+    died = run(
+        backend.url, "delivery", "run", "--once", env={**env, "POCDIR_DELIVERY_FAULT": point}
+    )
+    assert died.returncode == FAULT_EXIT, died.stderr
+    again = run(backend.url, "delivery", "run", "--once", env=env)
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["sent", "recorded"])
 def test_a_worker_killed_at_a_named_point_loses_nothing(
     backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path, point: str
@@ -239,19 +258,7 @@ def test_a_worker_killed_at_a_named_point_loses_nothing(
         app.request_consent(state("DEU"), n.id, "ITA")
     finally:
         app.close()
-    env = {
-        "POCDIR_DELIVERY_KEY_FILE": str(settings.delivery_key_file),
-        "POCDIR_SMTP_HOST": mail.host,
-        "POCDIR_SMTP_PORT": str(mail.port),
-        "POCDIR_SMTP_STARTTLS": "false",
-        "POCDIR_SMTP_SENDER": "alerts@pocdir.test",
-    }
-    died = run(
-        backend.url, "delivery", "run", "--once", env={**env, "POCDIR_DELIVERY_FAULT": point}
-    )
-    assert died.returncode == FAULT_EXIT, died.stderr
-    again = run(backend.url, "delivery", "run", "--once", env=env)
-    assert again.returncode == 0, again.stderr
+    kill_and_restart(backend, settings, mail, point)
     app = build_application(settings, clock=clock)
     try:
         recorded = outcomes(app)
@@ -317,3 +324,33 @@ def test_histories_and_the_review_report_show_reachability(
     # DEU and FRA are in WEOG: one refused (DEU), one sent (FRA).
     assert table["columns"][:4] == ["regional_group", "alerts", "sent", "refused"]
     assert rows["WEOG"][:3] == [2, 1, 1]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_after_recording_an_escalation_escalates_once(
+    backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
+) -> None:
+    """The notification was sent (on the test's clock) long before the worker runs (on the
+    system clock): its deadline has passed. The worker dies right after recording the
+    escalation; restarted, it does not escalate again, and each contact gets one alert."""
+    settings = delivery_settings(backend, mail, tmp_path)
+    app = build_application(settings, clock=clock)
+    try:
+        register_states(app, "FRA")
+        register_states(app, "DEU")
+        coordination = contact_data("coord", incident_types=[])
+        app.add_contact(state("DEU"), "DEU", Contact.from_dict(coordination))
+        app.set_coordination_contact(state("DEU"), "DEU", "coord")
+        enable(app, settings)
+        n = fra_notifies_deu(app)
+    finally:
+        app.close()
+    kill_and_restart(backend, settings, mail, "escalated")
+    app = build_application(settings, clock=clock)
+    try:
+        assert [c for _, _, c in app.get_notification(n.id).escalations] == ["coord"]
+        received = sorted(m.recipients[0] for m in mail.messages())
+        assert received == ["cert@example.org", "coord@example.org"]
+        assert all(v == ["Sent"] for v in outcomes(app).values())
+    finally:
+        app.close()

@@ -224,6 +224,7 @@ def test_an_overdue_notification_goes_down_the_route_until_acknowledged(
     assert [c for _, _, c in app.get_notification(n.id).escalations] == ["coord"]
 
 
+@pytest.mark.slow
 def test_an_urgent_escalation_skips_contacts_outside_their_hours_and_replays_the_same(
     backend: Backend, clock: SimulatedClock, mail: SmtpServer, tmp_path: Path
 ) -> None:
