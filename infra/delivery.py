@@ -337,31 +337,20 @@ class DeliveryWorker:
     def _challenge_outcome(
         self, plan: AlertPlan, outcome: AlertOutcome
     ) -> Sequence[PocdirAggregate]:
+        """The challenge's outcome on its check (loaded once), unsaved: saved with the
+        alert's own outcome, in one transaction."""
         check_id = UUID(plan.extra["check_id"])
         contact_id = plan.contact_id or ""
         check = self.app.get_check(check_id)
         if check.has_outcome(plan.state, contact_id):
             return ()
+        at = self.app.clock.now()
         if outcome is AlertOutcome.SENT:
             code = challenge_code(self.secret, check_id, plan.state, contact_id)
-            changed = self.app.challenge_outcome(
-                check_id,
-                plan.state,
-                contact_id,
-                self.app.clock.now(),
-                digest=code_digest(check_id, code),
-                outcome=None,
-            )
+            check.challenge_sent(at, plan.state, contact_id, code_digest(check_id, code))
         else:
-            changed = self.app.challenge_outcome(
-                check_id,
-                plan.state,
-                contact_id,
-                self.app.clock.now(),
-                digest=None,
-                outcome=str(outcome),
-            )
-        return (changed,)
+            check.challenge_undeliverable(at, plan.state, contact_id, str(outcome))
+        return (check,)
 
     # -- what the planner reads ----------------------------------------------------------------
 
